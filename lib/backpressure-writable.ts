@@ -1,0 +1,121 @@
+import { Writable } from 'node:stream';
+import { resolveConfig } from './config';
+import { Engine, criticalCount } from './engine';
+import { invalidArgType } from './errors';
+import { shutdown, watchSignal } from './lifecycle';
+import type { AdmissionPolicy, Settle } from './engine';
+import type {
+  BackpressureMetrics,
+  BackpressureOptions,
+  BackpressureState,
+  FlushFunction,
+  ShutdownOptions,
+  ShutdownResult,
+} from './types';
+
+/** Key of the engine behind a sluice stream; internal (not exported from the package). */
+export const kEngine = Symbol('sluice.engine');
+
+/**
+ * A write callback. Besides Node's `error`, sluice passes `accepted`: `false`
+ * when the strategy dropped the item.
+ */
+export type WriteCallback = Settle;
+
+/**
+ * The abstract base of the four strategy streams: an object-mode `Writable`
+ * whose `write()` and `'drain'` follow the buffer states, and which delivers
+ * items to `flush` in batches.
+ *
+ * Node's own `Writable` buffers without bound and fires `'drain'` only when
+ * empty, so `write()` is taken over here: items go straight into sluice's
+ * bounded ring and leave it in batches through the flush engine.
+ *
+ * @example
+ * ```ts
+ * await pipeline(Readable.from(rows), new BlockingWritable(async (batch) => { await db.insert(batch); }));
+ * ```
+ */
+export abstract class BackpressureWritable<T> extends Writable {
+  /** @internal */
+  readonly [kEngine]: Engine<T>;
+  readonly #unwatchSignal: (() => void) | undefined;
+  #shutdown: Promise<ShutdownResult<T>> | undefined;
+
+  protected constructor(flush: FlushFunction<T>, config: BackpressureOptions<T> | undefined, policy: AdmissionPolicy<T>) {
+    if (typeof flush !== 'function') throw invalidArgType('The "flush" argument', 'a function', flush);
+    const resolved = resolveConfig(config, policy.strategy, new.target.name);
+    super({ objectMode: true, highWaterMark: criticalCount(resolved) });
+    this[kEngine] = new Engine(resolved, flush, this, policy);
+    this.#unwatchSignal = watchSignal(this, resolved.signal);
+  }
+
+  /**
+   * Offers `chunk`. Returns `false` when the producer should wait for `'drain'`
+   * (block, from `critical` on); drop strategies always return `true`. The
+   * callback gets `accepted === false` when the item was dropped.
+   */
+  override write(chunk: T, callback?: WriteCallback): boolean;
+  override write(chunk: T, encoding: BufferEncoding | undefined, callback?: WriteCallback): boolean;
+  override write(chunk: T, encoding?: BufferEncoding | WriteCallback, callback?: WriteCallback): boolean {
+    const cb = typeof encoding === 'function' ? encoding : callback;
+    // Null, after end() and after destroy(): Node's own coded errors and return value.
+    if (chunk === null || this.writableEnded || this.destroyed) return super.write(chunk, cb as (error?: Error | null) => void);
+    return this[kEngine].offer(chunk, cb);
+  }
+
+  override end(chunk?: unknown, encoding?: unknown, callback?: unknown): this {
+    if (typeof chunk === 'function') return super.end(chunk as () => void);
+    const cb = (typeof encoding === 'function' ? encoding : callback) as (() => void) | undefined;
+    // Node's end(chunk) bypasses write(); route the last chunk through the strategy like any other.
+    if (chunk !== undefined && chunk !== null && !this.writableEnded) this.write(chunk as T);
+    return super.end(cb);
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    this[kEngine].end(() => callback());
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.#unwatchSignal?.();
+    callback(this[kEngine].destroy(error) ?? null);
+  }
+
+  /** The current state; `'state'` events report every change. */
+  get state(): BackpressureState {
+    return this[kEngine].state;
+  }
+
+  /** A snapshot of the counters. Allocates one object; walks no buffer. */
+  getMetrics(): BackpressureMetrics {
+    return this[kEngine].getMetrics();
+  }
+
+  /** Flushes everything held now, without waiting for timers; resolves once nothing is held. The stream stays open. */
+  drain(): Promise<void> {
+    return this[kEngine].drain();
+  }
+
+  /**
+   * Ends the stream and flushes for at most `timeoutMs`; then hands what is left to
+   * the dead-letter path, destroys the stream without an error, and resolves with it.
+   */
+  shutdown(options: ShutdownOptions): Promise<ShutdownResult<T>> {
+    this.#shutdown ??= shutdown(this, this[kEngine], options);
+    return this.#shutdown;
+  }
+}
+
+// Node keeps these in its own (unused here) buffer state; report sluice's instead.
+Object.defineProperties(BackpressureWritable.prototype, {
+  writableLength: {
+    get(this: BackpressureWritable<unknown>): number {
+      return this[kEngine].length;
+    },
+  },
+  writableNeedDrain: {
+    get(this: BackpressureWritable<unknown>): boolean {
+      return !this.destroyed && !this.writableEnded && this[kEngine].needDrain;
+    },
+  },
+});

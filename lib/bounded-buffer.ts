@@ -1,0 +1,123 @@
+import { outOfRange } from './errors';
+
+const INITIAL_SLOTS = 16;
+
+/**
+ * A FIFO of at most `capacity` items on a power-of-two ring: every operation is
+ * O(1) per item moved, with no `Array#shift`/`splice`. Storage grows by doubling
+ * up to the capacity, so a large bound costs nothing until it is used.
+ *
+ * @example
+ * ```ts
+ * const buffer = new BoundedBuffer<number>(3);
+ * buffer.push(1); buffer.push(2); buffer.push(3);
+ * buffer.pushWithEviction(4); // → 1
+ * buffer.take(2);             // → [2, 3]
+ * ```
+ */
+export class BoundedBuffer<T> {
+  readonly #capacity: number;
+  /** Slots; length is a power of two, so `index & #mask` wraps. */
+  #slots: (T | undefined)[];
+  #mask: number;
+  /** Index of the oldest item. */
+  #head = 0;
+  /** Items stored, 0..capacity. */
+  #size = 0;
+
+  constructor(capacity: number) {
+    if (!Number.isInteger(capacity) || !(capacity >= 1)) {
+      throw outOfRange('The argument "capacity"', 'an integer >= 1', capacity);
+    }
+    this.#capacity = capacity;
+    const slots = Math.min(INITIAL_SLOTS, nextPowerOfTwo(capacity));
+    this.#slots = new Array<T | undefined>(slots);
+    this.#mask = slots - 1;
+  }
+
+  get size(): number {
+    return this.#size;
+  }
+
+  get capacity(): number {
+    return this.#capacity;
+  }
+
+  get utilization(): number {
+    return this.#size / this.#capacity;
+  }
+
+  isFull(): boolean {
+    return this.#size >= this.#capacity;
+  }
+
+  isEmpty(): boolean {
+    return this.#size === 0;
+  }
+
+  /** Appends `item`; returns `false` (and stores nothing) when full. */
+  push(item: T): boolean {
+    if (this.#size >= this.#capacity) return false;
+    if (this.#size === this.#slots.length) this.#grow();
+    this.#slots[(this.#head + this.#size) & this.#mask] = item;
+    this.#size++;
+    return true;
+  }
+
+  /** Appends `item`, evicting and returning the oldest item when full; `null` when nothing was evicted. */
+  pushWithEviction(item: T): T | null {
+    const evicted = this.#size >= this.#capacity ? (this.shift() as T) : null;
+    this.push(item);
+    return evicted;
+  }
+
+  /** Removes and returns the oldest item, or `undefined` when empty. */
+  shift(): T | undefined {
+    if (this.#size === 0) return undefined;
+    const item = this.#slots[this.#head];
+    this.#slots[this.#head] = undefined;
+    this.#head = (this.#head + 1) & this.#mask;
+    this.#size--;
+    return item;
+  }
+
+  /** The oldest item, left in place. */
+  peek(): T | undefined {
+    return this.#size === 0 ? undefined : this.#slots[this.#head];
+  }
+
+  /** Removes and returns up to `count` of the oldest items, oldest first. */
+  take(count: number): T[] {
+    const n = Math.max(0, Math.min(Math.floor(count), this.#size));
+    const out = new Array<T>(n);
+    const slots = this.#slots;
+    const mask = this.#mask;
+    let index = this.#head;
+    for (let i = 0; i < n; i++) {
+      out[i] = slots[index] as T;
+      slots[index] = undefined;
+      index = (index + 1) & mask;
+    }
+    this.#head = index;
+    this.#size -= n;
+    return out;
+  }
+
+  /** Removes and returns every item, oldest first. */
+  clear(): T[] {
+    return this.take(this.#size);
+  }
+
+  #grow(): void {
+    const old = this.#slots;
+    const next = new Array<T | undefined>(old.length * 2);
+    for (let i = 0; i < this.#size; i++) next[i] = old[(this.#head + i) & this.#mask];
+    this.#slots = next;
+    this.#mask = next.length - 1;
+    this.#head = 0;
+  }
+}
+
+function nextPowerOfTwo(n: number): number {
+  return n <= 1 ? 1 : 2 ** Math.ceil(Math.log2(n));
+}

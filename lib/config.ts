@@ -1,0 +1,187 @@
+import { invalidArgType, invalidArgValue, outOfRange } from './errors';
+import { BackpressureStrategy } from './types';
+import type { BackpressureConfig, BackpressureOptions, RetryOptions } from './types';
+
+/** Node caps timers at 2^31 - 1 ms; a longer delay would fire at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * Size of an item in bytes when no `sizeOf` is given: byte length for Buffers,
+ * typed arrays and strings, else the byte length of its JSON text.
+ */
+export function defaultSizeOf(item: unknown): number {
+  if (typeof item === 'string') return Buffer.byteLength(item);
+  if (ArrayBuffer.isView(item)) return item.byteLength;
+  return Buffer.byteLength(JSON.stringify(item) ?? '');
+}
+
+/** The defaults of every option, frozen. */
+export const DEFAULT_CONFIG: Readonly<BackpressureConfig> = Object.freeze({
+  maxBufferSize: 10000,
+  highWatermark: 0.8,
+  lowWatermark: 0.5,
+  strategy: BackpressureStrategy.DROP_OLDEST,
+  sampleRate: 10,
+  maxBlockTimeMs: 5000,
+  batchSize: 100,
+  minFlushIntervalMs: 100,
+  maxFlushIntervalMs: 30000,
+  targetLatencyMs: 500,
+  maxBufferBytes: Infinity,
+  sizeOf: defaultSizeOf,
+  maxConcurrentFlushes: 1,
+  flushTimeoutMs: Infinity,
+  retry: Object.freeze({ maxRetries: 3, initialDelayMs: 100, maxDelayMs: 5000 }),
+  fallbackToSequential: false,
+  onDeadLetter: undefined,
+  signal: undefined,
+});
+
+const OPTION_NAMES = new Set(Object.keys(DEFAULT_CONFIG));
+const RETRY_NAMES = new Set(Object.keys(DEFAULT_CONFIG.retry));
+const STRATEGIES = new Set<string>(Object.values(BackpressureStrategy));
+
+/** A validated configuration with every default filled in; frozen. */
+export type ResolvedConfig<T> = Readonly<BackpressureConfig<T>> & { readonly retry: Readonly<RetryOptions> };
+
+/**
+ * Validates `options` and merges them over the defaults. Throws a coded
+ * `TypeError`/`RangeError` naming the first bad option; never clamps.
+ *
+ * @param fixedStrategy the strategy a subclass implements; `options.strategy` must agree with it.
+ * @param className for the message when it does not.
+ */
+export function resolveConfig<T>(
+  options: BackpressureOptions<T> | undefined,
+  fixedStrategy?: BackpressureStrategy,
+  className?: string,
+): ResolvedConfig<T> {
+  if (options === undefined || options === null) options = {};
+  if (typeof options !== 'object') throw invalidArgType('The "config" argument', 'an object', options);
+  checkKnown(options, OPTION_NAMES, 'The option');
+  if (options.retry !== undefined) {
+    if (options.retry === null || typeof options.retry !== 'object') {
+      throw invalidArgType('The option "retry"', 'an object', options.retry);
+    }
+    checkKnown(options.retry, RETRY_NAMES, 'The option "retry.');
+  }
+
+  const pick = <K extends keyof BackpressureConfig>(key: K): BackpressureConfig[K] =>
+    (options[key as keyof typeof options] === undefined ? DEFAULT_CONFIG[key] : options[key as keyof typeof options]) as BackpressureConfig[K];
+
+  const config = {
+    maxBufferSize: integer('maxBufferSize', pick('maxBufferSize'), 1),
+    highWatermark: fraction('highWatermark', pick('highWatermark'), false, true),
+    lowWatermark: fraction('lowWatermark', pick('lowWatermark'), true, false),
+    strategy: pick('strategy'),
+    sampleRate: integer('sampleRate', pick('sampleRate'), 1),
+    maxBlockTimeMs: duration('maxBlockTimeMs', pick('maxBlockTimeMs'), true),
+    batchSize: integer('batchSize', pick('batchSize'), 1),
+    minFlushIntervalMs: duration('minFlushIntervalMs', pick('minFlushIntervalMs'), false),
+    maxFlushIntervalMs: duration('maxFlushIntervalMs', pick('maxFlushIntervalMs'), false),
+    targetLatencyMs: positive('targetLatencyMs', pick('targetLatencyMs')),
+    maxBufferBytes: pick('maxBufferBytes') === Infinity ? Infinity : integer('maxBufferBytes', pick('maxBufferBytes'), 1),
+    sizeOf: fn('sizeOf', pick('sizeOf')),
+    maxConcurrentFlushes: integer('maxConcurrentFlushes', pick('maxConcurrentFlushes'), 1),
+    flushTimeoutMs: pick('flushTimeoutMs') === Infinity ? Infinity : positive('flushTimeoutMs', pick('flushTimeoutMs'), MAX_TIMER_MS),
+    retry: Object.freeze(resolveRetry(options.retry ?? {})),
+    fallbackToSequential: bool('fallbackToSequential', pick('fallbackToSequential')),
+    onDeadLetter: pick('onDeadLetter') === undefined ? undefined : fn('onDeadLetter', pick('onDeadLetter')),
+    signal: signal(pick('signal')),
+  };
+
+  if (typeof config.strategy !== 'string' || !STRATEGIES.has(config.strategy)) {
+    throw invalidArgValue('The option "strategy"', `must be one of ${[...STRATEGIES].map((s) => `'${s}'`).join(', ')}`, config.strategy);
+  }
+  if (fixedStrategy !== undefined && options.strategy !== undefined && options.strategy !== fixedStrategy) {
+    throw invalidArgValue('The option "strategy"', `must be '${fixedStrategy}' for ${className ?? 'this class'} (or left out)`, options.strategy);
+  }
+  if (fixedStrategy !== undefined) config.strategy = fixedStrategy;
+  if (!(config.lowWatermark < config.highWatermark)) {
+    throw outOfRange('The option "lowWatermark"', `below "highWatermark" (${config.highWatermark})`, config.lowWatermark);
+  }
+  if (!(config.minFlushIntervalMs <= config.maxFlushIntervalMs)) {
+    throw outOfRange('The option "minFlushIntervalMs"', `<= "maxFlushIntervalMs" (${config.maxFlushIntervalMs})`, config.minFlushIntervalMs);
+  }
+  if (!(config.batchSize <= config.maxBufferSize)) {
+    throw outOfRange('The option "batchSize"', `<= "maxBufferSize" (${config.maxBufferSize})`, config.batchSize);
+  }
+  return Object.freeze(config) as ResolvedConfig<T>;
+}
+
+function resolveRetry(retry: Partial<RetryOptions>): RetryOptions {
+  const defaults = DEFAULT_CONFIG.retry;
+  const resolved = {
+    maxRetries: integer('retry.maxRetries', retry.maxRetries ?? defaults.maxRetries, 0),
+    initialDelayMs: duration('retry.initialDelayMs', retry.initialDelayMs ?? defaults.initialDelayMs, false),
+    maxDelayMs: duration('retry.maxDelayMs', retry.maxDelayMs ?? defaults.maxDelayMs, false),
+  };
+  if (!(resolved.initialDelayMs <= resolved.maxDelayMs)) {
+    throw outOfRange('The option "retry.initialDelayMs"', `<= "retry.maxDelayMs" (${resolved.maxDelayMs})`, resolved.initialDelayMs);
+  }
+  return resolved;
+}
+
+function checkKnown(options: object, known: Set<string>, prefix: string): void {
+  for (const key of Object.keys(options)) {
+    if (known.has(key)) continue;
+    const close = [...known].find((name) => name.toLowerCase() === key.toLowerCase());
+    const hint = close === undefined ? '' : ` (did you mean "${close}"?)`;
+    const label = prefix.endsWith('.') ? `${prefix}${key}"` : `${prefix} "${key}"`;
+    throw invalidArgValue(label, `is not a sluice option${hint}`, (options as Record<string, unknown>)[key]);
+  }
+}
+
+function label(name: string): string {
+  return `The option "${name}"`;
+}
+
+function number(name: string, value: unknown): number {
+  if (typeof value !== 'number') throw invalidArgType(label(name), 'of type number', value);
+  return value;
+}
+
+function integer(name: string, value: unknown, min: number): number {
+  const n = number(name, value);
+  if (!Number.isSafeInteger(n) || !(n >= min)) throw outOfRange(label(name), `an integer >= ${min}`, n);
+  return n;
+}
+
+function fraction(name: string, value: unknown, includeZero: boolean, includeOne: boolean): number {
+  const n = number(name, value);
+  const low = includeZero ? n >= 0 : n > 0;
+  const high = includeOne ? n <= 1 : n < 1;
+  if (!(low && high)) throw outOfRange(label(name), `${includeZero ? '>= 0' : '> 0'} and ${includeOne ? '<= 1' : '< 1'}`, n);
+  return n;
+}
+
+function duration(name: string, value: unknown, allowInfinity: boolean): number {
+  const n = number(name, value);
+  if (allowInfinity && n === Infinity) return n;
+  if (!(n >= 0 && n <= MAX_TIMER_MS)) {
+    throw outOfRange(label(name), `a number of milliseconds from 0 to ${MAX_TIMER_MS}${allowInfinity ? ', or Infinity' : ''}`, n);
+  }
+  return n;
+}
+
+function positive(name: string, value: unknown, max = Number.MAX_VALUE): number {
+  const n = number(name, value);
+  if (!(n > 0 && n <= max)) throw outOfRange(label(name), `a number > 0${max === Number.MAX_VALUE ? '' : ` and <= ${max}`}`, n);
+  return n;
+}
+
+function bool(name: string, value: unknown): boolean {
+  if (typeof value !== 'boolean') throw invalidArgType(label(name), 'of type boolean', value);
+  return value;
+}
+
+function fn<F>(name: string, value: F): F {
+  if (typeof value !== 'function') throw invalidArgType(label(name), 'a function', value);
+  return value;
+}
+
+function signal(value: unknown): AbortSignal | undefined {
+  if (value === undefined) return undefined;
+  if (!(value instanceof AbortSignal)) throw invalidArgType(label('signal'), 'an AbortSignal', value);
+  return value;
+}

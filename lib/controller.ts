@@ -1,0 +1,73 @@
+import { kEngine } from './backpressure-writable';
+import { createBackpressureStream } from './create';
+import type { BackpressureWritable } from './backpressure-writable';
+import type { BackpressureMetrics, BackpressureOptions, FlushFunction, ShutdownOptions, ShutdownResult } from './types';
+
+/**
+ * The design document's controller, for code that is not stream-shaped. It is a
+ * facade over the strategy stream (`stream`), whose flushing it holds until
+ * `start()`.
+ *
+ * @example
+ * ```ts
+ * const controller = new BackpressureController(async (items) => { await db.batchInsert('events', items); });
+ * controller.start();
+ * await controller.push(event);
+ * await controller.drain();
+ * controller.stop();
+ * ```
+ */
+export class BackpressureController<T> {
+  /** The stream doing the work: pipe into it, or listen to its `'drop'`, `'deadletter'` and `'state'` events. */
+  readonly stream: BackpressureWritable<T>;
+  /** The error the stream failed with; every later call rejects with it. */
+  #error: Error | undefined;
+
+  constructor(flush: FlushFunction<T>, config: BackpressureOptions<T> = {}) {
+    this.stream = createBackpressureStream(flush, config);
+    this.stream[kEngine].setPaused(true);
+    this.stream.on('error', (error: Error) => {
+      this.#error = error;
+    });
+  }
+
+  /** Begins flushing: full batches at once, partial ones on the adaptive interval. */
+  start(): void {
+    this.stream[kEngine].setPaused(false);
+  }
+
+  /** Halts flushing; held items stay held (`drain()` still flushes them). */
+  stop(): void {
+    this.stream[kEngine].setPaused(true);
+  }
+
+  /**
+   * Offers `item`. Resolves `true` when it was accepted, `false` when the strategy
+   * dropped it (block waits for room up to `maxBlockTimeMs` first). Rejects once
+   * the stream has failed.
+   */
+  push(item: T): Promise<boolean> {
+    if (this.#error !== undefined) return Promise.reject(this.#error);
+    return new Promise((resolve, reject) => {
+      this.stream.write(item, (error, accepted) => {
+        if (error) reject(this.#error ?? error);
+        else resolve(accepted === true);
+      });
+    });
+  }
+
+  /** Flushes everything held, without waiting for timers. */
+  drain(): Promise<void> {
+    if (this.#error !== undefined) return Promise.reject(this.#error);
+    return this.stream.drain().catch((error: unknown) => Promise.reject(this.#error ?? error));
+  }
+
+  /** Flushes for at most `timeoutMs`, then resolves with what could not be delivered. */
+  shutdown(options: ShutdownOptions): Promise<ShutdownResult<T>> {
+    return this.stream.shutdown(options);
+  }
+
+  getMetrics(): BackpressureMetrics {
+    return this.stream.getMetrics();
+  }
+}

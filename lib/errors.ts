@@ -1,0 +1,137 @@
+import { inspect } from 'node:util';
+import type { DeadLetterReason } from './types';
+
+/** Codes a {@link BackpressureError} can carry. Branch on these, never on message text. */
+export type BackpressureErrorCode =
+  | 'ERR_FLUSH_FAILED'
+  | 'ERR_FLUSH_TIMEOUT'
+  | 'ERR_INVALID_FLUSH_RESULT'
+  | 'ERR_STREAM_DESTROYED'
+  | 'ERR_SHUTDOWN_TIMEOUT';
+
+/** Codes carried by the `TypeError`/`RangeError` thrown for bad arguments (Node's own codes). */
+export type ArgumentErrorCode = 'ERR_INVALID_ARG_TYPE' | 'ERR_INVALID_ARG_VALUE' | 'ERR_OUT_OF_RANGE';
+
+/**
+ * An error about items: a failed or timed-out flush, a malformed flush result, a
+ * destroyed stream or a shutdown deadline. `items` holds every item it is about,
+ * so nothing it reports is lost.
+ */
+export class BackpressureError<T = unknown> extends Error {
+  override readonly name = 'BackpressureError';
+  readonly code: BackpressureErrorCode;
+  /** The items not delivered. */
+  readonly items: T[];
+  /** Why they went to the dead-letter path, when they did. */
+  readonly reason: DeadLetterReason | undefined;
+
+  constructor(
+    code: BackpressureErrorCode,
+    message: string,
+    items: T[] = [],
+    reason?: DeadLetterReason,
+    cause?: unknown,
+  ) {
+    super(message, cause === undefined ? undefined : { cause });
+    this.code = code;
+    this.items = items;
+    this.reason = reason;
+  }
+
+  /** The sink threw or rejected on every attempt. */
+  static flushFailed<T>(items: T[], reason: DeadLetterReason, cause: unknown): BackpressureError<T> {
+    return new BackpressureError(
+      'ERR_FLUSH_FAILED',
+      `Flush failed for ${count(items)}: ${describe(cause)}`,
+      items,
+      reason,
+      cause,
+    );
+  }
+
+  /** The sink did not settle within `flushTimeoutMs`. */
+  static flushTimeout<T>(items: T[], reason: DeadLetterReason, timeoutMs: number): BackpressureError<T> {
+    return new BackpressureError(
+      'ERR_FLUSH_TIMEOUT',
+      `Flush of ${count(items)} did not settle within flushTimeoutMs (${timeoutMs} ms)`,
+      items,
+      reason,
+    );
+  }
+
+  /** The flush function resolved something that is not a FlushResult for its batch. */
+  static invalidResult<T>(items: T[], problem: string, result: unknown): BackpressureError<T> {
+    return new BackpressureError(
+      'ERR_INVALID_FLUSH_RESULT',
+      `The flush function's result for a batch of ${items.length} is invalid: ${problem}. Received ${inspect(result, { depth: 1 })}`,
+      items,
+      'invalid_result',
+    );
+  }
+
+  /** The stream was destroyed (or aborted) while it held items. */
+  static destroyed<T>(items: T[], cause: unknown): BackpressureError<T> {
+    const why = cause === undefined || cause === null ? '' : `: ${describe(cause)}`;
+    return new BackpressureError(
+      'ERR_STREAM_DESTROYED',
+      `The stream was destroyed while it held ${count(items)}${why}`,
+      items,
+      'destroyed',
+      cause ?? undefined,
+    );
+  }
+
+  /** `shutdown()` reached its deadline with items still undelivered. */
+  static shutdownTimeout<T>(items: T[], timeoutMs: number): BackpressureError<T> {
+    return new BackpressureError(
+      'ERR_SHUTDOWN_TIMEOUT',
+      `Shutdown reached its deadline (${timeoutMs} ms) with ${count(items)} undelivered`,
+      items,
+      'shutdown_timeout',
+    );
+  }
+}
+
+interface CodedError {
+  code: ArgumentErrorCode;
+}
+
+/** `TypeError` for an argument of the wrong type, e.g. `The option "batchSize" must be of type number. Received 'ten'`. */
+export function invalidArgType(name: string, expected: string, value: unknown): TypeError & CodedError {
+  return coded(new TypeError(`${name} must be ${expected}. Received ${received(value)}`), 'ERR_INVALID_ARG_TYPE');
+}
+
+/** `RangeError` for a value outside its range, e.g. `The option "batchSize" must be an integer >= 1. Received 0`. */
+export function outOfRange(name: string, range: string, value: unknown): RangeError & CodedError {
+  return coded(new RangeError(`${name} must be ${range}. Received ${received(value)}`), 'ERR_OUT_OF_RANGE');
+}
+
+/** `RangeError` for a value that is not allowed, e.g. an unknown strategy or option. */
+export function invalidArgValue(name: string, problem: string, value: unknown): RangeError & CodedError {
+  return coded(new RangeError(`${name} ${problem}. Received ${received(value)}`), 'ERR_INVALID_ARG_VALUE');
+}
+
+/** The error an aborted `signal` destroys a stream with, as Node makes it. */
+export function abortError(reason: unknown): Error & { code: 'ABORT_ERR' } {
+  const error = new Error('The operation was aborted', { cause: reason }) as Error & { code: 'ABORT_ERR' };
+  error.name = 'AbortError';
+  error.code = 'ABORT_ERR';
+  return error;
+}
+
+function coded<E extends Error>(error: E, code: ArgumentErrorCode): E & CodedError {
+  return Object.assign(error, { code });
+}
+
+function received(value: unknown): string {
+  if (typeof value === 'function') return `function ${value.name || '<anonymous>'}`;
+  return inspect(value, { depth: 0, breakLength: Infinity });
+}
+
+function count(items: readonly unknown[]): string {
+  return items.length === 1 ? '1 item' : `${items.length} items`;
+}
+
+function describe(cause: unknown): string {
+  return cause instanceof Error ? cause.message : inspect(cause, { depth: 0 });
+}

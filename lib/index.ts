@@ -1,0 +1,27 @@
+export { BackpressureState, BackpressureStrategy } from './types';
+export type {
+  BackpressureConfig,
+  BackpressureOptions,
+  BackpressureMetrics,
+  DeadLetterHandler,
+  DeadLetterReason,
+  DropReason,
+  FlushFunction,
+  FlushResult,
+  RetryOptions,
+  ShutdownOptions,
+  ShutdownResult,
+} from './types';
+export { DEFAULT_CONFIG } from './config';
+export { BackpressureError } from './errors';
+export type { ArgumentErrorCode, BackpressureErrorCode } from './errors';
+export { BoundedBuffer } from './bounded-buffer';
+export { BackpressureWritable } from './backpressure-writable';
+export type { WriteCallback } from './backpressure-writable';
+export { BlockingWritable } from './strategies/blocking';
+export { DropOldestWritable } from './strategies/drop-oldest';
+export { DropNewestWritable } from './strategies/drop-newest';
+export { SamplingWritable } from './strategies/sampling';
+export { createBackpressureStream } from './create';
+export { BackpressureTransform } from './transform';
+export { BackpressureController } from './controller';

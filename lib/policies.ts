@@ -1,0 +1,83 @@
+import { BackpressureState, BackpressureStrategy } from './types';
+import type { AdmissionPolicy, Gate, Settle } from './engine';
+
+/**
+ * The four strategies, each one small hook: what to do with an offered item.
+ * The stream subclasses and the Transform both take theirs from here.
+ */
+
+/** Pauses the producer: `false` from `critical` on; at `blocked`, the write waits for room. */
+export class BlockPolicy<T> implements AdmissionPolicy<T> {
+  readonly strategy = BackpressureStrategy.BLOCK;
+
+  admit(gate: Gate<T>, item: T, settle: Settle | undefined): boolean {
+    // Writes already waiting go first, so a newer write never overtakes an older one.
+    if (gate.waiting > 0 || !gate.fits()) return gate.wait(item, settle);
+    gate.accept(item, settle);
+    return gate.level !== BackpressureState.CRITICAL && gate.level !== BackpressureState.BLOCKED;
+  }
+}
+
+/** Never pauses: evicts the oldest queued items until the new one fits. */
+export class DropOldestPolicy<T> implements AdmissionPolicy<T> {
+  readonly strategy = BackpressureStrategy.DROP_OLDEST;
+
+  admit(gate: Gate<T>, item: T, settle: Settle | undefined): boolean {
+    while (!gate.fits() && gate.evictOldest());
+    if (gate.fits()) gate.accept(item, settle);
+    // Everything held is in flight: the incoming item is the oldest queued one.
+    else gate.drop(item, 'evicted', settle);
+    return true;
+  }
+}
+
+/** Never pauses: refuses the incoming item when full. */
+export class DropNewestPolicy<T> implements AdmissionPolicy<T> {
+  readonly strategy = BackpressureStrategy.DROP_NEWEST;
+
+  admit(gate: Gate<T>, item: T, settle: Settle | undefined): boolean {
+    if (gate.fits()) gate.accept(item, settle);
+    else gate.drop(item, 'rejected', settle);
+    return true;
+  }
+}
+
+/**
+ * Never pauses: outside `normal`, keeps one of every `sampleRate` items offered,
+ * counting offers (not acceptances, which the design doc counted and which could
+ * stick at a value that drops everything); refuses when full.
+ */
+export class SamplePolicy<T> implements AdmissionPolicy<T> {
+  readonly strategy = BackpressureStrategy.SAMPLE;
+  /** Offers since the last kept one, outside `normal`; 0 means keep the next. */
+  #sinceKept = 0;
+
+  admit(gate: Gate<T>, item: T, settle: Settle | undefined): boolean {
+    if (gate.level === BackpressureState.NORMAL) this.#sinceKept = 0;
+    else {
+      const keep = this.#sinceKept === 0;
+      this.#sinceKept = (this.#sinceKept + 1) % gate.config.sampleRate;
+      if (!keep) {
+        gate.drop(item, 'sampled', settle);
+        return true;
+      }
+    }
+    if (gate.fits()) gate.accept(item, settle);
+    else gate.drop(item, 'rejected', settle);
+    return true;
+  }
+}
+
+/** A fresh policy for `strategy` (sample keeps a counter, so each stream gets its own). */
+export function createPolicy<T>(strategy: BackpressureStrategy): AdmissionPolicy<T> {
+  switch (strategy) {
+    case BackpressureStrategy.BLOCK:
+      return new BlockPolicy();
+    case BackpressureStrategy.DROP_OLDEST:
+      return new DropOldestPolicy();
+    case BackpressureStrategy.DROP_NEWEST:
+      return new DropNewestPolicy();
+    case BackpressureStrategy.SAMPLE:
+      return new SamplePolicy();
+  }
+}

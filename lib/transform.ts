@@ -1,0 +1,121 @@
+import { Duplex } from 'node:stream';
+import { kEngine } from './backpressure-writable';
+import { resolveConfig } from './config';
+import { Engine, criticalCount } from './engine';
+import { invalidArgValue } from './errors';
+import { shutdown, watchSignal } from './lifecycle';
+import { createPolicy } from './policies';
+import type { WriteCallback } from './backpressure-writable';
+import type {
+  BackpressureMetrics,
+  BackpressureOptions,
+  BackpressureState,
+  ShutdownOptions,
+  ShutdownResult,
+} from './types';
+
+/** Options about a failing sink; pushing a batch downstream cannot fail, so they cannot apply. */
+const SINK_OPTIONS = ['flushTimeoutMs', 'retry', 'fallbackToSequential'] as const;
+
+/**
+ * An object-mode Duplex: items in, `T[]` batches out, with the same states and
+ * strategies as the Writables. A slow reader is a slow sink: while the readable
+ * side is full, batches wait, the buffer fills and the strategy engages.
+ *
+ * @example
+ * ```ts
+ * await pipeline(source, new BackpressureTransform<Row>({ batchSize: 500, strategy: 'block' }), batchWriter);
+ * ```
+ */
+export class BackpressureTransform<T> extends Duplex {
+  /** @internal */
+  readonly [kEngine]: Engine<T>;
+  readonly #unwatchSignal: (() => void) | undefined;
+  /** Resolves the batch push that found the readable side full, once it is read. */
+  #resumePush: (() => void) | undefined;
+  #shutdown: Promise<ShutdownResult<T>> | undefined;
+
+  constructor(config?: BackpressureOptions<T>) {
+    const resolved = resolveConfig(config);
+    for (const name of SINK_OPTIONS) {
+      if (config?.[name] !== undefined) {
+        throw invalidArgValue(`The option "${name}"`, 'does not apply to BackpressureTransform (pushing a batch downstream cannot fail)', config[name]);
+      }
+    }
+    // One batch may wait on the readable side; more would be memory outside the bound.
+    super({ writableObjectMode: true, readableObjectMode: true, writableHighWaterMark: criticalCount(resolved), readableHighWaterMark: 1 });
+    this[kEngine] = new Engine(resolved, this.#pushBatch, this, createPolicy<T>(resolved.strategy));
+    this.#unwatchSignal = watchSignal(this, resolved.signal);
+  }
+
+  readonly #pushBatch = (batch: T[]): Promise<void> | undefined => {
+    if (this.push(batch)) return undefined;
+    return new Promise((resolve) => {
+      this.#resumePush = resolve;
+    });
+  };
+
+  override _read(): void {
+    const resume = this.#resumePush;
+    this.#resumePush = undefined;
+    resume?.();
+  }
+
+  override write(chunk: T, callback?: WriteCallback): boolean;
+  override write(chunk: T, encoding: BufferEncoding | undefined, callback?: WriteCallback): boolean;
+  override write(chunk: T, encoding?: BufferEncoding | WriteCallback, callback?: WriteCallback): boolean {
+    const cb = typeof encoding === 'function' ? encoding : callback;
+    if (chunk === null || this.writableEnded || this.destroyed) return super.write(chunk, cb as (error?: Error | null) => void);
+    return this[kEngine].offer(chunk, cb);
+  }
+
+  override end(chunk?: unknown, encoding?: unknown, callback?: unknown): this {
+    if (typeof chunk === 'function') return super.end(chunk as () => void);
+    const cb = (typeof encoding === 'function' ? encoding : callback) as (() => void) | undefined;
+    if (chunk !== undefined && chunk !== null && !this.writableEnded) this.write(chunk as T);
+    return super.end(cb);
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    this[kEngine].end(() => {
+      this.push(null);
+      callback();
+    });
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.#unwatchSignal?.();
+    this.#resumePush = undefined;
+    callback(this[kEngine].destroy(error) ?? null);
+  }
+
+  get state(): BackpressureState {
+    return this[kEngine].state;
+  }
+
+  getMetrics(): BackpressureMetrics {
+    return this[kEngine].getMetrics();
+  }
+
+  drain(): Promise<void> {
+    return this[kEngine].drain();
+  }
+
+  shutdown(options: ShutdownOptions): Promise<ShutdownResult<T>> {
+    this.#shutdown ??= shutdown(this, this[kEngine], options);
+    return this.#shutdown;
+  }
+}
+
+Object.defineProperties(BackpressureTransform.prototype, {
+  writableLength: {
+    get(this: BackpressureTransform<unknown>): number {
+      return this[kEngine].length;
+    },
+  },
+  writableNeedDrain: {
+    get(this: BackpressureTransform<unknown>): boolean {
+      return !this.destroyed && !this.writableEnded && this[kEngine].needDrain;
+    },
+  },
+});

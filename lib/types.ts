@@ -1,0 +1,254 @@
+import type { BackpressureError } from './errors';
+
+/**
+ * How full a sluice is. The first four follow utilization; `draining` is shown
+ * from `end()`/`drain()` until everything held has been delivered.
+ *
+ * ```
+ * normal (< lowWatermark) → elevated → critical (≥ highWatermark) → blocked (full)
+ * ```
+ */
+export enum BackpressureState {
+  NORMAL = 'normal',
+  ELEVATED = 'elevated',
+  CRITICAL = 'critical',
+  BLOCKED = 'blocked',
+  DRAINING = 'draining',
+}
+
+/** What a sluice does with an item that arrives when it is full. */
+export enum BackpressureStrategy {
+  /** Pause the producer: `write()` returns `false` from `critical` on; nothing is dropped from an honouring producer. */
+  BLOCK = 'block',
+  /** Never pause: evict the oldest queued item to make room (keeps the newest data). */
+  DROP_OLDEST = 'drop_oldest',
+  /** Never pause: refuse the incoming item (keeps the oldest data). */
+  DROP_NEWEST = 'drop_newest',
+  /** Never pause: outside `normal`, keep one of every `sampleRate` items offered. */
+  SAMPLE = 'sample',
+}
+
+/**
+ * Why an item was dropped, as given to the `'drop'` event and counted in
+ * `getMetrics().droppedByReason`.
+ *
+ * - `evicted`: drop_oldest made room for a newer item.
+ * - `rejected`: drop_newest (or sample) refused an item because the buffer was full.
+ * - `sampled`: sample discarded the item outside `normal`.
+ * - `timeout`: block held the write longer than `maxBlockTimeMs`.
+ * - `overflow`: block's write queue was full because the producer ignored `write() === false`.
+ * - `oversize`: the item alone is larger than `maxBufferBytes`; it could never fit.
+ */
+export type DropReason = 'evicted' | 'rejected' | 'sampled' | 'timeout' | 'overflow' | 'oversize';
+
+/**
+ * Why items were handed to the dead-letter path.
+ *
+ * - `retries_exhausted`: the sink kept failing (or timing out) after every retry.
+ * - `invalid_result`: the flush function resolved a `FlushResult` that does not add up to its batch.
+ * - `destroyed`: the stream was destroyed (or its `signal` aborted) while items were held.
+ * - `shutdown_timeout`: `shutdown({ timeoutMs })` reached its deadline first.
+ */
+export type DeadLetterReason = 'retries_exhausted' | 'invalid_result' | 'destroyed' | 'shutdown_timeout';
+
+/**
+ * What a flush function may report. Resolving nothing means the whole batch
+ * was delivered.
+ *
+ * `success + failed` must equal the batch length. With `failedItems`, only those
+ * items are retried; with `failed > 0` and no `failedItems`, the whole batch is
+ * retried (the sink could not say which failed, so delivery is at-least-once).
+ */
+export interface FlushResult<T = unknown> {
+  /** Items delivered. */
+  success: number;
+  /** Items not delivered. */
+  failed: number;
+  /** Whatever errors the sink met; any number, for diagnostics. */
+  errors: Error[];
+  /** The items that failed (a subset of the batch, `failed` of them); only these are retried. */
+  failedItems?: T[];
+}
+
+/** Delivers one batch. May resolve a {@link FlushResult}, resolve nothing (all delivered) or throw. */
+export type FlushFunction<T> = (
+  items: T[],
+) => Promise<FlushResult<T> | void | undefined> | FlushResult<T> | void | undefined;
+
+/** Receives items that could not be delivered, with a `BackpressureError` naming the cause. */
+export type DeadLetterHandler<T> = (items: T[], error: BackpressureError) => void | Promise<void>;
+
+/** Retry policy for failed flushes: exponential backoff with full jitter. */
+export interface RetryOptions {
+  /**
+   * Attempts after the first one.
+   * @default 3
+   */
+  maxRetries: number;
+  /**
+   * Upper bound of the first backoff; the bound doubles on every retry.
+   * @default 100
+   */
+  initialDelayMs: number;
+  /**
+   * Cap on the backoff bound.
+   * @default 5000
+   */
+  maxDelayMs: number;
+}
+
+/**
+ * Options of every sluice. All are optional when passed to a constructor;
+ * unknown names and bad values throw at once.
+ *
+ * @example
+ * ```ts
+ * const sink = new BlockingWritable(insertRows, { maxBufferSize: 5000, batchSize: 500 });
+ * ```
+ */
+export interface BackpressureConfig<T = unknown> {
+  /**
+   * Items held at most: queued, in flight and awaiting a retry.
+   * @default 10000
+   */
+  maxBufferSize: number;
+  /**
+   * Utilization from which the state is `critical` (and block's `write()` returns `false`). In (0, 1].
+   * @default 0.8
+   */
+  highWatermark: number;
+  /**
+   * Utilization from which the state is `elevated`; block's `'drain'` fires when utilization falls below it. In [0, highWatermark).
+   * @default 0.5
+   */
+  lowWatermark: number;
+  /**
+   * What to do when full. Fixed by the class for the strategy subclasses.
+   * @default 'drop_oldest'
+   */
+  strategy: BackpressureStrategy;
+  /**
+   * sample: outside `normal`, keep one of every `sampleRate` items offered.
+   * @default 10
+   */
+  sampleRate: number;
+  /**
+   * block: how long a write may wait at `blocked` before it is dropped with reason `timeout`. `Infinity` waits forever.
+   * @default 5000
+   */
+  maxBlockTimeMs: number;
+  /**
+   * Items per flush; a full batch flushes at once.
+   * @default 100
+   */
+  batchSize: number;
+  /**
+   * Lower bound of the adaptive flush interval.
+   * @default 100
+   */
+  minFlushIntervalMs: number;
+  /**
+   * Upper bound of the adaptive flush interval.
+   * @default 30000
+   */
+  maxFlushIntervalMs: number;
+  /**
+   * Flush latency the interval adapts to.
+   * @default 500
+   */
+  targetLatencyMs: number;
+  /**
+   * Bytes held at most, as measured by `sizeOf`. `Infinity` turns the byte bound off.
+   * @default Infinity
+   */
+  maxBufferBytes: number;
+  /**
+   * Size of one item in bytes, for `maxBufferBytes`. Must return the same size for the same item.
+   * @default byteLength of a Buffer/TypedArray/string, else of its JSON text
+   */
+  sizeOf: (item: T) => number;
+  /**
+   * Flushes running at once. Order is kept within each flush slot.
+   * @default 1
+   */
+  maxConcurrentFlushes: number;
+  /**
+   * A flush not settled after this long counts as failed and is retried (the late call may still
+   * complete, so delivery becomes at-least-once). `Infinity` waits forever.
+   * @default Infinity
+   */
+  flushTimeoutMs: number;
+  /**
+   * Retry policy for failed flushes.
+   * @default { maxRetries: 3, initialDelayMs: 100, maxDelayMs: 5000 }
+   */
+  retry: RetryOptions;
+  /**
+   * After a batch exhausts its retries, flush its items one at a time so that one bad item does not
+   * take the rest of its batch with it.
+   * @default false
+   */
+  fallbackToSequential: boolean;
+  /**
+   * Receives items that could not be delivered. Without it (and without a `'deadletter'` listener),
+   * the stream errors with a `BackpressureError` carrying the items.
+   * @default undefined
+   */
+  onDeadLetter: DeadLetterHandler<T> | undefined;
+  /**
+   * Aborting it destroys the stream: held items go to the dead-letter path with reason `destroyed`.
+   * @default undefined
+   */
+  signal: AbortSignal | undefined;
+}
+
+/** Options as a constructor takes them: every field optional, `retry` partial too. */
+export type BackpressureOptions<T = unknown> = Partial<Omit<BackpressureConfig<T>, 'retry'>> & {
+  retry?: Partial<RetryOptions>;
+};
+
+/** A snapshot of a sluice's counters, read on demand. */
+export interface BackpressureMetrics {
+  state: BackpressureState;
+  /** Items held: queued + in flight + awaiting a retry. */
+  bufferSize: number;
+  /** max(held / maxBufferSize, bytes / maxBufferBytes). */
+  bufferUtilization: number;
+  /** Bytes held, as measured by `sizeOf` (0 when `maxBufferBytes` is off). */
+  bufferBytes: number;
+  /** Every item given to `write()`/`push()`. */
+  eventsOffered: number;
+  /** Items taken into the buffer (an evicted item was accepted, then dropped). */
+  eventsAccepted: number;
+  /** Items dropped, for any reason. */
+  eventsDropped: number;
+  droppedByReason: Record<DropReason, number>;
+  /** Items confirmed delivered by the sink. */
+  eventsFlushed: number;
+  /** Items handed to the dead-letter path (or carried by a stream error). */
+  deadLettered: number;
+  /** Items in a flush that has not settled, or awaiting its retry. */
+  inFlight: number;
+  /** block: writes waiting at `blocked` for room (not yet accepted). */
+  waitingWrites: number;
+  /** Flush attempts after a failure. */
+  retries: number;
+  /** Batches cut from the buffer. */
+  batches: number;
+  /** Items per batch cut, on average. */
+  averageBatchSize: number;
+  lastFlushLatencyMs: number;
+  currentFlushIntervalMs: number;
+}
+
+/** Options of `shutdown()`. */
+export interface ShutdownOptions {
+  /** How long to keep flushing before giving up on what is left. */
+  timeoutMs: number;
+}
+
+/** What `shutdown()` resolves with. */
+export interface ShutdownResult<T> {
+  /** Items not confirmed delivered by the deadline; they also went down the dead-letter path. */
+  undelivered: T[];
+}
