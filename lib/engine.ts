@@ -40,6 +40,8 @@ export interface Gate<T> {
   drop(item: T, reason: DropReason, settle: Settle | undefined): void;
   /** Drops the oldest queued item (never one in flight); false when none is queued. */
   evictOldest(): boolean;
+  /** Accepts the item and evicts it at once: it was the oldest queued item, as everything else is in flight. */
+  evictIncoming(item: T, settle: Settle | undefined): void;
   /** Holds the write until there is room; returns false (the value of `write()`). */
   wait(item: T, settle: Settle | undefined): boolean;
 }
@@ -241,6 +243,11 @@ export class Engine<T> implements Gate<T> {
     this.#heldBytes -= size;
     this.drop(item, 'evicted', undefined);
     return true;
+  }
+
+  evictIncoming(item: T, settle: Settle | undefined): void {
+    this.#accepted++;
+    this.drop(item, 'evicted', settle);
   }
 
   wait(item: T, settle: Settle | undefined): boolean {

@@ -25,8 +25,7 @@ export class DropOldestPolicy<T> implements AdmissionPolicy<T> {
   admit(gate: Gate<T>, item: T, settle: Settle | undefined): boolean {
     while (!gate.fits() && gate.evictOldest());
     if (gate.fits()) gate.accept(item, settle);
-    // Everything held is in flight: the incoming item is the oldest queued one.
-    else gate.drop(item, 'evicted', settle);
+    else gate.evictIncoming(item, settle);
     return true;
   }
 }
