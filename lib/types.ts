@@ -76,7 +76,7 @@ export type FlushFunction<T> = (
 ) => Promise<FlushResult<T> | void | undefined> | FlushResult<T> | void | undefined;
 
 /** Receives items that could not be delivered, with a `BackpressureError` naming the cause. */
-export type DeadLetterHandler<T> = (items: T[], error: BackpressureError) => void | Promise<void>;
+export type DeadLetterHandler<T> = (items: T[], error: BackpressureError<T>) => void | Promise<void>;
 
 /** Retry policy for failed flushes: exponential backoff with full jitter. */
 export interface RetryOptions {

@@ -13,6 +13,8 @@ import type { FlushResult } from '../../lib';
  * - `{ kind: 'result', result }` resolve the given FlushResult (may be malformed)
  * - `{ kind: 'fail-items', predicate }` report the matching items in `failedItems`
  * - `{ kind: 'manual' }` settle later through `resolveNext()` / `rejectNext()`
+ * - `{ kind: 'result-for', make }` resolve `make(batch)`: a result that depends on the batch
+ *   (e.g. foreign `failedItems`); nothing is recorded as delivered
  */
 export type SinkBehaviour<T> =
   | { kind: 'ok' }
@@ -22,7 +24,8 @@ export type SinkBehaviour<T> =
   | { kind: 'hang' }
   | { kind: 'result'; result: unknown }
   | { kind: 'fail-items'; predicate: (item: T) => boolean }
-  | { kind: 'manual' };
+  | { kind: 'manual' }
+  | { kind: 'result-for'; make: (batch: readonly T[]) => unknown };
 
 interface Pending {
   resolve: (value?: unknown) => void;
@@ -37,9 +40,13 @@ export class TestSink<T> {
   readonly #script: SinkBehaviour<T>[] = [];
   #fallback: SinkBehaviour<T>;
   readonly #pending: { batch: T[]; pending: Pending }[] = [];
+  /** The behaviour each call got, in call order (parallel to `calls`). */
+  readonly behaviours: SinkBehaviour<T>[] = [];
   /** Calls not yet settled. */
   inFlight = 0;
   maxInFlight = 0;
+  /** Batches of the calls not yet settled (delays, hangs, manual calls), in call order. */
+  readonly #open = new Set<T[]>();
 
   constructor(fallback: SinkBehaviour<T> = { kind: 'ok' }) {
     this.#fallback = fallback;
@@ -76,20 +83,29 @@ export class TestSink<T> {
     return this.#pending.length;
   }
 
+  /** Copies of the batches whose calls have not settled yet (of any behaviour), in call order. */
+  openBatches(): T[][] {
+    return [...this.#open].map((batch) => [...batch]);
+  }
+
   /** The flush function to give to a sluice. */
   readonly flush = (items: T[]): Promise<FlushResult<T> | void> => {
     const batch = [...items];
     this.calls.push(batch);
     const behaviour = this.#script.shift() ?? this.#fallback;
+    this.behaviours.push(behaviour);
     if (behaviour.kind === 'throw') throw behaviour.error ?? new Error('sink threw');
     this.inFlight++;
     this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
+    this.#open.add(batch);
     const done = <V>(value: V): V => {
       this.inFlight--;
+      this.#open.delete(batch);
       return value;
     };
     return this.#run(behaviour, batch).then(done, (error: unknown) => {
       this.inFlight--;
+      this.#open.delete(batch);
       throw error;
     });
   };
@@ -112,6 +128,8 @@ export class TestSink<T> {
         });
       case 'result':
         return behaviour.result as FlushResult<T>;
+      case 'result-for':
+        return behaviour.make(batch) as FlushResult<T>;
       case 'fail-items': {
         const failedItems = batch.filter(behaviour.predicate);
         this.delivered.push(...batch.filter((item) => !behaviour.predicate(item)));
