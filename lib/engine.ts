@@ -61,8 +61,9 @@ interface Batch<T> {
   attempt: number;
   /** Taken over by destroy() or a shutdown deadline: its outcome no longer counts. */
   abandoned: boolean;
-  retryTimer: NodeJS.Timeout | undefined;
-  /** Ends the retry wait early (on destroy). */
+  /** The retry backoff or the flush timeout, whichever the batch is waiting on (never both). */
+  timer: NodeJS.Timeout | undefined;
+  /** Ends that wait early (on destroy). */
   wake: (() => void) | undefined;
 }
 
@@ -414,7 +415,7 @@ export class Engine<T> implements Gate<T> {
     this.#inFlight += count;
     this.#batchesCut++;
     this.#itemsCut += count;
-    const batch: Batch<T> = { items, bytes, attempt: 0, abandoned: false, retryTimer: undefined, wake: undefined };
+    const batch: Batch<T> = { items, bytes, attempt: 0, abandoned: false, timer: undefined, wake: undefined };
     this.#batches.add(batch);
     void this.#deliver(batch);
   }
@@ -422,7 +423,7 @@ export class Engine<T> implements Gate<T> {
   async #deliver(batch: Batch<T>): Promise<void> {
     try {
       for (;;) {
-        const outcome = await this.#attempt(batch.items);
+        const outcome = await this.#attempt(batch, batch.items);
         if (batch.abandoned) return;
         if (outcome.kind === 'delivered') {
           this.#settleDelivered(batch, batch.items, batch.bytes);
@@ -454,13 +455,13 @@ export class Engine<T> implements Gate<T> {
   }
 
   /** Calls the sink once, with a timeout if configured, and judges what it returned. */
-  async #attempt(items: T[]): Promise<Outcome<T>> {
+  async #attempt(batch: Batch<T>, items: T[]): Promise<Outcome<T>> {
     const started = now();
     let result: unknown;
     try {
       const flush = this.#flush; // called bare: the sink's `this` is not the engine
       const call = flush(items);
-      result = this.config.flushTimeoutMs === Infinity ? await call : await this.#withTimeout(call);
+      result = this.config.flushTimeoutMs === Infinity ? await call : await this.#withTimeout(batch, call);
     } catch (cause) {
       if (cause === TIMED_OUT) return { kind: 'failed', failed: items, cause: undefined, timedOut: true };
       this.#recordLatency(now() - started);
@@ -470,17 +471,23 @@ export class Engine<T> implements Gate<T> {
     return judge(items, result);
   }
 
-  #withTimeout(call: unknown): Promise<unknown> {
+  #withTimeout(batch: Batch<T>, call: unknown): Promise<unknown> {
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(reject, this.config.flushTimeoutMs, TIMED_OUT);
-      timer.unref();
+      const done = (): void => {
+        clearTimeout(batch.timer);
+        batch.timer = undefined;
+        batch.wake = undefined;
+      };
+      batch.wake = () => reject(TIMED_OUT);
+      batch.timer = setTimeout(batch.wake, this.config.flushTimeoutMs);
+      batch.timer.unref();
       Promise.resolve(call).then(
         (value) => {
-          clearTimeout(timer);
+          done();
           resolve(value);
         },
         (error: unknown) => {
-          clearTimeout(timer);
+          done();
           reject(error);
         },
       );
@@ -501,19 +508,19 @@ export class Engine<T> implements Gate<T> {
     const bound = Math.min(maxDelayMs, initialDelayMs * 2 ** (batch.attempt - 1));
     return new Promise((resolve) => {
       batch.wake = resolve;
-      batch.retryTimer = setTimeout(() => {
-        batch.retryTimer = undefined;
+      batch.timer = setTimeout(() => {
+        batch.timer = undefined;
         batch.wake = undefined;
         resolve();
       }, Math.random() * bound);
-      batch.retryTimer.unref();
+      batch.timer.unref();
     });
   }
 
   /** After retries are exhausted: one attempt per item, so one bad item fails alone. */
   async #oneByOne(batch: Batch<T>): Promise<void> {
     for (const item of [...batch.items]) {
-      const outcome = await this.#attempt([item]);
+      const outcome = await this.#attempt(batch, [item]);
       if (batch.abandoned) return;
       const size = this.#sizes === undefined ? 0 : this.config.sizeOf(item);
       if (outcome.kind === 'delivered') this.#settleDelivered(batch, [item], size);
@@ -658,7 +665,8 @@ export class Engine<T> implements Gate<T> {
     this.#clearWaitTimer();
     for (const batch of this.#batches) {
       batch.abandoned = true;
-      if (batch.retryTimer !== undefined) clearTimeout(batch.retryTimer);
+      clearTimeout(batch.timer);
+      batch.timer = undefined;
       batch.wake?.();
       for (const item of batch.items) taken.push(item);
     }
@@ -704,14 +712,15 @@ export class Engine<T> implements Gate<T> {
     this.#destroyed = true;
     const items = this.#takeAll();
     let result = error;
+    let settleError: Error = BackpressureError.destroyed(items, error);
     if (error != null && error === this.#failure) {
       for (const item of items) this.#failure.items.push(item);
+      settleError = this.#failure;
     } else if (items.length > 0) {
-      const destroyed = BackpressureError.destroyed(items, error);
+      const destroyed = settleError as BackpressureError<T>;
       if (this.#hasDeadLetterPath()) this.#notifyDeadLetterLate(items, destroyed);
       else result = destroyed;
     }
-    const settleError = result ?? BackpressureError.destroyed([], undefined);
     this.#failWaiters(settleError);
     const callbacks = this.#idleCallbacks;
     this.#idleCallbacks = [];
