@@ -57,6 +57,9 @@ export abstract class BackpressureWritable<T> extends Writable {
    */
   override write(chunk: T, callback?: WriteCallback): boolean;
   override write(chunk: T, encoding: BufferEncoding | undefined, callback?: WriteCallback): boolean;
+  // Node's own signature too, so that pipeline() and pipe() accept a sluice in their types.
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  override write(chunk: any, encoding?: BufferEncoding | WriteCallback, callback?: WriteCallback): boolean;
   override write(chunk: T, encoding?: BufferEncoding | WriteCallback, callback?: WriteCallback): boolean {
     const cb = typeof encoding === 'function' ? encoding : callback;
     // Null, after end() and after destroy(): Node's own coded errors and return value.

@@ -63,6 +63,9 @@ export class BackpressureTransform<T> extends Duplex {
 
   override write(chunk: T, callback?: WriteCallback): boolean;
   override write(chunk: T, encoding: BufferEncoding | undefined, callback?: WriteCallback): boolean;
+  // Node's own signature too, so that pipeline() and pipe() accept a sluice in their types.
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  override write(chunk: any, encoding?: BufferEncoding | WriteCallback, callback?: WriteCallback): boolean;
   override write(chunk: T, encoding?: BufferEncoding | WriteCallback, callback?: WriteCallback): boolean {
     const cb = typeof encoding === 'function' ? encoding : callback;
     if (chunk === null || this.writableEnded || this.destroyed) return super.write(chunk, cb as (error?: Error | null) => void);

@@ -1,0 +1,59 @@
+import { Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { BackpressureStrategy, BackpressureTransform } from '../lib';
+
+function collector<T>(perBatchTurns = 0) {
+  const batches: T[][] = [];
+  const writable = new Writable({
+    objectMode: true,
+    highWaterMark: 1,
+    write(batch: T[], _encoding, callback) {
+      batches.push(batch);
+      let turns = perBatchTurns;
+      const next = (): void => (turns-- > 0 ? void setImmediate(next) : callback());
+      next();
+    },
+  });
+  return { batches, writable };
+}
+
+describe('BackpressureTransform', () => {
+  test('items in, batches of batchSize out, remainder on end', async () => {
+    const { batches, writable } = collector<number>();
+    await pipeline(Readable.from([1, 2, 3, 4, 5, 6, 7]), new BackpressureTransform<number>({ batchSize: 3 }), writable);
+    expect(batches).toEqual([[1, 2, 3], [4, 5, 6], [7]]);
+  });
+
+  test('a slow reader is a slow sink: block pauses the producer and loses nothing', async () => {
+    const { batches, writable } = collector<number>(5);
+    const transform = new BackpressureTransform<number>({ strategy: BackpressureStrategy.BLOCK, maxBufferSize: 50, batchSize: 10 });
+    let maxHeld = 0;
+    let sawFalse = false;
+    const write = transform.write.bind(transform);
+    transform.write = ((chunk: number, ...rest: never[]) => {
+      const ok = write(chunk, ...rest);
+      sawFalse ||= !ok;
+      maxHeld = Math.max(maxHeld, transform.getMetrics().bufferSize);
+      return ok;
+    }) as typeof transform.write;
+    const N = 5000;
+    await pipeline(Readable.from(Array.from({ length: N }, (_, i) => i)), transform, writable);
+    expect(sawFalse).toBe(true);
+    expect(maxHeld).toBeLessThanOrEqual(50);
+    expect(batches.flat()).toEqual(Array.from({ length: N }, (_, i) => i));
+    expect(transform.getMetrics()).toMatchObject({ eventsFlushed: N, eventsDropped: 0 });
+  });
+
+  test('drop_oldest under a slow reader keeps memory bounded and counts drops', async () => {
+    const { batches, writable } = collector<number>(20);
+    const transform = new BackpressureTransform<number>({ strategy: BackpressureStrategy.DROP_OLDEST, maxBufferSize: 50, batchSize: 10 });
+    let drops = 0;
+    transform.on('drop', () => drops++);
+    const N = 5000;
+    await pipeline(Readable.from(Array.from({ length: N }, (_, i) => i)), transform, writable);
+    const delivered = batches.flat();
+    expect(drops).toBeGreaterThan(0);
+    expect(delivered.length + drops).toBe(N);
+    expect(delivered.at(-1)).toBe(N - 1); // the newest survives
+  });
+});
