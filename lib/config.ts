@@ -72,7 +72,8 @@ export function resolveConfig<T>(
   const config = {
     maxBufferSize: integer('maxBufferSize', pick('maxBufferSize'), 1),
     highWatermark: fraction('highWatermark', pick('highWatermark'), false, true),
-    lowWatermark: fraction('lowWatermark', pick('lowWatermark'), true, false),
+    // 0 would make 'normal' unreachable: utilization is never below 0, so 'drain' could never fire.
+    lowWatermark: fraction('lowWatermark', pick('lowWatermark'), false, false),
     strategy: pick('strategy'),
     sampleRate: integer('sampleRate', pick('sampleRate'), 1),
     maxBlockTimeMs: duration('maxBlockTimeMs', pick('maxBlockTimeMs'), true),

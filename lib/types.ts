@@ -118,7 +118,7 @@ export interface BackpressureConfig<T = unknown> {
    */
   highWatermark: number;
   /**
-   * Utilization from which the state is `elevated`; block's `'drain'` fires when utilization falls below it. In [0, highWatermark).
+   * Utilization from which the state is `elevated`; block's `'drain'` fires when utilization falls below it. In (0, highWatermark).
    * @default 0.5
    */
   lowWatermark: number;

@@ -51,6 +51,7 @@ const invalid: Case[] = [
   ['highWatermark 0', { highWatermark: 0 }, 'ERR_OUT_OF_RANGE', /"highWatermark" must be > 0 and <= 1\. Received 0/],
   ['highWatermark 1.2', { highWatermark: 1.2 }, 'ERR_OUT_OF_RANGE', /"highWatermark".*Received 1\.2/],
   ['lowWatermark -0.1', { lowWatermark: -0.1 }, 'ERR_OUT_OF_RANGE', /"lowWatermark".*Received -0\.1/],
+  ['lowWatermark 0 (normal unreachable)', { lowWatermark: 0 }, 'ERR_OUT_OF_RANGE', /"lowWatermark" must be > 0 and < 1\. Received 0/],
   ['lowWatermark NaN', { lowWatermark: NaN }, 'ERR_OUT_OF_RANGE', /"lowWatermark".*Received NaN/],
   ['lowWatermark >= highWatermark', { lowWatermark: 0.9 }, 'ERR_OUT_OF_RANGE', /The option "lowWatermark" must be below "highWatermark" \(0\.8\)\. Received 0\.9/],
   ['lowWatermark == highWatermark', { lowWatermark: 0.6, highWatermark: 0.6 }, 'ERR_OUT_OF_RANGE', /below "highWatermark" \(0\.6\)/],
