@@ -1,0 +1,180 @@
+import { parseArgs } from 'node:util';
+import { BackpressureStrategy } from '../index';
+import { usageError } from './errors';
+import type { ParseArgsConfig } from 'node:util';
+
+/** Where rows go, as given to `--into`. */
+export type Target = { kind: 'sqlite'; path: string } | { kind: 'postgres'; url: string };
+
+export type InputFormat = 'ndjson' | 'csv';
+export type PgMethod = 'copy' | 'insert';
+
+export interface CommonOptions {
+  batchSize: number;
+  maxBuffer: number;
+  quiet: boolean;
+  json: boolean;
+  verbose: boolean;
+  /** Milliseconds between status lines; undefined: 100 on a TTY, 2000 otherwise. */
+  statusIntervalMs: number | undefined;
+}
+
+export interface IngestOptions extends CommonOptions {
+  /** A file path, or `-` for stdin. */
+  input: string;
+  target: Target;
+  table: string;
+  format: InputFormat;
+  columns: string[] | undefined;
+  strategy: BackpressureStrategy;
+  maxBufferBytes: number | undefined;
+  rejects: string;
+  shutdownTimeoutMs: number;
+  retries: number;
+  failOnRejects: boolean;
+  pgMethod: PgMethod;
+}
+
+export interface DemoOptions extends CommonOptions {
+  events: number;
+  db: string;
+}
+
+const common = {
+  'batch-size': { type: 'string' },
+  'max-buffer': { type: 'string' },
+  quiet: { type: 'boolean', short: 'q' },
+  json: { type: 'boolean' },
+  verbose: { type: 'boolean' },
+  'status-interval': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const satisfies ParseArgsConfig['options'];
+
+const ingestFlags = {
+  ...common,
+  into: { type: 'string' },
+  table: { type: 'string' },
+  format: { type: 'string' },
+  columns: { type: 'string' },
+  strategy: { type: 'string' },
+  'max-buffer-bytes': { type: 'string' },
+  rejects: { type: 'string' },
+  'shutdown-timeout': { type: 'string' },
+  retries: { type: 'string' },
+  'fail-on-rejects': { type: 'boolean' },
+  'pg-method': { type: 'string' },
+} as const satisfies ParseArgsConfig['options'];
+
+const demoFlags = {
+  ...common,
+  events: { type: 'string' },
+  db: { type: 'string' },
+} as const satisfies ParseArgsConfig['options'];
+
+/** SQL identifiers we accept for `--table`: quoted anyway, but kept simple so a typo is caught. PostgreSQL may add one schema. */
+const TABLE_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const PG_TABLE_NAME = /^([A-Za-z_][A-Za-z0-9_]*\.)?[A-Za-z_][A-Za-z0-9_]*$/;
+
+/** `undefined` when the user asked for help. */
+export function parseIngestArgs(argv: string[]): IngestOptions | undefined {
+  const { values, positionals } = parse(argv, ingestFlags);
+  if (values.help === true) return undefined;
+  if (positionals.length > 1) throw usageError(`sluice ingest takes one input (a file or -). Received ${positionals.length}: ${positionals.join(' ')}`);
+  const input = positionals[0] ?? '-';
+  if (values.into === undefined) throw usageError('sluice ingest needs --into sqlite:PATH or --into postgres://URL');
+  const target = parseTarget(values.into);
+  if (values.table === undefined) throw usageError('sluice ingest needs --table NAME');
+  const pattern = target.kind === 'postgres' ? PG_TABLE_NAME : TABLE_NAME;
+  if (!pattern.test(values.table)) {
+    throw usageError(`The option --table must be an identifier (letters, digits, _; not starting with a digit). Received ${JSON.stringify(values.table)}`);
+  }
+  const format = values.format ?? (/\.(csv|tsv)$/i.test(input) ? 'csv' : 'ndjson');
+  if (format !== 'ndjson' && format !== 'csv') throw usageError(`The option --format must be ndjson or csv. Received ${JSON.stringify(format)}`);
+  const strategy = values.strategy ?? BackpressureStrategy.BLOCK;
+  const strategies = Object.values(BackpressureStrategy) as string[];
+  if (!strategies.includes(strategy)) {
+    throw usageError(`The option --strategy must be one of ${strategies.join(', ')}. Received ${JSON.stringify(strategy)}`);
+  }
+  const pgMethod = values['pg-method'] ?? 'copy';
+  if (pgMethod !== 'copy' && pgMethod !== 'insert') throw usageError(`The option --pg-method must be copy or insert. Received ${JSON.stringify(pgMethod)}`);
+  const columns = values.columns === undefined ? undefined : parseColumns(values.columns);
+  return {
+    ...commonOptions(values),
+    input,
+    target,
+    table: values.table,
+    format,
+    columns,
+    strategy: strategy as BackpressureStrategy,
+    maxBufferBytes: integer(values, 'max-buffer-bytes', 1, undefined),
+    rejects: values.rejects ?? 'sluice-rejects.ndjson',
+    shutdownTimeoutMs: integer(values, 'shutdown-timeout', 0, 10_000),
+    retries: integer(values, 'retries', 0, 1),
+    failOnRejects: values['fail-on-rejects'] === true,
+    pgMethod,
+  };
+}
+
+/** `undefined` when the user asked for help. */
+export function parseDemoArgs(argv: string[]): DemoOptions | undefined {
+  const { values, positionals } = parse(argv, demoFlags);
+  if (values.help === true) return undefined;
+  if (positionals.length > 0) throw usageError(`sluice demo takes no arguments. Received ${positionals.join(' ')}`);
+  return {
+    ...commonOptions(values),
+    events: integer(values, 'events', 1, 1_000_000),
+    db: values.db ?? 'sluice-demo.db',
+  };
+}
+
+export function parseTarget(into: string): Target {
+  if (into.startsWith('sqlite:')) {
+    const path = into.slice('sqlite:'.length).replace(/^\/\/(?=\/)/, '');
+    if (path === '') throw usageError('The option --into sqlite: needs a path, e.g. sqlite:./data.db');
+    return { kind: 'sqlite', path };
+  }
+  if (/^postgres(ql)?:\/\//.test(into)) return { kind: 'postgres', url: into };
+  throw usageError(`The option --into must be sqlite:PATH or postgres://URL. Received ${JSON.stringify(into)}`);
+}
+
+function parseColumns(list: string): string[] {
+  const columns = list.split(',').map((name) => name.trim());
+  if (columns.some((name) => name === '')) throw usageError(`The option --columns must be a comma-separated list of names. Received ${JSON.stringify(list)}`);
+  if (new Set(columns).size !== columns.length) throw usageError(`The option --columns names a column twice. Received ${JSON.stringify(list)}`);
+  return columns;
+}
+
+function parse<O extends NonNullable<ParseArgsConfig['options']>>(argv: string[], options: O) {
+  try {
+    return parseArgs({ args: argv, options, allowPositionals: true, strict: true });
+  } catch (error) {
+    // parseArgs' own messages name the flag ("Unknown option '--x'"); keep them, drop its advice about '--'.
+    throw usageError((error as Error).message.replace(/\. To specify a positional argument.*$/s, ''));
+  }
+}
+
+type Values = Record<string, string | boolean | undefined>;
+
+function commonOptions(values: Values): CommonOptions {
+  return {
+    batchSize: integer(values, 'batch-size', 1, 1000) as number,
+    maxBuffer: integer(values, 'max-buffer', 1, 10_000) as number,
+    quiet: values.quiet === true,
+    json: values.json === true,
+    verbose: values.verbose === true,
+    statusIntervalMs: integer(values, 'status-interval', 100, undefined),
+  };
+}
+
+function integer(values: Values, flag: string, min: number, fallback: number): number;
+function integer(values: Values, flag: string, min: number, fallback: undefined): number | undefined;
+function integer(values: Values, flag: string, min: number, fallback: number | undefined): number | undefined {
+  const raw = values[flag];
+  if (raw === undefined) return fallback;
+  // Number('') is 0 and Number('1e3') is 1000: accept plain digits, with _ or , as thousands separators.
+  const value = typeof raw === 'string' && /^\d[\d_,]*$/.test(raw) ? Number(raw.replace(/[_,]/g, '')) : NaN;
+  if (!Number.isSafeInteger(value) || !(value >= min)) {
+    throw usageError(`The option --${flag} must be an integer >= ${min}. Received ${JSON.stringify(raw)}`);
+  }
+  return value;
+}

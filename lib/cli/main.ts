@@ -1,0 +1,83 @@
+#!/usr/bin/env node
+import { parseDemoArgs, parseIngestArgs } from './args';
+import { demo } from './demo';
+import { CliError, ExitCode, describe } from './errors';
+import { ingest } from './ingest';
+import type { Io } from './ingest';
+
+const USAGE = `Usage:
+  sluice ingest [FILE|-] --into sqlite:PATH|postgres://URL --table NAME [options]
+  sluice demo [--events N] [--db PATH]
+
+ingest options:
+  --format ndjson|csv        input format (default: from the extension, else ndjson)
+  --columns a,b,c            columns to insert (default: the first record's fields / the CSV header)
+  --strategy NAME            block (default), drop_oldest, drop_newest, sample
+  --batch-size N             rows per transaction (default 1000)
+  --max-buffer N             rows held at most (default 10000)
+  --max-buffer-bytes N       bytes held at most (default: no byte bound)
+  --rejects FILE             where rejected records go (default sluice-rejects.ndjson)
+  --shutdown-timeout MS      on SIGINT/SIGTERM, time left to insert what was read (default 10000)
+  --retries N                retries of a failed batch before isolating its bad rows (default 1)
+  --fail-on-rejects          exit 1 when any record was rejected
+  --pg-method copy|insert    how a batch goes into PostgreSQL (default copy)
+common options:
+  --status-interval MS       time between status lines (default 100 on a TTY, 2000 otherwise)
+  -q, --quiet                no status line
+  --json                     print the final summary as JSON
+  --verbose                  stack traces on errors
+  -h, --help                 this help
+
+Exit codes: 0 done, 1 failed (see message), 2 usage or target error, 130 SIGINT, 143 SIGTERM.
+Docs: docs/cli.md`;
+
+export async function main(argv: string[], io: Io): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'ingest': {
+      const options = parseIngestArgs(rest);
+      if (options === undefined) return help(io);
+      return ingest(options, io);
+    }
+    case 'demo': {
+      const options = parseDemoArgs(rest);
+      if (options === undefined) return help(io);
+      return demo(options, io);
+    }
+    case undefined:
+    case '-h':
+    case '--help':
+    case 'help':
+      return help(io, command === undefined ? ExitCode.USAGE : ExitCode.OK);
+    default:
+      throw new CliError(ExitCode.USAGE, `unknown command ${JSON.stringify(command)}: use ingest or demo (sluice --help)`);
+  }
+}
+
+function help(io: Io, code: number = ExitCode.OK): number {
+  (code === ExitCode.OK ? io.out : io.err).write(`${USAGE}\n`);
+  return code;
+}
+
+if (require.main === module) {
+  const argv = process.argv.slice(2);
+  const verbose = argv.includes('--verbose');
+  main(argv, { out: process.stdout, err: process.stderr, stdin: process.stdin }).then(
+    (code) => exit(code),
+    (error: unknown) => {
+      const code = error instanceof CliError ? error.exitCode : ExitCode.FAILED;
+      process.stderr.write(`sluice: ${describe(error)}\n`);
+      if (verbose) process.stderr.write(`${error instanceof Error ? (error.stack ?? '') : ''}\n${error instanceof Error && error.cause instanceof Error ? `caused by: ${error.cause.stack ?? ''}\n` : ''}`);
+      exit(code);
+    },
+  );
+}
+
+/**
+ * Sets the exit code and lets the loop empty, so stdout is flushed even into a
+ * pipe; a driver handle that lingers gets one second before a hard exit.
+ */
+function exit(code: number): void {
+  process.exitCode = code;
+  setTimeout(() => process.exit(code), 1000).unref();
+}
