@@ -153,6 +153,8 @@ export class Engine<T> implements Gate<T> {
     overflow: 0,
     oversize: 0,
   };
+  /** A frozen copy of #droppedByReason for getMetrics(), rebuilt only after a drop. */
+  #droppedView: Readonly<Record<DropReason, number>> | undefined;
   /** Drops that happened with no 'drop' listener; reported once, on destroy. */
   #unheardDrops = 0;
   #delivered = 0;
@@ -230,6 +232,7 @@ export class Engine<T> implements Gate<T> {
   drop(item: T, reason: DropReason, settle: Settle | undefined): void {
     this.#dropped++;
     this.#droppedByReason[reason]++;
+    this.#droppedView = undefined;
     if (this.#host.listenerCount('drop') > 0) this.#host.emit('drop', item, reason);
     else this.#unheardDrops++;
     if (settle !== undefined) process.nextTick(settle, null, false);
@@ -765,7 +768,7 @@ export class Engine<T> implements Gate<T> {
       eventsOffered: this.#offered,
       eventsAccepted: this.#accepted,
       eventsDropped: this.#dropped,
-      droppedByReason: { ...this.#droppedByReason },
+      droppedByReason: (this.#droppedView ??= Object.freeze({ ...this.#droppedByReason })),
       eventsFlushed: this.#delivered,
       deadLettered: this.#deadLettered,
       inFlight: this.#inFlight,

@@ -222,7 +222,8 @@ export interface BackpressureMetrics {
   eventsAccepted: number;
   /** Items dropped, for any reason. */
   eventsDropped: number;
-  droppedByReason: Record<DropReason, number>;
+  /** Drops by reason; a frozen object, shared between reads until the next drop. */
+  droppedByReason: Readonly<Record<DropReason, number>>;
   /** Items confirmed delivered by the sink. */
   eventsFlushed: number;
   /** Items handed to the dead-letter path (or carried by a stream error). */
