@@ -32,10 +32,19 @@ const COLUMNS: Column[] = [
 ];
 const KINDS = ['click', 'view', 'purchase', 'signup', 'error'];
 
-/** Synthetic events, as fast as a generator can make them: the producer outruns the database, so the sluice blocks it. */
-function* events(count: number): Generator<Row> {
+/** Events between two turns of the event loop. */
+const TURN = 1024;
+
+/**
+ * Synthetic events, as fast as a generator can make them: the producer outruns
+ * the database, so the sluice blocks it. Everything here settles in microtasks,
+ * so the producer yields to the event loop now and then, or timers (the status
+ * line) and signals would wait for the end.
+ */
+async function* events(count: number): AsyncGenerator<Row> {
   const epoch = Date.UTC(2024, 0, 1);
   for (let i = 1; i <= count; i++) {
+    if (i % TURN === 0) await new Promise(setImmediate);
     yield { line: i, raw: '', values: [i, epoch + i * 7, KINDS[i % KINDS.length] as string, (i * 7919) % 10_000, (i % 1000) / 10] };
   }
 }

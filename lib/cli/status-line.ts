@@ -46,9 +46,12 @@ export class StatusLine {
 
   start(): void {
     this.#lastTime = performance.now();
+    // Deliberately not unref'd: it also keeps the process alive while a run is in progress. sluice's
+    // own flush timers are unref'd, and when the producer waits for 'drain' while the sluice waits on
+    // such a timer (a flush slower than targetLatencyMs spaces the next one), nothing else may hold
+    // the loop open and Node exits 0 with rows still held (reported to the lead with a repro).
+    // stop() clears it when the run settles.
     this.#timer = setInterval(this.#tick, this.#intervalMs);
-    // The run's own work keeps the process alive; the status line must not.
-    this.#timer.unref();
   }
 
   /** Records the buffer level between ticks (called once per flush: O(1), one metrics object). */
