@@ -1,0 +1,140 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { FIXTURES, ndjsonLines, readRejects, runCli, summaryOf, tempDir } from './helpers';
+import { execSql, selectAll } from './sqlite-db';
+
+describe('sluice ingest into SQLite', () => {
+  let dir: string;
+  let cleanup: () => void;
+  beforeEach(() => ({ dir, cleanup } = tempDir()));
+  afterEach(() => cleanup());
+
+  const ingest = (input: string, table: string, extra: string[] = [], stdin?: string) =>
+    runCli(['ingest', input, '--into', `sqlite:${join(dir, 'out.db')}`, '--table', table, '--rejects', join(dir, 'rejects.ndjson'), '--json', ...extra], dir, stdin);
+
+  it('inserts NDJSON with typed columns from the first record; malformed lines and refused rows go to the rejects file', async () => {
+    const result = await ingest(join(FIXTURES, 'events.ndjson'), 'events');
+    expect(result.code).toBe(0);
+    const summary = summaryOf(result);
+    expect(summary).toMatchObject({ status: 'completed', read: 12, inserted: 7, rejected: 5, blankLines: 1 });
+    expect(summary.rejectedBy).toEqual({ parse: 4, database: 1, dropped: 0, undelivered: 0 });
+
+    const rows = selectAll<Record<string, unknown>>(join(dir, 'out.db'), 'SELECT * FROM events ORDER BY id');
+    expect(rows.map((row) => row.id)).toEqual([1, 2, 3, 5, 8, 9, 10]);
+    expect(rows[0]).toEqual({ id: 1, user: 'ada', amount: 12.5, ok: 1, tags: '["a","b"]' });
+    expect(rows[3]).toEqual({ id: 5, user: 'eve', amount: 7.75, ok: 1, tags: null });
+    expect(rows[4]).toEqual({ id: 8, user: 'hal\tq"uote', amount: 0.5, ok: 1, tags: '{"k":"v"}' });
+
+    const rejects = readRejects(join(dir, 'rejects.ndjson'));
+    expect(rejects.map(({ line, stage }) => [line, stage])).toEqual([
+      [4, 'parse'],
+      [8, 'parse'],
+      [9, 'parse'],
+      [11, 'parse'],
+      [7, 'database'],
+    ]);
+    expect(rejects[0]?.error).toMatch(/^invalid JSON: /);
+    expect(rejects[1]?.error).toBe('expected a JSON object');
+    expect(rejects[2]?.error).toMatch(/field "extra" is not a column/);
+    expect(rejects[4]?.error).toMatch(/cannot store TEXT value in INTEGER column/);
+    expect(rejects[4]?.raw).toBe('{"id":"six","user":"fay","amount":2.5,"ok":true,"tags":["x"]}');
+  });
+
+  it('reads CSV with a header; bad records go to the rejects file with their line number', async () => {
+    const result = await ingest(join(FIXTURES, 'people.csv'), 'people');
+    expect(result.code).toBe(0);
+    expect(summaryOf(result)).toMatchObject({ format: 'csv', read: 7, inserted: 4, rejected: 3 });
+    expect(selectAll(join(dir, 'out.db'), 'SELECT * FROM people')).toEqual([
+      { id: '1', name: 'ada', city: 'Paris' },
+      { id: '2', name: 'bob, jr', city: 'Berlin' },
+      { id: '3', name: 'multi\nline', city: 'Rome' },
+      { id: '5', name: 'eve', city: 'Oslo' },
+    ]);
+    const rejects = readRejects(join(dir, 'rejects.ndjson'));
+    expect(rejects[0]).toMatchObject({ line: 6, stage: 'parse', raw: '4,too,many,fields' });
+    expect(rejects[0]?.error).toMatch(/Invalid Record Length/);
+    // A broken quote swallows what follows it; that text is in the rejects file, not lost.
+    expect(rejects.map((r) => r.raw).join('\n')).toContain('7,gus,Lima');
+  });
+
+  it('reads stdin with -', async () => {
+    const result = await ingest('-', 'piped', [], ndjsonLines(1, 2500, 1000));
+    expect(result.code).toBe(0);
+    expect(summaryOf(result)).toMatchObject({ read: 2500, inserted: 2498, rejected: 2 });
+    expect(selectAll(join(dir, 'out.db'), 'SELECT count(*) AS n FROM piped')).toEqual([{ n: 2498 }]);
+  });
+
+  it('isolates rows the database refuses (UNIQUE, NOT NULL) and inserts the rest of their batch', async () => {
+    execSql(join(dir, 'out.db'), 'CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)');
+    const lines = [
+      { id: 1, name: 'a' },
+      { id: 2, name: 'b' },
+      { id: 1, name: 'duplicate' },
+      { id: 3, name: null },
+      { id: 4, name: 'd' },
+    ]
+      .map((row) => JSON.stringify(row))
+      .join('\n');
+    const result = await ingest('-', 'users', ['--batch-size', '10', '--retries', '0'], lines);
+    expect(result.code).toBe(0);
+    expect(summaryOf(result)).toMatchObject({ read: 5, inserted: 3, rejected: 2 });
+    expect(selectAll(join(dir, 'out.db'), 'SELECT id, name FROM users ORDER BY id')).toEqual([
+      { id: 1, name: 'a' },
+      { id: 2, name: 'b' },
+      { id: 4, name: 'd' },
+    ]);
+    const rejects = readRejects(join(dir, 'rejects.ndjson'));
+    expect(rejects.map(({ line, stage }) => [line, stage])).toEqual([
+      [3, 'database'],
+      [4, 'database'],
+    ]);
+    expect(rejects[0]?.error).toMatch(/UNIQUE constraint failed/);
+    expect(rejects[1]?.error).toMatch(/NOT NULL constraint failed/);
+  });
+
+  it('--columns chooses the columns; other fields are ignored as asked', async () => {
+    const result = await ingest('-', 'picked', ['--columns', 'name,id'], '{"id":1,"name":"a","noise":true}\n{"id":2,"name":"b","more":[1]}\n');
+    expect(summaryOf(result)).toMatchObject({ read: 2, inserted: 2, rejected: 0 });
+    expect(selectAll(join(dir, 'out.db'), 'SELECT * FROM picked ORDER BY id')).toEqual([
+      { name: 'a', id: 1 },
+      { name: 'b', id: 2 },
+    ]);
+  });
+
+  it('exits 1 on rejects with --fail-on-rejects, 0 without, and leaves no rejects file on a clean run', async () => {
+    const clean = await ingest('-', 'clean', [], ndjsonLines(1, 10));
+    expect(clean.code).toBe(0);
+    expect(existsSync(join(dir, 'rejects.ndjson'))).toBe(false);
+    const strict = await ingest('-', 'strict', ['--fail-on-rejects'], ndjsonLines(1, 10, 5));
+    expect(strict.code).toBe(1);
+    expect(strict.stderr).toMatch(/2 record\(s\) rejected \(--fail-on-rejects\)/);
+  });
+
+  it('a database that cannot be opened: one line naming it, exit 2; the stack only with --verbose', async () => {
+    const target = join(dir, 'no-such-dir', 'x.db');
+    const args = ['ingest', '-', '--into', `sqlite:${target}`, '--table', 't'];
+    const plain = await runCli(args, dir, '{"id":1}\n');
+    expect(plain.code).toBe(2);
+    expect(plain.stderr).toBe(`sluice: cannot open sqlite:${target}: Cannot open database because the directory does not exist\n`);
+    const verbose = await runCli([...args, '--verbose'], dir, '{"id":1}\n');
+    expect(verbose.code).toBe(2);
+    expect(verbose.stderr).toMatch(/\n\s+at /);
+  });
+
+  it('a table that lacks a column of the input: exit 2 before any row is read further', async () => {
+    execSql(join(dir, 'out.db'), 'CREATE TABLE narrow (id INTEGER)');
+    const result = await ingest('-', 'narrow', [], '{"id":1,"wide":2}\n');
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/cannot insert into table narrow of sqlite:.*has no column named wide/);
+  });
+
+  it('a drop strategy writes what it drops to the rejects file, so read = inserted + rejected still holds', async () => {
+    const result = await ingest('-', 'dropping', ['--strategy', 'drop_newest', '--max-buffer', '10', '--batch-size', '5'], ndjsonLines(1, 3000));
+    expect(result.code).toBe(0);
+    const summary = summaryOf(result);
+    expect(summary.read).toBe(3000);
+    expect(summary.inserted + summary.rejected).toBe(3000);
+    expect(summary.rejectedBy).toMatchObject({ dropped: summary.dropped });
+    expect(selectAll(join(dir, 'out.db'), 'SELECT count(*) AS n FROM dropping')).toEqual([{ n: summary.inserted }]);
+  });
+});
