@@ -119,6 +119,8 @@ export class Engine<T> implements Gate<T> {
   #held = 0;
   #heldBytes = 0;
   #inFlight = 0;
+  /** Held items out of their batch, with a dead-letter handler that has not finished. */
+  #handingOff = 0;
   /** Size of the item being offered, set by offer() for fits(). */
   #offeredSize = 0;
   #level = BackpressureState.NORMAL;
@@ -259,7 +261,12 @@ export class Engine<T> implements Gate<T> {
       this.drop(item, 'overflow', settle);
       return false;
     }
-    this.#waiting.push({ item, settle, size: this.#offeredSize, deadline: now() + this.config.maxBlockTimeMs });
+    // maxBlockTimeMs is for producers that write on after a `false`. A write that finds the sluice
+    // blocked when the producer had not been told to wait (it can happen with a byte bound, or with
+    // highWatermark 1) is honouring backpressure: it waits as long as the sink needs, so that such a
+    // producer never loses an item.
+    const deadline = this.#needDrain ? now() + this.config.maxBlockTimeMs : Infinity;
+    this.#waiting.push({ item, settle, size: this.#offeredSize, deadline });
     this.#refreshLevel();
     this.#armWaitTimer();
     return false;
@@ -277,13 +284,15 @@ export class Engine<T> implements Gate<T> {
       if (head.settle !== undefined) process.nextTick(head.settle, null, true);
       admitted = true;
     }
-    if (admitted && waiting.isEmpty()) this.#clearWaitTimer();
+    if (!admitted) return;
+    this.#clearWaitTimer();
+    this.#armWaitTimer();
   }
 
   #armWaitTimer(): void {
     if (this.#waitTimer !== undefined || this.config.maxBlockTimeMs === Infinity) return;
     const head = this.#waiting.peek();
-    if (head === undefined) return;
+    if (head === undefined || head.deadline === Infinity) return;
     this.#waitTimer = setTimeout(this.#onWaitTimer, Math.max(0, head.deadline - now()));
     this.#waitTimer.unref();
   }
@@ -476,14 +485,18 @@ export class Engine<T> implements Gate<T> {
 
   #withTimeout(batch: Batch<T>, call: unknown): Promise<unknown> {
     return new Promise((resolve, reject) => {
+      const wake = (): void => reject(TIMED_OUT);
+      const timer = setTimeout(wake, this.config.flushTimeoutMs);
+      timer.unref();
+      batch.timer = timer;
+      batch.wake = wake;
       const done = (): void => {
-        clearTimeout(batch.timer);
+        clearTimeout(timer);
+        // A call settling after its timeout must not touch the wait the batch has moved on to.
+        if (batch.timer !== timer) return;
         batch.timer = undefined;
         batch.wake = undefined;
       };
-      batch.wake = () => reject(TIMED_OUT);
-      batch.timer = setTimeout(batch.wake, this.config.flushTimeoutMs);
-      batch.timer.unref();
       Promise.resolve(call).then(
         (value) => {
           done();
@@ -556,16 +569,15 @@ export class Engine<T> implements Gate<T> {
 
   #settleDelivered(batch: Batch<T>, items: T[], bytes: number): void {
     this.#delivered += items.length;
-    this.#detach(batch, items, bytes);
+    this.#removeFromBatch(batch, items, bytes);
+    this.#releaseHeld(items.length, bytes);
     this.#afterRelease();
   }
 
-  /** Takes `items` (delivered or dead-lettered) out of their batch and out of what is held. */
-  #detach(batch: Batch<T>, items: T[], bytes: number): void {
+  #removeFromBatch(batch: Batch<T>, items: T[], bytes: number): void {
     if (items === batch.items) batch.items = [];
     else batch.items = batch.items.filter((item) => !items.includes(item));
     batch.bytes -= bytes;
-    this.#releaseHeld(items.length, bytes);
   }
 
   #releaseHeld(count: number, bytes: number): void {
@@ -592,6 +604,10 @@ export class Engine<T> implements Gate<T> {
    * 'finish' waits for it too), or fails the stream with them when there is none.
    */
   async #deadLetter(batch: Batch<T>, items: T[], bytes: number, error: BackpressureError<T>): Promise<void> {
+    // Out of the batch at once, so a destroy() during the handler cannot hand them on a second
+    // time; still held (and counted in #handingOff) until the handler is done.
+    this.#removeFromBatch(batch, items, bytes);
+    this.#handingOff += items.length;
     let failure = this.#hasDeadLetterPath() ? undefined : error;
     if (failure === undefined) {
       try {
@@ -600,10 +616,15 @@ export class Engine<T> implements Gate<T> {
       } catch (handlerError) {
         failure = deadLetterHandlerFailed(error, handlerError);
       }
-      if (batch.abandoned) return; // destroyed meanwhile: destroy() took these items
+      if (batch.abandoned) {
+        // destroy() counted these as dead-lettered; nothing is left to fail but a warning.
+        if (failure !== undefined) warnDeadLetterFailed(failure);
+        return;
+      }
     }
+    this.#handingOff -= items.length;
     this.#deadLettered += items.length;
-    this.#detach(batch, items, bytes);
+    this.#releaseHeld(items.length, bytes);
     if (failure !== undefined) this.#fail(failure);
     else this.#afterRelease();
   }
@@ -651,7 +672,8 @@ export class Engine<T> implements Gate<T> {
   #checkIdle(): void {
     if (this.length > 0 || this.#idleCallbacks.length === 0) return;
     this.#drainRequested = false;
-    if (!this.#ending) this.#showState();
+    // Empty again: the state utilization gives (a finished stream does not read 'draining').
+    this.#showState();
     const callbacks = this.#idleCallbacks;
     this.#idleCallbacks = [];
     for (const callback of callbacks) callback(null);
@@ -680,7 +702,8 @@ export class Engine<T> implements Gate<T> {
     const waiters = this.#waiting.clear();
     this.#accepted += waiters.length;
     for (const waiter of waiters) taken.push(waiter.item);
-    this.#deadLettered += taken.length;
+    this.#deadLettered += taken.length + this.#handingOff;
+    this.#handingOff = 0;
     this.#held = 0;
     this.#heldBytes = 0;
     this.#inFlight = 0;
@@ -734,9 +757,7 @@ export class Engine<T> implements Gate<T> {
 
   /** Dead letters on the way out: nothing is left to wait for the handler, so a failure becomes a warning. */
   #notifyDeadLetterLate(items: T[], error: BackpressureError<T>): void {
-    const report = (handlerError: unknown): void => {
-      process.emitWarning(deadLetterHandlerFailed(error, handlerError), { code: 'SLUICE_DEAD_LETTER_FAILED' });
-    };
+    const report = (handlerError: unknown): void => warnDeadLetterFailed(deadLetterHandlerFailed(error, handlerError));
     try {
       this.#host.emit('deadletter', items, error);
       const pending = this.config.onDeadLetter?.(items, error);
@@ -828,6 +849,11 @@ function sinkErrors(errors: unknown, failed: number): unknown {
   if (Array.isArray(errors) && errors.length === 1) return errors[0];
   if (Array.isArray(errors) && errors.length > 1) return new AggregateError(errors, `the sink reported ${errors.length} errors`);
   return new Error(`the sink reported ${failed} failed item(s)`);
+}
+
+/** A dead-letter handler failed after its stream was destroyed: the last place left to report it. */
+function warnDeadLetterFailed(error: Error): void {
+  process.emitWarning(error, { code: 'SLUICE_DEAD_LETTER_FAILED' } as NodeJS.EmitWarningOptions);
 }
 
 function deadLetterHandlerFailed<T>(error: BackpressureError<T>, handlerError: unknown): BackpressureError<T> {

@@ -157,4 +157,35 @@ describe('block: held writes', () => {
     ]);
     expect(stream.getMetrics()).toMatchObject({ eventsOffered: 4, eventsDropped: 2, waitingWrites: 0, bufferSize: 2, state: 'blocked' });
   });
+
+  test('a write that finds the sluice blocked before any false waits as long as the sink needs', async () => {
+    // highWatermark 1: write() says false only once full, so the write that fills it is accepted and
+    // the next one, made while the producer was still allowed to write, is the first to wait.
+    const sink = new TestSink<number>().script({ kind: 'manual' });
+    const stream = new BlockingWritable(sink.flush, { maxBufferSize: 2, batchSize: 2, highWatermark: 1, maxBlockTimeMs: 100 });
+    const drops: [number, DropReason][] = [];
+    stream.on('drop', (item: number, reason: DropReason) => drops.push([item, reason]));
+    expect(stream.write(0)).toBe(true);
+    expect(stream.write(1)).toBe(false); // now full and blocked
+    expect(stream.write(2)).toBe(false); // the producer was told to wait: this one may time out
+    await advance(1000, 50);
+    expect(drops).toEqual([[2, 'timeout']]);
+
+    const honouring = new BlockingWritable(new TestSink<number>().script({ kind: 'manual' }).flush, {
+      maxBufferSize: 4,
+      batchSize: 4,
+      highWatermark: 1,
+      maxBlockTimeMs: 100,
+      maxBufferBytes: 8,
+      sizeOf: () => 3,
+    });
+    honouring.on('drop', (item: number, reason: DropReason) => drops.push([item, reason]));
+    expect(honouring.write(10)).toBe(true);
+    expect(honouring.write(11)).toBe(true); // 6 of 8 bytes, 2 of 4 items: elevated
+    expect(honouring.write(12)).toBe(false); // 3 more bytes do not fit: it waits, and it is honouring
+    await advance(10_000, 500);
+    expect(drops).toEqual([[2, 'timeout']]);
+    expect(honouring.getMetrics()).toMatchObject({ waitingWrites: 1, state: 'blocked' });
+    honouring.destroy();
+  });
 });
