@@ -178,6 +178,7 @@ describe('block: held writes', () => {
       maxBlockTimeMs: 100,
       maxBufferBytes: 8,
       sizeOf: () => 3,
+      onDeadLetter: () => undefined,
     });
     honouring.on('drop', (item: number, reason: DropReason) => drops.push([item, reason]));
     expect(honouring.write(10)).toBe(true);
