@@ -133,6 +133,7 @@ export async function ingest(options: IngestOptions, io: Io): Promise<number> {
       }
       // Then the sluice hands everything it holds to onDeadLetter, reason shutdown_timeout.
       await sluice.shutdown({ timeoutMs: 0 });
+      await sink.abort();
     })());
 
   const onSignal = (name: NodeJS.Signals): void => {
@@ -252,8 +253,9 @@ async function* stoppable(source: Readable, signal: AbortSignal): AsyncGenerator
       yield next.value;
     }
   } finally {
-    // Destroys the source (closes the file, releases stdin) so it keeps nothing alive.
+    // Close the file or release stdin so it keeps nothing alive; return() alone waits for a pending read.
     iterator.return?.().catch(() => undefined);
+    source.destroy();
   }
 }
 

@@ -32,13 +32,15 @@ export class PostgresSink implements Sink {
   readonly #method: PgMethod;
   /** The error the connection died with; set by the client's 'error' event. */
   #lost: Error | undefined;
+  readonly #url: string;
   #table = '';
   #columns: Column[] = [];
   #copySql = '';
   /** INSERT text per row count: batches are mostly full, so this stays tiny. */
   readonly #insertSql = new Map<number, string>();
 
-  private constructor(target: string, client: Pg.Client, method: PgMethod) {
+  private constructor(url: string, target: string, client: Pg.Client, method: PgMethod) {
+    this.#url = url;
     this.target = target;
     this.#client = client;
     this.#method = method;
@@ -57,7 +59,7 @@ export class PostgresSink implements Sink {
       await client.end().catch(() => undefined);
       throw new CliError(ExitCode.USAGE, `cannot connect to ${target}: ${pgMessage(error)}`, error);
     }
-    return new PostgresSink(target, client, method);
+    return new PostgresSink(url, target, client, method);
   }
 
   async prepare(table: string, columns: Column[]): Promise<void> {
@@ -121,6 +123,28 @@ export class PostgresSink implements Sink {
     if (this.#lost !== undefined) return true;
     const code = String((error as { code?: unknown })?.code ?? '');
     return FATAL_SQLSTATE.test(code) || FATAL_SOCKET.test(code) || /Connection terminated|not queryable/.test(describe(error));
+  }
+
+  /**
+   * Cancels the statement in flight, if any, from a second connection: a backend
+   * waiting on a lock would otherwise commit the batch after the run has written
+   * it to the rejects file. (A batch that commits just before the cancel arrives
+   * is both inserted and rejected: at-least-once, as docs/cli.md says.)
+   */
+  async abort(): Promise<void> {
+    if (this.#lost !== undefined) return;
+    const { processID } = this.#client as unknown as { processID: number | null };
+    if (processID === null) return;
+    const pg = loadPeer<typeof Pg>('pg', '^8', 'Writing to PostgreSQL');
+    const canceller = new pg.Client({ connectionString: this.#url, connectionTimeoutMillis: 5_000 });
+    try {
+      await canceller.connect();
+      await canceller.query('SELECT pg_cancel_backend($1)', [processID]);
+    } catch {
+      // Best effort: closing our connection below ends the session anyway once the server notices.
+    } finally {
+      await canceller.end().catch(() => undefined);
+    }
   }
 
   async count(table: string): Promise<number> {

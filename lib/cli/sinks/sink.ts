@@ -10,6 +10,11 @@ export interface Sink {
   insert(rows: Row[]): void | Promise<void>;
   /** True when `error` means the database is gone for good, so retrying more rows is pointless. */
   isFatal(error: unknown): boolean;
+  /**
+   * The run gave up on what is in flight (its rows are in the rejects file): make sure a
+   * statement still running does not commit them after all.
+   */
+  abort(): Promise<void>;
   count(table: string): Promise<number>;
   close(): Promise<void>;
 }

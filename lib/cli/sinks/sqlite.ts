@@ -74,6 +74,9 @@ export class SqliteSink implements Sink {
     return FATAL.test(String((error as { code?: unknown })?.code ?? ''));
   }
 
+  /** Nothing to do: an insert is synchronous, so none is ever in flight when the run gives up. */
+  async abort(): Promise<void> {}
+
   async count(table: string): Promise<number> {
     return (this.#db.prepare(`SELECT count(*) AS n FROM ${quoteTable(table)}`).get() as { n: number }).n;
   }

@@ -1,0 +1,158 @@
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { Client } from 'pg';
+import { FIXTURES, collect, ndjsonLines, readRejects, runCli, startCli, summaryOf, tempDir, waitForStderr } from './helpers';
+
+/**
+ * PostgreSQL tests use a real server (SLUICE_PG_URL, default 127.0.0.1:5432/test).
+ * Without one they are skipped, and say so; with SLUICE_REQUIRE_POSTGRES=1 (CI)
+ * an unreachable server fails the suite instead.
+ */
+const CANDIDATES = process.env.SLUICE_PG_URL !== undefined
+  ? [process.env.SLUICE_PG_URL]
+  : ['postgres://postgres@127.0.0.1:5432/test', 'postgres://root@127.0.0.1:5432/test'];
+
+/** Probed synchronously (in a child) so that describe/describe.skip can be chosen at load time. */
+function probe(): { url: string | undefined; why: string } {
+  let why = '';
+  for (const url of CANDIDATES) {
+    const script = `const { Client } = require('pg'); const c = new Client({ connectionString: process.argv[1], connectionTimeoutMillis: 3000 });
+      c.connect().then(() => c.query('SELECT 1')).then(() => c.end()).then(() => process.exit(0), (e) => { console.error(e.message || e.code); process.exit(1); });`;
+    const result = spawnSync(process.execPath, ['-e', script, url], { cwd: join(__dirname, '..', '..'), encoding: 'utf8', timeout: 10_000 });
+    if (result.status === 0) return { url, why: '' };
+    why = `${url}: ${result.stderr.trim() || 'no answer'}`;
+  }
+  return { url: undefined, why };
+}
+
+const { url: PG_URL, why } = probe();
+const required = process.env.SLUICE_REQUIRE_POSTGRES === '1';
+if (PG_URL === undefined && !required) {
+  // eslint-disable-next-line no-console
+  console.warn(`SKIPPING the PostgreSQL CLI tests: PostgreSQL is unreachable (${why}). Set SLUICE_REQUIRE_POSTGRES=1 to make this a failure.`);
+}
+
+describe('PostgreSQL availability', () => {
+  (required ? it : it.skip)('is reachable when SLUICE_REQUIRE_POSTGRES=1', () => {
+    expect({ reachable: PG_URL !== undefined, why }).toEqual({ reachable: true, why: '' });
+  });
+});
+
+const describePg = PG_URL === undefined ? describe.skip : describe;
+
+describePg('sluice ingest into PostgreSQL', () => {
+  const url = PG_URL as string;
+  let admin: Client;
+  let dir: string;
+  let cleanup: () => void;
+  const tables: string[] = [];
+  let counter = 0;
+  /** A table name no other test (or run) uses; dropped after the test. */
+  const uniqueTable = (): string => {
+    const name = `sluice_cli_${process.pid}_${Date.now()}_${counter++}`;
+    tables.push(name);
+    return name;
+  };
+
+  beforeAll(async () => {
+    admin = new Client({ connectionString: url });
+    await admin.connect();
+  });
+  afterAll(async () => {
+    await admin.end();
+  });
+  beforeEach(() => ({ dir, cleanup } = tempDir()));
+  afterEach(async () => {
+    cleanup();
+    for (const table of tables.splice(0)) await admin.query(`DROP TABLE IF EXISTS ${table}`);
+  });
+
+  it.each(['copy', 'insert'])('--pg-method %s: typed columns, malformed lines and refused rows in the rejects file', async (method) => {
+    const table = uniqueTable();
+    const rejectsPath = join(dir, 'rejects.ndjson');
+    const result = await runCli(
+      ['ingest', join(FIXTURES, 'events.ndjson'), '--into', url, '--table', table, '--pg-method', method, '--rejects', rejectsPath, '--json'],
+      dir,
+    );
+    expect(result.code).toBe(0);
+    expect(summaryOf(result)).toMatchObject({ read: 12, inserted: 7, rejected: 5 });
+    const { rows } = await admin.query(`SELECT id::int AS id, "user", amount, ok, tags FROM ${table} ORDER BY id`);
+    expect(rows.map((row: { id: number }) => row.id)).toEqual([1, 2, 3, 5, 8, 9, 10]);
+    expect(rows[0]).toEqual({ id: 1, user: 'ada', amount: 12.5, ok: true, tags: ['a', 'b'] });
+    expect(rows[4]).toEqual({ id: 8, user: 'hal\tq"uote', amount: 0.5, ok: true, tags: { k: 'v' } });
+    const rejects = readRejects(rejectsPath);
+    expect(rejects.filter((r) => r.stage === 'database')).toEqual([
+      expect.objectContaining({ line: 7, error: 'invalid input syntax for type bigint: "six"' }),
+    ]);
+  });
+
+  it('a hung database at shutdown: the deadline sends every row read to the rejects file, none is inserted later', async () => {
+    const table = uniqueTable();
+    await admin.query(`CREATE TABLE ${table} (id BIGINT, name TEXT)`);
+    const locker = new Client({ connectionString: url });
+    await locker.connect();
+    try {
+      // SHARE mode lets the CLI prepare (SELECT) but makes every INSERT wait.
+      await locker.query(`BEGIN; LOCK TABLE ${table} IN SHARE MODE`);
+      const rejectsPath = join(dir, 'rejects.ndjson');
+      const child = startCli(
+        ['ingest', '-', '--into', url, '--table', table, '--pg-method', 'insert', '--batch-size', '50', '--shutdown-timeout', '300', '--rejects', rejectsPath, '--json', '--status-interval', '100'],
+        dir,
+      );
+      const result = collect(child);
+      child.stdin.write(ndjsonLines(1, 400));
+      await waitForStderr(child, /read=400 /);
+      child.kill('SIGTERM');
+      const done = await result;
+      expect(done.code).toBe(143);
+      expect(summaryOf(done)).toMatchObject({ read: 400, inserted: 0, rejected: 400, rejectedBy: { parse: 0, database: 0, dropped: 0, undelivered: 400 } });
+      const rejected = readRejects(rejectsPath).map((r) => r.line);
+      expect(new Set(rejected).size).toBe(400);
+    } finally {
+      await locker.query('ROLLBACK');
+      await locker.end();
+    }
+    // The cancelled INSERT must not have committed once the lock was released.
+    const { rows } = await admin.query(`SELECT count(*)::int AS n FROM ${table}`);
+    expect(rows).toEqual([{ n: 0 }]);
+  });
+
+  it('the database lost mid-run: held rows go to the rejects file, exit 1 naming the target', async () => {
+    const table = uniqueTable();
+    await admin.query(`CREATE TABLE ${table} (id BIGINT, name TEXT)`);
+    const app = `sluice_lost_${process.pid}_${counter}`;
+    const locker = new Client({ connectionString: url });
+    await locker.connect();
+    try {
+      await locker.query(`BEGIN; LOCK TABLE ${table} IN SHARE MODE`);
+      const rejectsPath = join(dir, 'rejects.ndjson');
+      const target = `${url}${url.includes('?') ? '&' : '?'}application_name=${app}`;
+      const child = startCli(['ingest', '-', '--into', target, '--table', table, '--batch-size', '50', '--rejects', rejectsPath, '--json', '--status-interval', '100'], dir);
+      const result = collect(child);
+      child.stdin.write(ndjsonLines(1, 300));
+      await waitForStderr(child, /read=300 /);
+      await admin.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1', [app]);
+      const done = await result;
+      expect(done.code).toBe(1);
+      expect(done.stderr).toMatch(/sluice: lost postgres:\/\/.*: terminating connection due to administrator command/);
+      expect(summaryOf(done)).toMatchObject({ status: 'failed', read: 300, inserted: 0, rejected: 300 });
+      expect(readRejects(rejectsPath)).toHaveLength(300);
+    } finally {
+      await locker.query('ROLLBACK');
+      await locker.end();
+    }
+  });
+});
+
+describe('sluice ingest, PostgreSQL unreachable', () => {
+  it('one line naming the target, exit 2, no stack', async () => {
+    const { dir, cleanup } = tempDir();
+    try {
+      const result = await runCli(['ingest', '-', '--into', 'postgres://sluice:secret@127.0.0.1:1/nowhere', '--table', 't'], dir, '{"id":1}\n');
+      expect(result.code).toBe(2);
+      expect(result.stderr).toMatch(/^sluice: cannot connect to postgres:\/\/sluice:\*\*\*@127\.0\.0\.1:1\/nowhere: .*ECONNREFUSED.*\n$/);
+    } finally {
+      cleanup();
+    }
+  });
+});
