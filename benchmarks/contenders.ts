@@ -1,0 +1,297 @@
+import { once } from 'node:events';
+import { Duplex, Readable, Writable } from 'node:stream';
+import { finished, pipeline } from 'node:stream/promises';
+import {
+  BackpressureController as ReferenceController,
+  BackpressureStrategy as ReferenceStrategy,
+} from './baselines/reference-controller';
+import { items } from './common';
+import { sluice } from './sluice';
+import type { BatchSink, Item } from './common';
+import type {
+  BackpressureMetrics,
+  BackpressureStrategy,
+  BackpressureTransform,
+  BackpressureWritable,
+} from '../lib/index';
+
+/**
+ * The contenders. Each wires a producer to a batch sink in the way its users would.
+ * `run` is the producer that honours backpressure (for streams: `pipeline` from
+ * `Readable.from`); `target` exposes the contender to the workloads' own producers
+ * (one that ignores `write()`, an on/off burst).
+ */
+
+export interface Options {
+  batchSize: number;
+}
+
+export interface Target {
+  /** Offers one item: `false` asks the producer to wait for `waitDrain()`; a promise, to await it. */
+  write(item: Item): boolean | Promise<unknown>;
+  waitDrain(): Promise<void>;
+  /** No more items: resolves when everything accepted was delivered. */
+  end(): Promise<void>;
+  /** Utilization (0..1) and state, for the state trace. */
+  probe?(): { utilization: number; state: string };
+  /** Batch-size facts the contender reports itself (sluice's metrics). */
+  metrics?(): Partial<BackpressureMetrics>;
+}
+
+export interface Contender {
+  readonly name: string;
+  readonly description: string;
+  run?(count: number, sink: BatchSink, options: Options): Promise<Partial<BackpressureMetrics> | void>;
+  target?(sink: BatchSink, options: Options): Target;
+}
+
+function settle(sink: BatchSink, batch: Item[], callback: (error?: Error | null) => void): void {
+  // Promise.resolve: a sink may be synchronous (SQLite).
+  Promise.resolve()
+    .then(() => sink(batch))
+    .then(() => callback(), callback);
+}
+
+/** A plain object-mode Writable with writev, buffering up to `batchSize` items (Node's own buffering). */
+function nativeWritable(sink: BatchSink, options: Options): Writable {
+  return new Writable({
+    objectMode: true,
+    highWaterMark: 2 * options.batchSize,
+    writev(chunks, callback) {
+      settle(
+        sink,
+        chunks.map((c) => c.chunk as Item),
+        callback,
+      );
+    },
+  });
+}
+
+function streamTarget(
+  stream: Writable,
+  done: Promise<void>,
+  probe?: () => { utilization: number; state: string },
+): Target {
+  return {
+    write: (item) => stream.write(item),
+    waitDrain: async () => {
+      await once(stream, 'drain');
+    },
+    end: async () => {
+      stream.end();
+      await done;
+    },
+    ...(probe === undefined ? {} : { probe }),
+  };
+}
+
+const native: Contender = {
+  name: 'native',
+  description:
+    'object-mode `Writable` with `writev`, `highWaterMark` = batchSize, fed by `pipeline(Readable.from(...))`',
+  async run(count, sink, options) {
+    await pipeline(Readable.from(items(count)), nativeWritable(sink, options));
+  },
+  target(sink, options) {
+    const stream = nativeWritable(sink, options);
+    return streamTarget(stream, finished(stream));
+  },
+};
+
+const nativeIgnoring: Contender = {
+  name: 'native-ignoring',
+  description: 'the same `Writable`, written in a loop that ignores `write()` returning `false`',
+  target: native.target,
+  async run(count, sink, options) {
+    const stream = nativeWritable(sink, options);
+    for (const item of items(count)) stream.write(item);
+    stream.end();
+    await finished(stream);
+  },
+};
+
+const reference: Contender = {
+  name: 'reference',
+  description:
+    "the design doc's sketch controller (benchmarks/baselines/), strategy block, `await push()` per item, then `drain()`",
+  async run(count, sink, options) {
+    const controller = referenceController(sink, options, ReferenceStrategy.BLOCK);
+    controller.start();
+    for (const item of items(count)) await controller.push(item);
+    await controller.drain();
+    controller.stop();
+  },
+  target(sink, options) {
+    // Under a burst the sketch runs with its default strategy, drop_oldest (block would poll per pending push).
+    const controller = referenceController(sink, options, ReferenceStrategy.DROP_OLDEST);
+    controller.start();
+    return {
+      write: (item) => controller.push(item),
+      waitDrain: () => Promise.resolve(),
+      end: async () => {
+        await controller.drain();
+        controller.stop();
+      },
+      probe: () => {
+        const m = controller.getMetrics();
+        return { utilization: m.bufferUtilization, state: m.state };
+      },
+    };
+  },
+};
+
+function referenceController(
+  sink: BatchSink,
+  options: Options,
+  strategy: ReferenceStrategy,
+): ReferenceController<Item> {
+  return new ReferenceController<Item>(
+    async (batch) => {
+      await sink(batch);
+      return { success: batch.length, failed: 0, errors: [] };
+    },
+    { strategy, batchSize: options.batchSize },
+  );
+}
+
+const forLoop: Contender = {
+  name: 'for-loop',
+  description: 'a plain `for` loop that builds batches of batchSize and awaits the sink (the lower bound)',
+  async run(count, sink, options) {
+    let batch: Item[] = [];
+    for (const item of items(count)) {
+      batch.push(item);
+      if (batch.length === options.batchSize) {
+        await sink(batch);
+        batch = [];
+      }
+    }
+    if (batch.length > 0) await sink(batch);
+  },
+};
+
+const cargo: Contender = {
+  name: 'async-cargoQueue',
+  description:
+    "`async`'s `cargoQueue(worker, 1, batchSize)`: every item pushed at once (it has no backpressure), then `drain()`",
+  async run(count, sink, options) {
+    const { cargoQueue } = await import('async'); // loaded only where used: every child pays its imports
+    const queue = cargoQueue<Item>(
+      async (batch: Item[]) => {
+        await sink(batch);
+      },
+      1,
+      options.batchSize,
+    );
+    for (const item of items(count)) void queue.push(item);
+    if (!queue.idle()) await queue.drain();
+  },
+};
+
+const rx: Contender = {
+  name: 'rxjs',
+  description: '`from(iterable).pipe(bufferCount(batchSize), concatMap(sink))`',
+  async run(count, sink, options) {
+    const { bufferCount, concatMap, from, lastValueFrom } = await import('rxjs');
+    await lastValueFrom(
+      from(items(count)).pipe(
+        bufferCount(options.batchSize),
+        concatMap((batch) => Promise.resolve(sink(batch))),
+      ),
+      { defaultValue: undefined },
+    );
+  },
+};
+
+function sluiceContender(strategy: BackpressureStrategy): Contender {
+  const make = (sink: BatchSink, options: Options) =>
+    sluice.createBackpressureStream<Item>(sink, { strategy, batchSize: options.batchSize });
+  return {
+    name: `sluice-${strategy}`,
+    description: `\`createBackpressureStream(sink, { strategy: '${strategy}' })\` fed by \`pipeline(Readable.from(...))\``,
+    async run(count, sink, options) {
+      const stream = make(sink, options);
+      await pipeline(Readable.from(items(count)), asWritable(stream));
+      return stream.getMetrics();
+    },
+    target(sink, options) {
+      const stream = make(sink, options);
+      return {
+        ...streamTarget(asWritable(stream), finished(asWritable(stream)), () => ({
+          utilization: stream.getMetrics().bufferUtilization,
+          state: stream.state,
+        })),
+        metrics: () => stream.getMetrics(),
+      };
+    },
+  };
+}
+
+/**
+ * sluice's streams type `write(chunk: T)`, which @types/node's `pipeline()` overloads do not
+ * accept for a `T` other than string/Buffer (they want NodeJS.WritableStream); widen them here.
+ */
+function asWritable(stream: BackpressureWritable<Item>): Writable {
+  return stream;
+}
+
+function asDuplex(stream: BackpressureTransform<Item>): Duplex {
+  return stream;
+}
+
+function batchWriter(sink: BatchSink): Writable {
+  return new Writable({
+    objectMode: true,
+    highWaterMark: 1,
+    write(batch: Item[], _encoding, callback) {
+      settle(sink, batch, callback);
+    },
+  });
+}
+
+const transform: Contender = {
+  name: 'sluice-transform',
+  description: "`pipeline(Readable.from(...), new BackpressureTransform({ strategy: 'block' }), batchWriter)`",
+  async run(count, sink, options) {
+    const duplex = new sluice.BackpressureTransform<Item>({
+      strategy: sluice.BackpressureStrategy.BLOCK,
+      batchSize: options.batchSize,
+    });
+    await pipeline(Readable.from(items(count)), asDuplex(duplex), batchWriter(sink));
+    return duplex.getMetrics();
+  },
+  target(sink, options) {
+    const duplex = new sluice.BackpressureTransform<Item>({
+      strategy: sluice.BackpressureStrategy.BLOCK,
+      batchSize: options.batchSize,
+    });
+    const done = pipeline(asDuplex(duplex), batchWriter(sink));
+    return {
+      ...streamTarget(asDuplex(duplex), done, () => ({
+        utilization: duplex.getMetrics().bufferUtilization,
+        state: duplex.state,
+      })),
+      metrics: () => duplex.getMetrics(),
+    };
+  },
+};
+
+export const contenders: readonly Contender[] = [
+  native,
+  nativeIgnoring,
+  reference,
+  forLoop,
+  cargo,
+  rx,
+  sluiceContender(sluice.BackpressureStrategy.BLOCK),
+  sluiceContender(sluice.BackpressureStrategy.DROP_OLDEST),
+  sluiceContender(sluice.BackpressureStrategy.DROP_NEWEST),
+  sluiceContender(sluice.BackpressureStrategy.SAMPLE),
+  transform,
+];
+
+export function contender(name: string): Contender {
+  const found = contenders.find((c) => c.name === name);
+  if (found === undefined) throw new Error(`unknown contender ${name}`);
+  return found;
+}

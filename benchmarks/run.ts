@@ -1,0 +1,482 @@
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { barsSvg, stateTraceSvg } from './charts';
+import { contender } from './contenders';
+import { distDir, repoRoot } from './sluice';
+import { BURST } from './workloads/burst';
+import { workloads } from './workloads/index';
+import type { Bar, TracePanel } from './charts';
+import type { RunResult, TracePoint, Workload } from './workloads/workload';
+
+/**
+ * The benchmark runner: every (workload, contender) pair in a fresh child process,
+ * `runs` times (round-robin, so drift hits every contender alike); medians and
+ * min–max; markdown tables on stdout. An unfiltered full run also writes
+ * docs/benchmarks.md and the charts in docs/img/.
+ *
+ *   node run.js [--quick] [--runs N] [--write] [filter...]
+ *
+ * A filter keeps the pairs whose "workload/contender" contains it (`fast-sink/sluice-block`, `stall`).
+ */
+
+interface Args {
+  quick: boolean;
+  runs: number;
+  write: boolean;
+  filters: string[];
+}
+
+function parseArgs(argv: readonly string[]): Args {
+  const args: Args = { quick: false, runs: 0, write: false, filters: [] };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] as string;
+    if (arg === '--quick') args.quick = true;
+    else if (arg === '--write') args.write = true;
+    else if (arg === '--runs') args.runs = Number(argv[++i]);
+    else if (arg.startsWith('--')) throw new Error(`unknown flag ${arg}`);
+    else args.filters.push(arg);
+  }
+  // quick is a smoke check (a minute): 3 runs of smaller inputs. Published numbers come from 5 full runs.
+  if (args.runs === 0) args.runs = args.quick ? 3 : 5;
+  if (!Number.isInteger(args.runs) || args.runs < 1) throw new Error('--runs must be an integer >= 1');
+  return args;
+}
+
+type NumericKey = { [K in keyof RunResult]-?: RunResult[K] extends number | undefined ? K : never }[keyof RunResult];
+
+interface Stat {
+  median: number;
+  min: number;
+  max: number;
+}
+
+class PairResults {
+  readonly runs: RunResult[] = [];
+  constructor(
+    readonly workload: Workload,
+    readonly contender: string,
+  ) {}
+
+  stat(key: NumericKey): Stat {
+    const values = this.runs
+      .map((r) => r[key])
+      .filter((v): v is number => typeof v === 'number' && !Number.isNaN(v))
+      .sort((a, b) => a - b);
+    if (values.length === 0) return { median: NaN, min: NaN, max: NaN };
+    const mid = Math.floor(values.length / 2);
+    const median =
+      values.length % 2 === 1 ? (values[mid] as number) : ((values[mid - 1] as number) + (values[mid] as number)) / 2;
+    return { median, min: values[0] as number, max: values[values.length - 1] as number };
+  }
+
+  median(key: NumericKey): number {
+    return this.stat(key).median;
+  }
+}
+
+const CHILD = path.join(__dirname, 'child.js');
+
+function runChild(workloadName: string, contenderName: string, quick: boolean): RunResult {
+  const child = spawnSync(
+    process.execPath,
+    ['--expose-gc', '--no-warnings', CHILD, workloadName, contenderName, ...(quick ? ['--quick'] : [])],
+    { encoding: 'utf8', env: process.env, maxBuffer: 64 * 2 ** 20, timeout: 120_000 },
+  );
+  if (child.status !== 0) {
+    throw new Error(`${workloadName}/${contenderName} failed (${child.status ?? child.signal}):\n${child.stderr}`);
+  }
+  const line = child.stdout.trim().split('\n').pop() ?? '';
+  return JSON.parse(line) as RunResult;
+}
+
+// ---- formatting ----------------------------------------------------------------
+
+function si(value: number): string {
+  if (!Number.isFinite(value)) return 'n/a';
+  const abs = Math.abs(value);
+  if (abs >= 1e6) return `${(value / 1e6).toPrecision(3)}M`;
+  if (abs >= 1e3) return `${(value / 1e3).toPrecision(3)}k`;
+  return value.toPrecision(3);
+}
+
+function fixed(value: number, digits = 1): string {
+  return Number.isFinite(value) ? value.toFixed(digits) : 'n/a';
+}
+
+function range(stat: Stat, format: (v: number) => string): string {
+  return `${format(stat.min)}–${format(stat.max)}`;
+}
+
+function ratio(a: number, b: number): string {
+  if (!Number.isFinite(a) || !Number.isFinite(b) || b === 0) return 'n/a';
+  const r = a / b;
+  return r >= 10 ? `${Math.round(r)}×` : `${r.toFixed(2)}×`;
+}
+
+function table(header: readonly string[], rows: readonly (readonly string[])[]): string {
+  const line = (cells: readonly string[]): string => `| ${cells.join(' | ')} |`;
+  return [line(header), line(header.map(() => '---')), ...rows.map(line)].join('\n');
+}
+
+// ---- tables per workload ---------------------------------------------------------
+
+type Results = Map<string, PairResults>;
+
+function pair(results: Results, workloadName: string, contenderName: string): PairResults | undefined {
+  return results.get(`${workloadName}/${contenderName}`);
+}
+
+function throughputTable(results: Results, w: Workload, baseline: string, baselineLabel: string): string {
+  const base = pair(results, w.name, baseline)?.median('itemsPerSec') ?? NaN;
+  const rows = w.contenders.flatMap((name) => {
+    const p = pair(results, w.name, name);
+    if (p === undefined) return [];
+    const speed = p.stat('itemsPerSec');
+    return [
+      [
+        `\`${name}\``,
+        si(speed.median),
+        range(speed, si),
+        ratio(speed.median, base),
+        si(p.median('offered')),
+        si(p.median('lost')),
+        fixed(p.median('avgBatch')),
+        fixed(p.median('peakHeapGrowthMB')),
+      ],
+    ];
+  });
+  return table(
+    [
+      'contender',
+      'items/s (median)',
+      'min–max',
+      `vs ${baselineLabel}`,
+      'offered',
+      'lost',
+      'avg batch',
+      'peak heap Δ MB',
+    ],
+    rows,
+  );
+}
+
+function stallTable(results: Results, w: Workload): string {
+  const rows = w.contenders.flatMap((name) => {
+    const p = pair(results, w.name, name);
+    if (p === undefined) return [];
+    const heap = p.stat('peakHeapGrowthMB');
+    const rss = p.stat('peakRssGrowthMB');
+    const bound = p.median('boundMB');
+    return [
+      [
+        `\`${name}\``,
+        fixed(heap.median),
+        range(heap, (v) => fixed(v)),
+        fixed(rss.median),
+        range(rss, (v) => fixed(v)),
+        fixed(bound),
+        heap.max < bound ? 'yes' : 'no',
+        si(p.median('lost')),
+        fixed(p.median('itemBytes'), 0),
+        fixed(p.median('elapsedMs') / 1000, 2),
+      ],
+    ];
+  });
+  return table(
+    [
+      'contender',
+      'peak heap Δ MB',
+      'min–max',
+      'peak RSS Δ MB',
+      'min–max',
+      'bound MB',
+      'every run under bound',
+      'lost',
+      'item bytes',
+      'time s',
+    ],
+    rows,
+  );
+}
+
+function burstTable(results: Results, w: Workload): string {
+  const rows = w.contenders.flatMap((name) => {
+    const p = pair(results, w.name, name);
+    if (p === undefined) return [];
+    const ms = (v: number): string => fixed(v, 1);
+    return [
+      [
+        `\`${name}\``,
+        `${ms(p.median('p50Ms'))} / ${ms(p.median('p99Ms'))}`,
+        `${ms(p.stat('p99Ms').min)}–${ms(p.stat('p99Ms').max)}`,
+        `${ms(p.median('e2eP50Ms'))} / ${ms(p.median('e2eP99Ms'))}`,
+        `${ms(p.stat('e2eP99Ms').min)}–${ms(p.stat('e2eP99Ms').max)}`,
+        si(p.median('offered')),
+        si(p.median('lost')),
+        fixed(p.median('peakHeapGrowthMB')),
+      ],
+    ];
+  });
+  return table(
+    [
+      'contender',
+      'write→delivery p50 / p99 ms',
+      'p99 min–max',
+      'end-to-end p50 / p99 ms',
+      'p99 min–max',
+      'offered',
+      'lost',
+      'peak heap Δ MB',
+    ],
+    rows,
+  );
+}
+
+function workloadTable(results: Results, w: Workload): string {
+  switch (w.name) {
+    case 'stall':
+      return stallTable(results, w);
+    case 'burst':
+      return burstTable(results, w);
+    case 'sqlite':
+      return throughputTable(results, w, 'for-loop', 'hand-written loop');
+    default:
+      return throughputTable(results, w, 'native', 'native');
+  }
+}
+
+// ---- targets ---------------------------------------------------------------------
+
+interface Verdict {
+  target: string;
+  measured: string;
+  met: boolean | undefined;
+}
+
+function targets(results: Results): Verdict[] {
+  const verdicts: Verdict[] = [];
+  const speed = (w: string, c: string): number => pair(results, w, c)?.median('itemsPerSec') ?? NaN;
+  const check = (target: string, value: number, threshold: number, measured: string): void => {
+    verdicts.push({ target, measured, met: Number.isFinite(value) ? value >= threshold : undefined });
+  };
+  {
+    const r = speed('fast-sink', 'sluice-block') / speed('fast-sink', 'native');
+    check('fast sink: sluice block ≥ 1.0× native items/s', r, 1, `${fixed(r, 2)}×`);
+    const ref = speed('fast-sink', 'sluice-block') / speed('fast-sink', 'reference');
+    check('fast sink: sluice block ≥ 100× the design-doc reference', ref, 100, `${fixed(ref, 0)}×`);
+  }
+  {
+    const r = speed('slow-sink', 'sluice-block') / speed('slow-sink', 'native');
+    check('slow sink: sluice block ≥ 0.95× native items/s', r, 0.95, `${fixed(r, 2)}×`);
+    const batch = pair(results, 'slow-sink', 'sluice-block')?.median('avgBatch') ?? NaN;
+    check('slow sink: average batch ≥ 0.95 × batchSize (95)', batch, 95, fixed(batch, 1));
+  }
+  {
+    const native = pair(results, 'stall', 'native-ignoring');
+    for (const strategy of ['block', 'drop_oldest', 'drop_newest', 'sample']) {
+      const p = pair(results, 'stall', `sluice-${strategy}`);
+      if (p === undefined) continue;
+      const worst = p.stat('peakHeapGrowthMB').max;
+      const bound = p.median('boundMB');
+      verdicts.push({
+        target: `stall: sluice ${strategy} peak heap growth < 1.5 × maxBufferSize × item size + 16 MB`,
+        measured: `worst run ${fixed(worst)} MB, bound ${fixed(bound)} MB${native === undefined ? '' : `; native-ignoring ${fixed(native.median('peakHeapGrowthMB'))} MB`}`,
+        met: worst < bound,
+      });
+    }
+  }
+  {
+    const r = speed('sqlite', 'sluice-block') / speed('sqlite', 'for-loop');
+    check('SQLite: sluice block ≥ 0.9× the hand-written batched-transaction loop', r, 0.9, `${fixed(r, 2)}×`);
+  }
+  return verdicts;
+}
+
+function targetsTable(verdicts: readonly Verdict[]): string {
+  return table(
+    ['target', 'measured (ratio of medians)', 'met'],
+    verdicts.map((v) => [v.target, v.measured, v.met === undefined ? 'not run' : v.met ? '**met**' : '**missed**']),
+  );
+}
+
+// ---- charts ------------------------------------------------------------------------
+
+function barsFor(results: Results, w: Workload, baseline: string): Bar[] {
+  return w.contenders.flatMap((name) => {
+    const p = pair(results, w.name, name);
+    if (p === undefined) return [];
+    const s = p.stat('itemsPerSec');
+    const lost = p.median('lost');
+    return [
+      {
+        name,
+        median: s.median,
+        min: s.min,
+        max: s.max,
+        label: `${si(s.median)}/s${lost > 0 ? `, ${si(lost)} lost` : ''}`,
+        highlight: name.startsWith('sluice')
+          ? 'sluice'
+          : name === baseline || name === 'for-loop'
+            ? 'baseline'
+            : 'other',
+      },
+    ];
+  });
+}
+
+function writeCharts(results: Results, burstTraces: Map<string, TracePoint[]>, imgDir: string): string[] {
+  fs.mkdirSync(imgDir, { recursive: true });
+  const written: string[] = [];
+  const groups = workloads
+    .filter((w) => w.name === 'fast-sink' || w.name === 'slow-sink' || w.name === 'sqlite')
+    .map((w) => ({
+      title: `${w.title} (items delivered per second, median of runs, min–max whiskers)`,
+      bars: barsFor(results, w, w.name === 'sqlite' ? 'for-loop' : 'native'),
+    }))
+    .filter((g) => g.bars.length > 0);
+  if (groups.length > 0) {
+    const file = path.join(imgDir, 'throughput.svg');
+    fs.writeFileSync(file, barsSvg('Throughput: sluice against native streams and the alternatives', groups));
+    written.push(file);
+  }
+  const order = [
+    'reference',
+    'sluice-block',
+    'sluice-drop_oldest',
+    'sluice-drop_newest',
+    'sluice-sample',
+    'sluice-transform',
+  ];
+  const panels: TracePanel[] = order.flatMap((name) => {
+    const trace = burstTraces.get(name);
+    return trace === undefined
+      ? []
+      : [{ name: name === 'reference' ? 'design-doc sketch' : name.replace('sluice-', ''), trace }];
+  });
+  if (panels.length > 0) {
+    const file = path.join(imgDir, 'burst-states.svg');
+    fs.writeFileSync(file, stateTraceSvg(panels, BURST, { low: 0.5, high: 0.8 }));
+    written.push(file);
+  }
+  return written;
+}
+
+// ---- main ----------------------------------------------------------------------------
+
+function machine(): string {
+  const cpus = os.cpus();
+  return `Node ${process.version} · ${cpus[0]?.model.trim() ?? 'unknown CPU'} × ${cpus.length} · ${os.platform()} ${os.release()} · ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC`;
+}
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  const selected = (w: Workload, c: string): boolean =>
+    args.filters.length === 0 || args.filters.some((f) => `${w.name}/${c}`.includes(f));
+  const results: Results = new Map();
+  const burstTraces = new Map<string, TracePoint[]>();
+  const started = Date.now();
+  const header = `sluice benchmarks${args.quick ? ' (quick: smaller inputs, not for publishing)' : ''} — ${machine()} — dist: ${path.relative(repoRoot, distDir) || distDir}`;
+  console.log(header);
+  for (const w of workloads) {
+    const names = w.contenders.filter((c) => selected(w, c));
+    if (names.length === 0) continue;
+    for (const name of names) contender(name); // fail fast on a typo
+    for (let run = 1; run <= args.runs; run++) {
+      for (const name of names) {
+        if (process.stderr.isTTY) process.stderr.write(`\r\x1b[K${w.name} run ${run}/${args.runs}: ${name}`);
+        const result = runChild(w.name, name, args.quick);
+        const key = `${w.name}/${name}`;
+        let p = results.get(key);
+        if (p === undefined) results.set(key, (p = new PairResults(w, name)));
+        if (result.trace !== undefined) {
+          if (!burstTraces.has(name)) burstTraces.set(name, result.trace);
+          delete result.trace;
+        }
+        p.runs.push(result);
+      }
+    }
+    if (process.stderr.isTTY) process.stderr.write('\r\x1b[K');
+    console.log(`\n### ${w.title} (\`${w.name}\`)\n\n${workloadTable(results, w)}\n`);
+  }
+  const verdicts = targets(results);
+  console.log(`### Targets\n\n${targetsTable(verdicts)}\n`);
+  console.log(`${args.runs} runs per pair, ${((Date.now() - started) / 1000).toFixed(0)} s in all.`);
+
+  const cacheDir = path.join(repoRoot, 'node_modules', '.cache', 'sluice-bench');
+  fs.mkdirSync(cacheDir, { recursive: true });
+  fs.writeFileSync(
+    path.join(cacheDir, `results${args.quick ? '-quick' : ''}.json`),
+    JSON.stringify({
+      header,
+      args,
+      results: [...results.values()].map((p) => ({ workload: p.workload.name, contender: p.contender, runs: p.runs })),
+    }),
+  );
+  if (args.write || (!args.quick && args.filters.length === 0)) {
+    const charts = writeCharts(results, burstTraces, path.join(repoRoot, 'docs', 'img'));
+    const doc = await report(results, verdicts, args, header, Date.now() - started);
+    const file = path.join(repoRoot, 'docs', 'benchmarks.md');
+    fs.writeFileSync(file, doc);
+    console.log(`Wrote ${[file, ...charts].map((f) => path.relative(repoRoot, f)).join(', ')}`);
+  }
+}
+
+async function report(
+  results: Results,
+  verdicts: readonly Verdict[],
+  args: Args,
+  header: string,
+  elapsedMs: number,
+): Promise<string> {
+  const notes = fs.readFileSync(path.join(repoRoot, 'benchmarks', 'notes.md'), 'utf8');
+  const sections = workloads
+    .filter((w) => w.contenders.some((c) => results.has(`${w.name}/${c}`)))
+    .map((w) => `### ${w.title} (\`${w.name}\`)\n\n${w.description}\n\n${workloadTable(results, w)}\n`);
+  const contenderList = [...new Set(workloads.flatMap((w) => w.contenders))]
+    .map((name) => `- \`${name}\`: ${contender(name).description}`)
+    .join('\n');
+  const text = `<!-- Generated by \`npm run bench\` (benchmarks/run.ts); edit benchmarks/notes.md for the prose. -->
+
+# Benchmarks
+
+${header}
+
+Command: \`npm run bench${args.quick ? ':quick' : ''}\` — ${args.runs} runs per (workload, contender) pair, each in a fresh
+child process, round-robin; medians with min–max; ${(elapsedMs / 1000).toFixed(0)} s in all.
+
+![Throughput: items delivered per second, sluice against the alternatives](img/throughput.svg)
+
+![Utilization and state over time for each strategy under the same on/off burst](img/burst-states.svg)
+
+## Targets
+
+${targetsTable(verdicts)}
+
+## Results
+
+${sections.join('\n')}
+## Contenders
+
+${contenderList}
+
+${notes}`;
+  return formatMarkdown(text);
+}
+
+/** Prettier-formats the generated markdown, so `npm run lint` stays green. */
+async function formatMarkdown(text: string): Promise<string> {
+  try {
+    const prettier = (await import('prettier')) as typeof import('prettier');
+    const options = (await prettier.resolveConfig(path.join(repoRoot, 'docs', 'benchmarks.md'))) ?? {};
+    return await prettier.format(text, { ...options, parser: 'markdown' });
+  } catch {
+    return text;
+  }
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`\n${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  process.exit(1);
+});

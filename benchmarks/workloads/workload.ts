@@ -1,0 +1,170 @@
+import { setImmediate as yieldToLoop, setTimeout as sleep } from 'node:timers/promises';
+import { Delivery, MemoryWatch, makeItem } from '../common';
+import type { BackpressureMetrics } from '../../lib/index';
+import type { Contender, Options, Target } from '../contenders';
+import type { SinkSpec } from '../common';
+
+/** One point of a state trace. */
+export interface TracePoint {
+  /** ms since the producer started */
+  t: number;
+  utilization: number;
+  state: string;
+}
+
+/** What one run of one (workload, contender) pair reports; the runner takes medians over runs. */
+export interface RunResult {
+  offered: number;
+  delivered: number;
+  /** offered - delivered, after the end: dropped, for whatever reason. */
+  lost: number;
+  elapsedMs: number;
+  /** delivered items per second of wall time */
+  itemsPerSec: number;
+  /** delivered / sink calls */
+  avgBatch: number;
+  peakHeapGrowthMB: number;
+  peakRssGrowthMB: number;
+  p50Ms?: number;
+  p99Ms?: number;
+  /** from the moment the burst schedule asked for the item to its delivery */
+  e2eP50Ms?: number;
+  e2eP99Ms?: number;
+  /** the stall target's bound: 1.5 x maxBufferSize x item size + 16 MB */
+  boundMB?: number;
+  itemBytes?: number;
+  trace?: TracePoint[];
+}
+
+export interface Scale {
+  quick: boolean;
+}
+
+export interface Workload {
+  readonly name: string;
+  readonly title: string;
+  readonly description: string;
+  readonly contenders: readonly string[];
+  run(contender: Contender, scale: Scale): Promise<RunResult>;
+}
+
+/** Runs `body` against a fresh sink, timing it and watching memory. */
+export async function measure(
+  offered: number,
+  sinkSpec: SinkSpec,
+  latencyCapacity: number,
+  body: (delivery: Delivery) => Promise<Partial<BackpressureMetrics> | void>,
+): Promise<RunResult & { metrics: Partial<BackpressureMetrics> | void }> {
+  const delivery = new Delivery(latencyCapacity);
+  const watch = new MemoryWatch();
+  const started = performance.now();
+  const metrics = await body(delivery);
+  const elapsedMs = performance.now() - started;
+  const memory = watch.stop();
+  return {
+    offered,
+    delivered: delivery.delivered,
+    lost: offered - delivery.delivered,
+    elapsedMs,
+    itemsPerSec: delivery.delivered / (elapsedMs / 1000),
+    avgBatch: delivery.batches === 0 ? 0 : delivery.delivered / delivery.batches,
+    ...memory,
+    metrics,
+  };
+}
+
+/** The producer that honours backpressure, as each contender does it (`pipeline` for streams). */
+export async function runHonouring(
+  contender: Contender,
+  count: number,
+  sinkSpec: SinkSpec,
+  options: Options,
+): Promise<RunResult> {
+  if (contender.run === undefined) throw new Error(`${contender.name} has no honouring producer`);
+  const run = contender.run.bind(contender);
+  const { metrics: _metrics, ...result } = await measure(count, sinkSpec, 0, (delivery) =>
+    run(count, sinkSpec.create(delivery), options),
+  );
+  return result;
+}
+
+/** A producer that writes everything as fast as it can, yielding to the event loop every 1,000 items. */
+export async function produceIgnoring(target: Target, count: number): Promise<void> {
+  for (let i = 0; i < count;) {
+    const end = Math.min(count, i + 1000);
+    for (; i < end; i++) void target.write(makeItem(i));
+    await yieldToLoop();
+  }
+  await target.end();
+}
+
+/** An on/off producer: `rate` items/s for `onMs`, then silence for `offMs`, `cycles` times. */
+export interface BurstSchedule {
+  onMs: number;
+  offMs: number;
+  cycles: number;
+  rate: number;
+}
+
+export function burstTotal(s: BurstSchedule): number {
+  return Math.round((s.rate * s.onMs * s.cycles) / 1000);
+}
+
+/** When (ms after the start) the schedule asks for item `index`. */
+export function scheduledAt(s: BurstSchedule, index: number): number {
+  const perCycle = (s.rate * s.onMs) / 1000;
+  const cycle = Math.floor(index / perCycle);
+  return cycle * (s.onMs + s.offMs) + ((index - cycle * perCycle) / s.rate) * 1000;
+}
+
+/** Items the schedule has asked for by `elapsedMs`. */
+function dueBy(s: BurstSchedule, elapsedMs: number): number {
+  const period = s.onMs + s.offMs;
+  const full = Math.min(s.cycles, Math.floor(elapsedMs / period));
+  const within = full >= s.cycles ? 0 : Math.min(s.onMs, elapsedMs - full * period);
+  return Math.min(burstTotal(s), Math.round((s.rate * (full * s.onMs + within)) / 1000));
+}
+
+/**
+ * Writes on the schedule, about once a millisecond; honours `false`/'drain' and awaits
+ * returned promises (so a paused producer falls behind and catches up later). Each item's
+ * `t` is stamped as it is written, for write-to-delivery latency.
+ */
+export async function produceBursts(
+  target: Target,
+  schedule: BurstSchedule,
+  started: number,
+  trace?: TracePoint[],
+): Promise<void> {
+  const total = burstTotal(schedule);
+  let sampler: NodeJS.Timeout | undefined;
+  if (trace !== undefined && target.probe !== undefined) {
+    const probe = target.probe.bind(target);
+    const sample = (): void => {
+      trace.push({ t: performance.now() - started, ...probe() });
+    };
+    sample();
+    sampler = setInterval(sample, 2);
+  }
+  let i = 0;
+  while (i < total) {
+    const due = dueBy(schedule, performance.now() - started);
+    while (i < due) {
+      const item = makeItem(i++);
+      item.t = performance.now();
+      const accepted = target.write(item);
+      if (accepted === false) await target.waitDrain();
+      else if (accepted !== true) await accepted;
+    }
+    if (i < total) await sleep(1);
+  }
+  await target.end();
+  if (sampler !== undefined) {
+    // Keep sampling to the end of the schedule, so every trace covers the same window.
+    const window = schedule.cycles * (schedule.onMs + schedule.offMs);
+    const left = window - (performance.now() - started);
+    if (left > 0) await sleep(left);
+    clearInterval(sampler);
+    if (target.probe !== undefined) trace?.push({ t: performance.now() - started, ...target.probe() });
+  }
+}
