@@ -31,15 +31,23 @@ export type PrepareColumns = (columns: Column[]) => Promise<void>;
 /** Longest line accepted; a longer one is rejected rather than buffered without bound. */
 export const MAX_LINE_CHARS = 16 * 1024 * 1024;
 
+/** A non-blank input line and its 1-based number. */
+export interface Line {
+  line: number;
+  text: string;
+}
+
 /**
- * Bytes in, one `{ line, text }` per non-blank line out. Counts what it reads so
- * the run can prove `read = inserted + rejected` at the end.
+ * Bytes in, the chunk's non-blank lines out as one `Line[]` (one stream hop per
+ * chunk rather than per line). Counts what it reads so the run can prove
+ * `read = inserted + rejected` at the end.
  */
 export class LineSplitter extends Transform {
   readonly #decoder = new StringDecoder('utf8');
   readonly #reject: RejectLine;
   #tail = '';
   #lineNo = 0;
+  #lines: Line[] = [];
   /** Skipping the rest of a line that was too long. */
   #skipping = false;
   /** Non-blank lines pushed, and over-long ones rejected: the records read. */
@@ -49,7 +57,7 @@ export class LineSplitter extends Transform {
   discardTail = false;
 
   constructor(reject: RejectLine) {
-    super({ readableObjectMode: true, readableHighWaterMark: 64 });
+    super({ readableObjectMode: true, readableHighWaterMark: 4 });
     this.#reject = reject;
   }
 
@@ -61,6 +69,7 @@ export class LineSplitter extends Transform {
       start = nl + 1;
     }
     this.#tail = start === 0 ? text : text.slice(start);
+    this.#pushLines();
     if (this.#tail.length > MAX_LINE_CHARS) {
       if (!this.#skipping) {
         this.records++;
@@ -76,6 +85,7 @@ export class LineSplitter extends Transform {
     const rest = this.#tail + this.#decoder.end();
     this.#tail = '';
     if (rest !== '' && !this.discardTail) this.#line(rest);
+    this.#pushLines();
     callback();
   }
 
@@ -91,7 +101,13 @@ export class LineSplitter extends Transform {
       return;
     }
     this.records++;
-    this.push({ line: this.#lineNo, text: line });
+    this.#lines.push({ line: this.#lineNo, text: line });
+  }
+
+  #pushLines(): void {
+    if (this.#lines.length === 0) return;
+    this.push(this.#lines);
+    this.#lines = [];
   }
 }
 
@@ -169,32 +185,53 @@ function toValue(value: unknown): Value {
   }
 }
 
-/** `{ line, text }` in, rows out; malformed lines go to `reject` and the run goes on. */
+/** `Line[]` in, one row per valid line out; malformed lines go to `reject` and the run goes on. */
 export class NdjsonParser extends Transform {
   readonly #mapper: RowMapper;
   readonly #prepare: PrepareColumns;
   readonly #reject: RejectLine;
 
   constructor(mapper: RowMapper, prepare: PrepareColumns, reject: RejectLine) {
-    super({ objectMode: true, highWaterMark: 64 });
+    super({ objectMode: true, writableHighWaterMark: 4, readableHighWaterMark: 64 });
     this.#mapper = mapper;
     this.#prepare = prepare;
     this.#reject = reject;
   }
 
-  override _transform(item: { line: number; text: string }, _encoding: BufferEncoding, callback: TransformCallback): void {
-    let record: unknown;
-    try {
-      record = JSON.parse(item.text);
-    } catch (error) {
-      this.#reject(item.line, item.text, `invalid JSON: ${describe(error)}`);
-      return callback();
+  override _transform(lines: Line[], _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.#from(lines, 0, callback);
+  }
+
+  /** Parses lines[start..]; pauses once, at the very first record, while the sink prepares its table. */
+  #from(lines: Line[], start: number, callback: TransformCallback): void {
+    for (let i = start; i < lines.length; i++) {
+      const { line, text } = lines[i] as Line;
+      let record: unknown;
+      try {
+        record = JSON.parse(text);
+      } catch (error) {
+        this.#reject(line, text, `invalid JSON: ${describe(error)}`);
+        continue;
+      }
+      if (record === null || typeof record !== 'object' || Array.isArray(record)) {
+        this.#reject(line, text, 'expected a JSON object');
+        continue;
+      }
+      if (this.#mapper.columns === undefined) {
+        pushRow(this, this.#mapper, this.#prepare, this.#reject, line, text, record as Record<string, unknown>, true, (error) => {
+          if (error) callback(error);
+          else this.#from(lines, i + 1, callback);
+        });
+        return;
+      }
+      try {
+        this.push({ line, raw: text, values: this.#mapper.map(record as Record<string, unknown>) } satisfies Row);
+      } catch (error) {
+        if (!(error instanceof MappingError)) return callback(error as Error);
+        this.#reject(line, text, error.message);
+      }
     }
-    if (record === null || typeof record !== 'object' || Array.isArray(record)) {
-      this.#reject(item.line, item.text, 'expected a JSON object');
-      return callback();
-    }
-    pushRow(this, this.#mapper, this.#prepare, this.#reject, item.line, item.text, record as Record<string, unknown>, true, callback);
+    callback();
   }
 }
 

@@ -1,0 +1,177 @@
+/**
+ * `sluice ingest` of a generated NDJSON file into SQLite, against a hand-written
+ * loop that inserts the same rows in batched transactions of the same size:
+ * peak RSS and rows/s, each in its own process, in one run.
+ *
+ *   npm run bench:cli                 # 1024 MiB (the issue's 1 GB)
+ *   npm run bench:cli -- --mb 256     # smaller, for a quick look
+ *
+ * The data file is generated once under os.tmpdir() (kept out of git) and reused.
+ * Both contenders use the same line splitting, JSON.parse, STRICT table, WAL,
+ * synchronous=NORMAL, one prepared statement and one transaction per batch.
+ */
+import { spawnSync } from 'node:child_process';
+import { createReadStream, createWriteStream, existsSync, rmSync, statSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { StringDecoder } from 'node:string_decoder';
+import type BetterSqlite3 from 'better-sqlite3';
+
+const ROOT = process.cwd();
+const CLI = resolve(ROOT, 'dist/cli/main.js');
+const BATCH = 1000;
+const COLUMNS = ['id', 'at', 'user', 'kind', 'amount', 'tags', 'message'];
+
+interface Result {
+  name: string;
+  rows: number;
+  seconds: number;
+  peakRssMiB: number;
+}
+
+async function generate(path: string, bytes: number): Promise<number> {
+  if (existsSync(path) && statSync(path).size >= bytes) return statSync(path).size;
+  const out = createWriteStream(path);
+  const kinds = ['click', 'view', 'purchase', 'signup', 'error'];
+  let written = 0;
+  for (let id = 1; written < bytes; id++) {
+    const line = `${JSON.stringify({
+      id,
+      at: new Date(Date.UTC(2024, 0, 1) + id * 937).toISOString(),
+      user: `user-${(id * 7919) % 100_000}`,
+      kind: kinds[id % kinds.length],
+      amount: Math.round(((id * 31) % 100_000) / 7) / 100,
+      tags: id % 3 === 0 ? ['a', 'b'] : [],
+      message: 'the quick brown fox jumps over the lazy dog '.repeat(1 + (id % 3)),
+    })}\n`;
+    written += Buffer.byteLength(line);
+    if (!out.write(line)) await new Promise<void>((r) => out.once('drain', () => r()));
+  }
+  await new Promise<void>((r) => out.end(() => r()));
+  return written;
+}
+
+function cliRun(file: string, db: string): Result {
+  rmDb(db);
+  const started = performance.now();
+  const child = spawnSync(
+    process.execPath,
+    [CLI, 'ingest', file, '--into', `sqlite:${db}`, '--table', 'events', '--batch-size', String(BATCH), '--json', '--quiet', '--rejects', `${db}.rejects`],
+    { encoding: 'utf8', maxBuffer: 1 << 24 },
+  );
+  const seconds = (performance.now() - started) / 1000;
+  if (child.status !== 0) throw new Error(`sluice ingest failed (${child.status}): ${child.stderr}`);
+  const summary = JSON.parse(child.stdout.trim().split('\n').pop() as string) as { inserted: number; rejected: number; peakRssBytes: number };
+  if (summary.rejected !== 0) throw new Error(`sluice ingest rejected ${summary.rejected} rows`);
+  return { name: 'sluice ingest (CLI)', rows: summary.inserted, seconds, peakRssMiB: summary.peakRssBytes / 1048576 };
+}
+
+function loopRun(file: string, db: string): Result {
+  rmDb(db);
+  const started = performance.now();
+  const child = spawnSync(process.execPath, [__filename, '--hand-loop', file, db], { encoding: 'utf8' });
+  const seconds = (performance.now() - started) / 1000;
+  if (child.status !== 0) throw new Error(`hand-written loop failed (${child.status}): ${child.stderr}`);
+  const { rows, peakRssBytes } = JSON.parse(child.stdout) as { rows: number; peakRssBytes: number };
+  return { name: `hand-written loop (batches of ${BATCH})`, rows, seconds, peakRssMiB: peakRssBytes / 1048576 };
+}
+
+/**
+ * The baseline: what one would write without sluice. Reads with backpressure by
+ * pausing on each await of nothing: inserts are synchronous, so the loop below
+ * simply processes each chunk fully before asking for the next.
+ */
+async function handLoop(file: string, dbPath: string): Promise<void> {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const Database = require(resolve(ROOT, 'node_modules/better-sqlite3')) as typeof BetterSqlite3;
+  const db = new Database(dbPath);
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = NORMAL');
+  db.exec('CREATE TABLE events ("id" INTEGER, "at" TEXT, "user" TEXT, "kind" TEXT, "amount" REAL, "tags" TEXT, "message" TEXT) STRICT');
+  const statement = db.prepare(`INSERT INTO events (${COLUMNS.map((c) => `"${c}"`).join(', ')}) VALUES (${COLUMNS.map(() => '?').join(', ')})`);
+  const insertMany = db.transaction((batch: unknown[][]) => {
+    for (const values of batch) statement.run(values);
+  });
+  const decoder = new StringDecoder('utf8');
+  let tail = '';
+  let rows = 0;
+  let batch: unknown[][] = [];
+  const take = (line: string): void => {
+    if (line === '') return;
+    const record = JSON.parse(line) as Record<string, unknown>;
+    batch.push(COLUMNS.map((c) => {
+      const v = record[c];
+      return typeof v === 'object' && v !== null ? JSON.stringify(v) : (v ?? null);
+    }));
+    if (batch.length === BATCH) {
+      insertMany(batch);
+      rows += batch.length;
+      batch = [];
+    }
+  };
+  for await (const chunk of createReadStream(file, { highWaterMark: 256 * 1024 })) {
+    const text = tail + decoder.write(chunk as Buffer);
+    let start = 0;
+    for (let nl = text.indexOf('\n'); nl !== -1; nl = text.indexOf('\n', start)) {
+      take(text.slice(start, nl));
+      start = nl + 1;
+    }
+    tail = text.slice(start);
+  }
+  take(tail + decoder.end());
+  if (batch.length > 0) insertMany(batch);
+  rows += batch.length;
+  db.close();
+  process.stdout.write(JSON.stringify({ rows, peakRssBytes: process.resourceUsage().maxRSS * 1024 }));
+}
+
+function rmDb(db: string): void {
+  for (const suffix of ['', '-wal', '-shm', '.rejects']) rmSync(db + suffix, { force: true });
+}
+
+async function main(): Promise<void> {
+  const args = process.argv.slice(2);
+  if (args[0] === '--hand-loop') return handLoop(args[1] as string, args[2] as string);
+  const mbFlag = args.indexOf('--mb');
+  const mb = mbFlag === -1 ? 1024 : Number(args[mbFlag + 1]);
+  if (!(mb > 0)) throw new Error(`--mb must be a positive number. Received ${args[mbFlag + 1]}`);
+  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build first (npm run bench:cli does)`);
+
+  const file = join(tmpdir(), `sluice-bench-${mb}mb.ndjson`);
+  const db = join(tmpdir(), 'sluice-bench-cli.db');
+  process.stderr.write(`generating ${file} (${mb} MiB, reused if present)...\n`);
+  const bytes = await generate(file, mb * 1024 * 1024);
+
+  const results: Result[] = [];
+  // Alternated, two rounds each, so a warm page cache or a noisy neighbour does not favour one side.
+  for (let round = 0; round < 2; round++) {
+    for (const run of round === 0 ? [loopRun, cliRun] : [cliRun, loopRun]) {
+      const result = run(file, db);
+      process.stderr.write(`  ${result.name}: ${result.rows} rows in ${result.seconds.toFixed(1)} s, peak RSS ${result.peakRssMiB.toFixed(0)} MiB\n`);
+      results.push(result);
+    }
+  }
+  rmDb(db);
+
+  const best = (name: string): Result =>
+    results.filter((r) => r.name === name).reduce((a, b) => (a.seconds <= b.seconds ? a : b));
+  const loop = best(`hand-written loop (batches of ${BATCH})`);
+  const cli = best('sluice ingest (CLI)');
+  if (cli.rows !== loop.rows) throw new Error(`row counts differ: CLI ${cli.rows}, loop ${loop.rows}`);
+  const rate = (r: Result): number => r.rows / r.seconds;
+  const lines = [
+    `Node ${process.version}, ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}; ${(bytes / 1048576).toFixed(0)} MiB NDJSON, ${cli.rows} rows, batch ${BATCH}; best of 2 each (wall time incl. process start)`,
+    '',
+    '| contender | seconds | rows/s | peak RSS |',
+    '|---|---:|---:|---:|',
+    ...[loop, cli].map((r) => `| ${r.name} | ${r.seconds.toFixed(1)} | ${Math.round(rate(r)).toLocaleString('en-US')} | ${r.peakRssMiB.toFixed(0)} MiB |`),
+    '',
+    `sluice / loop rows/s: ${((rate(cli) / rate(loop)) * 100).toFixed(1)} % (goal >= 90 %); CLI peak RSS ${cli.peakRssMiB.toFixed(0)} MiB (goal < 250 MiB)`,
+  ];
+  process.stdout.write(`${lines.join('\n')}\n`);
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  process.exitCode = 1;
+});
