@@ -1,0 +1,37 @@
+// Mutation testing with Stryker: `npm run test:mutation` (not run in CI; it takes a while on 2 cores).
+// Reports: reports/mutation/mutation.html and reports/mutation/mutation.json. Results: docs/quality.md.
+
+// Each mutant reruns the property tests that cover it; fewer runs per property keep a mutation run
+// affordable (the default `npm test` uses 200, the soak 10000). Override with SLUICE_PROPERTY_RUNS.
+process.env.SLUICE_PROPERTY_RUNS ??= '60';
+
+/** @type {import('@stryker-mutator/api/core').PartialStrykerOptions} */
+export default {
+  packageManager: 'npm',
+  testRunner: 'jest',
+  checkers: ['typescript'],
+  // Only lib/ is type-checked per mutant (the specs and benchmarks are not what is mutated).
+  tsconfigFile: 'tsconfig.build.json',
+  mutate: ['lib/**/*.ts', '!lib/cli/**'],
+  coverageAnalysis: 'perTest',
+  concurrency: 2,
+  jest: {
+    projectType: 'custom',
+    configFile: 'jest.config.js',
+    // The library's specs only: the CLI (excluded from mutation) and the docs specs run built code from dist/.
+    config: {
+      testMatch: [
+        '<rootDir>/spec/*.spec.ts',
+        '<rootDir>/spec/strategies/**/*.spec.ts',
+        '<rootDir>/spec/properties/**/*.spec.ts',
+        '<rootDir>/spec/mutants/**/*.spec.ts',
+      ],
+    },
+    enableFindRelatedTests: false,
+  },
+  timeoutMS: 30000,
+  reporters: ['clear-text', 'progress-append-only', 'html', 'json'],
+  htmlReporter: { fileName: 'reports/mutation/mutation.html' },
+  jsonReporter: { fileName: 'reports/mutation/mutation.json' },
+  thresholds: { high: 90, low: 85, break: null },
+};
