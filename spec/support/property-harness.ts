@@ -96,6 +96,8 @@ export interface Scenario {
    */
   lateSettle: boolean;
   seed: number;
+  /** Write `id % duplicates` instead of `id`, so equal values repeat (undefined: every item distinct). */
+  duplicates?: number;
 }
 
 // ---- generators --------------------------------------------------------------
@@ -344,7 +346,8 @@ export class Run {
     const id = this.#nextId++;
     written.push(id);
     callbacks.set(id, []);
-    return stream.write(id, (error, accepted) => {
+    const value = this.obs.scenario.duplicates === undefined ? id : id % this.obs.scenario.duplicates;
+    return stream.write(value, (error, accepted) => {
       callbacks.get(id)?.push({ error, accepted });
     });
   }
@@ -695,6 +698,30 @@ function deliveredByLastCall(sink: TestSink<number>): Set<number> {
     }
   });
   return new Set([...last].filter(([, ok]) => ok).map(([id]) => id));
+}
+
+/**
+ * The end-of-run checks that hold even when items repeat (no per-item identity): nothing held, the books
+ * balance, the dead-letter path heard exactly what was counted, every write callback once.
+ */
+export function countViolations(run: Run): string[] {
+  const { obs } = run;
+  const out: string[] = [...obs.violations];
+  if (out.length > 0) return out;
+  const m = obs.stream.getMetrics();
+  const fail = (what: string): void => {
+    out.push(`${what} — metrics ${JSON.stringify(m)}`);
+  };
+  if (!obs.closed) fail("no 'close'");
+  if (m.bufferSize !== 0 || m.waitingWrites !== 0 || m.inFlight !== 0) fail(`held ${m.bufferSize}, waiting ${m.waitingWrites}, inFlight ${m.inFlight} after 'close'`);
+  if (m.eventsOffered !== obs.written.length) fail(`eventsOffered ${m.eventsOffered}, written ${obs.written.length}`);
+  if (m.eventsOffered !== m.eventsFlushed + m.deadLettered + m.eventsDropped) fail('offered !== flushed + deadLettered + dropped at the end');
+  if (m.eventsAccepted !== m.eventsFlushed + m.deadLettered + m.droppedByReason.evicted) fail('accepted !== flushed + deadLettered + evicted at the end');
+  const dl = deadLetteredIds(obs);
+  if (dl.length !== m.deadLettered) fail(`dead-letter path got ${dl.length} items, deadLettered ${m.deadLettered}`);
+  if (obs.scenario.listenDrop && obs.dropped.length !== m.eventsDropped) fail(`'drop' events ${obs.dropped.length}, eventsDropped ${m.eventsDropped}`);
+  for (const [id, calls] of obs.callbacks) if (calls.length !== 1) fail(`write callback of write #${id} called ${calls.length} times`);
+  return out;
 }
 
 /** Formats a failure for fast-check's report. */
