@@ -54,11 +54,39 @@ export default tseslint.config(
     },
   },
   {
-    // Plain JS config files (jest.config.js, this file) are not in the TypeScript project.
+    // Plain JS files (jest.config.js, this file, spec fixtures run as child processes) are CommonJS scripts
+    // for Node, outside the TypeScript project: no type-checked rules, `require` allowed, Node's globals known.
     files: ['**/*.js', '**/*.mjs', '**/*.cjs'],
     ...tseslint.configs.disableTypeChecked,
     languageOptions: {
-      globals: { module: 'writable', require: 'readonly', process: 'readonly', console: 'readonly' },
+      globals: Object.fromEntries(
+        [
+          'module',
+          'exports',
+          'require',
+          '__dirname',
+          '__filename',
+          'process',
+          'console',
+          'Buffer',
+          'setTimeout',
+          'clearTimeout',
+          'setInterval',
+          'clearInterval',
+          'setImmediate',
+          'clearImmediate',
+          'AbortController',
+          'AbortSignal',
+          'URL',
+          'performance',
+          'structuredClone',
+          'queueMicrotask',
+        ].map((name) => [name, 'readonly']),
+      ),
     },
+  },
+  {
+    files: ['**/*.js', '**/*.cjs'],
+    rules: { '@typescript-eslint/no-require-imports': 'off' },
   },
 );
