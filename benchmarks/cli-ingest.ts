@@ -5,6 +5,8 @@
  *
  *   npm run bench:cli                 # 1024 MiB (the issue's 1 GB)
  *   npm run bench:cli -- --mb 256     # smaller, for a quick look
+ *   npm run bench:cli -- --mb 64 --pg postgres://postgres@127.0.0.1/test
+ *                                     # PostgreSQL: --pg-method copy against insert
  *
  * The data file is generated once under os.tmpdir() (kept out of git) and reused.
  * Both contenders use the same line splitting, JSON.parse, STRICT table, WAL,
@@ -56,14 +58,79 @@ function cliRun(file: string, db: string): Result {
   const started = performance.now();
   const child = spawnSync(
     process.execPath,
-    [CLI, 'ingest', file, '--into', `sqlite:${db}`, '--table', 'events', '--batch-size', String(BATCH), '--json', '--quiet', '--rejects', `${db}.rejects`],
+    [
+      CLI,
+      'ingest',
+      file,
+      '--into',
+      `sqlite:${db}`,
+      '--table',
+      'events',
+      '--batch-size',
+      String(BATCH),
+      '--json',
+      '--quiet',
+      '--rejects',
+      `${db}.rejects`,
+    ],
     { encoding: 'utf8', maxBuffer: 1 << 24 },
   );
   const seconds = (performance.now() - started) / 1000;
   if (child.status !== 0) throw new Error(`sluice ingest failed (${child.status}): ${child.stderr}`);
-  const summary = JSON.parse(child.stdout.trim().split('\n').pop() as string) as { inserted: number; rejected: number; peakRssBytes: number };
+  const summary = JSON.parse(child.stdout.trim().split('\n').pop() as string) as {
+    inserted: number;
+    rejected: number;
+    peakRssBytes: number;
+  };
   if (summary.rejected !== 0) throw new Error(`sluice ingest rejected ${summary.rejected} rows`);
   return { name: 'sluice ingest (CLI)', rows: summary.inserted, seconds, peakRssMiB: summary.peakRssBytes / 1048576 };
+}
+
+/** One CLI run into PostgreSQL with `--pg-method method`, into a fresh table dropped afterwards. */
+function pgRun(file: string, url: string, method: string): Result {
+  const table = `sluice_bench_${process.pid}_${method}`;
+  const drop = (): void => {
+    spawnSync(
+      process.execPath,
+      [
+        '-e',
+        `const {Client}=require('pg');const c=new Client(process.argv[1]);c.connect().then(()=>c.query('DROP TABLE IF EXISTS ${table}')).then(()=>c.end())`,
+        url,
+      ],
+      { cwd: ROOT },
+    );
+  };
+  drop();
+  const started = performance.now();
+  const child = spawnSync(
+    process.execPath,
+    [
+      CLI,
+      'ingest',
+      file,
+      '--into',
+      url,
+      '--table',
+      table,
+      '--pg-method',
+      method,
+      '--batch-size',
+      String(BATCH),
+      '--json',
+      '--quiet',
+      '--rejects',
+      join(tmpdir(), `${table}.rejects`),
+    ],
+    { encoding: 'utf8', maxBuffer: 1 << 24 },
+  );
+  const seconds = (performance.now() - started) / 1000;
+  drop();
+  if (child.status !== 0) throw new Error(`sluice ingest (${method}) failed (${child.status}): ${child.stderr}`);
+  const summary = JSON.parse(child.stdout.trim().split('\n').pop() as string) as {
+    inserted: number;
+    peakRssBytes: number;
+  };
+  return { name: `--pg-method ${method}`, rows: summary.inserted, seconds, peakRssMiB: summary.peakRssBytes / 1048576 };
 }
 
 function loopRun(file: string, db: string): Result {
@@ -87,8 +154,12 @@ async function handLoop(file: string, dbPath: string): Promise<void> {
   const db = new Database(dbPath);
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = NORMAL');
-  db.exec('CREATE TABLE events ("id" INTEGER, "at" TEXT, "user" TEXT, "kind" TEXT, "amount" REAL, "tags" TEXT, "message" TEXT) STRICT');
-  const statement = db.prepare(`INSERT INTO events (${COLUMNS.map((c) => `"${c}"`).join(', ')}) VALUES (${COLUMNS.map(() => '?').join(', ')})`);
+  db.exec(
+    'CREATE TABLE events ("id" INTEGER, "at" TEXT, "user" TEXT, "kind" TEXT, "amount" REAL, "tags" TEXT, "message" TEXT) STRICT',
+  );
+  const statement = db.prepare(
+    `INSERT INTO events (${COLUMNS.map((c) => `"${c}"`).join(', ')}) VALUES (${COLUMNS.map(() => '?').join(', ')})`,
+  );
   const insertMany = db.transaction((batch: unknown[][]) => {
     for (const values of batch) statement.run(values);
   });
@@ -99,10 +170,12 @@ async function handLoop(file: string, dbPath: string): Promise<void> {
   const take = (line: string): void => {
     if (line === '') return;
     const record = JSON.parse(line) as Record<string, unknown>;
-    batch.push(COLUMNS.map((c) => {
-      const v = record[c];
-      return typeof v === 'object' && v !== null ? JSON.stringify(v) : (v ?? null);
-    }));
+    batch.push(
+      COLUMNS.map((c) => {
+        const v = record[c];
+        return typeof v === 'object' && v !== null ? JSON.stringify(v) : (v ?? null);
+      }),
+    );
     if (batch.length === BATCH) {
       insertMany(batch);
       rows += batch.length;
@@ -142,12 +215,17 @@ async function main(): Promise<void> {
   process.stderr.write(`generating ${file} (${mb} MiB, reused if present)...\n`);
   const bytes = await generate(file, mb * 1024 * 1024);
 
+  const pgFlag = args.indexOf('--pg');
+  if (pgFlag !== -1) return comparePg(file, bytes, args[pgFlag + 1] as string);
+
   const results: Result[] = [];
   // Alternated, two rounds each, so a warm page cache or a noisy neighbour does not favour one side.
   for (let round = 0; round < 2; round++) {
     for (const run of round === 0 ? [loopRun, cliRun] : [cliRun, loopRun]) {
       const result = run(file, db);
-      process.stderr.write(`  ${result.name}: ${result.rows} rows in ${result.seconds.toFixed(1)} s, peak RSS ${result.peakRssMiB.toFixed(0)} MiB\n`);
+      process.stderr.write(
+        `  ${result.name}: ${result.rows} rows in ${result.seconds.toFixed(1)} s, peak RSS ${result.peakRssMiB.toFixed(0)} MiB\n`,
+      );
       results.push(result);
     }
   }
@@ -164,11 +242,39 @@ async function main(): Promise<void> {
     '',
     '| contender | seconds | rows/s | peak RSS |',
     '|---|---:|---:|---:|',
-    ...[loop, cli].map((r) => `| ${r.name} | ${r.seconds.toFixed(1)} | ${Math.round(rate(r)).toLocaleString('en-US')} | ${r.peakRssMiB.toFixed(0)} MiB |`),
+    ...[loop, cli].map(
+      (r) =>
+        `| ${r.name} | ${r.seconds.toFixed(1)} | ${Math.round(rate(r)).toLocaleString('en-US')} | ${r.peakRssMiB.toFixed(0)} MiB |`,
+    ),
     '',
     `sluice / loop rows/s: ${((rate(cli) / rate(loop)) * 100).toFixed(1)} % (goal >= 90 %); CLI peak RSS ${cli.peakRssMiB.toFixed(0)} MiB (goal < 250 MiB)`,
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
+}
+
+function comparePg(file: string, bytes: number, url: string): void {
+  const results: Result[] = [];
+  for (const method of ['copy', 'insert', 'insert', 'copy']) {
+    const result = pgRun(file, url, method);
+    process.stderr.write(`  ${result.name}: ${result.rows} rows in ${result.seconds.toFixed(1)} s\n`);
+    results.push(result);
+  }
+  const best = (name: string): Result =>
+    results.filter((r) => r.name === name).reduce((a, b) => (a.seconds <= b.seconds ? a : b));
+  const rows = [best('--pg-method copy'), best('--pg-method insert')];
+  process.stdout.write(
+    [
+      `Node ${process.version}, ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}; ${(bytes / 1048576).toFixed(0)} MiB NDJSON, batch ${BATCH}, local PostgreSQL; best of 2 each`,
+      '',
+      '| method | seconds | rows/s | peak RSS |',
+      '|---|---:|---:|---:|',
+      ...rows.map(
+        (r) =>
+          `| ${r.name} | ${r.seconds.toFixed(1)} | ${Math.round(r.rows / r.seconds).toLocaleString('en-US')} | ${r.peakRssMiB.toFixed(0)} MiB |`,
+      ),
+      '',
+    ].join('\n'),
+  );
 }
 
 main().catch((error: unknown) => {

@@ -245,10 +245,9 @@ function openSink(target: Target, options: IngestOptions): Promise<Sink> | Sink 
  */
 async function* stoppable(source: Readable, signal: AbortSignal): AsyncGenerator<Buffer> {
   const iterator = source[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
-  const stopped = new Promise<typeof STOP>((resolve) => signal.addEventListener('abort', () => resolve(STOP), { once: true }));
   try {
     while (!signal.aborted) {
-      const next = await Promise.race([iterator.next(), stopped]);
+      const next = await nextOrStop(iterator, signal);
       if (next === STOP || next.done === true) return;
       yield next.value;
     }
@@ -257,6 +256,28 @@ async function* stoppable(source: Readable, signal: AbortSignal): AsyncGenerator
     iterator.return?.().catch(() => undefined);
     source.destroy();
   }
+}
+
+/**
+ * The next chunk, or STOP if `signal` aborts first. Not Promise.race against one
+ * long-lived "stopped" promise: every race leaves a reaction on it that holds its
+ * chunk, which leaked the whole input (1.1 GB RSS for a 1 GB file).
+ */
+function nextOrStop(iterator: AsyncIterator<Buffer>, signal: AbortSignal): Promise<IteratorResult<Buffer> | typeof STOP> {
+  return new Promise((resolve, reject) => {
+    const onAbort = (): void => resolve(STOP);
+    signal.addEventListener('abort', onAbort, { once: true });
+    iterator.next().then(
+      (result) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(result);
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(error);
+      },
+    );
+  });
 }
 
 /** The database's own words when there are some. */
