@@ -28,7 +28,11 @@ describe('property: nothing is lost silently, memory stays bounded', () => {
   test('timed-out calls that settle late never stall a retry — B2', async () => {
     const scenarios = scenarioArb({ lateSettle: true }).map((s) => ({
       ...s,
-      config: { ...s.config, flushTimeoutMs: 45, retry: { ...s.config.retry, maxRetries: Math.max(1, s.config.retry.maxRetries) } },
+      config: {
+        ...s.config,
+        flushTimeoutMs: 45,
+        retry: { ...s.config.retry, maxRetries: Math.max(1, s.config.retry.maxRetries) },
+      },
       script: [{ kind: 'delay' as const, ms: 120 }, ...s.script],
     }));
     await fc.assert(fc.asyncProperty(scenarios, holds), { numRuns: PROPERTY_RUNS });
@@ -37,8 +41,15 @@ describe('property: nothing is lost silently, memory stays bounded', () => {
   // Regression for B3 (docs/quality.md): destroy() or a shutdown deadline while an async onDeadLetter was pending
   // handed the same items to the dead-letter path a second time.
   test('destroy or shutdown while an async dead-letter handler is pending — B3', async () => {
-    const endings = fc.constantFrom({ kind: 'destroy' as const, withError: false }, { kind: 'shutdown' as const, timeoutMs: 0 });
-    const scenarios = scenarioArb({ endings }).map((s) => ({ ...s, deadLetter: 'handler' as const, handlerDelayMs: 35 }));
+    const endings = fc.constantFrom(
+      { kind: 'destroy' as const, withError: false },
+      { kind: 'shutdown' as const, timeoutMs: 0 },
+    );
+    const scenarios = scenarioArb({ endings }).map((s) => ({
+      ...s,
+      deadLetter: 'handler' as const,
+      handlerDelayMs: 35,
+    }));
     await fc.assert(fc.asyncProperty(scenarios, holds), { numRuns: PROPERTY_RUNS });
   });
 });

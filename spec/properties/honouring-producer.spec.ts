@@ -1,6 +1,14 @@
 import fc from 'fast-check';
 import { BackpressureStrategy } from '../../lib';
-import { PROPERTY_RUNS, Run, configArb, explain, inFakeWorld, stepArb, terminalViolations } from '../support/property-harness';
+import {
+  PROPERTY_RUNS,
+  Run,
+  configArb,
+  explain,
+  inFakeWorld,
+  stepArb,
+  terminalViolations,
+} from '../support/property-harness';
 import type { ConfigConstraints, Scenario } from '../support/property-harness';
 
 /**
@@ -36,11 +44,18 @@ async function honoured({ scenario, count }: { scenario: Scenario; count: number
     const { obs } = run;
     const violations = terminalViolations(run);
     const m = obs.stream.getMetrics();
-    if (m.eventsDropped !== 0) violations.push(`an honouring producer lost ${m.eventsDropped} item(s) to drops: ${JSON.stringify(m.droppedByReason)}`);
-    if (outcome === 'resolved' && obs.written.length !== count) violations.push(`the pipeline resolved after ${obs.written.length} of ${count} writes`);
-    if (outcome === 'resolved' && m.eventsFlushed + m.deadLettered !== count) violations.push(`resolved with ${m.eventsFlushed} delivered + ${m.deadLettered} dead-lettered of ${count}`);
-    if (outcome === 'rejected' && scenario.deadLetter !== 'none') violations.push('the pipeline rejected although there is a dead-letter path');
-    if (violations.length > 0) throw new Error(explain(scenario, [`count ${count}, outcome ${outcome}`, ...violations]));
+    if (m.eventsDropped !== 0)
+      violations.push(
+        `an honouring producer lost ${m.eventsDropped} item(s) to drops: ${JSON.stringify(m.droppedByReason)}`,
+      );
+    if (outcome === 'resolved' && obs.written.length !== count)
+      violations.push(`the pipeline resolved after ${obs.written.length} of ${count} writes`);
+    if (outcome === 'resolved' && m.eventsFlushed + m.deadLettered !== count)
+      violations.push(`resolved with ${m.eventsFlushed} delivered + ${m.deadLettered} dead-lettered of ${count}`);
+    if (outcome === 'rejected' && scenario.deadLetter !== 'none')
+      violations.push('the pipeline rejected although there is a dead-letter path');
+    if (violations.length > 0)
+      throw new Error(explain(scenario, [`count ${count}, outcome ${outcome}`, ...violations]));
   });
 }
 

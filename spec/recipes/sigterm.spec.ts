@@ -22,7 +22,13 @@ interface Summary {
   dropped: number;
   deadLettered: number;
   deadLetterReasons: Record<string, number>;
-  metrics: { eventsOffered: number; eventsFlushed: number; deadLettered: number; eventsDropped: number; bufferSize: number };
+  metrics: {
+    eventsOffered: number;
+    eventsFlushed: number;
+    deadLettered: number;
+    eventsDropped: number;
+    bufferSize: number;
+  };
   undeliveredIdsUnique: boolean;
   destroyed: boolean;
 }

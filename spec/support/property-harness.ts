@@ -24,7 +24,8 @@ export const PROPERTY_RUNS: number = (() => {
   const raw = process.env.SLUICE_PROPERTY_RUNS;
   if (raw === undefined || raw === '') return 200;
   const runs = Number(raw);
-  if (!Number.isSafeInteger(runs) || runs < 1) throw new RangeError(`SLUICE_PROPERTY_RUNS must be an integer >= 1. Received ${raw}`);
+  if (!Number.isSafeInteger(runs) || runs < 1)
+    throw new RangeError(`SLUICE_PROPERTY_RUNS must be an integer >= 1. Received ${raw}`);
   return runs;
 })();
 
@@ -55,9 +56,7 @@ export type Step =
 export type Op = { kind: 'write'; n: number } | { kind: 'tick'; ms: number };
 
 export type Ending =
-  | { kind: 'end' }
-  | { kind: 'shutdown'; timeoutMs: number }
-  | { kind: 'destroy'; withError: boolean };
+  { kind: 'end' } | { kind: 'shutdown'; timeoutMs: number } | { kind: 'destroy'; withError: boolean };
 
 export interface StreamConfig {
   strategy: BackpressureStrategy;
@@ -131,7 +130,8 @@ export function configArb(constraints: ConfigConstraints = {}): fc.Arbitrary<Str
       minFlushIntervalMs: fc.constantFrom(0, 10, 60),
       intervalSpan: fc.constantFrom(0, 100, 2000),
       targetLatencyMs: fc.constantFrom(5, 50, 500),
-      maxBufferBytes: constraints.byteBound === false ? fc.constant(Infinity) : fc.constantFrom(Infinity, Infinity, 4, 9),
+      maxBufferBytes:
+        constraints.byteBound === false ? fc.constant(Infinity) : fc.constantFrom(Infinity, Infinity, 4, 9),
       maxConcurrentFlushes: fc.integer({ min: 1, max: 3 }),
       flushTimeoutMs: fc.constantFrom(Infinity, 45, 300),
       maxRetries: fc.integer({ min: 0, max: 3 }),
@@ -146,7 +146,8 @@ export function configArb(constraints: ConfigConstraints = {}): fc.Arbitrary<Str
       highWatermark: r.marks.high,
       lowWatermark: r.marks.low,
       sampleRate: r.sampleRate,
-      maxBlockTimeMs: constraints.blockTimeoutWithBytes === false && r.maxBufferBytes !== Infinity ? Infinity : r.maxBlockTimeMs,
+      maxBlockTimeMs:
+        constraints.blockTimeoutWithBytes === false && r.maxBufferBytes !== Infinity ? Infinity : r.maxBlockTimeMs,
       minFlushIntervalMs: r.minFlushIntervalMs,
       maxFlushIntervalMs: r.minFlushIntervalMs + r.intervalSpan,
       targetLatencyMs: r.targetLatencyMs,
@@ -165,21 +166,35 @@ export const stepArb: fc.Arbitrary<Step> = fc.oneof(
   { weight: 1, arbitrary: fc.constant({ kind: 'throw' as const }) },
   { weight: 1, arbitrary: fc.constant({ kind: 'hang' as const }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('fail-some' as const), mod: fc.constantFrom(2, 3) }) },
-  { weight: 1, arbitrary: fc.record({ kind: fc.constant('malformed' as const), variant: fc.constantFrom(0 as const, 1 as const, 2 as const, 3 as const) }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      kind: fc.constant('malformed' as const),
+      variant: fc.constantFrom(0 as const, 1 as const, 2 as const, 3 as const),
+    }),
+  },
 );
 
 export const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 3, arbitrary: fc.record({ kind: fc.constant('write' as const), n: fc.integer({ min: 1, max: 8 }) }) },
-  { weight: 2, arbitrary: fc.record({ kind: fc.constant('tick' as const), ms: fc.constantFrom(1, 20, 100, 600, 3000) }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({ kind: fc.constant('tick' as const), ms: fc.constantFrom(1, 20, 100, 600, 3000) }),
+  },
 );
 
 export const endingArb: fc.Arbitrary<Ending> = fc.oneof(
   { weight: 4, arbitrary: fc.constant({ kind: 'end' as const }) },
-  { weight: 2, arbitrary: fc.record({ kind: fc.constant('shutdown' as const), timeoutMs: fc.constantFrom(0, 50, 500, 60000) }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({ kind: fc.constant('shutdown' as const), timeoutMs: fc.constantFrom(0, 50, 500, 60000) }),
+  },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('destroy' as const), withError: fc.boolean() }) },
 );
 
-export function scenarioArb(constraints: ConfigConstraints & { producer?: 'ignore' | 'honour'; endings?: fc.Arbitrary<Ending> } = {}): fc.Arbitrary<Scenario> {
+export function scenarioArb(
+  constraints: ConfigConstraints & { producer?: 'ignore' | 'honour'; endings?: fc.Arbitrary<Ending> } = {},
+): fc.Arbitrary<Scenario> {
   const scenarios = fc.record({
     config: configArb(constraints),
     deadLetter: fc.constantFrom('handler' as const, 'event' as const, 'none' as const),
@@ -187,7 +202,10 @@ export function scenarioArb(constraints: ConfigConstraints & { producer?: 'ignor
     listenDrop: fc.boolean(),
     script: fc.array(stepArb, { maxLength: 10 }),
     poison: fc.option(fc.integer({ min: 0, max: 4 }), { nil: null, freq: 3 }),
-    producer: constraints.producer === undefined ? fc.constantFrom('ignore' as const, 'honour' as const) : fc.constant(constraints.producer),
+    producer:
+      constraints.producer === undefined
+        ? fc.constantFrom('ignore' as const, 'honour' as const)
+        : fc.constant(constraints.producer),
     ops: fc.array(opArb, { minLength: 1, maxLength: 12 }),
     ending: constraints.endings ?? endingArb,
     lateSettle: fc.constant(constraints.lateSettle ?? true),
@@ -203,7 +221,10 @@ export function scenarioArb(constraints: ConfigConstraints & { producer?: 'ignor
 /** Byte size of an item when a byte bound is on: 1 to 3, fixed per item. */
 export const sizeOf = (id: number): number => (id % 3) + 1;
 
-const isPoison = (poison: number | null) => (id: number): boolean => poison !== null && id % 5 === poison;
+const isPoison =
+  (poison: number | null) =>
+  (id: number): boolean =>
+    poison !== null && id % 5 === poison;
 
 function toBehaviour(step: Step, config: StreamConfig, lateSettle: boolean): SinkBehaviour<number> {
   switch (step.kind) {
@@ -224,7 +245,10 @@ function toBehaviour(step: Step, config: StreamConfig, lateSettle: boolean): Sin
         case 1:
           return { kind: 'result', result: { success: 0, failed: 0, errors: [] } };
         case 2:
-          return { kind: 'result-for', make: (batch) => ({ success: batch.length - 1, failed: 1, errors: [], failedItems: [-1] }) };
+          return {
+            kind: 'result-for',
+            make: (batch) => ({ success: batch.length - 1, failed: 1, errors: [], failedItems: [-1] }),
+          };
         case 3:
           return { kind: 'result-for', make: (batch) => ({ success: batch.length, failed: 'none', errors: [] }) };
       }
@@ -395,18 +419,25 @@ export class Run {
     const fail = (what: string): void => {
       violations.push(`${where} @${jest.now()}ms: ${what} — metrics ${JSON.stringify(m)}`);
     };
-    if (!(m.bufferSize <= config.maxBufferSize)) fail(`bufferSize ${m.bufferSize} > maxBufferSize ${config.maxBufferSize}`);
-    if (!(m.bufferBytes <= config.maxBufferBytes)) fail(`bufferBytes ${m.bufferBytes} > maxBufferBytes ${config.maxBufferBytes}`);
-    if (!(m.waitingWrites <= stream.writableHighWaterMark)) fail(`waitingWrites ${m.waitingWrites} > writableHighWaterMark ${stream.writableHighWaterMark}`);
+    if (!(m.bufferSize <= config.maxBufferSize))
+      fail(`bufferSize ${m.bufferSize} > maxBufferSize ${config.maxBufferSize}`);
+    if (!(m.bufferBytes <= config.maxBufferBytes))
+      fail(`bufferBytes ${m.bufferBytes} > maxBufferBytes ${config.maxBufferBytes}`);
+    if (!(m.waitingWrites <= stream.writableHighWaterMark))
+      fail(`waitingWrites ${m.waitingWrites} > writableHighWaterMark ${stream.writableHighWaterMark}`);
     if (!(m.inFlight >= 0 && m.inFlight <= m.bufferSize)) fail(`inFlight ${m.inFlight} outside [0, bufferSize]`);
-    if (m.eventsOffered !== written.length) fail(`eventsOffered ${m.eventsOffered} !== items written ${written.length}`);
+    if (m.eventsOffered !== written.length)
+      fail(`eventsOffered ${m.eventsOffered} !== items written ${written.length}`);
     const byReason = Object.values(m.droppedByReason).reduce((a, b) => a + b, 0);
     if (byReason !== m.eventsDropped) fail(`droppedByReason sums to ${byReason}, eventsDropped ${m.eventsDropped}`);
     const offeredSide = m.eventsFlushed + m.deadLettered + m.eventsDropped + m.bufferSize + m.waitingWrites;
-    if (m.eventsOffered !== offeredSide) fail(`offered ${m.eventsOffered} !== flushed + deadLettered + dropped + held + waiting = ${offeredSide}`);
+    if (m.eventsOffered !== offeredSide)
+      fail(`offered ${m.eventsOffered} !== flushed + deadLettered + dropped + held + waiting = ${offeredSide}`);
     const acceptedSide = m.eventsFlushed + m.deadLettered + m.droppedByReason.evicted + m.bufferSize;
-    if (m.eventsAccepted !== acceptedSide) fail(`accepted ${m.eventsAccepted} !== flushed + deadLettered + evicted + held = ${acceptedSide}`);
-    if (scenario.listenDrop && this.obs.dropped.length !== m.eventsDropped) fail(`'drop' events ${this.obs.dropped.length} !== eventsDropped ${m.eventsDropped}`);
+    if (m.eventsAccepted !== acceptedSide)
+      fail(`accepted ${m.eventsAccepted} !== flushed + deadLettered + evicted + held = ${acceptedSide}`);
+    if (scenario.listenDrop && this.obs.dropped.length !== m.eventsDropped)
+      fail(`'drop' events ${this.obs.dropped.length} !== eventsDropped ${m.eventsDropped}`);
     if (scenario.deadLetter !== 'none') {
       const heard = this.obs.deadLettered.reduce((n, d) => n + d.ids.length, 0);
       // A dead letter is counted when its handler has settled; the handler hears it first.
@@ -414,7 +445,12 @@ export class Run {
     }
     // The sink's own record of deliveries agrees with the engine's, unless a call may have outlived its timeout
     // or the stream gave up on open calls (their late results are ignored by design).
-    if (!this.anyTimeout && this.obs.openAtAbandon.size === 0 && !stream.destroyed && m.eventsFlushed !== sink.delivered.length) {
+    if (
+      !this.anyTimeout &&
+      this.obs.openAtAbandon.size === 0 &&
+      !stream.destroyed &&
+      m.eventsFlushed !== sink.delivered.length
+    ) {
       fail(`eventsFlushed ${m.eventsFlushed} !== items the sink delivered ${sink.delivered.length}`);
     }
   }
@@ -432,9 +468,14 @@ export class Run {
         if (ok === undefined) break;
         if (ok || scenario.producer === 'ignore') continue;
         const drainsBefore = this.obs.drains;
-        const resumed = await this.until(() => this.obs.drains > drainsBefore || !this.obs.stream.writable, 'awaiting drain');
+        const resumed = await this.until(
+          () => this.obs.drains > drainsBefore || !this.obs.stream.writable,
+          'awaiting drain',
+        );
         if (!resumed) {
-          this.obs.violations.push(`liveness: write() returned false and 'drain' never came (metrics ${JSON.stringify(this.obs.stream.getMetrics())}, state ${this.obs.stream.state})`);
+          this.obs.violations.push(
+            `liveness: write() returned false and 'drain' never came (metrics ${JSON.stringify(this.obs.stream.getMetrics())}, state ${this.obs.stream.state})`,
+          );
           return;
         }
       }
@@ -461,7 +502,9 @@ export class Run {
     );
     const settled = await this.until(() => outcome !== undefined, 'pipeline');
     if (!settled) {
-      this.obs.violations.push(`liveness: the pipeline never settled (written ${written.length} of ${count}, metrics ${JSON.stringify(stream.getMetrics())}, state ${stream.state})`);
+      this.obs.violations.push(
+        `liveness: the pipeline never settled (written ${written.length} of ${count}, metrics ${JSON.stringify(stream.getMetrics())}, state ${stream.state})`,
+      );
       return 'stuck';
     }
     await this.until(() => this.obs.closed, 'after pipeline');
@@ -481,20 +524,24 @@ export class Run {
         ({ undelivered }) => {
           settled = true;
           this.obs.undelivered = undelivered;
-          for (const batch of sink.openBatches()) for (const id of batch) if (undelivered.includes(id)) this.obs.openAtAbandon.add(id);
+          for (const batch of sink.openBatches())
+            for (const id of batch) if (undelivered.includes(id)) this.obs.openAtAbandon.add(id);
         },
         (error: unknown) => {
           settled = true;
           this.obs.shutdownError = error;
         },
       );
-      if (!(await this.until(() => settled, 'shutdown'))) this.obs.violations.push('liveness: shutdown() never settled');
+      if (!(await this.until(() => settled, 'shutdown')))
+        this.obs.violations.push('liveness: shutdown() never settled');
     } else {
       for (const batch of sink.openBatches()) for (const id of batch) this.obs.openAtAbandon.add(id);
       stream.destroy(ending.withError ? new Error('boom') : undefined);
     }
     if (!(await this.until(() => this.obs.closed, 'ending'))) {
-      this.obs.violations.push(`liveness: no 'close' after ${ending.kind} (metrics ${JSON.stringify(stream.getMetrics())}, state ${stream.state})`);
+      this.obs.violations.push(
+        `liveness: no 'close' after ${ending.kind} (metrics ${JSON.stringify(stream.getMetrics())}, state ${stream.state})`,
+      );
       return;
     }
     // Late calls (hangs are never released; delays finish) must not change the books.
@@ -503,14 +550,17 @@ export class Run {
 }
 
 /** Runs `body` with fake timers, a seeded Math.random and captured process warnings. */
-export async function inFakeWorld<R>(seed: number, body: (warnings: { code: string | undefined }[]) => Promise<R>): Promise<R> {
+export async function inFakeWorld<R>(
+  seed: number,
+  body: (warnings: { code: string | undefined }[]) => Promise<R>,
+): Promise<R> {
   useStreamFakeTimers();
   const random = jest.spyOn(Math, 'random').mockImplementation(seededRandom(seed));
   const warnings: { code: string | undefined }[] = [];
   const warn = jest.spyOn(process, 'emitWarning').mockImplementation(((warning: unknown, options?: unknown) => {
     const code = typeof options === 'object' && options !== null ? (options as { code?: string }).code : undefined;
     warnings.push({ code: code ?? (warning as { code?: string }).code });
-  }) as typeof process.emitWarning);
+  }));
   try {
     return await body(warnings);
   } finally {
@@ -568,12 +618,15 @@ export function terminalViolations(run: Run): string[] {
     out.push(`${what} — metrics ${JSON.stringify(m)}`);
   };
   if (!obs.closed) fail("no 'close'");
-  if (m.bufferSize !== 0 || m.waitingWrites !== 0 || m.inFlight !== 0) fail(`held ${m.bufferSize}, waiting ${m.waitingWrites}, inFlight ${m.inFlight} after 'close'`);
+  if (m.bufferSize !== 0 || m.waitingWrites !== 0 || m.inFlight !== 0)
+    fail(`held ${m.bufferSize}, waiting ${m.waitingWrites}, inFlight ${m.inFlight} after 'close'`);
   if (m.bufferBytes !== 0) fail(`bufferBytes ${m.bufferBytes} after 'close'`);
-  if (m.eventsOffered !== m.eventsFlushed + m.deadLettered + m.eventsDropped) fail('offered !== flushed + deadLettered + dropped at the end');
+  if (m.eventsOffered !== m.eventsFlushed + m.deadLettered + m.eventsDropped)
+    fail('offered !== flushed + deadLettered + dropped at the end');
   if (obs.finish !== undefined) {
     if (obs.finish.metrics.bufferSize !== 0) fail(`bufferSize ${obs.finish.metrics.bufferSize} at 'finish'`);
-    if (!run.anyTimeout && obs.finish.sinkInFlight !== 0) fail(`'finish' while ${obs.finish.sinkInFlight} sink call(s) had not settled`);
+    if (!run.anyTimeout && obs.finish.sinkInFlight !== 0)
+      fail(`'finish' while ${obs.finish.sinkInFlight} sink call(s) had not settled`);
   }
 
   const tainted = run.timeoutTainted();
@@ -586,13 +639,19 @@ export function terminalViolations(run: Run): string[] {
   const deliveredSet = new Set(delivered);
 
   for (const id of deliveredSet) if (!writtenSet.has(id)) fail(`the sink got ${id}, which was never offered`);
-  for (const [id, n] of deliveredCounts) if (n > 1 && !tainted.has(id)) fail(`item ${id} delivered ${n} times with no timeout involved`);
+  for (const [id, n] of deliveredCounts)
+    if (n > 1 && !tainted.has(id)) fail(`item ${id} delivered ${n} times with no timeout involved`);
   for (const [id, n] of dlCounts) if (n > 1) fail(`item ${id} dead-lettered ${n} times`);
   if (dl.length !== m.deadLettered) fail(`dead-letter path got ${dl.length} items, deadLettered ${m.deadLettered}`);
   if (obs.undelivered !== undefined && scenario.deadLetter !== 'none') {
     const shutdownDl = obs.deadLettered.filter((d) => d.error.reason === 'shutdown_timeout').flatMap((d) => d.ids);
-    if (JSON.stringify([...shutdownDl].sort((a, b) => a - b)) !== JSON.stringify([...obs.undelivered].sort((a, b) => a - b))) {
-      fail(`shutdown resolved undelivered ${JSON.stringify(obs.undelivered)} but dead-lettered ${JSON.stringify(shutdownDl)} with shutdown_timeout`);
+    if (
+      JSON.stringify([...shutdownDl].sort((a, b) => a - b)) !==
+      JSON.stringify([...obs.undelivered].sort((a, b) => a - b))
+    ) {
+      fail(
+        `shutdown resolved undelivered ${JSON.stringify(obs.undelivered)} but dead-lettered ${JSON.stringify(shutdownDl)} with shutdown_timeout`,
+      );
     }
   }
   // Delivered and dead-lettered: only after a timeout, or when the stream gave up (destroy, error, shutdown
@@ -606,7 +665,8 @@ export function terminalViolations(run: Run): string[] {
     }
   }
   for (const d of obs.deadLettered) {
-    if (!(d.error instanceof BackpressureError) || !d.error.code.startsWith('ERR_') || d.error.reason === undefined) fail(`dead letter without a coded BackpressureError: ${String(d.error)}`);
+    if (!(d.error instanceof BackpressureError) || !d.error.code.startsWith('ERR_') || d.error.reason === undefined)
+      fail(`dead letter without a coded BackpressureError: ${String(d.error)}`);
   }
 
   if (scenario.listenDrop) {
@@ -618,14 +678,16 @@ export function terminalViolations(run: Run): string[] {
     }
     const byReason = count(obs.dropped.map((d) => d.reason));
     for (const [reason, n] of Object.entries(m.droppedByReason)) {
-      if ((byReason.get(reason as DropReason) ?? 0) !== n) fail(`droppedByReason.${reason} ${n}, 'drop' events ${byReason.get(reason as DropReason) ?? 0}`);
+      if ((byReason.get(reason as DropReason) ?? 0) !== n)
+        fail(`droppedByReason.${reason} ${n}, 'drop' events ${byReason.get(reason as DropReason) ?? 0}`);
     }
     const droppedSet = new Set(droppedCounts.keys());
     const lost = written.filter((id) => !deliveredSet.has(id) && !dlSet.has(id) && !droppedSet.has(id));
     if (lost.length > 0) fail(`lost silently: ${JSON.stringify(lost)}`);
   } else {
     const unaccounted = written.filter((id) => !deliveredSet.has(id) && !dlSet.has(id)).length;
-    if (unaccounted !== m.eventsDropped) fail(`${unaccounted} items neither delivered nor dead-lettered, eventsDropped ${m.eventsDropped}`);
+    if (unaccounted !== m.eventsDropped)
+      fail(`${unaccounted} items neither delivered nor dead-lettered, eventsDropped ${m.eventsDropped}`);
   }
 
   // Warnings: one aggregated drop warning when nobody listened, none otherwise.
@@ -648,8 +710,10 @@ export function terminalViolations(run: Run): string[] {
       if (!dlSet.has(id)) fail(`write callback of ${id} got an error but the item was not dead-lettered`);
     } else if (scenario.listenDrop) {
       const reason = droppedIds.get(id);
-      if (call.accepted === false && reason === undefined) fail(`write callback of ${id} said not accepted, but no 'drop' for it`);
-      if (call.accepted === true && reason !== undefined && reason !== 'evicted') fail(`write callback of ${id} said accepted, but it was dropped (${reason})`);
+      if (call.accepted === false && reason === undefined)
+        fail(`write callback of ${id} said not accepted, but no 'drop' for it`);
+      if (call.accepted === true && reason !== undefined && reason !== 'evicted')
+        fail(`write callback of ${id} said accepted, but it was dropped (${reason})`);
     }
   }
 
@@ -659,10 +723,12 @@ export function terminalViolations(run: Run): string[] {
   let lastFresh = -1;
   sink.calls.forEach((call, i) => {
     for (let k = 1; k < call.length; k++) {
-      if (!((call[k - 1] as number) < (call[k] as number))) fail(`sink call ${i} out of write order: ${JSON.stringify(call)}`);
+      if (!((call[k - 1] as number) < (call[k] as number)))
+        fail(`sink call ${i} out of write order: ${JSON.stringify(call)}`);
     }
     const fresh = call.filter((id) => !seen.has(id));
-    if (fresh.length > 0 && fresh.length !== call.length) fail(`sink call ${i} mixes new and retried items: ${JSON.stringify(call)}`);
+    if (fresh.length > 0 && fresh.length !== call.length)
+      fail(`sink call ${i} mixes new and retried items: ${JSON.stringify(call)}`);
     for (const id of fresh) {
       if (!(id > lastFresh)) fail(`batch ${i} (${JSON.stringify(call)}) cut out of write order`);
       lastFresh = id;
@@ -677,11 +743,13 @@ export function terminalViolations(run: Run): string[] {
       if (firstDelivery.has(id) || tainted.has(id)) continue;
       firstDelivery.add(id);
       const batch = batchOf.get(id) ?? -1;
-      if (batch < lastBatch) fail(`with one flush slot, ${id} (batch ${batch}) delivered after an item of batch ${lastBatch}`);
+      if (batch < lastBatch)
+        fail(`with one flush slot, ${id} (batch ${batch}) delivered after an item of batch ${lastBatch}`);
       lastBatch = Math.max(lastBatch, batch);
     }
   }
-  if (!run.anyTimeout && sink.maxInFlight > config.maxConcurrentFlushes) fail(`${sink.maxInFlight} sink calls at once, maxConcurrentFlushes ${config.maxConcurrentFlushes}`);
+  if (!run.anyTimeout && sink.maxInFlight > config.maxConcurrentFlushes)
+    fail(`${sink.maxInFlight} sink calls at once, maxConcurrentFlushes ${config.maxConcurrentFlushes}`);
   return out;
 }
 
@@ -713,14 +781,19 @@ export function countViolations(run: Run): string[] {
     out.push(`${what} — metrics ${JSON.stringify(m)}`);
   };
   if (!obs.closed) fail("no 'close'");
-  if (m.bufferSize !== 0 || m.waitingWrites !== 0 || m.inFlight !== 0) fail(`held ${m.bufferSize}, waiting ${m.waitingWrites}, inFlight ${m.inFlight} after 'close'`);
+  if (m.bufferSize !== 0 || m.waitingWrites !== 0 || m.inFlight !== 0)
+    fail(`held ${m.bufferSize}, waiting ${m.waitingWrites}, inFlight ${m.inFlight} after 'close'`);
   if (m.eventsOffered !== obs.written.length) fail(`eventsOffered ${m.eventsOffered}, written ${obs.written.length}`);
-  if (m.eventsOffered !== m.eventsFlushed + m.deadLettered + m.eventsDropped) fail('offered !== flushed + deadLettered + dropped at the end');
-  if (m.eventsAccepted !== m.eventsFlushed + m.deadLettered + m.droppedByReason.evicted) fail('accepted !== flushed + deadLettered + evicted at the end');
+  if (m.eventsOffered !== m.eventsFlushed + m.deadLettered + m.eventsDropped)
+    fail('offered !== flushed + deadLettered + dropped at the end');
+  if (m.eventsAccepted !== m.eventsFlushed + m.deadLettered + m.droppedByReason.evicted)
+    fail('accepted !== flushed + deadLettered + evicted at the end');
   const dl = deadLetteredIds(obs);
   if (dl.length !== m.deadLettered) fail(`dead-letter path got ${dl.length} items, deadLettered ${m.deadLettered}`);
-  if (obs.scenario.listenDrop && obs.dropped.length !== m.eventsDropped) fail(`'drop' events ${obs.dropped.length}, eventsDropped ${m.eventsDropped}`);
-  for (const [id, calls] of obs.callbacks) if (calls.length !== 1) fail(`write callback of write #${id} called ${calls.length} times`);
+  if (obs.scenario.listenDrop && obs.dropped.length !== m.eventsDropped)
+    fail(`'drop' events ${obs.dropped.length}, eventsDropped ${m.eventsDropped}`);
+  for (const [id, calls] of obs.callbacks)
+    if (calls.length !== 1) fail(`write callback of write #${id} called ${calls.length} times`);
   return out;
 }
 
