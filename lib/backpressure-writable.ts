@@ -3,7 +3,7 @@ import { resolveConfig } from './config';
 import { Engine, criticalCount } from './engine';
 import { invalidArgType } from './errors';
 import { shutdown, watchSignal } from './lifecycle';
-import type { AdmissionPolicy, Settle } from './engine';
+import type { AdmissionPolicy } from './engine';
 import type {
   BackpressureMetrics,
   BackpressureOptions,
@@ -11,16 +11,11 @@ import type {
   FlushFunction,
   ShutdownOptions,
   ShutdownResult,
+  WriteCallback,
 } from './types';
 
 /** Key of the engine behind a sluice stream; internal (not exported from the package). */
 export const kEngine = Symbol('sluice.engine');
-
-/**
- * A write callback. Besides Node's `error`, sluice passes `accepted`: `false`
- * when the strategy dropped the item.
- */
-export type WriteCallback = Settle;
 
 /**
  * The abstract base of the four strategy streams: an object-mode `Writable`
@@ -57,9 +52,9 @@ export abstract class BackpressureWritable<T> extends Writable {
    */
   override write(chunk: T, callback?: WriteCallback): boolean;
   override write(chunk: T, encoding: BufferEncoding | undefined, callback?: WriteCallback): boolean;
-  // Node's own signature too, so that pipeline() and pipe() accept a sluice in their types.
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  override write(chunk: any, encoding?: BufferEncoding | WriteCallback, callback?: WriteCallback): boolean;
+  // Lets the type checker match Node's write(string | Uint8Array) signature, so that pipeline() and
+  // pipe() accept a sluice, while a call with anything but a T is still an error.
+  override write(chunk: never, encoding?: BufferEncoding | WriteCallback, callback?: WriteCallback): boolean;
   override write(chunk: T, encoding?: BufferEncoding | WriteCallback, callback?: WriteCallback): boolean {
     const cb = typeof encoding === 'function' ? encoding : callback;
     // Null, after end() and after destroy(): Node's own coded errors and return value.

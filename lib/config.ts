@@ -42,7 +42,10 @@ const RETRY_NAMES = new Set(Object.keys(DEFAULT_CONFIG.retry));
 const STRATEGIES = new Set<string>(Object.values(BackpressureStrategy));
 
 /** A validated configuration with every default filled in; frozen. */
-export type ResolvedConfig<T> = Readonly<BackpressureConfig<T>> & { readonly retry: Readonly<RetryOptions> };
+export type ResolvedConfig<T> = Readonly<BackpressureConfig<T>> & {
+  readonly strategy: BackpressureStrategy;
+  readonly retry: Readonly<RetryOptions>;
+};
 
 /**
  * Validates `options` and merges them over the defaults. Throws a coded

@@ -9,6 +9,7 @@ import type {
   DropReason,
   FlushFunction,
   FlushResult,
+  WriteCallback,
 } from './types';
 
 /**
@@ -18,7 +19,7 @@ import type {
  */
 
 /** Called once per write: `accepted` is false when the item was dropped. */
-export type Settle = (error: Error | null | undefined, accepted?: boolean) => void;
+export type Settle = WriteCallback;
 
 /** What the engine needs from the stream that hosts it. */
 export interface EngineHost {

@@ -11,13 +11,13 @@ export type {
   RetryOptions,
   ShutdownOptions,
   ShutdownResult,
+  WriteCallback,
 } from './types';
 export { DEFAULT_CONFIG } from './config';
 export { BackpressureError } from './errors';
 export type { ArgumentErrorCode, BackpressureErrorCode } from './errors';
 export { BoundedBuffer } from './bounded-buffer';
 export { BackpressureWritable } from './backpressure-writable';
-export type { WriteCallback } from './backpressure-writable';
 export { BlockingWritable } from './strategies/blocking';
 export { DropOldestWritable } from './strategies/drop-oldest';
 export { DropNewestWritable } from './strategies/drop-newest';

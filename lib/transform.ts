@@ -5,13 +5,13 @@ import { Engine, criticalCount } from './engine';
 import { invalidArgValue } from './errors';
 import { shutdown, watchSignal } from './lifecycle';
 import { createPolicy } from './policies';
-import type { WriteCallback } from './backpressure-writable';
 import type {
   BackpressureMetrics,
   BackpressureOptions,
   BackpressureState,
   ShutdownOptions,
   ShutdownResult,
+  WriteCallback,
 } from './types';
 
 /** Options about a failing sink; pushing a batch downstream cannot fail, so they cannot apply. */
@@ -63,9 +63,9 @@ export class BackpressureTransform<T> extends Duplex {
 
   override write(chunk: T, callback?: WriteCallback): boolean;
   override write(chunk: T, encoding: BufferEncoding | undefined, callback?: WriteCallback): boolean;
-  // Node's own signature too, so that pipeline() and pipe() accept a sluice in their types.
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  override write(chunk: any, encoding?: BufferEncoding | WriteCallback, callback?: WriteCallback): boolean;
+  // Lets the type checker match Node's write(string | Uint8Array) signature, so that pipeline() and
+  // pipe() accept a sluice, while a call with anything but a T is still an error.
+  override write(chunk: never, encoding?: BufferEncoding | WriteCallback, callback?: WriteCallback): boolean;
   override write(chunk: T, encoding?: BufferEncoding | WriteCallback, callback?: WriteCallback): boolean {
     const cb = typeof encoding === 'function' ? encoding : callback;
     if (chunk === null || this.writableEnded || this.destroyed) return super.write(chunk, cb as (error?: Error | null) => void);

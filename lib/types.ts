@@ -123,10 +123,10 @@ export interface BackpressureConfig<T = unknown> {
    */
   lowWatermark: number;
   /**
-   * What to do when full. Fixed by the class for the strategy subclasses.
+   * What to do when full: the enum or its string value. Fixed by the class for the strategy subclasses.
    * @default 'drop_oldest'
    */
-  strategy: BackpressureStrategy;
+  strategy: BackpressureStrategy | `${BackpressureStrategy}`;
   /**
    * sample: outside `normal`, keep one of every `sampleRate` items offered.
    * @default 10
@@ -241,6 +241,20 @@ export interface BackpressureMetrics {
   lastFlushLatencyMs: number;
   currentFlushIntervalMs: number;
 }
+
+/**
+ * A write callback. Besides Node's `error`, sluice passes `accepted`: `false`
+ * when the strategy dropped the item.
+ *
+ * @example
+ * ```ts
+ * sink.write(row, (error, accepted) => {
+ *   if (error) console.error('stream failed', error);
+ *   else if (!accepted) metrics.rowsShed.inc();
+ * });
+ * ```
+ */
+export type WriteCallback = (error: Error | null | undefined, accepted?: boolean) => void;
 
 /** Options of `shutdown()`. */
 export interface ShutdownOptions {
