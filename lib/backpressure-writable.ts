@@ -37,6 +37,11 @@ export abstract class BackpressureWritable<T> extends Writable {
   readonly #unwatchSignal: (() => void) | undefined;
   #shutdown: Promise<ShutdownResult<T>> | undefined;
 
+  /**
+   * @param flush delivers one batch; see {@link FlushFunction}.
+   * @param config options, validated at once; see {@link BackpressureConfig}.
+   * @param policy the strategy's admission hook, given by the subclass.
+   */
   protected constructor(flush: FlushFunction<T>, config: BackpressureOptions<T> | undefined, policy: AdmissionPolicy<T>) {
     if (typeof flush !== 'function') throw invalidArgType('The "flush" argument', 'a function', flush);
     const resolved = resolveConfig(config, policy.strategy, new.target.name);
@@ -70,26 +75,50 @@ export abstract class BackpressureWritable<T> extends Writable {
     return super.end(cb);
   }
 
+  /** @internal */
   override _final(callback: (error?: Error | null) => void): void {
     this[kEngine].end(() => callback());
   }
 
+  /** @internal */
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     this.#unwatchSignal?.();
     callback(this[kEngine].destroy(error) ?? null);
   }
 
-  /** The current state; `'state'` events report every change. */
+  /**
+   * The current state; `'state'` events report every change.
+   *
+   * @example
+   * ```ts
+   * if (sink.state === BackpressureState.CRITICAL) response.setHeader('Retry-After', '1');
+   * ```
+   */
   get state(): BackpressureState {
     return this[kEngine].state;
   }
 
-  /** A snapshot of the counters. Allocates one object; walks no buffer. */
+  /**
+   * A snapshot of the counters. Allocates one object; walks no buffer.
+   *
+   * @example
+   * ```ts
+   * const { eventsFlushed, eventsDropped, bufferUtilization } = sink.getMetrics();
+   * ```
+   */
   getMetrics(): BackpressureMetrics {
     return this[kEngine].getMetrics();
   }
 
-  /** Flushes everything held now, without waiting for timers; resolves once nothing is held. The stream stays open. */
+  /**
+   * Flushes everything held now, without waiting for timers; resolves once nothing is held.
+   * The stream stays open.
+   *
+   * @example
+   * ```ts
+   * await sink.drain(); // e.g. before a checkpoint
+   * ```
+   */
   drain(): Promise<void> {
     return this[kEngine].drain();
   }
@@ -97,6 +126,15 @@ export abstract class BackpressureWritable<T> extends Writable {
   /**
    * Ends the stream and flushes for at most `timeoutMs`; then hands what is left to
    * the dead-letter path, destroys the stream without an error, and resolves with it.
+   * Calling it again returns the same promise.
+   *
+   * @example
+   * ```ts
+   * process.once('SIGTERM', async () => {
+   *   const { undelivered } = await sink.shutdown({ timeoutMs: 10_000 });
+   *   process.exit(undelivered.length === 0 ? 0 : 1);
+   * });
+   * ```
    */
   shutdown(options: ShutdownOptions): Promise<ShutdownResult<T>> {
     this.#shutdown ??= shutdown(this, this[kEngine], options);

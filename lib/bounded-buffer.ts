@@ -25,6 +25,7 @@ export class BoundedBuffer<T> {
   /** Items stored, 0..capacity. */
   #size = 0;
 
+  /** @param capacity items it holds at most; an integer >= 1. */
   constructor(capacity: number) {
     if (!Number.isInteger(capacity) || !(capacity >= 1)) {
       throw outOfRange('The argument "capacity"', 'an integer >= 1', capacity);
@@ -35,22 +36,27 @@ export class BoundedBuffer<T> {
     this.#mask = slots - 1;
   }
 
+  /** Items stored. */
   get size(): number {
     return this.#size;
   }
 
+  /** Items it holds at most. */
   get capacity(): number {
     return this.#capacity;
   }
 
+  /** size / capacity, from 0 to 1. */
   get utilization(): number {
     return this.#size / this.#capacity;
   }
 
+  /** True when `push` would refuse. */
   isFull(): boolean {
     return this.#size >= this.#capacity;
   }
 
+  /** True when nothing is stored. */
   isEmpty(): boolean {
     return this.#size === 0;
   }

@@ -15,7 +15,14 @@ export function defaultSizeOf(item: unknown): number {
   return Buffer.byteLength(JSON.stringify(item) ?? '');
 }
 
-/** The defaults of every option, frozen. */
+/**
+ * The defaults of every option, frozen.
+ *
+ * @example
+ * ```ts
+ * new BlockingWritable(flush, { batchSize: DEFAULT_CONFIG.batchSize * 5 });
+ * ```
+ */
 export const DEFAULT_CONFIG: Readonly<BackpressureConfig> = Object.freeze({
   maxBufferSize: 10000,
   highWatermark: 0.8,

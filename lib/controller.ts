@@ -23,6 +23,10 @@ export class BackpressureController<T> {
   /** The error the stream failed with; every later call rejects with it. */
   #error: Error | undefined;
 
+  /**
+   * @param flush delivers one batch; see {@link FlushFunction}.
+   * @param config options; the strategy picks the stream class.
+   */
   constructor(flush: FlushFunction<T>, config: BackpressureOptions<T> = {}) {
     this.stream = createBackpressureStream(flush, config);
     this.stream[kEngine].setPaused(true);
@@ -45,6 +49,11 @@ export class BackpressureController<T> {
    * Offers `item`. Resolves `true` when it was accepted, `false` when the strategy
    * dropped it (block waits for room up to `maxBlockTimeMs` first). Rejects once
    * the stream has failed.
+   *
+   * @example
+   * ```ts
+   * if (!(await controller.push(event))) stats.shed++;
+   * ```
    */
   push(item: T): Promise<boolean> {
     if (this.#error !== undefined) return Promise.reject(this.#error);
@@ -67,6 +76,7 @@ export class BackpressureController<T> {
     return this.stream.shutdown(options);
   }
 
+  /** A snapshot of the stream's counters; see {@link BackpressureMetrics}. */
   getMetrics(): BackpressureMetrics {
     return this.stream.getMetrics();
   }

@@ -47,7 +47,10 @@ export interface Gate<T> {
   wait(item: T, settle: Settle | undefined): boolean;
 }
 
-/** A strategy: what to do with each offered item. Returns what `write()` returns. */
+/**
+ * A strategy: what to do with each offered item. Returns what `write()` returns.
+ * @internal
+ */
 export interface AdmissionPolicy<T> {
   readonly strategy: BackpressureStrategy;
   admit(gate: Gate<T>, item: T, settle: Settle | undefined): boolean;

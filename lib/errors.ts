@@ -1,7 +1,14 @@
 import { inspect } from 'node:util';
 import type { DeadLetterReason } from './types';
 
-/** Codes a {@link BackpressureError} can carry. Branch on these, never on message text. */
+/**
+ * Codes a {@link BackpressureError} can carry. Branch on these, never on message text.
+ *
+ * @example
+ * ```ts
+ * if (error instanceof BackpressureError && error.code === 'ERR_FLUSH_TIMEOUT') alertSlowSink();
+ * ```
+ */
 export type BackpressureErrorCode =
   | 'ERR_FLUSH_FAILED'
   | 'ERR_FLUSH_TIMEOUT'
@@ -9,22 +16,46 @@ export type BackpressureErrorCode =
   | 'ERR_STREAM_DESTROYED'
   | 'ERR_SHUTDOWN_TIMEOUT';
 
-/** Codes carried by the `TypeError`/`RangeError` thrown for bad arguments (Node's own codes). */
+/**
+ * Codes carried by the `TypeError`/`RangeError` thrown for bad arguments (Node's own codes).
+ *
+ * @example
+ * ```ts
+ * try {
+ *   new BlockingWritable(flush, { batchSize: 0 });
+ * } catch (error) {
+ *   (error as { code: ArgumentErrorCode }).code; // 'ERR_OUT_OF_RANGE'
+ * }
+ * ```
+ */
 export type ArgumentErrorCode = 'ERR_INVALID_ARG_TYPE' | 'ERR_INVALID_ARG_VALUE' | 'ERR_OUT_OF_RANGE';
 
 /**
  * An error about items: a failed or timed-out flush, a malformed flush result, a
  * destroyed stream or a shutdown deadline. `items` holds every item it is about,
  * so nothing it reports is lost.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await pipeline(source, sink);
+ * } catch (error) {
+ *   if (error instanceof BackpressureError) await saveForReplay(error.items);
+ *   throw error;
+ * }
+ * ```
  */
 export class BackpressureError<T = unknown> extends Error {
+  /** Always `'BackpressureError'`. */
   override readonly name = 'BackpressureError';
+  /** What went wrong; stable, unlike the message. */
   readonly code: BackpressureErrorCode;
   /** The items not delivered. */
   readonly items: T[];
   /** Why they went to the dead-letter path, when they did. */
   readonly reason: DeadLetterReason | undefined;
 
+  /** Use the static factories; the constructor is for errors that wrap another one. */
   constructor(
     code: BackpressureErrorCode,
     message: string,

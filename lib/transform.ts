@@ -35,6 +35,7 @@ export class BackpressureTransform<T> extends Duplex {
   #resumePush: (() => void) | undefined;
   #shutdown: Promise<ShutdownResult<T>> | undefined;
 
+  /** @param config the same options as the Writables, less those about a failing sink. */
   constructor(config?: BackpressureOptions<T>) {
     const resolved = resolveConfig(config);
     for (const name of SINK_OPTIONS) {
@@ -55,12 +56,14 @@ export class BackpressureTransform<T> extends Duplex {
     });
   };
 
+  /** @internal */
   override _read(): void {
     const resume = this.#resumePush;
     this.#resumePush = undefined;
     resume?.();
   }
 
+  /** Offers `chunk`, as {@link BackpressureWritable.write} does. */
   override write(chunk: T, callback?: WriteCallback): boolean;
   override write(chunk: T, encoding: BufferEncoding | undefined, callback?: WriteCallback): boolean;
   // Lets the type checker match Node's write(string | Uint8Array) signature, so that pipeline() and
@@ -79,6 +82,7 @@ export class BackpressureTransform<T> extends Duplex {
     return super.end(cb);
   }
 
+  /** @internal */
   override _final(callback: (error?: Error | null) => void): void {
     this[kEngine].end(() => {
       this.push(null);
@@ -86,24 +90,29 @@ export class BackpressureTransform<T> extends Duplex {
     });
   }
 
+  /** @internal */
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     this.#unwatchSignal?.();
     this.#resumePush = undefined;
     callback(this[kEngine].destroy(error) ?? null);
   }
 
+  /** The current state; `'state'` events report every change. */
   get state(): BackpressureState {
     return this[kEngine].state;
   }
 
+  /** A snapshot of the counters; see {@link BackpressureMetrics}. */
   getMetrics(): BackpressureMetrics {
     return this[kEngine].getMetrics();
   }
 
+  /** Pushes everything held downstream now; resolves once nothing is held. */
   drain(): Promise<void> {
     return this[kEngine].drain();
   }
 
+  /** Ends the writable side and flushes for at most `timeoutMs`; then resolves with what is left. */
   shutdown(options: ShutdownOptions): Promise<ShutdownResult<T>> {
     this.#shutdown ??= shutdown(this, this[kEngine], options);
     return this.#shutdown;

@@ -7,16 +7,35 @@ import type { BackpressureError } from './errors';
  * ```
  * normal (< lowWatermark) → elevated → critical (≥ highWatermark) → blocked (full)
  * ```
+ *
+ * @example
+ * ```ts
+ * sink.on('state', (next: BackpressureState, previous: BackpressureState) => {
+ *   if (next === BackpressureState.CRITICAL) log.warn(`sink falling behind (was ${previous})`);
+ * });
+ * ```
  */
 export enum BackpressureState {
+  /** Utilization below `lowWatermark`. */
   NORMAL = 'normal',
+  /** From `lowWatermark`; sample starts sampling. */
   ELEVATED = 'elevated',
+  /** From `highWatermark`; block's `write()` returns `false`. */
   CRITICAL = 'critical',
+  /** Full: block holds writes, the drop strategies drop. */
   BLOCKED = 'blocked',
+  /** `end()` or `drain()` is flushing everything held. */
   DRAINING = 'draining',
 }
 
-/** What a sluice does with an item that arrives when it is full. */
+/**
+ * What a sluice does with an item that arrives when it is full.
+ *
+ * @example
+ * ```ts
+ * const sink = createBackpressureStream(send, { strategy: BackpressureStrategy.DROP_NEWEST });
+ * ```
+ */
 export enum BackpressureStrategy {
   /** Pause the producer: `write()` returns `false` from `critical` on; nothing is dropped from an honouring producer. */
   BLOCK = 'block',
@@ -38,6 +57,11 @@ export enum BackpressureStrategy {
  * - `timeout`: block held the write longer than `maxBlockTimeMs`.
  * - `overflow`: block's write queue was full because the producer ignored `write() === false`.
  * - `oversize`: the item alone is larger than `maxBufferBytes`; it could never fit.
+ *
+ * @example
+ * ```ts
+ * sink.on('drop', (item: Reading, reason: DropReason) => droppedCounter.inc({ reason }));
+ * ```
  */
 export type DropReason = 'evicted' | 'rejected' | 'sampled' | 'timeout' | 'overflow' | 'oversize';
 
@@ -48,6 +72,13 @@ export type DropReason = 'evicted' | 'rejected' | 'sampled' | 'timeout' | 'overf
  * - `invalid_result`: the flush function resolved a `FlushResult` that does not add up to its batch.
  * - `destroyed`: the stream was destroyed (or its `signal` aborted) while items were held.
  * - `shutdown_timeout`: `shutdown({ timeoutMs })` reached its deadline first.
+ *
+ * @example
+ * ```ts
+ * sink.on('deadletter', (rows: Row[], error: BackpressureError<Row>) => {
+ *   if (error.reason === 'retries_exhausted') quarantine(rows);
+ * });
+ * ```
  */
 export type DeadLetterReason = 'retries_exhausted' | 'invalid_result' | 'destroyed' | 'shutdown_timeout';
 
@@ -58,6 +89,14 @@ export type DeadLetterReason = 'retries_exhausted' | 'invalid_result' | 'destroy
  * `success + failed` must equal the batch length. With `failedItems`, only those
  * items are retried; with `failed > 0` and no `failedItems`, the whole batch is
  * retried (the sink could not say which failed, so delivery is at-least-once).
+ *
+ * @example
+ * ```ts
+ * const flush: FlushFunction<Row> = async (rows) => {
+ *   const rejected = await db.insertReturningRejected(rows);
+ *   return { success: rows.length - rejected.length, failed: rejected.length, errors: [], failedItems: rejected };
+ * };
+ * ```
  */
 export interface FlushResult<T = unknown> {
   /** Items delivered. */
@@ -70,15 +109,42 @@ export interface FlushResult<T = unknown> {
   failedItems?: T[];
 }
 
-/** Delivers one batch. May resolve a {@link FlushResult}, resolve nothing (all delivered) or throw. */
+/**
+ * Delivers one batch. May resolve a {@link FlushResult}, resolve nothing (all delivered) or throw
+ * (the batch is retried). The array is the sluice's: read it, do not change it.
+ *
+ * @example
+ * ```ts
+ * const flush: FlushFunction<Row> = async (rows) => {
+ *   await db.insertMany('events', rows);
+ * };
+ * ```
+ */
 export type FlushFunction<T> = (
   items: T[],
 ) => Promise<FlushResult<T> | void | undefined> | FlushResult<T> | void | undefined;
 
-/** Receives items that could not be delivered, with a `BackpressureError` naming the cause. */
+/**
+ * Receives items that could not be delivered, with a `BackpressureError` naming the cause.
+ * A returned promise is awaited before `'finish'`.
+ *
+ * @example
+ * ```ts
+ * const onDeadLetter: DeadLetterHandler<Row> = async (rows, error) => {
+ *   await appendFile('rejects.ndjson', rows.map((row) => JSON.stringify({ row, code: error.code })).join('\n') + '\n');
+ * };
+ * ```
+ */
 export type DeadLetterHandler<T> = (items: T[], error: BackpressureError<T>) => void | Promise<void>;
 
-/** Retry policy for failed flushes: exponential backoff with full jitter. */
+/**
+ * Retry policy for failed flushes: exponential backoff with full jitter.
+ *
+ * @example
+ * ```ts
+ * new BlockingWritable(flush, { retry: { maxRetries: 5, initialDelayMs: 200, maxDelayMs: 10_000 } });
+ * ```
+ */
 export interface RetryOptions {
   /**
    * Attempts after the first one.
@@ -202,13 +268,33 @@ export interface BackpressureConfig<T = unknown> {
   signal: AbortSignal | undefined;
 }
 
-/** Options as a constructor takes them: every field optional, `retry` partial too. */
+/**
+ * Options as a constructor takes them: every field optional, `retry` partial too.
+ *
+ * @example
+ * ```ts
+ * const options: BackpressureOptions<Row> = { maxBufferSize: 5000, batchSize: 250, retry: { maxRetries: 5 } };
+ * ```
+ */
 export type BackpressureOptions<T = unknown> = Partial<Omit<BackpressureConfig<T>, 'retry'>> & {
+  /** Retry policy; fields left out keep their defaults. */
   retry?: Partial<RetryOptions>;
 };
 
-/** A snapshot of a sluice's counters, read on demand. */
+/**
+ * A snapshot of a sluice's counters, read on demand.
+ *
+ * @example
+ * ```ts
+ * setInterval(() => {
+ *   const m = sink.getMetrics();
+ *   gauge.set(m.bufferUtilization);
+ *   console.log(`${m.state} held=${m.bufferSize} delivered=${m.eventsFlushed} dropped=${m.eventsDropped}`);
+ * }, 1000).unref();
+ * ```
+ */
 export interface BackpressureMetrics {
+  /** The current state. */
   state: BackpressureState;
   /** Items held: queued + in flight + awaiting a retry. */
   bufferSize: number;
@@ -238,7 +324,9 @@ export interface BackpressureMetrics {
   batches: number;
   /** Items per batch cut, on average. */
   averageBatchSize: number;
+  /** How long the last flush call took to settle. */
   lastFlushLatencyMs: number;
+  /** The adaptive interval now: how long a partial batch may wait (and, for a slow sink, the spacing of flushes). */
   currentFlushIntervalMs: number;
 }
 
@@ -256,13 +344,28 @@ export interface BackpressureMetrics {
  */
 export type WriteCallback = (error: Error | null | undefined, accepted?: boolean) => void;
 
-/** Options of `shutdown()`. */
+/**
+ * Options of `shutdown()`.
+ *
+ * @example
+ * ```ts
+ * const { undelivered } = await sink.shutdown({ timeoutMs: 10_000 });
+ * ```
+ */
 export interface ShutdownOptions {
   /** How long to keep flushing before giving up on what is left. */
   timeoutMs: number;
 }
 
-/** What `shutdown()` resolves with. */
+/**
+ * What `shutdown()` resolves with.
+ *
+ * @example
+ * ```ts
+ * const { undelivered } = await sink.shutdown({ timeoutMs: 5000 });
+ * if (undelivered.length > 0) await saveForReplay(undelivered);
+ * ```
+ */
 export interface ShutdownResult<T> {
   /** Items not confirmed delivered by the deadline; they also went down the dead-letter path. */
   undelivered: T[];

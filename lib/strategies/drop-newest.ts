@@ -11,6 +11,10 @@ import type { BackpressureOptions, FlushFunction } from '../types';
  * ```
  */
 export class DropNewestWritable<T> extends BackpressureWritable<T> {
+  /**
+   * @param flush delivers one batch; see {@link FlushFunction}.
+   * @param config options, validated at once; `strategy` may be left out.
+   */
   constructor(flush: FlushFunction<T>, config?: BackpressureOptions<T>) {
     super(flush, config, new DropNewestPolicy<T>());
   }
