@@ -79,24 +79,33 @@ const PG_TABLE_NAME = /^([A-Za-z_][A-Za-z0-9_]*\.)?[A-Za-z_][A-Za-z0-9_]*$/;
 export function parseIngestArgs(argv: string[]): IngestOptions | undefined {
   const { values, positionals } = parse(argv, ingestFlags);
   if (values.help === true) return undefined;
-  if (positionals.length > 1) throw usageError(`sluice ingest takes one input (a file or -). Received ${positionals.length}: ${positionals.join(' ')}`);
+  if (positionals.length > 1)
+    throw usageError(
+      `sluice ingest takes one input (a file or -). Received ${positionals.length}: ${positionals.join(' ')}`,
+    );
   const input = positionals[0] ?? '-';
   if (values.into === undefined) throw usageError('sluice ingest needs --into sqlite:PATH or --into postgres://URL');
   const target = parseTarget(values.into);
   if (values.table === undefined) throw usageError('sluice ingest needs --table NAME');
   const pattern = target.kind === 'postgres' ? PG_TABLE_NAME : TABLE_NAME;
   if (!pattern.test(values.table)) {
-    throw usageError(`The option --table must be an identifier (letters, digits, _; not starting with a digit). Received ${JSON.stringify(values.table)}`);
+    throw usageError(
+      `The option --table must be an identifier (letters, digits, _; not starting with a digit). Received ${JSON.stringify(values.table)}`,
+    );
   }
   const format = values.format ?? (/\.(csv|tsv)$/i.test(input) ? 'csv' : 'ndjson');
-  if (format !== 'ndjson' && format !== 'csv') throw usageError(`The option --format must be ndjson or csv. Received ${JSON.stringify(format)}`);
+  if (format !== 'ndjson' && format !== 'csv')
+    throw usageError(`The option --format must be ndjson or csv. Received ${JSON.stringify(format)}`);
   const strategy = values.strategy ?? BackpressureStrategy.BLOCK;
   const strategies = Object.values(BackpressureStrategy) as string[];
   if (!strategies.includes(strategy)) {
-    throw usageError(`The option --strategy must be one of ${strategies.join(', ')}. Received ${JSON.stringify(strategy)}`);
+    throw usageError(
+      `The option --strategy must be one of ${strategies.join(', ')}. Received ${JSON.stringify(strategy)}`,
+    );
   }
   const pgMethod = values['pg-method'] ?? 'copy';
-  if (pgMethod !== 'copy' && pgMethod !== 'insert') throw usageError(`The option --pg-method must be copy or insert. Received ${JSON.stringify(pgMethod)}`);
+  if (pgMethod !== 'copy' && pgMethod !== 'insert')
+    throw usageError(`The option --pg-method must be copy or insert. Received ${JSON.stringify(pgMethod)}`);
   const columns = values.columns === undefined ? undefined : parseColumns(values.columns);
   return {
     ...commonOptions(values),
@@ -139,8 +148,10 @@ export function parseTarget(into: string): Target {
 
 function parseColumns(list: string): string[] {
   const columns = list.split(',').map((name) => name.trim());
-  if (columns.some((name) => name === '')) throw usageError(`The option --columns must be a comma-separated list of names. Received ${JSON.stringify(list)}`);
-  if (new Set(columns).size !== columns.length) throw usageError(`The option --columns names a column twice. Received ${JSON.stringify(list)}`);
+  if (columns.some((name) => name === ''))
+    throw usageError(`The option --columns must be a comma-separated list of names. Received ${JSON.stringify(list)}`);
+  if (new Set(columns).size !== columns.length)
+    throw usageError(`The option --columns names a column twice. Received ${JSON.stringify(list)}`);
   return columns;
 }
 
@@ -157,8 +168,8 @@ type Values = Record<string, string | boolean | undefined>;
 
 function commonOptions(values: Values): CommonOptions {
   return {
-    batchSize: integer(values, 'batch-size', 1, 1000) as number,
-    maxBuffer: integer(values, 'max-buffer', 1, 10_000) as number,
+    batchSize: integer(values, 'batch-size', 1, 1000),
+    maxBuffer: integer(values, 'max-buffer', 1, 10_000),
     quiet: values.quiet === true,
     json: values.json === true,
     verbose: values.verbose === true,

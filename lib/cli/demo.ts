@@ -45,7 +45,11 @@ async function* events(count: number): AsyncGenerator<Row> {
   const epoch = Date.UTC(2024, 0, 1);
   for (let i = 1; i <= count; i++) {
     if (i % TURN === 0) await new Promise(setImmediate);
-    yield { line: i, raw: '', values: [i, epoch + i * 7, KINDS[i % KINDS.length] as string, (i * 7919) % 10_000, (i % 1000) / 10] };
+    yield {
+      line: i,
+      raw: '',
+      values: [i, epoch + i * 7, KINDS[i % KINDS.length] as string, (i * 7919) % 10_000, (i % 1000) / 10],
+    };
   }
 }
 
@@ -60,10 +64,17 @@ export async function demo(options: DemoOptions, io: Io): Promise<number> {
   const sink = SqliteSink.open(options.db);
   await sink.prepare('events', COLUMNS);
   let deadLettered = 0;
-  let status: StatusLine | undefined;
+  const status = new StatusLine(
+    {
+      getMetrics: () => sluice.getMetrics(),
+      maxBufferSize: options.maxBuffer,
+      extra: () => [['offered', sluice.getMetrics().eventsOffered]],
+    },
+    { stream: io.err, quiet: options.quiet, intervalMs: options.statusIntervalMs },
+  );
   const sluice = new BlockingWritable<Row>(
     (rows) => {
-      status?.observe(sluice.getMetrics().bufferSize);
+      status.observe(sluice.getMetrics().bufferSize);
       sink.insert(rows);
     },
     {
@@ -75,10 +86,6 @@ export async function demo(options: DemoOptions, io: Io): Promise<number> {
         deadLettered += rows.length;
       },
     },
-  );
-  status = new StatusLine(
-    { getMetrics: () => sluice.getMetrics(), maxBufferSize: options.maxBuffer, extra: () => [['offered', sluice.getMetrics().eventsOffered]] },
-    { stream: io.err, quiet: options.quiet, intervalMs: options.statusIntervalMs },
   );
   status.start();
   try {
@@ -116,7 +123,10 @@ export async function demo(options: DemoOptions, io: Io): Promise<number> {
     );
   }
   if (rowsInDatabase !== summary.delivered) {
-    throw new CliError(ExitCode.FAILED, `the database holds ${rowsInDatabase} rows but the sluice delivered ${summary.delivered}`);
+    throw new CliError(
+      ExitCode.FAILED,
+      `the database holds ${rowsInDatabase} rows but the sluice delivered ${summary.delivered}`,
+    );
   }
   return ExitCode.OK;
 }

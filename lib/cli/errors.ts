@@ -35,6 +35,12 @@ export function describe(error: unknown): string {
   return text.replace(/\s*\n\s*/g, ' ');
 }
 
+/** The string `code` of an error (`SQLITE_CONSTRAINT`, `23505`, `ECONNREFUSED`), or ''. */
+export function errorCode(error: unknown): string {
+  const code = (error as { code?: unknown } | null | undefined)?.code;
+  return typeof code === 'string' ? code : '';
+}
+
 /**
  * Loads an optional peer dependency when it is first needed, so that users of
  * the library alone never install database drivers.
@@ -44,7 +50,8 @@ export function loadPeer<T>(name: string, range: string, neededFor: string): T {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     return require(name) as T;
   } catch (error) {
-    const missing = (error as NodeJS.ErrnoException).code === 'MODULE_NOT_FOUND' && describe(error).includes(`'${name}'`);
+    const missing =
+      (error as NodeJS.ErrnoException).code === 'MODULE_NOT_FOUND' && describe(error).includes(`'${name}'`);
     if (!missing) throw error;
     throw new CliError(ExitCode.USAGE, `${neededFor} needs the "${name}" package: npm install ${name}@"${range}"`);
   }

@@ -66,13 +66,25 @@ export async function ingest(options: IngestOptions, io: Io): Promise<number> {
   const mapper = new RowMapper(options.columns);
   const prepare = (columns: Column[]): Promise<void> => sink.prepare(options.table, columns);
   const rejectLine = (line: number, raw: string, error: string): void => rejects.write('parse', [{ line, raw }], error);
-  const stages = options.format === 'csv' ? csvStages(mapper, prepare, rejectLine) : ndjsonStages(mapper, prepare, rejectLine);
+  const stages =
+    options.format === 'csv' ? csvStages(mapper, prepare, rejectLine) : ndjsonStages(mapper, prepare, rejectLine);
 
   /** Set when the database is gone for good: the run stops and what is held goes to the rejects file. */
   let lost: unknown;
-  let status: StatusLine | undefined;
+  // Reads the sluice (declared below) only once started, after the sluice exists.
+  const status = new StatusLine(
+    {
+      getMetrics: () => sluice.getMetrics(),
+      maxBufferSize: options.maxBuffer,
+      extra: () => [
+        ['read', stages.records()],
+        ['rejected', rejects.total],
+      ],
+    },
+    { stream: io.err, quiet: options.quiet, intervalMs: options.statusIntervalMs },
+  );
   const flush = async (rows: Row[]): Promise<void> => {
-    status?.observe(sluice.getMetrics().bufferSize);
+    status.observe(sluice.getMetrics().bufferSize);
     try {
       await sink.insert(rows);
     } catch (error) {
@@ -118,7 +130,10 @@ export async function ingest(options: IngestOptions, io: Io): Promise<number> {
     if (reading.signal.aborted) return;
     stages.stop();
     reading.abort();
-    deadline = setTimeout(() => void abandon(`not inserted within --shutdown-timeout (${options.shutdownTimeoutMs} ms)`), options.shutdownTimeoutMs);
+    deadline = setTimeout(
+      () => void abandon(`not inserted within --shutdown-timeout (${options.shutdownTimeoutMs} ms)`),
+      options.shutdownTimeoutMs,
+    );
   };
 
   /** Give up on inserting: every record read and not yet inserted goes to the rejects file. */
@@ -147,17 +162,6 @@ export async function ingest(options: IngestOptions, io: Io): Promise<number> {
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
 
-  status = new StatusLine(
-    {
-      getMetrics: () => sluice.getMetrics(),
-      maxBufferSize: options.maxBuffer,
-      extra: () => [
-        ['read', stages.records()],
-        ['rejected', rejects.total],
-      ],
-    },
-    { stream: io.err, quiet: options.quiet, intervalMs: options.statusIntervalMs },
-  );
   status.start();
 
   let failure: unknown;
@@ -217,20 +221,26 @@ export async function ingest(options: IngestOptions, io: Io): Promise<number> {
   if (summary.error !== undefined) throw new CliError(ExitCode.FAILED, summary.error);
   if (signal !== undefined) return signal === 'SIGINT' ? ExitCode.SIGINT : ExitCode.SIGTERM;
   if (options.failOnRejects && summary.rejected > 0) {
-    throw new CliError(ExitCode.FAILED, `${summary.rejected} record(s) rejected (--fail-on-rejects); see ${rejects.path}`);
+    throw new CliError(
+      ExitCode.FAILED,
+      `${summary.rejected} record(s) rejected (--fail-on-rejects); see ${rejects.path}`,
+    );
   }
   return ExitCode.OK;
 }
 
 async function openInput(input: string, stdin: NodeJS.ReadStream): Promise<Readable> {
   if (input === '-') {
-    if (stdin.isTTY === true) throw new CliError(ExitCode.USAGE, 'no input: give a FILE, or pipe data into sluice ingest -');
+    if (stdin.isTTY === true)
+      throw new CliError(ExitCode.USAGE, 'no input: give a FILE, or pipe data into sluice ingest -');
     return stdin;
   }
   const stream = createReadStream(input, { highWaterMark: 256 * 1024 });
   await new Promise<void>((resolve, reject) => {
     stream.once('open', () => resolve());
-    stream.once('error', (error) => reject(new CliError(ExitCode.USAGE, `cannot read ${input}: ${describe(error)}`, error)));
+    stream.once('error', (error) =>
+      reject(new CliError(ExitCode.USAGE, `cannot read ${input}: ${describe(error)}`, error)),
+    );
   });
   return stream;
 }
@@ -263,7 +273,10 @@ async function* stoppable(source: Readable, signal: AbortSignal): AsyncGenerator
  * long-lived "stopped" promise: every race leaves a reaction on it that holds its
  * chunk, which leaked the whole input (1.1 GB RSS for a 1 GB file).
  */
-function nextOrStop(iterator: AsyncIterator<Buffer>, signal: AbortSignal): Promise<IteratorResult<Buffer> | typeof STOP> {
+function nextOrStop(
+  iterator: AsyncIterator<Buffer>,
+  signal: AbortSignal,
+): Promise<IteratorResult<Buffer> | typeof STOP> {
   return new Promise((resolve, reject) => {
     const onAbort = (): void => resolve(STOP);
     signal.addEventListener('abort', onAbort, { once: true });
@@ -301,4 +314,3 @@ function printSummary(s: IngestSummary, json: boolean, out: NodeJS.WriteStream):
   ];
   out.write(`${lines.join('\n')}\n`);
 }
-

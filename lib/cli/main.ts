@@ -50,7 +50,10 @@ export async function main(argv: string[], io: Io): Promise<number> {
     case 'help':
       return help(io, command === undefined ? ExitCode.USAGE : ExitCode.OK);
     default:
-      throw new CliError(ExitCode.USAGE, `unknown command ${JSON.stringify(command)}: use ingest or demo (sluice --help)`);
+      throw new CliError(
+        ExitCode.USAGE,
+        `unknown command ${JSON.stringify(command)}: use ingest or demo (sluice --help)`,
+      );
   }
 }
 
@@ -67,7 +70,10 @@ if (require.main === module) {
     (error: unknown) => {
       const code = error instanceof CliError ? error.exitCode : ExitCode.FAILED;
       process.stderr.write(`sluice: ${describe(error)}\n`);
-      if (verbose) process.stderr.write(`${error instanceof Error ? (error.stack ?? '') : ''}\n${error instanceof Error && error.cause instanceof Error ? `caused by: ${error.cause.stack ?? ''}\n` : ''}`);
+      if (verbose)
+        process.stderr.write(
+          `${error instanceof Error ? (error.stack ?? '') : ''}\n${error instanceof Error && error.cause instanceof Error ? `caused by: ${error.cause.stack ?? ''}\n` : ''}`,
+        );
       exit(code);
     },
   );

@@ -73,7 +73,11 @@ export class LineSplitter extends Transform {
     if (this.#tail.length > MAX_LINE_CHARS) {
       if (!this.#skipping) {
         this.records++;
-        this.#reject(this.#lineNo + 1, this.#tail.slice(0, 1024), `line longer than ${MAX_LINE_CHARS} characters (first 1024 kept)`);
+        this.#reject(
+          this.#lineNo + 1,
+          this.#tail.slice(0, 1024),
+          `line longer than ${MAX_LINE_CHARS} characters (first 1024 kept)`,
+        );
       }
       this.#skipping = true;
       this.#tail = '';
@@ -135,8 +139,10 @@ export class RowMapper {
   /** Fixes the columns from the first record. */
   init(record: Record<string, unknown>, typed: boolean): Column[] {
     const names = this.#explicit ?? Object.keys(record);
-    if (names.length === 0) throw new MappingError('the first record has no fields, so there are no columns (give --columns)');
-    if (names.some((name) => name === '')) throw new MappingError('the first record has a field with an empty name (give --columns)');
+    if (names.length === 0)
+      throw new MappingError('the first record has no fields, so there are no columns (give --columns)');
+    if (names.some((name) => name === ''))
+      throw new MappingError('the first record has a field with an empty name (give --columns)');
     this.#names = names;
     this.#index = new Map(names.map((name, i) => [name, i]));
     this.#columns = names.map((name) => ({ name, type: typed ? typeOf(record[name]) : 'text' }));
@@ -147,7 +153,10 @@ export class RowMapper {
     const names = this.#names;
     if (this.#explicit === undefined) {
       for (const key in record) {
-        if (!this.#index.has(key)) throw new MappingError(`field "${key}" is not a column (columns come from the first record: ${names.join(', ')}); give --columns to choose them`);
+        if (!this.#index.has(key))
+          throw new MappingError(
+            `field "${key}" is not a column (columns come from the first record: ${names.join(', ')}); give --columns to choose them`,
+          );
       }
     }
     const values = new Array<Value>(names.length);
@@ -218,10 +227,20 @@ export class NdjsonParser extends Transform {
         continue;
       }
       if (this.#mapper.columns === undefined) {
-        pushRow(this, this.#mapper, this.#prepare, this.#reject, line, text, record as Record<string, unknown>, true, (error) => {
-          if (error) callback(error);
-          else this.#from(lines, i + 1, callback);
-        });
+        pushRow(
+          this,
+          this.#mapper,
+          this.#prepare,
+          this.#reject,
+          line,
+          text,
+          record as Record<string, unknown>,
+          true,
+          (error) => {
+            if (error) callback(error);
+            else this.#from(lines, i + 1, callback);
+          },
+        );
         return;
       }
       try {
@@ -309,7 +328,14 @@ export function ndjsonStages(mapper: RowMapper, prepare: PrepareColumns, reject:
 export function csvStages(mapper: RowMapper, prepare: PrepareColumns, reject: RejectLine): Stages {
   const { parse } = loadPeer<typeof import('csv-parse')>('csv-parse', '^5', 'Reading CSV');
   let records = 0;
-  const splitter = parse({ columns: true, info: true, raw: true, bom: true, skip_empty_lines: true, skip_records_with_error: true });
+  const splitter = parse({
+    columns: true,
+    info: true,
+    raw: true,
+    bom: true,
+    skip_empty_lines: true,
+    skip_records_with_error: true,
+  });
   splitter.on('skip', (error: CsvSkipError) => {
     records++;
     reject(error.lines ?? 0, (error.raw ?? '').replace(/^\r?\n/, '').replace(/\r?\n$/, ''), describe(error));
@@ -319,7 +345,17 @@ export function csvStages(mapper: RowMapper, prepare: PrepareColumns, reject: Re
     highWaterMark: 64,
     transform(item: CsvRecord, _encoding, callback) {
       records++;
-      pushRow(this, mapper, prepare, reject, item.info.lines, item.raw.replace(/\r?\n$/, ''), item.record, false, callback);
+      pushRow(
+        this,
+        mapper,
+        prepare,
+        reject,
+        item.info.lines,
+        item.raw.replace(/\r?\n$/, ''),
+        item.record,
+        false,
+        callback,
+      );
     },
   });
   return {

@@ -92,12 +92,18 @@ export class StatusLine {
     const max = this.#source.maxBufferSize;
     const filled = Math.min(GAUGE_WIDTH, Math.round((m.bufferSize / max) * GAUGE_WIDTH));
     const gauge = `[${'#'.repeat(filled)}${'.'.repeat(GAUGE_WIDTH - filled)}]`;
-    const extra = this.#source.extra().map(([label, n]) => `${label} ${fmt(n)}`).join('  ');
+    const extra = this.#source
+      .extra()
+      .map(([label, n]) => `${label} ${fmt(n)}`)
+      .join('  ');
     return `${m.state.padEnd(8)} ${gauge} ${fmt(m.bufferSize)}/${fmt(max)}  ${fmt(Math.round(this.#rate))}/s  flush ${m.lastFlushLatencyMs.toFixed(1)} ms  batch ${Math.round(m.averageBatchSize)}  ${extra}`;
   }
 
   #plainLine(m: BackpressureMetrics): string {
-    const extra = this.#source.extra().map(([label, n]) => `${label}=${n}`).join(' ');
+    const extra = this.#source
+      .extra()
+      .map(([label, n]) => `${label}=${n}`)
+      .join(' ');
     return `sluice: state=${m.state} buffer=${m.bufferSize}/${this.#source.maxBufferSize} rate=${Math.round(this.#rate)}/s flush_ms=${m.lastFlushLatencyMs.toFixed(1)} batch=${Math.round(m.averageBatchSize)} delivered=${m.eventsFlushed} ${extra}`;
   }
 }

@@ -7,16 +7,44 @@ describe('sluice command line: usage errors exit 2 with one line naming the prob
   afterAll(() => cleanup());
 
   it.each([
-    ['an unknown flag', ['ingest', 'x.ndjson', '--into', 'sqlite:x.db', '--table', 't', '--bogus'], /Unknown option '--bogus'/],
+    [
+      'an unknown flag',
+      ['ingest', 'x.ndjson', '--into', 'sqlite:x.db', '--table', 't', '--bogus'],
+      /Unknown option '--bogus'/,
+    ],
     ['a missing --into', ['ingest', 'x.ndjson', '--table', 't'], /needs --into/],
     ['a missing --table', ['ingest', 'x.ndjson', '--into', 'sqlite:x.db'], /needs --table/],
-    ['a table name that is not an identifier', ['ingest', 'x.ndjson', '--into', 'sqlite:x.db', '--table', 'drop table;'], /--table must be an identifier.*"drop table;"/],
-    ['an --into that is neither sqlite: nor postgres://', ['ingest', 'x.ndjson', '--into', 'mysql://h/db', '--table', 't'], /--into must be sqlite:PATH or postgres:\/\/URL/],
-    ['a batch size of 0', ['ingest', 'x.ndjson', '--into', 'sqlite:x.db', '--table', 't', '--batch-size', '0'], /--batch-size must be an integer >= 1. Received "0"/],
-    ['an unknown strategy', ['ingest', 'x.ndjson', '--into', 'sqlite:x.db', '--table', 't', '--strategy', 'fast'], /--strategy must be one of block, drop_oldest/],
-    ['an unknown format', ['ingest', 'x.ndjson', '--into', 'sqlite:x.db', '--table', 't', '--format', 'xml'], /--format must be ndjson or csv/],
+    [
+      'a table name that is not an identifier',
+      ['ingest', 'x.ndjson', '--into', 'sqlite:x.db', '--table', 'drop table;'],
+      /--table must be an identifier.*"drop table;"/,
+    ],
+    [
+      'an --into that is neither sqlite: nor postgres://',
+      ['ingest', 'x.ndjson', '--into', 'mysql://h/db', '--table', 't'],
+      /--into must be sqlite:PATH or postgres:\/\/URL/,
+    ],
+    [
+      'a batch size of 0',
+      ['ingest', 'x.ndjson', '--into', 'sqlite:x.db', '--table', 't', '--batch-size', '0'],
+      /--batch-size must be an integer >= 1. Received "0"/,
+    ],
+    [
+      'an unknown strategy',
+      ['ingest', 'x.ndjson', '--into', 'sqlite:x.db', '--table', 't', '--strategy', 'fast'],
+      /--strategy must be one of block, drop_oldest/,
+    ],
+    [
+      'an unknown format',
+      ['ingest', 'x.ndjson', '--into', 'sqlite:x.db', '--table', 't', '--format', 'xml'],
+      /--format must be ndjson or csv/,
+    ],
     ['an unknown command', ['ingestt'], /unknown command "ingestt"/],
-    ['a missing input file', ['ingest', 'missing.ndjson', '--into', 'sqlite:x.db', '--table', 't'], /cannot read missing.ndjson: ENOENT/],
+    [
+      'a missing input file',
+      ['ingest', 'missing.ndjson', '--into', 'sqlite:x.db', '--table', 't'],
+      /cannot read missing.ndjson: ENOENT/,
+    ],
   ])('%s', async (_name, args, message) => {
     const result = await runCli(args, dir);
     expect(result.code).toBe(2);

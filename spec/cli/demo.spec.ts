@@ -13,10 +13,18 @@ describe('sluice demo', () => {
     const result = await runCli(['demo', '--events', '30000', '--db', db, '--json', '--quiet'], dir);
     expect(result.code).toBe(0);
     const summary = summaryOf(result) as unknown as Record<string, number>;
-    expect(summary).toMatchObject({ offered: 30000, delivered: 30000, dropped: 0, deadLettered: 0, rowsInDatabase: 30000 });
+    expect(summary).toMatchObject({
+      offered: 30000,
+      delivered: 30000,
+      dropped: 0,
+      deadLettered: 0,
+      rowsInDatabase: 30000,
+    });
     expect(summary.peakBuffer).toBeGreaterThan(0);
     expect(summary.peakBuffer).toBeLessThanOrEqual(10000);
-    expect(selectAll(db, 'SELECT count(*) AS n, count(DISTINCT id) AS d FROM events')).toEqual([{ n: 30000, d: 30000 }]);
+    expect(selectAll(db, 'SELECT count(*) AS n, count(DISTINCT id) AS d FROM events')).toEqual([
+      { n: 30000, d: 30000 },
+    ]);
   });
 
   it('prints the human summary with the count check', async () => {

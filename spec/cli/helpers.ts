@@ -49,7 +49,9 @@ export function waitForStderr(child: ChildProcessWithoutNullStreams, pattern: Re
       }
     };
     child.stderr.on('data', onData);
-    child.once('close', (code) => reject(new Error(`the CLI exited (${code}) before printing ${pattern}; stderr: ${seen}`)));
+    child.once('close', (code) =>
+      reject(new Error(`the CLI exited (${code}) before printing ${pattern}; stderr: ${seen}`)),
+    );
   });
 }
 
@@ -73,7 +75,9 @@ export function readRejects(path: string): RejectLine[] {
 }
 
 /** The JSON summary `--json` prints on stdout. */
-export function summaryOf(result: CliResult): Record<string, unknown> & { read: number; inserted: number; rejected: number } {
+export function summaryOf(
+  result: CliResult,
+): Record<string, unknown> & { read: number; inserted: number; rejected: number } {
   const line = result.stdout.trim().split('\n').pop() ?? '';
   try {
     return JSON.parse(line) as never;
@@ -86,7 +90,8 @@ export function summaryOf(result: CliResult): Record<string, unknown> & { read: 
 export function ndjsonLines(from: number, to: number, badEvery = 0): string {
   let text = '';
   for (let id = from; id <= to; id++) {
-    text += badEvery > 0 && id % badEvery === 0 ? `{"id":${id},"name":\n` : `${JSON.stringify({ id, name: `user-${id}` })}\n`;
+    text +=
+      badEvery > 0 && id % badEvery === 0 ? `{"id":${id},"name":\n` : `${JSON.stringify({ id, name: `user-${id}` })}\n`;
   }
   return text;
 }

@@ -10,7 +10,22 @@ describe('sluice ingest into SQLite', () => {
   afterEach(() => cleanup());
 
   const ingest = (input: string, table: string, extra: string[] = [], stdin?: string) =>
-    runCli(['ingest', input, '--into', `sqlite:${join(dir, 'out.db')}`, '--table', table, '--rejects', join(dir, 'rejects.ndjson'), '--json', ...extra], dir, stdin);
+    runCli(
+      [
+        'ingest',
+        input,
+        '--into',
+        `sqlite:${join(dir, 'out.db')}`,
+        '--table',
+        table,
+        '--rejects',
+        join(dir, 'rejects.ndjson'),
+        '--json',
+        ...extra,
+      ],
+      dir,
+      stdin,
+    );
 
   it('inserts NDJSON with typed columns from the first record; malformed lines and refused rows go to the rejects file', async () => {
     const result = await ingest(join(FIXTURES, 'events.ndjson'), 'events');
@@ -93,7 +108,12 @@ describe('sluice ingest into SQLite', () => {
   });
 
   it('--columns chooses the columns; other fields are ignored as asked', async () => {
-    const result = await ingest('-', 'picked', ['--columns', 'name,id'], '{"id":1,"name":"a","noise":true}\n{"id":2,"name":"b","more":[1]}\n');
+    const result = await ingest(
+      '-',
+      'picked',
+      ['--columns', 'name,id'],
+      '{"id":1,"name":"a","noise":true}\n{"id":2,"name":"b","more":[1]}\n',
+    );
     expect(summaryOf(result)).toMatchObject({ read: 2, inserted: 2, rejected: 0 });
     expect(selectAll(join(dir, 'out.db'), 'SELECT * FROM picked ORDER BY id')).toEqual([
       { name: 'a', id: 1 },
@@ -115,7 +135,9 @@ describe('sluice ingest into SQLite', () => {
     const args = ['ingest', '-', '--into', `sqlite:${target}`, '--table', 't'];
     const plain = await runCli(args, dir, '{"id":1}\n');
     expect(plain.code).toBe(2);
-    expect(plain.stderr).toBe(`sluice: cannot open sqlite:${target}: Cannot open database because the directory does not exist\n`);
+    expect(plain.stderr).toBe(
+      `sluice: cannot open sqlite:${target}: Cannot open database because the directory does not exist\n`,
+    );
     const verbose = await runCli([...args, '--verbose'], dir, '{"id":1}\n');
     expect(verbose.code).toBe(2);
     expect(verbose.stderr).toMatch(/\n\s+at /);
@@ -129,7 +151,12 @@ describe('sluice ingest into SQLite', () => {
   });
 
   it('a drop strategy writes what it drops to the rejects file, so read = inserted + rejected still holds', async () => {
-    const result = await ingest('-', 'dropping', ['--strategy', 'drop_newest', '--max-buffer', '10', '--batch-size', '5'], ndjsonLines(1, 3000));
+    const result = await ingest(
+      '-',
+      'dropping',
+      ['--strategy', 'drop_newest', '--max-buffer', '10', '--batch-size', '5'],
+      ndjsonLines(1, 3000),
+    );
     expect(result.code).toBe(0);
     const summary = summaryOf(result);
     expect(summary.read).toBe(3000);

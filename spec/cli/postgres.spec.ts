@@ -1,16 +1,27 @@
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { Client } from 'pg';
-import { FIXTURES, collect, ndjsonLines, readRejects, runCli, startCli, summaryOf, tempDir, waitForStderr } from './helpers';
+import {
+  FIXTURES,
+  collect,
+  ndjsonLines,
+  readRejects,
+  runCli,
+  startCli,
+  summaryOf,
+  tempDir,
+  waitForStderr,
+} from './helpers';
 
 /**
  * PostgreSQL tests use a real server (SLUICE_PG_URL, default 127.0.0.1:5432/test).
  * Without one they are skipped, and say so; with SLUICE_REQUIRE_POSTGRES=1 (CI)
  * an unreachable server fails the suite instead.
  */
-const CANDIDATES = process.env.SLUICE_PG_URL !== undefined
-  ? [process.env.SLUICE_PG_URL]
-  : ['postgres://postgres@127.0.0.1:5432/test', 'postgres://root@127.0.0.1:5432/test'];
+const CANDIDATES =
+  process.env.SLUICE_PG_URL !== undefined
+    ? [process.env.SLUICE_PG_URL]
+    : ['postgres://postgres@127.0.0.1:5432/test', 'postgres://root@127.0.0.1:5432/test'];
 
 /** Probed synchronously (in a child) so that describe/describe.skip can be chosen at load time. */
 function probe(): { url: string | undefined; why: string } {
@@ -18,7 +29,11 @@ function probe(): { url: string | undefined; why: string } {
   for (const url of CANDIDATES) {
     const script = `const { Client } = require('pg'); const c = new Client({ connectionString: process.argv[1], connectionTimeoutMillis: 3000 });
       c.connect().then(() => c.query('SELECT 1')).then(() => c.end()).then(() => process.exit(0), (e) => { console.error(e.message || e.code); process.exit(1); });`;
-    const result = spawnSync(process.execPath, ['-e', script, url], { cwd: join(__dirname, '..', '..'), encoding: 'utf8', timeout: 10_000 });
+    const result = spawnSync(process.execPath, ['-e', script, url], {
+      cwd: join(__dirname, '..', '..'),
+      encoding: 'utf8',
+      timeout: 10_000,
+    });
     if (result.status === 0) return { url, why: '' };
     why = `${url}: ${result.stderr.trim() || 'no answer'}`;
   }
@@ -28,8 +43,9 @@ function probe(): { url: string | undefined; why: string } {
 const { url: PG_URL, why } = probe();
 const required = process.env.SLUICE_REQUIRE_POSTGRES === '1';
 if (PG_URL === undefined && !required) {
-  // eslint-disable-next-line no-console
-  console.warn(`SKIPPING the PostgreSQL CLI tests: PostgreSQL is unreachable (${why}). Set SLUICE_REQUIRE_POSTGRES=1 to make this a failure.`);
+  console.warn(
+    `SKIPPING the PostgreSQL CLI tests: PostgreSQL is unreachable (${why}). Set SLUICE_REQUIRE_POSTGRES=1 to make this a failure.`,
+  );
 }
 
 describe('PostgreSQL availability', () => {
@@ -67,24 +83,39 @@ describePg('sluice ingest into PostgreSQL', () => {
     for (const table of tables.splice(0)) await admin.query(`DROP TABLE IF EXISTS ${table}`);
   });
 
-  it.each(['copy', 'insert'])('--pg-method %s: typed columns, malformed lines and refused rows in the rejects file', async (method) => {
-    const table = uniqueTable();
-    const rejectsPath = join(dir, 'rejects.ndjson');
-    const result = await runCli(
-      ['ingest', join(FIXTURES, 'events.ndjson'), '--into', url, '--table', table, '--pg-method', method, '--rejects', rejectsPath, '--json'],
-      dir,
-    );
-    expect(result.code).toBe(0);
-    expect(summaryOf(result)).toMatchObject({ read: 12, inserted: 7, rejected: 5 });
-    const { rows } = await admin.query(`SELECT id::int AS id, "user", amount, ok, tags FROM ${table} ORDER BY id`);
-    expect(rows.map((row: { id: number }) => row.id)).toEqual([1, 2, 3, 5, 8, 9, 10]);
-    expect(rows[0]).toEqual({ id: 1, user: 'ada', amount: 12.5, ok: true, tags: ['a', 'b'] });
-    expect(rows[4]).toEqual({ id: 8, user: 'hal\tq"uote', amount: 0.5, ok: true, tags: { k: 'v' } });
-    const rejects = readRejects(rejectsPath);
-    expect(rejects.filter((r) => r.stage === 'database')).toEqual([
-      expect.objectContaining({ line: 7, error: 'invalid input syntax for type bigint: "six"' }),
-    ]);
-  });
+  it.each(['copy', 'insert'])(
+    '--pg-method %s: typed columns, malformed lines and refused rows in the rejects file',
+    async (method) => {
+      const table = uniqueTable();
+      const rejectsPath = join(dir, 'rejects.ndjson');
+      const result = await runCli(
+        [
+          'ingest',
+          join(FIXTURES, 'events.ndjson'),
+          '--into',
+          url,
+          '--table',
+          table,
+          '--pg-method',
+          method,
+          '--rejects',
+          rejectsPath,
+          '--json',
+        ],
+        dir,
+      );
+      expect(result.code).toBe(0);
+      expect(summaryOf(result)).toMatchObject({ read: 12, inserted: 7, rejected: 5 });
+      const { rows } = await admin.query(`SELECT id::int AS id, "user", amount, ok, tags FROM ${table} ORDER BY id`);
+      expect(rows.map((row: { id: number }) => row.id)).toEqual([1, 2, 3, 5, 8, 9, 10]);
+      expect(rows[0]).toEqual({ id: 1, user: 'ada', amount: 12.5, ok: true, tags: ['a', 'b'] });
+      expect(rows[4]).toEqual({ id: 8, user: 'hal\tq"uote', amount: 0.5, ok: true, tags: { k: 'v' } });
+      const rejects = readRejects(rejectsPath);
+      expect(rejects.filter((r) => r.stage === 'database')).toEqual([
+        expect.objectContaining({ line: 7, error: 'invalid input syntax for type bigint: "six"' }),
+      ]);
+    },
+  );
 
   it('a hung database at shutdown: the deadline sends every row read to the rejects file, none is inserted later', async () => {
     const table = uniqueTable();
@@ -96,7 +127,25 @@ describePg('sluice ingest into PostgreSQL', () => {
       await locker.query(`BEGIN; LOCK TABLE ${table} IN SHARE MODE`);
       const rejectsPath = join(dir, 'rejects.ndjson');
       const child = startCli(
-        ['ingest', '-', '--into', url, '--table', table, '--pg-method', 'insert', '--batch-size', '50', '--shutdown-timeout', '300', '--rejects', rejectsPath, '--json', '--status-interval', '100'],
+        [
+          'ingest',
+          '-',
+          '--into',
+          url,
+          '--table',
+          table,
+          '--pg-method',
+          'insert',
+          '--batch-size',
+          '50',
+          '--shutdown-timeout',
+          '300',
+          '--rejects',
+          rejectsPath,
+          '--json',
+          '--status-interval',
+          '100',
+        ],
         dir,
       );
       const result = collect(child);
@@ -105,7 +154,12 @@ describePg('sluice ingest into PostgreSQL', () => {
       child.kill('SIGTERM');
       const done = await result;
       expect(done.code).toBe(143);
-      expect(summaryOf(done)).toMatchObject({ read: 400, inserted: 0, rejected: 400, rejectedBy: { parse: 0, database: 0, dropped: 0, undelivered: 400 } });
+      expect(summaryOf(done)).toMatchObject({
+        read: 400,
+        inserted: 0,
+        rejected: 400,
+        rejectedBy: { parse: 0, database: 0, dropped: 0, undelivered: 400 },
+      });
       const rejected = readRejects(rejectsPath).map((r) => r.line);
       expect(new Set(rejected).size).toBe(400);
     } finally {
@@ -127,7 +181,24 @@ describePg('sluice ingest into PostgreSQL', () => {
       await locker.query(`BEGIN; LOCK TABLE ${table} IN SHARE MODE`);
       const rejectsPath = join(dir, 'rejects.ndjson');
       const target = `${url}${url.includes('?') ? '&' : '?'}application_name=${app}`;
-      const child = startCli(['ingest', '-', '--into', target, '--table', table, '--batch-size', '50', '--rejects', rejectsPath, '--json', '--status-interval', '100'], dir);
+      const child = startCli(
+        [
+          'ingest',
+          '-',
+          '--into',
+          target,
+          '--table',
+          table,
+          '--batch-size',
+          '50',
+          '--rejects',
+          rejectsPath,
+          '--json',
+          '--status-interval',
+          '100',
+        ],
+        dir,
+      );
       const result = collect(child);
       child.stdin.write(ndjsonLines(1, 300));
       await waitForStderr(child, /read=300 /);
@@ -148,9 +219,15 @@ describe('sluice ingest, PostgreSQL unreachable', () => {
   it('one line naming the target, exit 2, no stack', async () => {
     const { dir, cleanup } = tempDir();
     try {
-      const result = await runCli(['ingest', '-', '--into', 'postgres://sluice:secret@127.0.0.1:1/nowhere', '--table', 't'], dir, '{"id":1}\n');
+      const result = await runCli(
+        ['ingest', '-', '--into', 'postgres://sluice:secret@127.0.0.1:1/nowhere', '--table', 't'],
+        dir,
+        '{"id":1}\n',
+      );
       expect(result.code).toBe(2);
-      expect(result.stderr).toMatch(/^sluice: cannot connect to postgres:\/\/sluice:\*\*\*@127\.0\.0\.1:1\/nowhere: .*ECONNREFUSED.*\n$/);
+      expect(result.stderr).toMatch(
+        /^sluice: cannot connect to postgres:\/\/sluice:\*\*\*@127\.0\.0\.1:1\/nowhere: .*ECONNREFUSED.*\n$/,
+      );
     } finally {
       cleanup();
     }

@@ -1,4 +1,4 @@
-import { CliError, ExitCode, describe, loadPeer } from '../errors';
+import { CliError, ExitCode, describe, errorCode, loadPeer } from '../errors';
 import { quoteIdent, quoteTable } from './sink';
 import type { PgMethod } from '../args';
 import type { Sink } from './sink';
@@ -72,7 +72,11 @@ export class PostgresSink implements Sink {
       // Fails now, with a clear message, when a column does not exist, rather than row by row later.
       await this.#client.query(`SELECT ${names} FROM ${this.#table} LIMIT 0`);
     } catch (error) {
-      throw new CliError(ExitCode.USAGE, `cannot insert into table ${table} of ${this.target}: ${pgMessage(error)}`, error);
+      throw new CliError(
+        ExitCode.USAGE,
+        `cannot insert into table ${table} of ${this.target}: ${pgMessage(error)}`,
+        error,
+      );
     }
     this.#copySql = `COPY ${this.#table} (${names}) FROM STDIN`;
   }
@@ -81,7 +85,8 @@ export class PostgresSink implements Sink {
     if (this.#lost !== undefined) throw this.#lost;
     if (this.#method === 'copy') return this.#copy(rows);
     const perStatement = Math.max(1, Math.floor(MAX_PARAMS / this.#columns.length));
-    if (rows.length <= perStatement) return void (await this.#client.query(this.#insertText(rows.length), flatten(rows, 0, rows.length)));
+    if (rows.length <= perStatement)
+      return void (await this.#client.query(this.#insertText(rows.length), flatten(rows, 0, rows.length)));
     await this.#client.query('BEGIN');
     try {
       for (let start = 0; start < rows.length; start += perStatement) {
@@ -100,7 +105,8 @@ export class PostgresSink implements Sink {
     if (text === undefined) {
       const width = this.#columns.length;
       const tuples: string[] = [];
-      for (let r = 0; r < count; r++) tuples.push(`(${this.#columns.map((_, c) => `$${r * width + c + 1}`).join(', ')})`);
+      for (let r = 0; r < count; r++)
+        tuples.push(`(${this.#columns.map((_, c) => `$${r * width + c + 1}`).join(', ')})`);
       text = `INSERT INTO ${this.#table} (${this.#columns.map((c) => quoteIdent(c.name)).join(', ')}) VALUES ${tuples.join(', ')}`;
       this.#insertSql.set(count, text);
     }
@@ -115,14 +121,20 @@ export class PostgresSink implements Sink {
       text += '\n';
     }
     return new Promise((resolve, reject) => {
-      this.#client.query(new CopyFrom(this.#copySql, Buffer.from(text), (error) => (error ? reject(error) : resolve())) as never);
+      this.#client.query(
+        new CopyFrom(this.#copySql, Buffer.from(text), (error) => (error ? reject(error) : resolve())) as never,
+      );
     });
   }
 
   isFatal(error: unknown): boolean {
     if (this.#lost !== undefined) return true;
-    const code = String((error as { code?: unknown })?.code ?? '');
-    return FATAL_SQLSTATE.test(code) || FATAL_SOCKET.test(code) || /Connection terminated|not queryable/.test(describe(error));
+    const code = errorCode(error);
+    return (
+      FATAL_SQLSTATE.test(code) ||
+      FATAL_SOCKET.test(code) ||
+      /Connection terminated|not queryable/.test(describe(error))
+    );
   }
 
   /**
@@ -246,5 +258,5 @@ function redact(url: string): string {
 function pgMessage(error: unknown): string {
   if (error instanceof AggregateError && error.message === '') return error.errors.map(pgMessage).join('; ');
   const text = describe(error);
-  return text === '' ? String((error as { code?: unknown })?.code ?? 'unknown error') : text;
+  return text === '' ? errorCode(error) || 'unknown error' : text;
 }

@@ -1,4 +1,4 @@
-import { CliError, ExitCode, describe, loadPeer } from '../errors';
+import { CliError, ExitCode, describe, errorCode, loadPeer } from '../errors';
 import { quoteIdent, quoteTable } from './sink';
 import type { Sink } from './sink';
 import type { Column, ColumnType, Row } from '../parse';
@@ -49,7 +49,8 @@ export class SqliteSink implements Sink {
   async prepare(table: string, columns: Column[]): Promise<void> {
     const name = quoteTable(table);
     try {
-      const exists = this.#db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(table) !== undefined;
+      const exists =
+        this.#db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(table) !== undefined;
       if (!exists) {
         const defs = columns.map((c) => `${quoteIdent(c.name)} ${SQLITE_TYPES[c.type]}`).join(', ');
         this.#db.exec(`CREATE TABLE ${name} (${defs}) STRICT`);
@@ -61,7 +62,11 @@ export class SqliteSink implements Sink {
         for (const row of rows) statement.run(row.values);
       });
     } catch (error) {
-      throw new CliError(ExitCode.USAGE, `cannot insert into table ${table} of ${this.target}: ${describe(error)}`, error);
+      throw new CliError(
+        ExitCode.USAGE,
+        `cannot insert into table ${table} of ${this.target}: ${describe(error)}`,
+        error,
+      );
     }
   }
 
@@ -71,7 +76,7 @@ export class SqliteSink implements Sink {
   }
 
   isFatal(error: unknown): boolean {
-    return FATAL.test(String((error as { code?: unknown })?.code ?? ''));
+    return FATAL.test(errorCode(error));
   }
 
   /** Nothing to do: an insert is synchronous, so none is ever in flight when the run gives up. */
