@@ -83,7 +83,8 @@ export function stateTraceSvg(
       const a = trace[i] as TracePoint;
       const b = trace[i + 1] as TracePoint;
       if (a.t >= windowMs) break;
-      const color = STATE_COLORS[a.state] ?? '#9e9e9e';
+      // b.state: the state that lasted longest between a and b.
+      const color = STATE_COLORS[b.state] ?? '#9e9e9e';
       const h = y0 + panelHeight - y(a.utilization);
       if (h <= 0) continue;
       out.push(

@@ -34,6 +34,8 @@ export interface Target {
   end(): Promise<void>;
   /** Utilization (0..1) and state, for the state trace. */
   probe?(): { utilization: number; state: string };
+  /** Calls `listener` on every state change, where the contender reports them. */
+  onState?(listener: (state: string) => void): void;
   /** Batch-size facts the contender reports itself (sluice's metrics). */
   metrics?(): Partial<BackpressureMetrics>;
 }
@@ -222,6 +224,7 @@ function sluiceContender(strategy: BackpressureStrategy): Contender {
           state: stream.state,
         })),
         metrics: () => stream.getMetrics(),
+        onState: (listener) => stream.on('state', listener),
       };
     },
   };
@@ -272,6 +275,7 @@ const transform: Contender = {
         state: duplex.state,
       })),
       metrics: () => duplex.getMetrics(),
+      onState: (listener) => duplex.on('state', listener),
     };
   },
 };

@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { barsSvg, stateTraceSvg } from './charts';
 import { contender } from './contenders';
 import { distDir, repoRoot } from './sluice';
-import { BURST } from './workloads/burst';
+import { BURST, QUICK_BURST } from './workloads/burst';
 import { workloads } from './workloads/index';
 import type { Bar, TracePanel } from './charts';
 import type { RunResult, TracePoint, Workload } from './workloads/workload';
@@ -23,17 +23,20 @@ import type { RunResult, TracePoint, Workload } from './workloads/workload';
 
 interface Args {
   quick: boolean;
+  /** Rewrite docs/ from the last full run's saved results (after editing notes.md), without running anything. */
+  report: boolean;
   runs: number;
   write: boolean;
   filters: string[];
 }
 
 function parseArgs(argv: readonly string[]): Args {
-  const args: Args = { quick: false, runs: 0, write: false, filters: [] };
+  const args: Args = { quick: false, report: false, runs: 0, write: false, filters: [] };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] as string;
     if (arg === '--quick') args.quick = true;
     else if (arg === '--write') args.write = true;
+    else if (arg === '--report') args.report = true;
     else if (arg === '--runs') args.runs = Number(argv[++i]);
     else if (arg.startsWith('--')) throw new Error(`unknown flag ${arg}`);
     else args.filters.push(arg);
@@ -98,7 +101,7 @@ function si(value: number): string {
   const abs = Math.abs(value);
   if (abs >= 1e6) return `${(value / 1e6).toPrecision(3)}M`;
   if (abs >= 1e3) return `${(value / 1e3).toPrecision(3)}k`;
-  return value.toPrecision(3);
+  return Number.isInteger(value) ? String(value) : value.toPrecision(3);
 }
 
 function fixed(value: number, digits = 1): string {
@@ -112,7 +115,8 @@ function range(stat: Stat, format: (v: number) => string): string {
 function ratio(a: number, b: number): string {
   if (!Number.isFinite(a) || !Number.isFinite(b) || b === 0) return 'n/a';
   const r = a / b;
-  return r >= 10 ? `${Math.round(r)}×` : `${r.toFixed(2)}×`;
+  if (r >= 10) return `${Math.round(r)}×`;
+  return r >= 0.1 ? `${r.toFixed(2)}×` : `${r.toPrecision(2)}×`;
 }
 
 function table(header: readonly string[], rows: readonly (readonly string[])[]): string {
@@ -263,13 +267,13 @@ function targets(results: Results): Verdict[] {
   };
   {
     const r = speed('fast-sink', 'sluice-block') / speed('fast-sink', 'native');
-    check('fast sink: sluice block ≥ 1.0× native items/s', r, 1, `${fixed(r, 2)}×`);
+    check('fast sink: sluice block ≥ 1.0× native items/s', r, 1, `${fixed(r, 3)}×`);
     const ref = speed('fast-sink', 'sluice-block') / speed('fast-sink', 'reference');
     check('fast sink: sluice block ≥ 100× the design-doc reference', ref, 100, `${fixed(ref, 0)}×`);
   }
   {
     const r = speed('slow-sink', 'sluice-block') / speed('slow-sink', 'native');
-    check('slow sink: sluice block ≥ 0.95× native items/s', r, 0.95, `${fixed(r, 2)}×`);
+    check('slow sink: sluice block ≥ 0.95× native items/s', r, 0.95, `${fixed(r, 3)}×`);
     const batch = pair(results, 'slow-sink', 'sluice-block')?.median('avgBatch') ?? NaN;
     check('slow sink: average batch ≥ 0.95 × batchSize (95)', batch, 95, fixed(batch, 1));
   }
@@ -289,7 +293,7 @@ function targets(results: Results): Verdict[] {
   }
   {
     const r = speed('sqlite', 'sluice-block') / speed('sqlite', 'for-loop');
-    check('SQLite: sluice block ≥ 0.9× the hand-written batched-transaction loop', r, 0.9, `${fixed(r, 2)}×`);
+    check('SQLite: sluice block ≥ 0.9× the hand-written batched-transaction loop', r, 0.9, `${fixed(r, 3)}×`);
   }
   return verdicts;
 }
@@ -326,7 +330,12 @@ function barsFor(results: Results, w: Workload, baseline: string): Bar[] {
   });
 }
 
-function writeCharts(results: Results, burstTraces: Map<string, TracePoint[]>, imgDir: string): string[] {
+function writeCharts(
+  results: Results,
+  burstTraces: Map<string, TracePoint[]>,
+  imgDir: string,
+  quick: boolean,
+): string[] {
   fs.mkdirSync(imgDir, { recursive: true });
   const written: string[] = [];
   const groups = workloads
@@ -357,7 +366,7 @@ function writeCharts(results: Results, burstTraces: Map<string, TracePoint[]>, i
   });
   if (panels.length > 0) {
     const file = path.join(imgDir, 'burst-states.svg');
-    fs.writeFileSync(file, stateTraceSvg(panels, BURST, { low: 0.5, high: 0.8 }));
+    fs.writeFileSync(file, stateTraceSvg(panels, quick ? QUICK_BURST : BURST, { low: 0.5, high: 0.8 }));
     written.push(file);
   }
   return written;
@@ -370,8 +379,38 @@ function machine(): string {
   return `Node ${process.version} · ${cpus[0]?.model.trim() ?? 'unknown CPU'} × ${cpus.length} · ${os.platform()} ${os.release()} · ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC`;
 }
 
+interface Saved {
+  header: string;
+  args: Args;
+  elapsedMs: number;
+  traces: [string, TracePoint[]][];
+  results: { workload: string; contender: string; runs: RunResult[] }[];
+}
+
+const cacheDir = path.join(repoRoot, 'node_modules', '.cache', 'sluice-bench');
+
+async function writeDocs(saved: Saved): Promise<void> {
+  const results: Results = new Map();
+  for (const r of saved.results) {
+    const w = workloads.find((x) => x.name === r.workload);
+    if (w === undefined) continue;
+    const p = new PairResults(w, r.contender);
+    p.runs.push(...r.runs);
+    results.set(`${r.workload}/${r.contender}`, p);
+  }
+  const charts = writeCharts(results, new Map(saved.traces), path.join(repoRoot, 'docs', 'img'), saved.args.quick);
+  const doc = await report(results, targets(results), saved.args, saved.header, saved.elapsedMs);
+  const file = path.join(repoRoot, 'docs', 'benchmarks.md');
+  fs.writeFileSync(file, doc);
+  console.log(`Wrote ${[file, ...charts].map((f) => path.relative(repoRoot, f)).join(', ')}`);
+}
+
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
+  if (args.report) {
+    await writeDocs(JSON.parse(fs.readFileSync(path.join(cacheDir, 'results.json'), 'utf8')) as Saved);
+    return;
+  }
   const selected = (w: Workload, c: string): boolean =>
     args.filters.length === 0 || args.filters.some((f) => `${w.name}/${c}`.includes(f));
   const results: Results = new Map();
@@ -404,23 +443,16 @@ async function main(): Promise<void> {
   console.log(`### Targets\n\n${targetsTable(verdicts)}\n`);
   console.log(`${args.runs} runs per pair, ${((Date.now() - started) / 1000).toFixed(0)} s in all.`);
 
-  const cacheDir = path.join(repoRoot, 'node_modules', '.cache', 'sluice-bench');
+  const saved: Saved = {
+    header,
+    args,
+    elapsedMs: Date.now() - started,
+    traces: [...burstTraces],
+    results: [...results.values()].map((p) => ({ workload: p.workload.name, contender: p.contender, runs: p.runs })),
+  };
   fs.mkdirSync(cacheDir, { recursive: true });
-  fs.writeFileSync(
-    path.join(cacheDir, `results${args.quick ? '-quick' : ''}.json`),
-    JSON.stringify({
-      header,
-      args,
-      results: [...results.values()].map((p) => ({ workload: p.workload.name, contender: p.contender, runs: p.runs })),
-    }),
-  );
-  if (args.write || (!args.quick && args.filters.length === 0)) {
-    const charts = writeCharts(results, burstTraces, path.join(repoRoot, 'docs', 'img'));
-    const doc = await report(results, verdicts, args, header, Date.now() - started);
-    const file = path.join(repoRoot, 'docs', 'benchmarks.md');
-    fs.writeFileSync(file, doc);
-    console.log(`Wrote ${[file, ...charts].map((f) => path.relative(repoRoot, f)).join(', ')}`);
-  }
+  fs.writeFileSync(path.join(cacheDir, `results${args.quick ? '-quick' : ''}.json`), JSON.stringify(saved));
+  if (args.write || (!args.quick && args.filters.length === 0)) await writeDocs(saved);
 }
 
 async function report(

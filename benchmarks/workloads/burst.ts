@@ -5,7 +5,7 @@ import type { BurstSchedule, TracePoint, Workload } from './workload';
 
 /** 200,000 items/s for 150 ms, then 250 ms of silence, 3 times: over twice what the slow sink takes at batches of 100. */
 export const BURST: BurstSchedule = { onMs: 150, offMs: 250, cycles: 3, rate: 200_000 };
-const QUICK_BURST: BurstSchedule = { ...BURST, cycles: 1 };
+export const QUICK_BURST: BurstSchedule = { ...BURST, cycles: 1 };
 
 export const burstWorkload: Workload = {
   name: 'burst',

@@ -9,6 +9,7 @@ export interface TracePoint {
   /** ms since the producer started */
   t: number;
   utilization: number;
+  /** the state that lasted longest since the previous point */
   state: string;
 }
 
@@ -140,8 +141,30 @@ export async function produceBursts(
   let sampler: NodeJS.Timeout | undefined;
   if (trace !== undefined && target.probe !== undefined) {
     const probe = target.probe.bind(target);
+    // Each point carries the state that lasted longest since the previous one (from 'state' events where the
+    // contender has them): a sample alone lands in the timers phase, just after a flush freed room, and
+    // would show a full drop_oldest buffer as critical although it is blocked all but microseconds.
+    const transitions: { t: number; state: string }[] = [];
+    target.onState?.((state) => transitions.push({ t: performance.now() - started, state }));
+    let current = probe().state;
+    let last = 0;
     const sample = (): void => {
-      trace.push({ t: performance.now() - started, ...probe() });
+      const t = performance.now() - started;
+      const { utilization, state } = probe();
+      const time = new Map<string, number>();
+      let from = last;
+      for (const change of transitions) {
+        time.set(current, (time.get(current) ?? 0) + change.t - from);
+        current = change.state;
+        from = change.t;
+      }
+      time.set(current, (time.get(current) ?? 0) + t - from);
+      transitions.length = 0;
+      current = state;
+      last = t;
+      let dominant = state;
+      for (const [name, ms] of time) if (ms > (time.get(dominant) ?? 0)) dominant = name;
+      trace.push({ t, utilization, state: dominant });
     };
     sample();
     sampler = setInterval(sample, 2);
@@ -165,6 +188,5 @@ export async function produceBursts(
     const left = window - (performance.now() - started);
     if (left > 0) await sleep(left);
     clearInterval(sampler);
-    if (target.probe !== undefined) trace?.push({ t: performance.now() - started, ...target.probe() });
   }
 }
