@@ -196,7 +196,10 @@ export class Engine<T> implements Gate<T> {
       }
     }
     const ok = this.#policy.admit(this, item, settle);
-    if (!ok) this.#needDrain = true;
+    if (!ok && !this.#needDrain) {
+      this.#needDrain = true;
+      this.#refreshKeepAlive();
+    }
     return ok;
   }
 
@@ -298,7 +301,7 @@ export class Engine<T> implements Gate<T> {
     const head = this.#waiting.peek();
     if (head === undefined || head.deadline === Infinity) return;
     this.#waitTimer = setTimeout(this.#onWaitTimer, Math.max(0, head.deadline - now()));
-    this.#waitTimer.unref();
+    this.#holdOpen(this.#waitTimer);
   }
 
   #clearWaitTimer(): void {
@@ -319,6 +322,35 @@ export class Engine<T> implements Gate<T> {
     this.#maybeEmitDrain();
     this.#armWaitTimer();
   };
+
+  // ---- keeping the process alive ---------------------------------------------
+
+  /**
+   * Whether someone is waiting on this sluice: a producer told to wait for 'drain', an end()
+   * awaiting 'finish', or a drain(). Then its timers must keep the process alive, or it could
+   * exit with items held and a pipeline() never settled. Otherwise they are unref'd: a sluice
+   * alone never keeps a process alive.
+   */
+  #awaited(): boolean {
+    return this.#needDrain || this.#ending || this.#drainRequested;
+  }
+
+  #holdOpen(timer: NodeJS.Timeout): void {
+    if (!this.#awaited()) timer.unref();
+  }
+
+  /** Re-applies #awaited() to every pending timer after it changed. */
+  #refreshKeepAlive(): void {
+    const awaited = this.#awaited();
+    const apply = (timer: NodeJS.Timeout | undefined): void => {
+      if (timer === undefined) return;
+      if (awaited) timer.ref();
+      else timer.unref();
+    };
+    apply(this.#flushTimer);
+    apply(this.#waitTimer);
+    for (const batch of this.#batches) apply(batch.timer);
+  }
 
   // ---- states --------------------------------------------------------------
 
@@ -373,6 +405,7 @@ export class Engine<T> implements Gate<T> {
     // Hysteresis: producers resume below the low watermark, not at every freed slot.
     if (!this.#needDrain || this.#destroyed || this.#level !== BackpressureState.NORMAL) return;
     this.#needDrain = false;
+    this.#refreshKeepAlive();
     this.#host.emit('drain');
   }
 
@@ -398,7 +431,7 @@ export class Engine<T> implements Gate<T> {
         const time = now();
         if (time < due) {
           this.#flushTimer = setTimeout(this.#onFlushTimer, due - time);
-          this.#flushTimer.unref();
+          this.#holdOpen(this.#flushTimer);
           return;
         }
       }
@@ -491,7 +524,7 @@ export class Engine<T> implements Gate<T> {
     return new Promise((resolve, reject) => {
       const wake = (): void => reject(TIMED_OUT);
       const timer = setTimeout(wake, this.config.flushTimeoutMs);
-      timer.unref();
+      this.#holdOpen(timer);
       batch.timer = timer;
       batch.wake = wake;
       const done = (): void => {
@@ -533,7 +566,7 @@ export class Engine<T> implements Gate<T> {
         batch.wake = undefined;
         resolve();
       }, Math.random() * bound);
-      batch.timer.unref();
+      this.#holdOpen(batch.timer);
     });
   }
 
@@ -645,6 +678,7 @@ export class Engine<T> implements Gate<T> {
   /** end(): flush everything without waiting; `callback` runs once nothing is held. */
   end(callback: () => void): void {
     this.#ending = true;
+    this.#refreshKeepAlive();
     this.#showState();
     this.#pump();
     this.#whenIdle((error) => {
@@ -656,6 +690,7 @@ export class Engine<T> implements Gate<T> {
   drain(): Promise<void> {
     if (this.#destroyed) return Promise.reject(BackpressureError.destroyed([], undefined));
     this.#drainRequested = true;
+    this.#refreshKeepAlive();
     this.#showState();
     this.#pump();
     return new Promise((resolve, reject) => this.#whenIdle((error) => (error ? reject(error) : resolve())));
@@ -676,6 +711,7 @@ export class Engine<T> implements Gate<T> {
   #checkIdle(): void {
     if (this.length > 0 || this.#idleCallbacks.length === 0) return;
     this.#drainRequested = false;
+    this.#refreshKeepAlive();
     // Empty again: the state utilization gives (a finished stream does not read 'draining').
     this.#showState();
     const callbacks = this.#idleCallbacks;

@@ -139,19 +139,78 @@ describe('Node stream contract', () => {
     expect(sink.delivered).toEqual([1, 2]);
   });
 
-  test('timers are unref\'d: pending ones keep no process alive', () => {
-    const timers = (): number => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
-    const before = timers();
-    const stream = new BlockingWritable(new TestSink<number>().otherwise({ kind: 'hang' }).flush, {
-      batchSize: 2,
-      maxBufferSize: 2,
-      flushTimeoutMs: 10_000,
-      onDeadLetter: () => undefined,
+  /** Records the timers made from now on, to ask how many pending ones hold the process open. */
+  function watchTimers(): { refd: () => number; restore: () => void } {
+    const pending = new Set<NodeJS.Timeout>();
+    const realSet = global.setTimeout;
+    const realClear = global.clearTimeout;
+    const set = jest.spyOn(global, 'setTimeout').mockImplementation(((callback: () => void, ms?: number) => {
+      const timer = realSet(() => {
+        pending.delete(timer);
+        callback();
+      }, ms);
+      pending.add(timer);
+      return timer;
+    }) as typeof setTimeout);
+    const clear = jest.spyOn(global, 'clearTimeout').mockImplementation((timer?: NodeJS.Timeout | string | number) => {
+      pending.delete(timer as NodeJS.Timeout);
+      realClear(timer);
     });
-    for (const id of range(0, 4)) stream.write(id); // a flush timeout timer and a block timer are pending
-    expect(stream.getMetrics()).toMatchObject({ inFlight: 2, waitingWrites: 2 });
-    expect(timers()).toBe(before);
-    stream.destroy();
+    return {
+      refd: () => [...pending].filter((timer) => timer.hasRef()).length,
+      restore: () => {
+        set.mockRestore();
+        clear.mockRestore();
+      },
+    };
+  }
+
+  test('timers are unref\'d while nobody waits on the sluice', () => {
+    const { refd, restore } = watchTimers();
+    try {
+      const stream = new BlockingWritable(new TestSink<number>().otherwise({ kind: 'hang' }).flush, {
+        batchSize: 2,
+        flushTimeoutMs: 10_000,
+        onDeadLetter: () => undefined,
+      });
+      for (const id of range(0, 3)) expect(stream.write(id)).toBe(true); // a flush timeout and a partial-batch timer
+      expect(stream.getMetrics()).toMatchObject({ inFlight: 2, bufferSize: 3 });
+      expect(refd()).toBe(0);
+      stream.destroy();
+    } finally {
+      restore();
+    }
+  });
+
+  test('once a producer waits for drain (or end() for finish), pending timers keep the process alive', async () => {
+    const { refd, restore } = watchTimers();
+    try {
+      const sink = new TestSink<number>().otherwise({ kind: 'manual' });
+      // batchSize 1: every item is a full batch, so the only timers are the flush timeouts
+      const stream = new BlockingWritable(sink.flush, { maxBufferSize: 4, batchSize: 1, flushTimeoutMs: 10_000 });
+      expect([0, 1, 2].map((id) => stream.write(id))).toEqual([true, true, true]);
+      expect(refd()).toBe(0); // the timeout of the flush of [0] is unref'd
+      expect(stream.write(3)).toBe(false); // the producer now waits on this sluice
+      expect(refd()).toBe(1);
+      for (const held of [3, 2]) {
+        sink.resolveNext();
+        await settle();
+        expect(stream.getMetrics().bufferSize).toBe(held);
+        expect(refd()).toBe(1); // still waiting for drain (below 0.5 x 4)
+      }
+      sink.resolveNext();
+      await settle();
+      expect(stream.writableNeedDrain).toBe(false); // drain fired: unref'd again
+      expect(refd()).toBe(0);
+      const finished = new Promise((resolve) => stream.on('finish', resolve));
+      stream.end();
+      expect(refd()).toBe(1); // end() awaits the last flush: its timeout holds the process open
+      sink.resolveNext();
+      await finished;
+      expect(refd()).toBe(0);
+    } finally {
+      restore();
+    }
   });
 });
 
