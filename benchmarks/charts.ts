@@ -131,7 +131,7 @@ export function barsSvg(title: string, groups: readonly { title: string; bars: r
   const rowHeight = 26;
   const plotWidth = width - left - right;
   const out: string[] = [];
-  let y = 50;
+  let y = 72;
   const body: string[] = [];
   for (const group of groups) {
     const scale = Math.max(...group.bars.map((b) => b.max), 1);
@@ -158,9 +158,9 @@ export function barsSvg(title: string, groups: readonly { title: string; bars: r
     `<title>${esc(title)}</title>`,
     `<rect width="${width}" height="${height}" fill="#ffffff"/>`,
     `<text x="${left}" y="24" font-size="14" font-weight="600">${esc(title)}</text>`,
-    `<rect x="${width - right - 250}" y="12" width="12" height="12" fill="${BAR_COLORS.sluice}"/><text x="${width - right - 233}" y="23" font-size="11">sluice</text>`,
-    `<rect x="${width - right - 180}" y="12" width="12" height="12" fill="${BAR_COLORS.baseline}"/><text x="${width - right - 163}" y="23" font-size="11">native / lower bound</text>`,
-    `<rect x="${width - right - 40}" y="12" width="12" height="12" fill="${BAR_COLORS.other}"/><text x="${width - right - 23}" y="23" font-size="11">others</text>`,
+    `<rect x="${left}" y="36" width="12" height="12" fill="${BAR_COLORS.sluice}"/><text x="${left + 17}" y="47" font-size="11">sluice</text>`,
+    `<rect x="${left + 70}" y="36" width="12" height="12" fill="${BAR_COLORS.baseline}"/><text x="${left + 87}" y="47" font-size="11">baseline (native, or the hand-written loop for SQLite) and the for-loop lower bound</text>`,
+    `<rect x="${left + 560}" y="36" width="12" height="12" fill="${BAR_COLORS.other}"/><text x="${left + 577}" y="47" font-size="11">others</text>`,
     ...body,
     `</svg>`,
   );
