@@ -78,20 +78,29 @@ export function stateTraceSvg(
         `<rect x="${n(x(start))}" y="${y0}" width="${n(x(start + schedule.onMs) - x(start))}" height="${panelHeight}" fill="#e0e0e0"/>`,
       );
     }
-    const trace = panel.trace;
-    for (let i = 0; i + 1 < trace.length; i++) {
-      const a = trace[i] as TracePoint;
-      const b = trace[i + 1] as TracePoint;
-      if (a.t >= windowMs) break;
-      // b.state: the state that lasted longest between a and b.
-      const color = STATE_COLORS[b.state] ?? '#9e9e9e';
-      const h = y0 + panelHeight - y(a.utilization);
-      if (h <= 0) continue;
-      out.push(
-        `<rect x="${n(x(a.t))}" y="${n(y(a.utilization))}" width="${n(Math.max(0.6, x(b.t) - x(a.t)))}" height="${n(h)}" fill="${color}"/>`,
-      );
+    // The area under utilization, one polygon per run of points with the same state; a point's state is the one
+    // that lasted longest since the previous point, so it colours the segment that ends at it.
+    const trace = panel.trace.filter((p) => p.t <= windowMs);
+    const base = y0 + panelHeight;
+    let start = 0;
+    for (let i = 1; i <= trace.length; i++) {
+      const state = trace[i]?.state;
+      if (i < trace.length && state === (trace[start + 1] as TracePoint).state) continue;
+      if (i - start >= 1 && start + 1 < trace.length) {
+        const run = trace.slice(start, i);
+        const color = STATE_COLORS[(trace[start + 1] as TracePoint).state] ?? '#9e9e9e';
+        const first = run[0] as TracePoint;
+        const last = run[run.length - 1] as TracePoint;
+        const points = [
+          `${n(x(first.t))},${base}`,
+          ...run.map((p) => `${n(x(p.t))},${n(y(p.utilization))}`),
+          `${n(x(last.t))},${base}`,
+        ];
+        out.push(`<polygon points="${points.join(' ')}" fill="${color}"/>`);
+      }
+      start = i - 1;
     }
-    const line = trace.filter((p) => p.t <= windowMs).map((p) => `${n(x(p.t))},${n(y(p.utilization))}`);
+    const line = trace.map((p) => `${n(x(p.t))},${n(y(p.utilization))}`);
     out.push(`<polyline points="${line.join(' ')}" fill="none" stroke="#212121" stroke-width="1.2"/>`);
     for (const level of [watermarks.low, watermarks.high]) {
       out.push(
