@@ -440,7 +440,10 @@ async function main(): Promise<void> {
     console.log(`\n### ${w.title} (\`${w.name}\`)\n\n${workloadTable(results, w)}\n`);
   }
   const verdicts = targets(results);
-  console.log(`### Targets\n\n${targetsTable(verdicts)}\n`);
+  const caveat = args.quick
+    ? '\n\nQuick inputs are a tenth of the full ones and cold-JIT dominated: judge targets on `npm run bench`.'
+    : '';
+  console.log(`### Targets${caveat}\n\n${targetsTable(verdicts)}\n`);
   console.log(`${args.runs} runs per pair, ${((Date.now() - started) / 1000).toFixed(0)} s in all.`);
 
   const saved: Saved = {
