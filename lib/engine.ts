@@ -222,8 +222,18 @@ export class Engine<T> implements Gate<T> {
   accept(item: T, settle: Settle | undefined): void {
     this.#enqueue(item, this.#offeredSize);
     if (settle !== undefined) process.nextTick(settle, null, true);
-    this.#refreshLevel();
-    this.#pump();
+    // The hot path: without a byte bound, one more item changes the level only at a threshold.
+    const held = this.#held;
+    if (this.#sizes !== undefined || held === this.#lowCount || held === this.#highCount || held === this.config.maxBufferSize) {
+      this.#refreshLevel();
+    }
+    // ...and it can start a flush only with a free slot and no timer already due to call back.
+    if (
+      this.#batches.size < this.config.maxConcurrentFlushes &&
+      (this.#flushTimer === undefined || this.#queue.size >= this.config.batchSize || this.#ending || this.#drainRequested)
+    ) {
+      this.#pump();
+    }
   }
 
   #enqueue(item: T, size: number): void {
@@ -513,10 +523,10 @@ export class Engine<T> implements Gate<T> {
       result = this.config.flushTimeoutMs === Infinity ? await call : await this.#withTimeout(batch, call);
     } catch (cause) {
       if (cause === TIMED_OUT) return { kind: 'failed', failed: items, cause: undefined, timedOut: true };
-      this.#recordLatency(now() - started);
+      this.#recordLatency(started);
       return { kind: 'failed', failed: items, cause, timedOut: false };
     }
-    this.#recordLatency(now() - started);
+    this.#recordLatency(started);
     return judge(items, result);
   }
 
@@ -547,10 +557,11 @@ export class Engine<T> implements Gate<T> {
     });
   }
 
-  #recordLatency(latencyMs: number): void {
+  #recordLatency(started: number): void {
     const { targetLatencyMs, minFlushIntervalMs, maxFlushIntervalMs } = this.config;
-    this.#lastLatencyMs = latencyMs;
     this.#lastFlushEnd = now();
+    const latencyMs = this.#lastFlushEnd - started;
+    this.#lastLatencyMs = latencyMs;
     if (latencyMs > targetLatencyMs * 1.5) this.#interval = Math.min(this.#interval * 1.5, maxFlushIntervalMs);
     else if (latencyMs < targetLatencyMs * 0.5) this.#interval = Math.max(this.#interval * 0.8, minFlushIntervalMs);
   }
