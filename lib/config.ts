@@ -77,7 +77,7 @@ export function resolveConfig<T>(
   }
 
   const pick = <K extends keyof BackpressureConfig>(key: K): BackpressureConfig[K] =>
-    (options[key as keyof typeof options] === undefined ? DEFAULT_CONFIG[key] : options[key as keyof typeof options]) as BackpressureConfig[K];
+    (options[key] === undefined ? DEFAULT_CONFIG[key] : options[key]) as BackpressureConfig[K];
 
   const config = {
     maxBufferSize: integer('maxBufferSize', pick('maxBufferSize'), 1),

@@ -5,7 +5,6 @@ import type { ResolvedConfig } from './config';
 import type {
   BackpressureMetrics,
   BackpressureStrategy,
-  DeadLetterReason,
   DropReason,
   FlushFunction,
   FlushResult,
@@ -84,7 +83,8 @@ type Outcome<T> =
   | { readonly kind: 'invalid'; readonly error: BackpressureError<T> };
 
 const DELIVERED: Outcome<never> = Object.freeze({ kind: 'delivered' });
-const TIMED_OUT = Symbol('timed out');
+/** Rejection reason of a timed-out flush; compared by identity. */
+const TIMED_OUT = new Error('flush timed out');
 
 const now = (): number => performance.now();
 
@@ -913,7 +913,7 @@ function deadLetterHandlerFailed<T>(error: BackpressureError<T>, handlerError: u
     error.code,
     `The dead-letter handler failed for ${error.items.length} item(s) (${error.message}): ${why}`,
     error.items,
-    error.reason as DeadLetterReason,
+    error.reason,
     handlerError,
   );
 }

@@ -151,7 +151,7 @@ describe('Node stream contract', () => {
       }, ms);
       pending.add(timer);
       return timer;
-    }) as typeof setTimeout);
+    }));
     const clear = jest.spyOn(global, 'clearTimeout').mockImplementation((timer?: NodeJS.Timeout | string | number) => {
       pending.delete(timer as NodeJS.Timeout);
       realClear(timer);
