@@ -3,6 +3,7 @@ import { resolveConfig } from './config';
 import { Engine, criticalCount } from './engine';
 import { invalidArgType } from './errors';
 import { shutdown, watchSignal } from './lifecycle';
+import { endThroughEngine, kEngine, reportEngineBuffer, writeToEngine } from './stream-shell';
 import type { AdmissionPolicy } from './engine';
 import type {
   BackpressureMetrics,
@@ -13,9 +14,6 @@ import type {
   ShutdownResult,
   WriteCallback,
 } from './types';
-
-/** Key of the engine behind a sluice stream; internal (not exported from the package). */
-export const kEngine = Symbol('sluice.engine');
 
 /**
  * The abstract base of the four strategy streams: an object-mode `Writable`
@@ -61,18 +59,13 @@ export abstract class BackpressureWritable<T> extends Writable {
   // pipe() accept a sluice, while a call with anything but a T is still an error.
   override write(chunk: never, encoding?: BufferEncoding | WriteCallback, callback?: WriteCallback): boolean;
   override write(chunk: T, encoding?: BufferEncoding | WriteCallback, callback?: WriteCallback): boolean {
-    const cb = typeof encoding === 'function' ? encoding : callback;
-    // Null, after end() and after destroy(): Node's own coded errors and return value.
-    if (chunk === null || this.writableEnded || this.destroyed) return super.write(chunk, cb as (error?: Error | null) => void);
-    return this[kEngine].offer(chunk, cb);
+    return writeToEngine(this, chunk, encoding, callback);
   }
 
+  /** Ends the stream; a last `chunk` goes through the strategy like any other write. */
   override end(chunk?: unknown, encoding?: unknown, callback?: unknown): this {
-    if (typeof chunk === 'function') return super.end(chunk as () => void);
-    const cb = (typeof encoding === 'function' ? encoding : callback) as (() => void) | undefined;
-    // Node's end(chunk) bypasses write(); route the last chunk through the strategy like any other.
-    if (chunk !== undefined && chunk !== null && !this.writableEnded) this.write(chunk as T);
-    return super.end(cb);
+    endThroughEngine(this, chunk, encoding, callback);
+    return this;
   }
 
   /** @internal */
@@ -142,16 +135,4 @@ export abstract class BackpressureWritable<T> extends Writable {
   }
 }
 
-// Node keeps these in its own (unused here) buffer state; report sluice's instead.
-Object.defineProperties(BackpressureWritable.prototype, {
-  writableLength: {
-    get(this: BackpressureWritable<unknown>): number {
-      return this[kEngine].length;
-    },
-  },
-  writableNeedDrain: {
-    get(this: BackpressureWritable<unknown>): boolean {
-      return !this.destroyed && !this.writableEnded && this[kEngine].needDrain;
-    },
-  },
-});
+reportEngineBuffer(BackpressureWritable.prototype);

@@ -1,5 +1,5 @@
-import { kEngine } from './backpressure-writable';
 import { createBackpressureStream } from './create';
+import { kEngine } from './stream-shell';
 import type { BackpressureWritable } from './backpressure-writable';
 import type { BackpressureMetrics, BackpressureOptions, FlushFunction, ShutdownOptions, ShutdownResult } from './types';
 

@@ -1,10 +1,10 @@
 import { Duplex } from 'node:stream';
-import { kEngine } from './backpressure-writable';
 import { resolveConfig } from './config';
 import { Engine, criticalCount } from './engine';
 import { invalidArgValue } from './errors';
 import { shutdown, watchSignal } from './lifecycle';
 import { createPolicy } from './policies';
+import { endThroughEngine, kEngine, reportEngineBuffer, writeToEngine } from './stream-shell';
 import type {
   BackpressureMetrics,
   BackpressureOptions,
@@ -70,16 +70,13 @@ export class BackpressureTransform<T> extends Duplex {
   // pipe() accept a sluice, while a call with anything but a T is still an error.
   override write(chunk: never, encoding?: BufferEncoding | WriteCallback, callback?: WriteCallback): boolean;
   override write(chunk: T, encoding?: BufferEncoding | WriteCallback, callback?: WriteCallback): boolean {
-    const cb = typeof encoding === 'function' ? encoding : callback;
-    if (chunk === null || this.writableEnded || this.destroyed) return super.write(chunk, cb as (error?: Error | null) => void);
-    return this[kEngine].offer(chunk, cb);
+    return writeToEngine(this, chunk, encoding, callback);
   }
 
+  /** Ends the writable side; a last `chunk` goes through the strategy like any other write. */
   override end(chunk?: unknown, encoding?: unknown, callback?: unknown): this {
-    if (typeof chunk === 'function') return super.end(chunk as () => void);
-    const cb = (typeof encoding === 'function' ? encoding : callback) as (() => void) | undefined;
-    if (chunk !== undefined && chunk !== null && !this.writableEnded) this.write(chunk as T);
-    return super.end(cb);
+    endThroughEngine(this, chunk, encoding, callback);
+    return this;
   }
 
   /** @internal */
@@ -119,15 +116,4 @@ export class BackpressureTransform<T> extends Duplex {
   }
 }
 
-Object.defineProperties(BackpressureTransform.prototype, {
-  writableLength: {
-    get(this: BackpressureTransform<unknown>): number {
-      return this[kEngine].length;
-    },
-  },
-  writableNeedDrain: {
-    get(this: BackpressureTransform<unknown>): boolean {
-      return !this.destroyed && !this.writableEnded && this[kEngine].needDrain;
-    },
-  },
-});
+reportEngineBuffer(BackpressureTransform.prototype);
