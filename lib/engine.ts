@@ -622,9 +622,13 @@ export class Engine<T> implements Gate<T> {
     this.#afterRelease();
   }
 
+  /**
+   * Takes `items` out of their batch. They are always its first items (the whole batch, or the
+   * head in the one-by-one pass), so this drops a prefix: by position, never by value, as equal
+   * items may stand in a batch more than once.
+   */
   #removeFromBatch(batch: Batch<T>, items: T[], bytes: number): void {
-    if (items === batch.items) batch.items = [];
-    else batch.items = batch.items.filter((item) => !items.includes(item));
+    batch.items = items.length === batch.items.length ? [] : batch.items.slice(items.length);
     batch.bytes -= bytes;
   }
 

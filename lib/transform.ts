@@ -31,8 +31,8 @@ export class BackpressureTransform<T> extends Duplex {
   /** @internal */
   readonly [kEngine]: Engine<T>;
   readonly #unwatchSignal: (() => void) | undefined;
-  /** Resolves the batch push that found the readable side full, once it is read. */
-  #resumePush: (() => void) | undefined;
+  /** Resolve the batch pushes that found the readable side full (one per flush slot), once it is read. */
+  #resumePushes: (() => void)[] = [];
   #shutdown: Promise<ShutdownResult<T>> | undefined;
 
   /** @param config the same options as the Writables, less those about a failing sink. */
@@ -52,15 +52,16 @@ export class BackpressureTransform<T> extends Duplex {
   readonly #pushBatch = (batch: T[]): Promise<void> | undefined => {
     if (this.push(batch)) return undefined;
     return new Promise((resolve) => {
-      this.#resumePush = resolve;
+      this.#resumePushes.push(resolve);
     });
   };
 
   /** @internal */
   override _read(): void {
-    const resume = this.#resumePush;
-    this.#resumePush = undefined;
-    resume?.();
+    // The batches are already in the readable buffer: reading means all of them went downstream.
+    const resumes = this.#resumePushes;
+    this.#resumePushes = [];
+    for (const resume of resumes) resume();
   }
 
   /** Offers `chunk`, as {@link BackpressureWritable.write} does. */
@@ -90,7 +91,7 @@ export class BackpressureTransform<T> extends Duplex {
   /** @internal */
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     this.#unwatchSignal?.();
-    this.#resumePush = undefined;
+    this.#resumePushes = [];
     callback(this[kEngine].destroy(error) ?? null);
   }
 

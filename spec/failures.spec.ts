@@ -180,6 +180,19 @@ describe('sequential fallback', () => {
   });
 });
 
+test('equal items in a batch are each accounted for in the one-by-one pass', async () => {
+  // No dead-letter path: the first failing 1 fails the stream, which must carry the second 1 too.
+  const sink = new TestSink<number>().otherwise({ kind: 'fail-items', predicate: (value) => value === 1 });
+  const stream = new BlockingWritable(sink.flush, { batchSize: 5, retry: { maxRetries: 0 }, fallbackToSequential: true });
+  const failed = new Promise<BackpressureError<number>>((resolve) => stream.on('error', resolve));
+  for (const value of [0, 1, 2, 0, 1]) stream.write(value);
+  const error = await failed;
+  expect(sink.delivered).toEqual([0, 2, 0]);
+  expect(error.items).toEqual([1, 1]);
+  const m = stream.getMetrics();
+  expect(m).toMatchObject({ eventsOffered: 5, eventsFlushed: 3, deadLettered: 2, bufferSize: 0 });
+});
+
 describe('with no dead-letter path', () => {
   test('the stream errors with a BackpressureError carrying every undelivered item', async () => {
     const sink = new TestSink<number>().script({ kind: 'reject', error: new Error('disk full') }).otherwise({ kind: 'manual' });

@@ -56,4 +56,16 @@ describe('BackpressureTransform', () => {
     expect(delivered.length + drops).toBe(N);
     expect(delivered.at(-1)).toBe(N - 1); // the newest survives
   });
+
+  test('with several flush slots, every batch waiting on a full readable side resumes', async () => {
+    const transform = new BackpressureTransform<number>({ maxBufferSize: 2, batchSize: 1, maxConcurrentFlushes: 2, strategy: 'block' });
+    const out: number[] = [];
+    transform.on('data', (batch: number[]) => out.push(...batch));
+    transform.write(0);
+    transform.write(1);
+    transform.end();
+    await new Promise((resolve) => transform.on('close', resolve));
+    expect(out).toEqual([0, 1]);
+    expect(transform.getMetrics()).toMatchObject({ bufferSize: 0, eventsFlushed: 2 });
+  });
 });
