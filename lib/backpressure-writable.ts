@@ -40,7 +40,11 @@ export abstract class BackpressureWritable<T> extends Writable {
    * @param config options, validated at once; see {@link BackpressureConfig}.
    * @param policy the strategy's admission hook, given by the subclass.
    */
-  protected constructor(flush: FlushFunction<T>, config: BackpressureOptions<T> | undefined, policy: AdmissionPolicy<T>) {
+  protected constructor(
+    flush: FlushFunction<T>,
+    config: BackpressureOptions<T> | undefined,
+    policy: AdmissionPolicy<T>,
+  ) {
     if (typeof flush !== 'function') throw invalidArgType('The "flush" argument', 'a function', flush);
     const resolved = resolveConfig(config, policy.strategy, new.target.name);
     super({ objectMode: true, highWaterMark: criticalCount(resolved) });

@@ -91,10 +91,12 @@ export function resolveConfig<T>(
     minFlushIntervalMs: duration('minFlushIntervalMs', pick('minFlushIntervalMs'), false),
     maxFlushIntervalMs: duration('maxFlushIntervalMs', pick('maxFlushIntervalMs'), false),
     targetLatencyMs: positive('targetLatencyMs', pick('targetLatencyMs')),
-    maxBufferBytes: pick('maxBufferBytes') === Infinity ? Infinity : integer('maxBufferBytes', pick('maxBufferBytes'), 1),
+    maxBufferBytes:
+      pick('maxBufferBytes') === Infinity ? Infinity : integer('maxBufferBytes', pick('maxBufferBytes'), 1),
     sizeOf: fn('sizeOf', pick('sizeOf')),
     maxConcurrentFlushes: integer('maxConcurrentFlushes', pick('maxConcurrentFlushes'), 1),
-    flushTimeoutMs: pick('flushTimeoutMs') === Infinity ? Infinity : positive('flushTimeoutMs', pick('flushTimeoutMs'), MAX_TIMER_MS),
+    flushTimeoutMs:
+      pick('flushTimeoutMs') === Infinity ? Infinity : positive('flushTimeoutMs', pick('flushTimeoutMs'), MAX_TIMER_MS),
     retry: Object.freeze(resolveRetry(options.retry ?? {})),
     fallbackToSequential: bool('fallbackToSequential', pick('fallbackToSequential')),
     onDeadLetter: pick('onDeadLetter') === undefined ? undefined : fn('onDeadLetter', pick('onDeadLetter')),
@@ -102,17 +104,33 @@ export function resolveConfig<T>(
   };
 
   if (typeof config.strategy !== 'string' || !STRATEGIES.has(config.strategy)) {
-    throw invalidArgValue('The option "strategy"', `must be one of ${[...STRATEGIES].map((s) => `'${s}'`).join(', ')}`, config.strategy);
+    throw invalidArgValue(
+      'The option "strategy"',
+      `must be one of ${[...STRATEGIES].map((s) => `'${s}'`).join(', ')}`,
+      config.strategy,
+    );
   }
   if (fixedStrategy !== undefined && options.strategy !== undefined && options.strategy !== fixedStrategy) {
-    throw invalidArgValue('The option "strategy"', `must be '${fixedStrategy}' for ${className ?? 'this class'} (or left out)`, options.strategy);
+    throw invalidArgValue(
+      'The option "strategy"',
+      `must be '${fixedStrategy}' for ${className ?? 'this class'} (or left out)`,
+      options.strategy,
+    );
   }
   if (fixedStrategy !== undefined) config.strategy = fixedStrategy;
   if (!(config.lowWatermark < config.highWatermark)) {
-    throw outOfRange('The option "lowWatermark"', `below "highWatermark" (${config.highWatermark})`, config.lowWatermark);
+    throw outOfRange(
+      'The option "lowWatermark"',
+      `below "highWatermark" (${config.highWatermark})`,
+      config.lowWatermark,
+    );
   }
   if (!(config.minFlushIntervalMs <= config.maxFlushIntervalMs)) {
-    throw outOfRange('The option "minFlushIntervalMs"', `<= "maxFlushIntervalMs" (${config.maxFlushIntervalMs})`, config.minFlushIntervalMs);
+    throw outOfRange(
+      'The option "minFlushIntervalMs"',
+      `<= "maxFlushIntervalMs" (${config.maxFlushIntervalMs})`,
+      config.minFlushIntervalMs,
+    );
   }
   if (!(config.batchSize <= config.maxBufferSize)) {
     throw outOfRange('The option "batchSize"', `<= "maxBufferSize" (${config.maxBufferSize})`, config.batchSize);
@@ -128,7 +146,11 @@ function resolveRetry(retry: Partial<RetryOptions>): RetryOptions {
     maxDelayMs: duration('retry.maxDelayMs', retry.maxDelayMs ?? defaults.maxDelayMs, false),
   };
   if (!(resolved.initialDelayMs <= resolved.maxDelayMs)) {
-    throw outOfRange('The option "retry.initialDelayMs"', `<= "retry.maxDelayMs" (${resolved.maxDelayMs})`, resolved.initialDelayMs);
+    throw outOfRange(
+      'The option "retry.initialDelayMs"',
+      `<= "retry.maxDelayMs" (${resolved.maxDelayMs})`,
+      resolved.initialDelayMs,
+    );
   }
   return resolved;
 }
@@ -162,7 +184,8 @@ function fraction(name: string, value: unknown, includeZero: boolean, includeOne
   const n = number(name, value);
   const low = includeZero ? n >= 0 : n > 0;
   const high = includeOne ? n <= 1 : n < 1;
-  if (!(low && high)) throw outOfRange(label(name), `${includeZero ? '>= 0' : '> 0'} and ${includeOne ? '<= 1' : '< 1'}`, n);
+  if (!(low && high))
+    throw outOfRange(label(name), `${includeZero ? '>= 0' : '> 0'} and ${includeOne ? '<= 1' : '< 1'}`, n);
   return n;
 }
 
@@ -170,14 +193,19 @@ function duration(name: string, value: unknown, allowInfinity: boolean): number 
   const n = number(name, value);
   if (allowInfinity && n === Infinity) return n;
   if (!(n >= 0 && n <= MAX_TIMER_MS)) {
-    throw outOfRange(label(name), `a number of milliseconds from 0 to ${MAX_TIMER_MS}${allowInfinity ? ', or Infinity' : ''}`, n);
+    throw outOfRange(
+      label(name),
+      `a number of milliseconds from 0 to ${MAX_TIMER_MS}${allowInfinity ? ', or Infinity' : ''}`,
+      n,
+    );
   }
   return n;
 }
 
 function positive(name: string, value: unknown, max = Number.MAX_VALUE): number {
   const n = number(name, value);
-  if (!(n > 0 && n <= max)) throw outOfRange(label(name), `a number > 0${max === Number.MAX_VALUE ? '' : ` and <= ${max}`}`, n);
+  if (!(n > 0 && n <= max))
+    throw outOfRange(label(name), `a number > 0${max === Number.MAX_VALUE ? '' : ` and <= ${max}`}`, n);
   return n;
 }
 

@@ -15,7 +15,10 @@ import type { BackpressureOptions, FlushFunction } from './types';
  * const sink = createBackpressureStream(flushToDb, { strategy: BackpressureStrategy.BLOCK });
  * ```
  */
-export function createBackpressureStream<T>(flush: FlushFunction<T>, config?: BackpressureOptions<T>): BackpressureWritable<T> {
+export function createBackpressureStream<T>(
+  flush: FlushFunction<T>,
+  config?: BackpressureOptions<T>,
+): BackpressureWritable<T> {
   switch (resolveConfig(config).strategy) {
     case BackpressureStrategy.BLOCK:
       return new BlockingWritable(flush, config);

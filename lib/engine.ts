@@ -224,13 +224,21 @@ export class Engine<T> implements Gate<T> {
     if (settle !== undefined) process.nextTick(settle, null, true);
     // The hot path: without a byte bound, one more item changes the level only at a threshold.
     const held = this.#held;
-    if (this.#sizes !== undefined || held === this.#lowCount || held === this.#highCount || held === this.config.maxBufferSize) {
+    if (
+      this.#sizes !== undefined ||
+      held === this.#lowCount ||
+      held === this.#highCount ||
+      held === this.config.maxBufferSize
+    ) {
       this.#refreshLevel();
     }
     // ...and it can start a flush only with a free slot and no timer already due to call back.
     if (
       this.#batches.size < this.config.maxConcurrentFlushes &&
-      (this.#flushTimer === undefined || this.#queue.size >= this.config.batchSize || this.#ending || this.#drainRequested)
+      (this.#flushTimer === undefined ||
+        this.#queue.size >= this.config.batchSize ||
+        this.#ending ||
+        this.#drainRequested)
     ) {
       this.#pump();
     }
@@ -767,7 +775,8 @@ export class Engine<T> implements Gate<T> {
   }
 
   #failWaiters(error: Error): void {
-    for (const waiter of this.#pendingWaiters) if (waiter.settle !== undefined) process.nextTick(waiter.settle, error, false);
+    for (const waiter of this.#pendingWaiters)
+      if (waiter.settle !== undefined) process.nextTick(waiter.settle, error, false);
     this.#pendingWaiters = [];
   }
 
@@ -902,7 +911,8 @@ function pickInBatchOrder<T>(items: T[], failedItems: T[]): T[] | undefined {
 
 function sinkErrors(errors: unknown, failed: number): unknown {
   if (Array.isArray(errors) && errors.length === 1) return errors[0];
-  if (Array.isArray(errors) && errors.length > 1) return new AggregateError(errors, `the sink reported ${errors.length} errors`);
+  if (Array.isArray(errors) && errors.length > 1)
+    return new AggregateError(errors, `the sink reported ${errors.length} errors`);
   return new Error(`the sink reported ${failed} failed item(s)`);
 }
 

@@ -34,7 +34,8 @@ export function shutdown<T>(
   engine: Engine<T>,
   options: ShutdownOptions,
 ): Promise<ShutdownResult<T>> {
-  if (options === null || typeof options !== 'object') throw invalidArgType('The "options" argument', 'an object', options);
+  if (options === null || typeof options !== 'object')
+    throw invalidArgType('The "options" argument', 'an object', options);
   const { timeoutMs } = options;
   if (typeof timeoutMs !== 'number') throw invalidArgType('The option "timeoutMs"', 'of type number', timeoutMs);
   if (!(timeoutMs >= 0 && timeoutMs <= MAX_TIMER_MS)) {

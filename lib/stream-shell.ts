@@ -17,7 +17,11 @@ export type SluiceStream<T> = Writable & { readonly [kEngine]: Engine<T> };
 // The Duplex has these same functions: Node copies Writable's methods onto Duplex.prototype.
 // They are only ever called with .call(stream), so unbound is what is wanted here.
 /* eslint-disable @typescript-eslint/unbound-method */
-const nodeWrite = Writable.prototype.write as (this: Writable, chunk: unknown, callback?: (error?: Error | null) => void) => boolean;
+const nodeWrite = Writable.prototype.write as (
+  this: Writable,
+  chunk: unknown,
+  callback?: (error?: Error | null) => void,
+) => boolean;
 const nodeEnd = Writable.prototype.end as (this: Writable, callback?: () => void) => Writable;
 /* eslint-enable @typescript-eslint/unbound-method */
 
@@ -37,7 +41,12 @@ export function writeToEngine<T>(
 }
 
 /** end(): Node's end(chunk) bypasses write(); route the last chunk through the strategy like any other. */
-export function endThroughEngine<T>(stream: SluiceStream<T>, chunk: unknown, encoding: unknown, callback: unknown): void {
+export function endThroughEngine<T>(
+  stream: SluiceStream<T>,
+  chunk: unknown,
+  encoding: unknown,
+  callback: unknown,
+): void {
   if (typeof chunk === 'function') {
     nodeEnd.call(stream, chunk as () => void);
     return;

@@ -40,11 +40,20 @@ export class BackpressureTransform<T> extends Duplex {
     const resolved = resolveConfig(config);
     for (const name of SINK_OPTIONS) {
       if (config?.[name] !== undefined) {
-        throw invalidArgValue(`The option "${name}"`, 'does not apply to BackpressureTransform (pushing a batch downstream cannot fail)', config[name]);
+        throw invalidArgValue(
+          `The option "${name}"`,
+          'does not apply to BackpressureTransform (pushing a batch downstream cannot fail)',
+          config[name],
+        );
       }
     }
     // One batch may wait on the readable side; more would be memory outside the bound.
-    super({ writableObjectMode: true, readableObjectMode: true, writableHighWaterMark: criticalCount(resolved), readableHighWaterMark: 1 });
+    super({
+      writableObjectMode: true,
+      readableObjectMode: true,
+      writableHighWaterMark: criticalCount(resolved),
+      readableHighWaterMark: 1,
+    });
     this[kEngine] = new Engine(resolved, this.#pushBatch, this, createPolicy<T>(resolved.strategy));
     this.#unwatchSignal = watchSignal(this, resolved.signal);
   }

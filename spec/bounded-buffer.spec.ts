@@ -27,7 +27,9 @@ describe('BoundedBuffer', () => {
   });
 
   test.each([0, -1, 1.5, NaN, Infinity])('rejects capacity %p with a coded RangeError', (capacity) => {
-    expect(() => new BoundedBuffer(capacity)).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE', name: 'RangeError' }));
+    expect(() => new BoundedBuffer(capacity)).toThrow(
+      expect.objectContaining({ code: 'ERR_OUT_OF_RANGE', name: 'RangeError' }),
+    );
   });
 
   test('behaves like a bounded array queue for any operation sequence', () => {

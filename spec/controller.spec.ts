@@ -5,6 +5,38 @@ interface Event {
   id: number;
 }
 
+interface Db {
+  batchInsert(table: string, items: unknown[]): Promise<{ inserted: number }>;
+}
+
+/** The usage example of backpressure-design.txt, verbatim (prettier-ignore keeps it so). */
+// prettier-ignore
+async function designDocExample(db: Db, event: unknown): Promise<BackpressureController<unknown>> {
+// Create controller
+const controller = new BackpressureController(
+  async (items) => {
+    const result = await db.batchInsert('events', items);
+    return { success: result.inserted, failed: 0, errors: [] };
+  },
+  {
+    strategy: BackpressureStrategy.DROP_OLDEST,
+    maxBufferSize: 10000,
+    batchSize: 100,
+  }
+);
+
+// Start processing
+controller.start();
+
+// Push events
+await controller.push(event);
+
+// On shutdown
+await controller.drain();
+controller.stop();
+  return controller;
+}
+
 describe('BackpressureController (the design doc facade)', () => {
   test("the design doc's usage example runs unchanged", async () => {
     const inserted: unknown[] = [];
@@ -16,33 +48,15 @@ describe('BackpressureController (the design doc facade)', () => {
     };
     const event = { type: 'click' };
 
-    // --- from backpressure-design.txt, verbatim but for the import ---
-    // Create controller
-    const controller = new BackpressureController(
-      async (items) => {
-        const result = await db.batchInsert('events', items);
-        return { success: result.inserted, failed: 0, errors: [] };
-      },
-      {
-        strategy: BackpressureStrategy.DROP_OLDEST,
-        maxBufferSize: 10000,
-        batchSize: 100,
-      }
-    );
-
-    // Start processing
-    controller.start();
-
-    // Push events
-    await controller.push(event);
-
-    // On shutdown
-    await controller.drain();
-    controller.stop();
-    // --- end of the example ---
+    const controller = await designDocExample(db, event);
 
     expect(inserted).toEqual([event]);
-    expect(controller.getMetrics()).toMatchObject({ eventsAccepted: 1, eventsFlushed: 1, eventsDropped: 0, bufferSize: 0 });
+    expect(controller.getMetrics()).toMatchObject({
+      eventsAccepted: 1,
+      eventsFlushed: 1,
+      eventsDropped: 0,
+      bufferSize: 0,
+    });
   });
 
   describe('with fake timers', () => {

@@ -80,7 +80,10 @@ describe('retries', () => {
   });
 
   test('failed > 0 without failedItems retries the whole batch (at-least-once)', async () => {
-    const sink = new TestSink<number>().script({ kind: 'result', result: { success: 3, failed: 1, errors: [new Error('one row')] } });
+    const sink = new TestSink<number>().script({
+      kind: 'result',
+      result: { success: 3, failed: 1, errors: [new Error('one row')] },
+    });
     const { stream } = setup(sink);
     for (const id of range(0, 4)) stream.write(id);
     await finish(stream);
@@ -109,25 +112,39 @@ describe('retries', () => {
 describe('malformed results', () => {
   test.each([
     ['a number', 42, /must be a FlushResult object or nothing/],
-    ['counts that do not add up', { success: 3, failed: 0, errors: [] }, /"success" \(3\) \+ "failed" \(0\) must equal the batch length \(4\)/],
+    [
+      'counts that do not add up',
+      { success: 3, failed: 0, errors: [] },
+      /"success" \(3\) \+ "failed" \(0\) must equal the batch length \(4\)/,
+    ],
     ['negative counts', { success: 5, failed: -1, errors: [] }, /integers >= 0/],
-    ['failedItems of the wrong length', { success: 2, failed: 2, errors: [], failedItems: [1] }, /"failedItems" must be an array of the 2 failed items/],
+    [
+      'failedItems of the wrong length',
+      { success: 2, failed: 2, errors: [], failedItems: [1] },
+      /"failedItems" must be an array of the 2 failed items/,
+    ],
     ['foreign failedItems', { success: 3, failed: 1, errors: [], failedItems: [99] }, /must hold items of the batch/],
-  ])('%s: ERR_INVALID_FLUSH_RESULT, dead-lettered without retry, not counted delivered', async (_name, result, message) => {
-    const sink = new TestSink<number>().script({ kind: 'result', result });
-    const { stream, deadLetters } = setup(sink);
-    for (const id of range(0, 4)) stream.write(id);
-    await finish(stream);
-    expect(sink.calls).toHaveLength(1);
-    expect(deadLetters).toHaveLength(1);
-    expect(deadLetters[0]?.items).toEqual(range(0, 4));
-    expect(deadLetters[0]?.error).toMatchObject({ code: 'ERR_INVALID_FLUSH_RESULT', reason: 'invalid_result' });
-    expect(deadLetters[0]?.error.message).toMatch(message);
-    expect(stream.getMetrics()).toMatchObject({ eventsFlushed: 0, deadLettered: 4 });
-  });
+  ])(
+    '%s: ERR_INVALID_FLUSH_RESULT, dead-lettered without retry, not counted delivered',
+    async (_name, result, message) => {
+      const sink = new TestSink<number>().script({ kind: 'result', result });
+      const { stream, deadLetters } = setup(sink);
+      for (const id of range(0, 4)) stream.write(id);
+      await finish(stream);
+      expect(sink.calls).toHaveLength(1);
+      expect(deadLetters).toHaveLength(1);
+      expect(deadLetters[0]?.items).toEqual(range(0, 4));
+      expect(deadLetters[0]?.error).toMatchObject({ code: 'ERR_INVALID_FLUSH_RESULT', reason: 'invalid_result' });
+      expect(deadLetters[0]?.error.message).toMatch(message);
+      expect(stream.getMetrics()).toMatchObject({ eventsFlushed: 0, deadLettered: 4 });
+    },
+  );
 
   test('resolving nothing, or a result that adds up, counts as delivered', async () => {
-    const sink = new TestSink<number>().script({ kind: 'result', result: { success: 4, failed: 0, errors: [] } }, { kind: 'ok' });
+    const sink = new TestSink<number>().script(
+      { kind: 'result', result: { success: 4, failed: 0, errors: [] } },
+      { kind: 'ok' },
+    );
     const { stream, deadLetters } = setup(sink);
     for (const id of range(0, 8)) stream.write(id);
     await finish(stream);
@@ -139,14 +156,21 @@ describe('malformed results', () => {
 describe('timeouts', () => {
   test('a flush past flushTimeoutMs is retried; exhausted, it is dead-lettered with ERR_FLUSH_TIMEOUT', async () => {
     const sink = new TestSink<number>().otherwise({ kind: 'hang' });
-    const { stream, deadLetters } = setup(sink, { flushTimeoutMs: 100, retry: { maxRetries: 1, initialDelayMs: 10, maxDelayMs: 10 } });
+    const { stream, deadLetters } = setup(sink, {
+      flushTimeoutMs: 100,
+      retry: { maxRetries: 1, initialDelayMs: 10, maxDelayMs: 10 },
+    });
     for (const id of range(0, 4)) stream.write(id);
     await advance(99, 99);
     expect(sink.calls).toHaveLength(1);
     await advance(500, 10);
     expect(sink.calls).toHaveLength(2);
     expect(deadLetters).toHaveLength(1);
-    expect(deadLetters[0]?.error).toMatchObject({ code: 'ERR_FLUSH_TIMEOUT', reason: 'retries_exhausted', items: range(0, 4) });
+    expect(deadLetters[0]?.error).toMatchObject({
+      code: 'ERR_FLUSH_TIMEOUT',
+      reason: 'retries_exhausted',
+      items: range(0, 4),
+    });
     // The late call settling afterwards changes nothing.
     sink.resolveNext();
     await settle();
@@ -183,7 +207,11 @@ describe('sequential fallback', () => {
 test('equal items in a batch are each accounted for in the one-by-one pass', async () => {
   // No dead-letter path: the first failing 1 fails the stream, which must carry the second 1 too.
   const sink = new TestSink<number>().otherwise({ kind: 'fail-items', predicate: (value) => value === 1 });
-  const stream = new BlockingWritable(sink.flush, { batchSize: 5, retry: { maxRetries: 0 }, fallbackToSequential: true });
+  const stream = new BlockingWritable(sink.flush, {
+    batchSize: 5,
+    retry: { maxRetries: 0 },
+    fallbackToSequential: true,
+  });
   const failed = new Promise<BackpressureError<number>>((resolve) => stream.on('error', resolve));
   for (const value of [0, 1, 2, 0, 1]) stream.write(value);
   const error = await failed;
@@ -195,7 +223,9 @@ test('equal items in a batch are each accounted for in the one-by-one pass', asy
 
 describe('with no dead-letter path', () => {
   test('the stream errors with a BackpressureError carrying every undelivered item', async () => {
-    const sink = new TestSink<number>().script({ kind: 'reject', error: new Error('disk full') }).otherwise({ kind: 'manual' });
+    const sink = new TestSink<number>()
+      .script({ kind: 'reject', error: new Error('disk full') })
+      .otherwise({ kind: 'manual' });
     const stream = new DropOldestWritable(sink.flush, { batchSize: 2, retry: { maxRetries: 0 } });
     const errors: BackpressureError<number>[] = [];
     stream.on('error', (error: BackpressureError<number>) => errors.push(error));

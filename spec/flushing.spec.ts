@@ -87,7 +87,12 @@ describe('the adaptive interval', () => {
     const sink = new TestSink<number>();
     const stream = new DropOldestWritable(sink.flush, options);
     const intervals: number[] = [];
-    sink.script({ kind: 'delay', ms: 151 }, { kind: 'delay', ms: 151 }, { kind: 'delay', ms: 151 }, { kind: 'delay', ms: 151 });
+    sink.script(
+      { kind: 'delay', ms: 151 },
+      { kind: 'delay', ms: 151 },
+      { kind: 'delay', ms: 151 },
+      { kind: 'delay', ms: 151 },
+    );
     for (let i = 0; i < 4; i++) {
       stream.write(i);
       await advance(2000, 50);
@@ -155,14 +160,25 @@ describe('block: held writes', () => {
       [2, false],
       [3, false],
     ]);
-    expect(stream.getMetrics()).toMatchObject({ eventsOffered: 4, eventsDropped: 2, waitingWrites: 0, bufferSize: 2, state: 'blocked' });
+    expect(stream.getMetrics()).toMatchObject({
+      eventsOffered: 4,
+      eventsDropped: 2,
+      waitingWrites: 0,
+      bufferSize: 2,
+      state: 'blocked',
+    });
   });
 
   test('a write that finds the sluice blocked before any false waits as long as the sink needs', async () => {
     // highWatermark 1: write() says false only once full, so the write that fills it is accepted and
     // the next one, made while the producer was still allowed to write, is the first to wait.
     const sink = new TestSink<number>().script({ kind: 'manual' });
-    const stream = new BlockingWritable(sink.flush, { maxBufferSize: 2, batchSize: 2, highWatermark: 1, maxBlockTimeMs: 100 });
+    const stream = new BlockingWritable(sink.flush, {
+      maxBufferSize: 2,
+      batchSize: 2,
+      highWatermark: 1,
+      maxBlockTimeMs: 100,
+    });
     const drops: [number, DropReason][] = [];
     stream.on('drop', (item: number, reason: DropReason) => drops.push([item, reason]));
     expect(stream.write(0)).toBe(true);

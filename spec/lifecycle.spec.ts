@@ -19,7 +19,8 @@ function loaded(withDeadLetters: boolean) {
     onDeadLetter: withDeadLetters ? (items, error) => void deadLetters.push({ items, error }) : undefined,
   });
   const callbacks: [number, string | undefined][] = [];
-  for (const id of range(0, 5)) stream.write(id, (error) => callbacks.push([id, (error as { code?: string } | null)?.code]));
+  for (const id of range(0, 5))
+    stream.write(id, (error) => callbacks.push([id, (error as { code?: string } | null)?.code]));
   return { sink, stream, deadLetters, callbacks };
 }
 
@@ -144,14 +145,14 @@ describe('Node stream contract', () => {
     const pending = new Set<NodeJS.Timeout>();
     const realSet = global.setTimeout;
     const realClear = global.clearTimeout;
-    const set = jest.spyOn(global, 'setTimeout').mockImplementation(((callback: () => void, ms?: number) => {
+    const set = jest.spyOn(global, 'setTimeout').mockImplementation((callback: () => void, ms?: number) => {
       const timer = realSet(() => {
         pending.delete(timer);
         callback();
       }, ms);
       pending.add(timer);
       return timer;
-    }));
+    });
     const clear = jest.spyOn(global, 'clearTimeout').mockImplementation((timer?: NodeJS.Timeout | string | number) => {
       pending.delete(timer as NodeJS.Timeout);
       realClear(timer);
@@ -165,7 +166,7 @@ describe('Node stream contract', () => {
     };
   }
 
-  test('timers are unref\'d while nobody waits on the sluice', () => {
+  test("timers are unref'd while nobody waits on the sluice", () => {
     const { refd, restore } = watchTimers();
     try {
       const stream = new BlockingWritable(new TestSink<number>().otherwise({ kind: 'hang' }).flush, {

@@ -26,12 +26,12 @@ describe('pipeline(Readable.from(...), block sluice)', () => {
     let falses = 0;
     let maxHeld = 0;
     const write = stream.write.bind(stream);
-    stream.write = ((chunk: { id: number }, ...rest: never[]) => {
+    stream.write = (chunk: { id: number }, ...rest: never[]) => {
       const ok = write(chunk, ...rest);
       if (!ok) falses++;
       maxHeld = Math.max(maxHeld, stream.getMetrics().bufferSize + stream.getMetrics().waitingWrites);
       return ok;
-    });
+    };
     const drainUtilization: number[] = [];
     stream.on('drain', () => drainUtilization.push(stream.getMetrics().bufferUtilization));
 
@@ -55,12 +55,12 @@ describe('pipeline(Readable.from(...), block sluice)', () => {
       let falses = 0;
       let maxHeld = 0;
       const write = stream.write.bind(stream);
-      stream.write = ((chunk: { id: number }, ...rest: never[]) => {
+      stream.write = (chunk: { id: number }, ...rest: never[]) => {
         const ok = write(chunk, ...rest);
         if (!ok) falses++;
         maxHeld = Math.max(maxHeld, stream.getMetrics().bufferSize);
         return ok;
-      });
+      };
       let dropped = 0;
       stream.on('drop', () => dropped++);
       await pipeline(Readable.from(ids(N)), stream);

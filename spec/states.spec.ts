@@ -16,7 +16,18 @@ describe('states', () => {
       seen.push(stream.state);
     }
     // normal below 5 (0.5), elevated from 5, critical from 8 (0.8), blocked at 10
-    expect(seen).toEqual(['normal', 'normal', 'normal', 'normal', 'elevated', 'elevated', 'elevated', 'critical', 'critical', 'blocked']);
+    expect(seen).toEqual([
+      'normal',
+      'normal',
+      'normal',
+      'normal',
+      'elevated',
+      'elevated',
+      'elevated',
+      'critical',
+      'critical',
+      'blocked',
+    ]);
     expect(events).toEqual([
       ['elevated', 'normal'],
       ['critical', 'elevated'],
@@ -36,7 +47,12 @@ describe('states', () => {
     for (const id of range(6)) stream.write(id);
     await settle();
     expect(sink.calls).toEqual([[0, 1, 2, 3]]);
-    expect(stream.getMetrics()).toMatchObject({ bufferSize: 6, inFlight: 4, bufferUtilization: 0.6, state: 'elevated' });
+    expect(stream.getMetrics()).toMatchObject({
+      bufferSize: 6,
+      inFlight: 4,
+      bufferUtilization: 0.6,
+      state: 'elevated',
+    });
     expect(stream.writableLength).toBe(6);
   });
 
@@ -62,7 +78,12 @@ describe('states', () => {
     const stream = new DropOldestWritable(sink.flush, { maxBufferSize: 100, batchSize: 100, maxBufferBytes: 10 });
     stream.write('abcd');
     stream.write('efgh');
-    expect(stream.getMetrics()).toMatchObject({ bufferSize: 2, bufferBytes: 8, bufferUtilization: 0.8, state: 'critical' });
+    expect(stream.getMetrics()).toMatchObject({
+      bufferSize: 2,
+      bufferBytes: 8,
+      bufferUtilization: 0.8,
+      state: 'critical',
+    });
   });
 });
 

@@ -26,16 +26,20 @@ describe('BackpressureTransform', () => {
 
   test('a slow reader is a slow sink: block pauses the producer and loses nothing', async () => {
     const { batches, writable } = collector<number>(5);
-    const transform = new BackpressureTransform<number>({ strategy: BackpressureStrategy.BLOCK, maxBufferSize: 50, batchSize: 10 });
+    const transform = new BackpressureTransform<number>({
+      strategy: BackpressureStrategy.BLOCK,
+      maxBufferSize: 50,
+      batchSize: 10,
+    });
     let maxHeld = 0;
     let sawFalse = false;
     const write = transform.write.bind(transform);
-    transform.write = ((chunk: number, ...rest: never[]) => {
+    transform.write = (chunk: number, ...rest: never[]) => {
       const ok = write(chunk, ...rest);
       sawFalse ||= !ok;
       maxHeld = Math.max(maxHeld, transform.getMetrics().bufferSize);
       return ok;
-    });
+    };
     const N = 5000;
     await pipeline(Readable.from(Array.from({ length: N }, (_, i) => i)), transform, writable);
     expect(sawFalse).toBe(true);
@@ -46,7 +50,11 @@ describe('BackpressureTransform', () => {
 
   test('drop_oldest under a slow reader keeps memory bounded and counts drops', async () => {
     const { batches, writable } = collector<number>(20);
-    const transform = new BackpressureTransform<number>({ strategy: BackpressureStrategy.DROP_OLDEST, maxBufferSize: 50, batchSize: 10 });
+    const transform = new BackpressureTransform<number>({
+      strategy: BackpressureStrategy.DROP_OLDEST,
+      maxBufferSize: 50,
+      batchSize: 10,
+    });
     let drops = 0;
     transform.on('drop', () => drops++);
     const N = 5000;
@@ -58,7 +66,12 @@ describe('BackpressureTransform', () => {
   });
 
   test('with several flush slots, every batch waiting on a full readable side resumes', async () => {
-    const transform = new BackpressureTransform<number>({ maxBufferSize: 2, batchSize: 1, maxConcurrentFlushes: 2, strategy: 'block' });
+    const transform = new BackpressureTransform<number>({
+      maxBufferSize: 2,
+      batchSize: 1,
+      maxConcurrentFlushes: 2,
+      strategy: 'block',
+    });
     const out: number[] = [];
     transform.on('data', (batch: number[]) => out.push(...batch));
     transform.write(0);

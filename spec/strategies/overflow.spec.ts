@@ -137,7 +137,11 @@ test('with no drop listener, one aggregated process warning is emitted by close'
   const emitWarning = jest.spyOn(process, 'emitWarning').mockImplementation(() => undefined);
   try {
     const sink = new TestSink<number>().script({ kind: 'manual' });
-    const stream = new DropNewestWritable(sink.flush, { maxBufferSize: 2, batchSize: 2, onDeadLetter: () => undefined });
+    const stream = new DropNewestWritable(sink.flush, {
+      maxBufferSize: 2,
+      batchSize: 2,
+      onDeadLetter: () => undefined,
+    });
     for (const id of range(0, 7)) stream.write(id);
     expect(emitWarning).not.toHaveBeenCalled();
     const closed = new Promise((resolve) => stream.on('close', resolve));
