@@ -9,11 +9,20 @@
  *                                     # PostgreSQL: --pg-method copy against insert
  *
  * The data file is generated once under os.tmpdir() (kept out of git) and reused.
- * Both contenders use the same line splitting, JSON.parse, STRICT table, WAL,
- * synchronous=NORMAL, one prepared statement and one transaction per batch.
+ * Both contenders do the same per-line work (see handLoop), use the same STRICT
+ * table, WAL, synchronous=NORMAL, one prepared statement and one transaction per batch.
  */
 import { spawnSync } from 'node:child_process';
-import { createReadStream, createWriteStream, existsSync, rmSync, statSync } from 'node:fs';
+import {
+  closeSync,
+  createReadStream,
+  createWriteStream,
+  existsSync,
+  openSync,
+  rmSync,
+  statSync,
+  writeSync,
+} from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
@@ -139,14 +148,30 @@ function loopRun(file: string, db: string): Result {
   const child = spawnSync(process.execPath, [__filename, '--hand-loop', file, db], { encoding: 'utf8' });
   const seconds = (performance.now() - started) / 1000;
   if (child.status !== 0) throw new Error(`hand-written loop failed (${child.status}): ${child.stderr}`);
-  const { rows, peakRssBytes } = JSON.parse(child.stdout) as { rows: number; peakRssBytes: number };
+  const { rows, rejected, peakRssBytes } = JSON.parse(child.stdout) as {
+    rows: number;
+    rejected: number;
+    peakRssBytes: number;
+  };
+  if (rejected !== 0) throw new Error(`hand-written loop rejected ${rejected} rows`);
   return { name: `hand-written loop (batches of ${BATCH})`, rows, seconds, peakRssMiB: peakRssBytes / 1048576 };
 }
 
+/** A row of the hand-written loop: like the CLI's, it keeps its line number and text for the rejects file. */
+interface LoopRow {
+  line: number;
+  raw: string;
+  values: unknown[];
+}
+
 /**
- * The baseline: what one would write without sluice. Reads with backpressure by
- * pausing on each await of nothing: inserts are synchronous, so the loop below
- * simply processes each chunk fully before asking for the next.
+ * The baseline: what one would write without sluice, doing the per-line work the
+ * CLI must do to lose nothing (and no more): number the lines, skip blank ones,
+ * reject a line that is not JSON, not an object or has a field that is not a
+ * column, convert values (booleans to 1/0, objects to JSON), keep each row's
+ * line and text until its batch commits, and isolate the rows of a failed batch
+ * one by one. Inserts are synchronous, so each chunk is processed fully before
+ * the next is read: that is its backpressure.
  */
 async function handLoop(file: string, dbPath: string): Promise<void> {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -160,28 +185,80 @@ async function handLoop(file: string, dbPath: string): Promise<void> {
   const statement = db.prepare(
     `INSERT INTO events (${COLUMNS.map((c) => `"${c}"`).join(', ')}) VALUES (${COLUMNS.map(() => '?').join(', ')})`,
   );
-  const insertMany = db.transaction((batch: unknown[][]) => {
-    for (const values of batch) statement.run(values);
+  const insertMany = db.transaction((batch: LoopRow[]) => {
+    for (const row of batch) statement.run(row.values);
   });
-  const decoder = new StringDecoder('utf8');
-  let tail = '';
+  let rejectsFd: number | undefined;
+  let read = 0;
   let rows = 0;
-  let batch: unknown[][] = [];
-  const take = (line: string): void => {
-    if (line === '') return;
-    const record = JSON.parse(line) as Record<string, unknown>;
-    batch.push(
-      COLUMNS.map((c) => {
-        const v = record[c];
-        return typeof v === 'object' && v !== null ? JSON.stringify(v) : (v ?? null);
-      }),
-    );
-    if (batch.length === BATCH) {
+  let rejected = 0;
+  const reject = (line: number, raw: string, error: string): void => {
+    rejectsFd ??= openSync(`${dbPath}.rejects`, 'a');
+    writeSync(rejectsFd, `${JSON.stringify({ line, error, raw })}\n`);
+    rejected++;
+  };
+  const toValue = (v: unknown): unknown =>
+    typeof v === 'boolean' ? (v ? 1 : 0) : typeof v === 'object' && v !== null ? JSON.stringify(v) : (v ?? null);
+  /** The record's values in column order, or undefined if it has a field that is not a column. */
+  const toValues = (record: Record<string, unknown>): unknown[] | undefined => {
+    const values = new Array<unknown>(COLUMNS.length);
+    let i = 0;
+    for (const key in record) {
+      if (key !== COLUMNS[i]) {
+        // Fields in another order: the same check the CLI makes, by lookup.
+        for (const field in record) if (!COLUMNS.includes(field)) return undefined;
+        break;
+      }
+      values[i++] = toValue(record[key]);
+    }
+    if (i === COLUMNS.length) return values;
+    for (let c = 0; c < COLUMNS.length; c++) values[c] = toValue(record[COLUMNS[c] as string]);
+    return values;
+  };
+  let batch: LoopRow[] = [];
+  const flush = (): void => {
+    try {
       insertMany(batch);
       rows += batch.length;
-      batch = [];
+    } catch {
+      for (const row of batch) {
+        try {
+          statement.run(row.values);
+          rows++;
+        } catch (error) {
+          reject(row.line, row.raw, String(error));
+        }
+      }
     }
+    batch = [];
   };
+  let lineNo = 0;
+  const take = (text: string): void => {
+    lineNo++;
+    const raw = text.endsWith('\r') ? text.slice(0, -1) : text;
+    if (raw.length === 0 || (raw.charCodeAt(0) <= 32 && raw.trim() === '')) return;
+    read++;
+    let record: unknown;
+    try {
+      record = JSON.parse(raw);
+    } catch (error) {
+      reject(lineNo, raw, `invalid JSON: ${String(error)}`);
+      return;
+    }
+    if (record === null || typeof record !== 'object' || Array.isArray(record)) {
+      reject(lineNo, raw, 'expected a JSON object');
+      return;
+    }
+    const values = toValues(record as Record<string, unknown>);
+    if (values === undefined) {
+      reject(lineNo, raw, 'a field is not a column');
+      return;
+    }
+    batch.push({ line: lineNo, raw, values });
+    if (batch.length === BATCH) flush();
+  };
+  const decoder = new StringDecoder('utf8');
+  let tail = '';
   for await (const chunk of createReadStream(file, { highWaterMark: 256 * 1024 })) {
     const text = tail + decoder.write(chunk as Buffer);
     let start = 0;
@@ -191,11 +268,13 @@ async function handLoop(file: string, dbPath: string): Promise<void> {
     }
     tail = text.slice(start);
   }
-  take(tail + decoder.end());
-  if (batch.length > 0) insertMany(batch);
-  rows += batch.length;
+  const rest = tail + decoder.end();
+  if (rest !== '') take(rest);
+  if (batch.length > 0) flush();
   db.close();
-  process.stdout.write(JSON.stringify({ rows, peakRssBytes: process.resourceUsage().maxRSS * 1024 }));
+  if (rejectsFd !== undefined) closeSync(rejectsFd);
+  if (read !== rows + rejected) throw new Error(`hand-written loop lost rows: read ${read} != ${rows} + ${rejected}`);
+  process.stdout.write(JSON.stringify({ rows, rejected, peakRssBytes: process.resourceUsage().maxRSS * 1024 }));
 }
 
 function rmDb(db: string): void {

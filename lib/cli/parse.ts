@@ -151,17 +151,33 @@ export class RowMapper {
 
   map(record: Record<string, unknown>): Value[] {
     const names = this.#names;
-    if (this.#explicit === undefined) {
-      for (const key in record) {
-        if (!this.#index.has(key))
-          throw new MappingError(
-            `field "${key}" is not a column (columns come from the first record: ${names.join(', ')}); give --columns to choose them`,
-          );
-      }
-    }
     const values = new Array<Value>(names.length);
+    if (this.#explicit === undefined) {
+      // The hot path: a record with the first record's fields in the same order (JSON.parse keeps the
+      // order of the text) is checked by comparing names while reading the values. A Map lookup per
+      // field made the mapping half again as slow (docs/cli.md, Performance).
+      let i = 0;
+      for (const key in record) {
+        if (key !== names[i]) {
+          this.#checkFields(record);
+          break;
+        }
+        values[i++] = toValue(record[key]);
+      }
+      if (i === names.length) return values;
+    }
     for (let i = 0; i < names.length; i++) values[i] = toValue(record[names[i] as string]);
     return values;
+  }
+
+  /** Throws unless every field of `record` is a column (they may be in any order, some missing). */
+  #checkFields(record: Record<string, unknown>): void {
+    for (const key in record) {
+      if (!this.#index.has(key))
+        throw new MappingError(
+          `field "${key}" is not a column (columns come from the first record: ${this.#names.join(', ')}); give --columns to choose them`,
+        );
+    }
   }
 }
 

@@ -107,6 +107,31 @@ describe('sluice ingest into SQLite', () => {
     expect(rejects[1]?.error).toMatch(/NOT NULL constraint failed/);
   });
 
+  it('maps fields by name in any order, a missing one to NULL; a field that is not a column is rejected wherever it is', async () => {
+    const result = await ingest(
+      '-',
+      'shuffled',
+      [],
+      [
+        '{"id":1,"name":"a","n":1.5}',
+        '{"n":2.5,"id":2,"name":"b"}',
+        '{"name":"c","id":3}',
+        '{"id":4,"extra":0,"name":"d","n":4.5}',
+        '{"n":5.5,"name":"e","id":5,"extra":0}',
+        '{"id":6,"name":"f","n":6.5,"extra":0}',
+      ].join('\n'),
+    );
+    expect(summaryOf(result)).toMatchObject({ read: 6, inserted: 3, rejected: 3 });
+    expect(selectAll(join(dir, 'out.db'), 'SELECT * FROM shuffled ORDER BY id')).toEqual([
+      { id: 1, name: 'a', n: 1.5 },
+      { id: 2, name: 'b', n: 2.5 },
+      { id: 3, name: 'c', n: null },
+    ]);
+    const rejects = readRejects(join(dir, 'rejects.ndjson'));
+    expect(rejects.map(({ line }) => line)).toEqual([4, 5, 6]);
+    for (const reject of rejects) expect(reject.error).toMatch(/field "extra" is not a column/);
+  });
+
   it('--columns chooses the columns; other fields are ignored as asked', async () => {
     const result = await ingest(
       '-',
