@@ -31,14 +31,17 @@ export type PrepareColumns = (columns: Column[]) => Promise<void>;
 /** Longest line accepted; a longer one is rejected rather than buffered without bound. */
 export const MAX_LINE_CHARS = 16 * 1024 * 1024;
 
-/** A non-blank input line and its 1-based number. */
-export interface Line {
-  line: number;
-  text: string;
+/**
+ * A chunk's non-blank lines: `texts[i]` is line number `numbers[i]` (1-based).
+ * Two arrays rather than an object per line: one allocation fewer per record.
+ */
+export interface Lines {
+  numbers: number[];
+  texts: string[];
 }
 
 /**
- * Bytes in, the chunk's non-blank lines out as one `Line[]` (one stream hop per
+ * Bytes in, the chunk's non-blank lines out as one `Lines` (one stream hop per
  * chunk rather than per line). Counts what it reads so the run can prove
  * `read = inserted + rejected` at the end.
  */
@@ -47,7 +50,8 @@ export class LineSplitter extends Transform {
   readonly #reject: RejectLine;
   #tail = '';
   #lineNo = 0;
-  #lines: Line[] = [];
+  #numbers: number[] = [];
+  #texts: string[] = [];
   /** Skipping the rest of a line that was too long. */
   #skipping = false;
   /** Non-blank lines pushed, and over-long ones rejected: the records read. */
@@ -105,13 +109,15 @@ export class LineSplitter extends Transform {
       return;
     }
     this.records++;
-    this.#lines.push({ line: this.#lineNo, text: line });
+    this.#numbers.push(this.#lineNo);
+    this.#texts.push(line);
   }
 
   #pushLines(): void {
-    if (this.#lines.length === 0) return;
-    this.push(this.#lines);
-    this.#lines = [];
+    if (this.#texts.length === 0) return;
+    this.push({ numbers: this.#numbers, texts: this.#texts } satisfies Lines);
+    this.#numbers = [];
+    this.#texts = [];
   }
 }
 
@@ -210,7 +216,7 @@ function toValue(value: unknown): Value {
   }
 }
 
-/** `Line[]` in, one row per valid line out; malformed lines go to `reject` and the run goes on. */
+/** `Lines` in, one row per valid line out; malformed lines go to `reject` and the run goes on. */
 export class NdjsonParser extends Transform {
   readonly #mapper: RowMapper;
   readonly #prepare: PrepareColumns;
@@ -223,14 +229,16 @@ export class NdjsonParser extends Transform {
     this.#reject = reject;
   }
 
-  override _transform(lines: Line[], _encoding: BufferEncoding, callback: TransformCallback): void {
+  override _transform(lines: Lines, _encoding: BufferEncoding, callback: TransformCallback): void {
     this.#from(lines, 0, callback);
   }
 
   /** Parses lines[start..]; pauses once, at the very first record, while the sink prepares its table. */
-  #from(lines: Line[], start: number, callback: TransformCallback): void {
-    for (let i = start; i < lines.length; i++) {
-      const { line, text } = lines[i] as Line;
+  #from(lines: Lines, start: number, callback: TransformCallback): void {
+    const { numbers, texts } = lines;
+    for (let i = start; i < texts.length; i++) {
+      const line = numbers[i] as number;
+      const text = texts[i] as string;
       let record: unknown;
       try {
         record = JSON.parse(text);
