@@ -5,6 +5,7 @@
  *
  *   npm run bench:cli                 # 1024 MiB (the issue's 1 GB)
  *   npm run bench:cli -- --mb 256     # smaller, for a quick look
+ *   npm run bench:cli -- --rounds 3   # best of 3 each (default 2), for a noisy machine
  *   npm run bench:cli -- --mb 64 --pg postgres://postgres@127.0.0.1/test
  *                                     # PostgreSQL: --pg-method copy against insert
  *
@@ -37,7 +38,20 @@ interface Result {
   name: string;
   rows: number;
   seconds: number;
+  /** User + system CPU of the child, all its threads: steadier than wall time on a shared machine. */
+  cpuSeconds: number;
   peakRssMiB: number;
+}
+
+/**
+ * Preloaded into each child (CLI and loop alike) to report its CPU time on exit, so
+ * neither program measures itself differently. stderr is synchronous for pipes on Linux.
+ */
+const CPU_REPORT = `data:text/javascript,process.on('exit',()=>{const u=process.resourceUsage();process.stderr.write('\\nsluice-bench-cpu '+(u.userCPUTime+u.systemCPUTime)+'\\n')})`;
+
+function cpuSecondsOf(stderr: string): number {
+  const match = /sluice-bench-cpu (\d+)/.exec(stderr);
+  return match === null ? NaN : Number(match[1]) / 1e6;
 }
 
 async function generate(path: string, bytes: number): Promise<number> {
@@ -68,6 +82,8 @@ function cliRun(file: string, db: string): Result {
   const child = spawnSync(
     process.execPath,
     [
+      '--import',
+      CPU_REPORT,
       CLI,
       'ingest',
       file,
@@ -92,7 +108,13 @@ function cliRun(file: string, db: string): Result {
     peakRssBytes: number;
   };
   if (summary.rejected !== 0) throw new Error(`sluice ingest rejected ${summary.rejected} rows`);
-  return { name: 'sluice ingest (CLI)', rows: summary.inserted, seconds, peakRssMiB: summary.peakRssBytes / 1048576 };
+  return {
+    name: 'sluice ingest (CLI)',
+    rows: summary.inserted,
+    seconds,
+    cpuSeconds: cpuSecondsOf(child.stderr),
+    peakRssMiB: summary.peakRssBytes / 1048576,
+  };
 }
 
 /** One CLI run into PostgreSQL with `--pg-method method`, into a fresh table dropped afterwards. */
@@ -139,13 +161,21 @@ function pgRun(file: string, url: string, method: string): Result {
     inserted: number;
     peakRssBytes: number;
   };
-  return { name: `--pg-method ${method}`, rows: summary.inserted, seconds, peakRssMiB: summary.peakRssBytes / 1048576 };
+  return {
+    name: `--pg-method ${method}`,
+    rows: summary.inserted,
+    seconds,
+    cpuSeconds: NaN,
+    peakRssMiB: summary.peakRssBytes / 1048576,
+  };
 }
 
 function loopRun(file: string, db: string): Result {
   rmDb(db);
   const started = performance.now();
-  const child = spawnSync(process.execPath, [__filename, '--hand-loop', file, db], { encoding: 'utf8' });
+  const child = spawnSync(process.execPath, ['--import', CPU_REPORT, __filename, '--hand-loop', file, db], {
+    encoding: 'utf8',
+  });
   const seconds = (performance.now() - started) / 1000;
   if (child.status !== 0) throw new Error(`hand-written loop failed (${child.status}): ${child.stderr}`);
   const { rows, rejected, peakRssBytes } = JSON.parse(child.stdout) as {
@@ -154,7 +184,13 @@ function loopRun(file: string, db: string): Result {
     peakRssBytes: number;
   };
   if (rejected !== 0) throw new Error(`hand-written loop rejected ${rejected} rows`);
-  return { name: `hand-written loop (batches of ${BATCH})`, rows, seconds, peakRssMiB: peakRssBytes / 1048576 };
+  return {
+    name: `hand-written loop (batches of ${BATCH})`,
+    rows,
+    seconds,
+    cpuSeconds: cpuSecondsOf(child.stderr),
+    peakRssMiB: peakRssBytes / 1048576,
+  };
 }
 
 /** A row of the hand-written loop: like the CLI's, it keeps its line number and text for the rejects file. */
@@ -297,13 +333,17 @@ async function main(): Promise<void> {
   const pgFlag = args.indexOf('--pg');
   if (pgFlag !== -1) return comparePg(file, bytes, args[pgFlag + 1] as string);
 
+  const roundsFlag = args.indexOf('--rounds');
+  const rounds = roundsFlag === -1 ? 2 : Number(args[roundsFlag + 1]);
+  if (!(Number.isInteger(rounds) && rounds >= 1))
+    throw new Error(`--rounds must be an integer >= 1. Received ${args[roundsFlag + 1]}`);
   const results: Result[] = [];
-  // Alternated, two rounds each, so a warm page cache or a noisy neighbour does not favour one side.
-  for (let round = 0; round < 2; round++) {
-    for (const run of round === 0 ? [loopRun, cliRun] : [cliRun, loopRun]) {
+  // Alternated, so a warm page cache or a noisy neighbour does not favour one side.
+  for (let round = 0; round < rounds; round++) {
+    for (const run of round % 2 === 0 ? [loopRun, cliRun] : [cliRun, loopRun]) {
       const result = run(file, db);
       process.stderr.write(
-        `  ${result.name}: ${result.rows} rows in ${result.seconds.toFixed(1)} s, peak RSS ${result.peakRssMiB.toFixed(0)} MiB\n`,
+        `  ${result.name}: ${result.rows} rows in ${result.seconds.toFixed(1)} s (CPU ${result.cpuSeconds.toFixed(1)} s), peak RSS ${result.peakRssMiB.toFixed(0)} MiB\n`,
       );
       results.push(result);
     }
@@ -317,16 +357,17 @@ async function main(): Promise<void> {
   if (cli.rows !== loop.rows) throw new Error(`row counts differ: CLI ${cli.rows}, loop ${loop.rows}`);
   const rate = (r: Result): number => r.rows / r.seconds;
   const lines = [
-    `Node ${process.version}, ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}; ${(bytes / 1048576).toFixed(0)} MiB NDJSON, ${cli.rows} rows, batch ${BATCH}; best of 2 each (wall time incl. process start)`,
+    `Node ${process.version}, ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}; ${(bytes / 1048576).toFixed(0)} MiB NDJSON, ${cli.rows} rows, batch ${BATCH}; best of ${rounds} each (wall time incl. process start)`,
     '',
-    '| contender | seconds | rows/s | peak RSS |',
-    '|---|---:|---:|---:|',
+    '| contender | seconds | rows/s | CPU s | peak RSS |',
+    '|---|---:|---:|---:|---:|',
     ...[loop, cli].map(
       (r) =>
-        `| ${r.name} | ${r.seconds.toFixed(1)} | ${Math.round(rate(r)).toLocaleString('en-US')} | ${r.peakRssMiB.toFixed(0)} MiB |`,
+        `| ${r.name} | ${r.seconds.toFixed(1)} | ${Math.round(rate(r)).toLocaleString('en-US')} | ${r.cpuSeconds.toFixed(1)} | ${r.peakRssMiB.toFixed(0)} MiB |`,
     ),
     '',
     `sluice / loop rows/s: ${((rate(cli) / rate(loop)) * 100).toFixed(1)} % (goal >= 90 %); CLI peak RSS ${cli.peakRssMiB.toFixed(0)} MiB (goal < 250 MiB)`,
+    `loop / sluice CPU seconds (same runs): ${((loop.cpuSeconds / cli.cpuSeconds) * 100).toFixed(1)} %`,
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
 }
