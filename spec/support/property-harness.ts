@@ -490,10 +490,10 @@ export class Run {
   async pipeFrom(count: number): Promise<'resolved' | 'rejected' | 'stuck'> {
     const { stream, written } = this.obs;
     const write = stream.write.bind(stream) as (chunk: number, ...rest: unknown[]) => boolean;
-    stream.write = ((chunk: number, ...rest: unknown[]) => {
+    stream.write = (chunk: number, ...rest: unknown[]) => {
       if (stream.writable) written.push(chunk);
       return write(chunk, ...rest);
-    }) as typeof stream.write;
+    };
     const ids = Array.from({ length: count }, (_, i) => i);
     let outcome: 'resolved' | 'rejected' | undefined;
     pipeline(Readable.from(ids), stream).then(
@@ -557,10 +557,10 @@ export async function inFakeWorld<R>(
   useStreamFakeTimers();
   const random = jest.spyOn(Math, 'random').mockImplementation(seededRandom(seed));
   const warnings: { code: string | undefined }[] = [];
-  const warn = jest.spyOn(process, 'emitWarning').mockImplementation(((warning: unknown, options?: unknown) => {
+  const warn = jest.spyOn(process, 'emitWarning').mockImplementation((warning: unknown, options?: unknown) => {
     const code = typeof options === 'object' && options !== null ? (options as { code?: string }).code : undefined;
     warnings.push({ code: code ?? (warning as { code?: string }).code });
-  }));
+  });
   try {
     return await body(warnings);
   } finally {
@@ -748,6 +748,14 @@ export function terminalViolations(run: Run): string[] {
       lastBatch = Math.max(lastBatch, batch);
     }
   }
+  // Every batch cut is one fresh sink call: the batch metrics count exactly those.
+  const freshCalls = sink.calls.filter((call, i) => call.some((id) => batchOf.get(id) === i));
+  const freshItems = freshCalls.reduce((n, call) => n + call.length, 0);
+  if (m.batches !== freshCalls.length) fail(`batches ${m.batches}, fresh sink calls ${freshCalls.length}`);
+  const average = freshCalls.length === 0 ? 0 : freshItems / freshCalls.length;
+  if (!(Math.abs(m.averageBatchSize - average) < 1e-9))
+    fail(`averageBatchSize ${m.averageBatchSize}, expected ${average}`);
+  for (const d of obs.deadLettered) if (d.ids.length === 0) fail(`an empty dead letter (${d.error.code})`);
   if (!run.anyTimeout && sink.maxInFlight > config.maxConcurrentFlushes)
     fail(`${sink.maxInFlight} sink calls at once, maxConcurrentFlushes ${config.maxConcurrentFlushes}`);
   return out;
