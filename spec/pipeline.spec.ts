@@ -1,6 +1,7 @@
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BackpressureStrategy, BlockingWritable, createBackpressureStream } from '../lib';
+import { watchWrites } from './support/test-sink';
 
 /** A sink slower than the producer: each batch takes a few event-loop turns. */
 function slowSink<T>(turns: number) {
@@ -23,15 +24,7 @@ describe('pipeline(Readable.from(...), block sluice)', () => {
     const { delivered, flush } = slowSink<{ id: number }>(3);
     const stream = new BlockingWritable(flush, { maxBufferSize, batchSize: 100 });
 
-    let falses = 0;
-    let maxHeld = 0;
-    const write = stream.write.bind(stream);
-    stream.write = (chunk: { id: number }, ...rest: never[]) => {
-      const ok = write(chunk, ...rest);
-      if (!ok) falses++;
-      maxHeld = Math.max(maxHeld, stream.getMetrics().bufferSize + stream.getMetrics().waitingWrites);
-      return ok;
-    };
+    const writes = watchWrites(stream);
     const drainUtilization: number[] = [];
     stream.on('drain', () => drainUtilization.push(stream.getMetrics().bufferUtilization));
 
@@ -39,10 +32,10 @@ describe('pipeline(Readable.from(...), block sluice)', () => {
 
     expect(delivered).toHaveLength(N);
     expect(delivered.every((item, i) => item.id === i)).toBe(true);
-    expect(falses).toBeGreaterThan(0);
+    expect(writes.falses).toBeGreaterThan(0);
     expect(drainUtilization.length).toBeGreaterThan(0);
     expect(drainUtilization.every((u) => u < 0.5)).toBe(true);
-    expect(maxHeld).toBeLessThanOrEqual(maxBufferSize);
+    expect(writes.maxHeld).toBeLessThanOrEqual(maxBufferSize);
     expect(stream.getMetrics()).toMatchObject({ eventsOffered: N, eventsFlushed: N, eventsDropped: 0, bufferSize: 0 });
   });
 
@@ -52,20 +45,12 @@ describe('pipeline(Readable.from(...), block sluice)', () => {
       const N = 20_000;
       const { delivered, flush } = slowSink<{ id: number }>(5);
       const stream = createBackpressureStream(flush, { strategy, maxBufferSize: 500, batchSize: 50 });
-      let falses = 0;
-      let maxHeld = 0;
-      const write = stream.write.bind(stream);
-      stream.write = (chunk: { id: number }, ...rest: never[]) => {
-        const ok = write(chunk, ...rest);
-        if (!ok) falses++;
-        maxHeld = Math.max(maxHeld, stream.getMetrics().bufferSize);
-        return ok;
-      };
+      const writes = watchWrites(stream);
       let dropped = 0;
       stream.on('drop', () => dropped++);
       await pipeline(Readable.from(ids(N)), stream);
-      expect(falses).toBe(0);
-      expect(maxHeld).toBeLessThanOrEqual(500);
+      expect(writes.falses).toBe(0);
+      expect(writes.maxHeld).toBeLessThanOrEqual(500);
       const m = stream.getMetrics();
       expect(delivered).toHaveLength(m.eventsFlushed);
       expect(m.eventsOffered).toBe(N);

@@ -167,3 +167,26 @@ export async function advance(ms: number, step = Math.max(1, Math.floor(ms / 20)
     left -= dt;
   }
 }
+
+/** What a producer saw of a stream's write(): how often it said false, and the most it held (waiting writes included). */
+export interface WriteWatch {
+  falses: number;
+  maxHeld: number;
+}
+
+/** Wraps `stream.write` to record what every write returned and how much the stream held after it. */
+export function watchWrites(stream: {
+  write: (...args: never[]) => boolean;
+  getMetrics(): { bufferSize: number; waitingWrites: number };
+}): WriteWatch {
+  const watch: WriteWatch = { falses: 0, maxHeld: 0 };
+  const write = stream.write.bind(stream);
+  stream.write = (...args: never[]): boolean => {
+    const ok = write(...args);
+    if (!ok) watch.falses++;
+    const { bufferSize, waitingWrites } = stream.getMetrics();
+    watch.maxHeld = Math.max(watch.maxHeld, bufferSize + waitingWrites);
+    return ok;
+  };
+  return watch;
+}
