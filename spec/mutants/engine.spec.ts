@@ -207,7 +207,7 @@ describe('dead letters on the way out', () => {
       await settle();
       stream.destroy();
       await settle();
-      const codes = warn.mock.calls.map(([, options]) => (options)?.code);
+      const codes = warn.mock.calls.map(([, options]) => options?.code);
       expect(codes).toContain('SLUICE_DEAD_LETTER_FAILED');
     } finally {
       warn.mockRestore();
@@ -223,9 +223,7 @@ describe('dead letters on the way out', () => {
       stream.on('error', () => {});
       stream.destroy();
       await settle();
-      const drops = warn.mock.calls.filter(
-        ([, options]) => (options)?.code === 'SLUICE_ITEMS_DROPPED',
-      );
+      const drops = warn.mock.calls.filter(([, options]) => options?.code === 'SLUICE_ITEMS_DROPPED');
       expect(drops).toHaveLength(1);
       expect(drops[0]?.[0]).toMatch(/^sluice dropped 3 item\(s\) .*\(rejected: 3\)/);
       expect(drops[0]?.[1]).toMatchObject({ type: 'SluiceDropWarning' });
