@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { barsSvg, stateTraceSvg } from './charts';
 import { contender } from './contenders';
 import { distDir, repoRoot } from './sluice';
-import { BURST, QUICK_BURST } from './workloads/burst';
+import { BURST, QUICK_BURST, burstWorkload } from './workloads/burst';
 import { workloads } from './workloads/index';
 import type { Bar, TracePanel } from './charts';
 import type { RunResult, TracePoint, Workload } from './workloads/workload';
@@ -350,14 +350,8 @@ function writeCharts(
     fs.writeFileSync(file, barsSvg('Throughput: sluice against native streams and the alternatives', groups));
     written.push(file);
   }
-  const order = [
-    'reference',
-    'sluice-block',
-    'sluice-drop_oldest',
-    'sluice-drop_newest',
-    'sluice-sample',
-    'sluice-transform',
-  ];
+  // One panel per burst contender that has states to show (native has none).
+  const order = burstWorkload.contenders.filter((name) => name !== 'native');
   const panels: TracePanel[] = order.flatMap((name) => {
     const trace = burstTraces.get(name);
     return trace === undefined
