@@ -78,6 +78,10 @@ export function endThroughEngine<T>(
   const cb = typeof encoding === 'function' ? encoding : callback;
   if (chunk !== undefined && chunk !== null) stream.write(chunk);
   nodeEnd.call(stream, cb);
+  // finished()/pipeline() take an ended Writable whose (Node) buffer is empty for finished, and would
+  // then call a destroy() before 'finish' a success. Node's buffer stays unused; mark it non-empty
+  // until the engine has delivered everything (finalThroughEngine clears it).
+  if (stream[kEngine].length > 0 && !stream.destroyed) nodeState(stream).length = 1;
 }
 
 /**
@@ -88,20 +92,22 @@ export function endThroughEngine<T>(
 export function finalThroughEngine<T>(stream: SluiceStream<T>, done: () => void): void {
   stream[kEngine].end(() => {
     process.nextTick(() => {
-      if (!stream.destroyed) done();
+      if (stream.destroyed) return;
+      nodeState(stream).length = 0;
+      done();
     });
   });
 }
 
 /**
- * _destroy: the engine takes what it held. If items were lost, Node's own state is
- * told so: finished() and pipeline() treat an ended Writable whose (Node) buffer is
- * empty as finished, and must report a premature close instead.
+ * _destroy: the engine takes what it held. Node's own buffer length is set to what
+ * was lost: finished() and pipeline() treat an ended Writable whose buffer is empty
+ * as finished, and must report a premature close instead.
  */
 export function destroyThroughEngine<T>(stream: SluiceStream<T>, error: Error | null): Error | null {
   const engine = stream[kEngine];
   const result = engine.destroy(error) ?? null;
-  if (engine.lost.length > 0) nodeState(stream).length = engine.lost.length;
+  nodeState(stream).length = engine.lost.length;
   return result;
 }
 

@@ -151,6 +151,7 @@ export class Engine<T> implements Gate<T> {
   }
 
   accept(item: T, size: number, settle: Settle | undefined): void {
+    if (this.#destroyed) return this.#takeLate(item, size, settle);
     this.#enqueue(item, size);
     if (settle !== undefined) process.nextTick(settle, null, true);
     // The hot path: one more item changes the level only at a threshold...
@@ -196,6 +197,10 @@ export class Engine<T> implements Gate<T> {
   }
 
   wait(item: T, size: number, settle: Settle | undefined): boolean {
+    if (this.#destroyed) {
+      this.#takeLate(item, size, settle);
+      return false;
+    }
     if (this.#waiting.isFull()) {
       this.drop(item, 'overflow', settle);
       return false;
@@ -209,6 +214,20 @@ export class Engine<T> implements Gate<T> {
     this.#refreshLevel();
     this.#armWaitTimer();
     return false;
+  }
+
+  /**
+   * A listener destroyed the stream while this write was being admitted: the item
+   * goes where destroy() sent the others (accepted, then taken as destroyed).
+   */
+  #takeLate(item: T, size: number, settle: Settle | undefined): void {
+    this.#ledger.accept(size);
+    this.#ledger.takeAll(0);
+    this.#lost.push(item);
+    const error = BackpressureError.destroyed([item], undefined);
+    if (this.#deadLetters.hasPath()) this.#deadLetters.handLate([item], error);
+    else warnDiscarded(1, this.className);
+    if (settle !== undefined) process.nextTick(settle, error, false);
   }
 
   /** Moves waiting writes into the buffer while they fit, oldest first. */

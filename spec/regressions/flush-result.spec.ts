@@ -24,7 +24,7 @@ async function run(value: unknown) {
   const stream = new BlockingWritable<number>(
     async (rows) => {
       stored.push(...rows);
-      return value as undefined;
+      return value;
     },
     { batchSize: 4 },
   );

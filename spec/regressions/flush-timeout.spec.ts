@@ -93,18 +93,42 @@ describe('defect 1: a timed-out flush is cancelled, and abandoned calls are boun
       onDeadLetter: () => undefined,
     });
     for (const id of range(0, 10)) stream.write(id);
-    await advance(200, 10);
-    // Two calls unsettled (the first abandoned, the second abandoned too): no third one.
+    // Two calls time out (t = 20, 40); the third try waits for a call slot (both are held by the
+    // abandoned calls) and is still waiting at t = 50.
+    await advance(2 * TIMEOUT_MS + TIMEOUT_MS / 2, 5);
     expect(calls).toHaveLength(2);
     expect(stream.getMetrics()).toMatchObject({ eventsFlushed: 0, bufferSize: 10 });
     sink.resolveNext(); // the first call finally answers; its (late) result is ignored
-    await advance(10, 5);
+    await advance(5, 5);
     expect(calls).toHaveLength(3);
     expect(calls[2]?.context?.attempt).toBe(3);
     expect(stream.getMetrics()).toMatchObject({ eventsFlushed: 10, bufferSize: 0 });
     sink.resolveNext(); // the second one, later still: ignored as well
     await settle();
     expect(stream.getMetrics()).toMatchObject({ eventsFlushed: 10, bufferSize: 0, deadLettered: 0 });
+  });
+
+  test('defect 1: a sink that never settles and ignores its signal ends in dead letters, never in a stall', async () => {
+    const sink = new TestSink<number>().otherwise({ kind: 'hang' });
+    const { flush, calls } = recordCalls(sink.flush);
+    const deadLetters: { items: number[]; code: string }[] = [];
+    const stream = new BlockingWritable(flush, {
+      batchSize: 10,
+      flushTimeoutMs: TIMEOUT_MS,
+      maxConcurrentFlushes: 1,
+      retry: { maxRetries: 3, ...noRetryDelay },
+      onDeadLetter: (items, error) => void deadLetters.push({ items, code: error.code }),
+    });
+    for (const id of range(0, 10)) stream.write(id);
+    const finished = new Promise((resolve) => stream.on('finish', resolve));
+    stream.end();
+    // Four tries of 20 ms each: two calls, then two tries that found no free call slot in time.
+    await advance(10 * TIMEOUT_MS, 5);
+    await finished;
+    expect(calls).toHaveLength(2);
+    expect(sink.maxInFlight).toBe(2);
+    expect(deadLetters).toEqual([{ items: range(0, 10), code: 'ERR_FLUSH_TIMEOUT' }]);
+    expect(stream.getMetrics()).toMatchObject({ bufferSize: 0, deadLettered: 10, retries: 3 });
   });
 
   test('defect 1: attempt counts 1, 2, 3 across the retries of a batch and starts at 1 for the next batch', async () => {
