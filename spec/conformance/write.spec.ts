@@ -151,3 +151,61 @@ describe('test-stream-writable-write-cb-error.js', () => {
     },
   );
 });
+
+describe('test-stream2-writable.js (write callbacks)', () => {
+  likeNative('write(chunk, cb) and write(chunk, encoding, cb): every callback once, in order, all before "finish"', {
+    scenario: ({ stream }, t) => {
+      stream.write(item(1), t.cb('write1'));
+      stream.write(item(2), 'utf8', t.cb('write2'));
+      stream.write(item(3), 'latin1', t.cb('write3'));
+      stream.end();
+    },
+    native: ['write1:ok', 'write2:ok', 'write3:ok', 'finish', 'close'],
+  });
+});
+
+describe('test-stream-writable-properties.js', () => {
+  likeNative('writableCorked counts cork() and uncork(), never below 0', {
+    scenario: ({ stream }, t) => {
+      const counts = [stream.writableCorked];
+      stream.uncork();
+      counts.push(stream.writableCorked);
+      stream.cork();
+      counts.push(stream.writableCorked);
+      stream.cork();
+      counts.push(stream.writableCorked);
+      for (let i = 0; i < 3; i++) {
+        stream.uncork();
+        counts.push(stream.writableCorked);
+      }
+      t.mark(counts.join(' '));
+    },
+    native: ['0 0 1 2 1 0 0'],
+  });
+});
+
+describe('cork() holds writes (test-stream-writev.js, test-stream-writable-clear-buffer.js, in object mode)', () => {
+  likeNative('nothing reaches the sink while corked; uncork() lets everything through, in order', {
+    scenario: async (subject, t) => {
+      subject.stream.cork();
+      for (const id of [1, 2, 3]) subject.stream.write(item(id));
+      await settle();
+      t.mark(`while corked: ${subject.delivered.length}`);
+      subject.stream.uncork();
+      await settle();
+      t.mark(`after uncork(): ${subject.delivered.map((x) => (x as { id: number }).id).join(',')}`);
+    },
+    native: ['while corked: 0', 'after uncork(): 1,2,3'],
+  });
+
+  likeNative('end() uncorks', {
+    scenario: async (subject, t) => {
+      subject.stream.cork();
+      subject.stream.write(item(1));
+      subject.stream.end();
+      await settle();
+      t.mark(`delivered: ${subject.delivered.length}`);
+    },
+    native: ['finish', 'close', 'delivered: 1'],
+  });
+});
