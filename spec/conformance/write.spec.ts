@@ -209,3 +209,21 @@ describe('cork() holds writes (test-stream-writev.js, test-stream-writable-clear
     native: ['finish', 'close', 'delivered: 1'],
   });
 });
+
+describe('test-stream-error-once.js', () => {
+  likeNative('two writes after end(): one "error"; both callbacks get ERR_STREAM_WRITE_AFTER_END', {
+    scenario: ({ stream }, t) => {
+      stream.write(item(1));
+      stream.end();
+      stream.write(item(2), t.cb('write2'));
+      stream.write(item(3), t.cb('write3'));
+    },
+    quietDeadLetters: true,
+    native: [
+      'write2:ERR_STREAM_WRITE_AFTER_END',
+      'error:ERR_STREAM_WRITE_AFTER_END',
+      'close',
+      'write3:ERR_STREAM_WRITE_AFTER_END',
+    ],
+  });
+});
