@@ -3,7 +3,15 @@ import { resolveConfig } from './config';
 import { Engine, criticalCount } from './engine';
 import { invalidArgType } from './errors';
 import { shutdown, watchSignal } from './lifecycle';
-import { endThroughEngine, kEngine, reportEngineBuffer, writeToEngine } from './stream-shell';
+import {
+  destroyThroughEngine,
+  endThroughEngine,
+  engineHost,
+  finalThroughEngine,
+  kEngine,
+  reportEngineBuffer,
+  writeToEngine,
+} from './stream-shell';
 import type { AdmissionPolicy } from './engine';
 import type {
   BackpressureMetrics,
@@ -48,7 +56,7 @@ export abstract class BackpressureWritable<T> extends Writable {
     if (typeof flush !== 'function') throw invalidArgType('The "flush" argument', 'a function', flush);
     const resolved = resolveConfig(config, policy.strategy, new.target.name);
     super({ objectMode: true, highWaterMark: criticalCount(resolved) });
-    this[kEngine] = new Engine(resolved, flush, this, policy);
+    this[kEngine] = new Engine(resolved, flush, engineHost(this), policy, new.target.name);
     this.#unwatchSignal = watchSignal(this, resolved.signal);
   }
 
@@ -74,13 +82,13 @@ export abstract class BackpressureWritable<T> extends Writable {
 
   /** @internal */
   override _final(callback: (error?: Error | null) => void): void {
-    this[kEngine].end(() => callback());
+    finalThroughEngine(this, () => callback());
   }
 
   /** @internal */
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     this.#unwatchSignal?.();
-    callback(this[kEngine].destroy(error) ?? null);
+    callback(destroyThroughEngine(this, error));
   }
 
   /**

@@ -40,6 +40,7 @@ export const DEFAULT_CONFIG: Readonly<BackpressureConfig> = Object.freeze({
   flushTimeoutMs: Infinity,
   retry: Object.freeze({ maxRetries: 3, initialDelayMs: 100, maxDelayMs: 5000 }),
   fallbackToSequential: false,
+  isolateFailures: undefined,
   onDeadLetter: undefined,
   signal: undefined,
 });
@@ -49,10 +50,14 @@ const RETRY_NAMES = new Set(Object.keys(DEFAULT_CONFIG.retry));
 const STRATEGIES = new Set<string>(Object.values(BackpressureStrategy));
 
 /** A validated configuration with every default filled in; frozen. */
-export type ResolvedConfig<T> = Readonly<BackpressureConfig<T>> & {
+export type ResolvedConfig<T> = Readonly<Omit<BackpressureConfig<T>, 'isolateFailures'>> & {
   readonly strategy: BackpressureStrategy;
   readonly retry: Readonly<RetryOptions>;
+  /** `fallbackToSequential` folded in; `'none'` when unset. */
+  readonly isolateFailures: 'bisect' | 'sequential' | 'none';
 };
+
+const ISOLATION_MODES = ['bisect', 'sequential'];
 
 /**
  * Validates `options` and merges them over the defaults. Throws a coded
@@ -99,6 +104,7 @@ export function resolveConfig<T>(
       pick('flushTimeoutMs') === Infinity ? Infinity : positive('flushTimeoutMs', pick('flushTimeoutMs'), MAX_TIMER_MS),
     retry: Object.freeze(resolveRetry(options.retry ?? {})),
     fallbackToSequential: bool('fallbackToSequential', pick('fallbackToSequential')),
+    isolateFailures: isolation(options.isolateFailures, options.fallbackToSequential),
     onDeadLetter: pick('onDeadLetter') === undefined ? undefined : fn('onDeadLetter', pick('onDeadLetter')),
     signal: signal(pick('signal')),
   };
@@ -212,6 +218,21 @@ function positive(name: string, value: unknown, max = Number.MAX_VALUE): number 
 function bool(name: string, value: unknown): boolean {
   if (typeof value !== 'boolean') throw invalidArgType(label(name), 'of type boolean', value);
   return value;
+}
+
+function isolation(mode: unknown, fallbackToSequential: unknown): 'bisect' | 'sequential' | 'none' {
+  if (mode === undefined) return fallbackToSequential === true ? 'sequential' : 'none';
+  if (typeof mode !== 'string' || !ISOLATION_MODES.includes(mode)) {
+    throw invalidArgValue('The option "isolateFailures"', "must be 'bisect' or 'sequential'", mode);
+  }
+  if (fallbackToSequential === true && mode !== 'sequential') {
+    throw invalidArgValue(
+      'The option "isolateFailures"',
+      `conflicts with "fallbackToSequential: true" (an alias of 'sequential'); give one of them`,
+      mode,
+    );
+  }
+  return mode as 'bisect' | 'sequential';
 }
 
 function fn<F>(name: string, value: F): F {

@@ -6,6 +6,7 @@ export type {
   DeadLetterHandler,
   DeadLetterReason,
   DropReason,
+  FlushContext,
   FlushFunction,
   FlushResult,
   RetryOptions,

@@ -42,6 +42,7 @@ export function shutdown<T>(
     throw outOfRange('The option "timeoutMs"', `a number of milliseconds from 0 to ${MAX_TIMER_MS}`, timeoutMs);
   }
   if (stream.destroyed) return Promise.resolve({ undelivered: [] });
+  const lostBefore = engine.lost.length;
   return new Promise((resolve, reject) => {
     const settle = (): void => {
       clearTimeout(deadline);
@@ -49,9 +50,10 @@ export function shutdown<T>(
       stream.off('close', onDone);
       stream.off('error', onError);
     };
+    // Finished: nothing lost. Closed otherwise (a destroy() during the shutdown): what it took.
     const onDone = (): void => {
       settle();
-      resolve({ undelivered: [] });
+      resolve({ undelivered: engine.lost.slice(lostBefore) });
     };
     const onError = (error: Error): void => {
       settle();

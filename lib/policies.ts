@@ -10,10 +10,10 @@ import type { AdmissionPolicy, Gate, Settle } from './engine';
 export class BlockPolicy<T> implements AdmissionPolicy<T> {
   readonly strategy = BackpressureStrategy.BLOCK;
 
-  admit(gate: Gate<T>, item: T, settle: Settle | undefined): boolean {
+  admit(gate: Gate<T>, item: T, size: number, settle: Settle | undefined): boolean {
     // Writes already waiting go first, so a newer write never overtakes an older one.
-    if (gate.waiting > 0 || !gate.fits()) return gate.wait(item, settle);
-    gate.accept(item, settle);
+    if (gate.waiting > 0 || !gate.fits(size)) return gate.wait(item, size, settle);
+    gate.accept(item, size, settle);
     return gate.level !== BackpressureState.CRITICAL && gate.level !== BackpressureState.BLOCKED;
   }
 }
@@ -22,9 +22,9 @@ export class BlockPolicy<T> implements AdmissionPolicy<T> {
 export class DropOldestPolicy<T> implements AdmissionPolicy<T> {
   readonly strategy = BackpressureStrategy.DROP_OLDEST;
 
-  admit(gate: Gate<T>, item: T, settle: Settle | undefined): boolean {
-    while (!gate.fits() && gate.evictOldest());
-    if (gate.fits()) gate.accept(item, settle);
+  admit(gate: Gate<T>, item: T, size: number, settle: Settle | undefined): boolean {
+    while (!gate.fits(size) && gate.evictOldest());
+    if (gate.fits(size)) gate.accept(item, size, settle);
     else gate.evictIncoming(item, settle);
     return true;
   }
@@ -34,8 +34,8 @@ export class DropOldestPolicy<T> implements AdmissionPolicy<T> {
 export class DropNewestPolicy<T> implements AdmissionPolicy<T> {
   readonly strategy = BackpressureStrategy.DROP_NEWEST;
 
-  admit(gate: Gate<T>, item: T, settle: Settle | undefined): boolean {
-    if (gate.fits()) gate.accept(item, settle);
+  admit(gate: Gate<T>, item: T, size: number, settle: Settle | undefined): boolean {
+    if (gate.fits(size)) gate.accept(item, size, settle);
     else gate.drop(item, 'rejected', settle);
     return true;
   }
@@ -51,7 +51,7 @@ export class SamplePolicy<T> implements AdmissionPolicy<T> {
   /** Offers since the last kept one, outside `normal`; 0 means keep the next. */
   #sinceKept = 0;
 
-  admit(gate: Gate<T>, item: T, settle: Settle | undefined): boolean {
+  admit(gate: Gate<T>, item: T, size: number, settle: Settle | undefined): boolean {
     if (gate.level === BackpressureState.NORMAL) this.#sinceKept = 0;
     else {
       const keep = this.#sinceKept === 0;
@@ -61,7 +61,7 @@ export class SamplePolicy<T> implements AdmissionPolicy<T> {
         return true;
       }
     }
-    if (gate.fits()) gate.accept(item, settle);
+    if (gate.fits(size)) gate.accept(item, size, settle);
     else gate.drop(item, 'rejected', settle);
     return true;
   }

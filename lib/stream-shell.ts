@@ -1,11 +1,11 @@
 import { Writable } from 'node:stream';
-import type { Engine } from './engine';
+import type { Engine, EngineHost } from './engine';
 import type { WriteCallback } from './types';
 
 /**
  * What the two stream shapes (the Writable and the Transform) share: how
- * `write()`/`end()` reach the engine, and the buffer getters Node's own
- * machinery would otherwise answer from its unused buffer.
+ * `write()`/`end()`/`_final`/`_destroy` reach the engine, and the parts of
+ * Node's own Writable state that sluice's buffer must answer for.
  */
 
 /** Key of the engine behind a sluice stream; internal (not exported from the package). */
@@ -13,6 +13,16 @@ export const kEngine = Symbol('sluice.engine');
 
 /** A stream with a sluice engine behind it. */
 export type SluiceStream<T> = Writable & { readonly [kEngine]: Engine<T> };
+
+/** The fields of Node's internal WritableState that sluice keeps in step. */
+interface NodeWritableState {
+  needDrain: boolean;
+  length: number;
+}
+
+function nodeState(stream: Writable): NodeWritableState {
+  return (stream as unknown as { _writableState: NodeWritableState })._writableState;
+}
 
 // The Duplex has these same functions: Node copies Writable's methods onto Duplex.prototype.
 // They are only ever called with .call(stream), so unbound is what is wanted here.
@@ -22,8 +32,21 @@ const nodeWrite = Writable.prototype.write as (
   chunk: unknown,
   callback?: (error?: Error | null) => void,
 ) => boolean;
-const nodeEnd = Writable.prototype.end as (this: Writable, callback?: () => void) => Writable;
+const nodeEnd = Writable.prototype.end as (this: Writable, ...args: unknown[]) => Writable;
 /* eslint-enable @typescript-eslint/unbound-method */
+
+/** The engine's view of its stream. */
+export function engineHost(stream: Writable): EngineHost {
+  return {
+    emit: (event, ...args) => stream.emit(event, ...args),
+    listenerCount: (event) => stream.listenerCount(event),
+    destroy: (error) => stream.destroy(error),
+    // pipe()'s cleanup reads Node's own needDrain to decide whether to resume the source on unpipe().
+    setNeedDrain: (needDrain) => {
+      nodeState(stream).needDrain = needDrain;
+    },
+  };
+}
 
 /** write(): the item goes straight to the engine; Node's buffer stays empty. */
 export function writeToEngine<T>(
@@ -47,13 +70,45 @@ export function endThroughEngine<T>(
   encoding: unknown,
   callback: unknown,
 ): void {
-  if (typeof chunk === 'function') {
-    nodeEnd.call(stream, chunk as () => void);
+  // After end() (or destroy), Node's own end() gives a chunk ERR_STREAM_WRITE_AFTER_END and 'error'.
+  if (typeof chunk === 'function' || stream.writableEnded || stream.destroyed) {
+    nodeEnd.call(stream, chunk, encoding, callback);
     return;
   }
-  const cb = (typeof encoding === 'function' ? encoding : callback) as (() => void) | undefined;
-  if (chunk !== undefined && chunk !== null && !stream.writableEnded) stream.write(chunk);
+  const cb = typeof encoding === 'function' ? encoding : callback;
+  if (chunk !== undefined && chunk !== null) stream.write(chunk);
   nodeEnd.call(stream, cb);
+  // finished()/pipeline() take an ended Writable whose (Node) buffer is empty for finished, and would
+  // then call a destroy() before 'finish' a success. Node's buffer stays unused; mark it non-empty
+  // until the engine has delivered everything (finalThroughEngine clears it).
+  if (stream[kEngine].length > 0 && !stream.destroyed) nodeState(stream).length = 1;
+}
+
+/**
+ * _final: the engine flushes everything, then Node may emit 'finish'. Called back a
+ * tick later, and not at all once destroyed: Node would emit 'finish' after a
+ * destroy() that came in the same tick as end().
+ */
+export function finalThroughEngine<T>(stream: SluiceStream<T>, done: () => void): void {
+  stream[kEngine].end(() => {
+    process.nextTick(() => {
+      if (stream.destroyed) return;
+      nodeState(stream).length = 0;
+      done();
+    });
+  });
+}
+
+/**
+ * _destroy: the engine takes what it held. Node's own buffer length is set to what
+ * was lost: finished() and pipeline() treat an ended Writable whose buffer is empty
+ * as finished, and must report a premature close instead.
+ */
+export function destroyThroughEngine<T>(stream: SluiceStream<T>, error: Error | null): Error | null {
+  const engine = stream[kEngine];
+  const result = engine.destroy(error) ?? null;
+  nodeState(stream).length = engine.lost.length;
+  return result;
 }
 
 /** Node keeps these in its own (unused here) buffer state; report sluice's instead. */

@@ -4,7 +4,15 @@ import { Engine, criticalCount } from './engine';
 import { invalidArgValue } from './errors';
 import { shutdown, watchSignal } from './lifecycle';
 import { createPolicy } from './policies';
-import { endThroughEngine, kEngine, reportEngineBuffer, writeToEngine } from './stream-shell';
+import {
+  destroyThroughEngine,
+  endThroughEngine,
+  engineHost,
+  finalThroughEngine,
+  kEngine,
+  reportEngineBuffer,
+  writeToEngine,
+} from './stream-shell';
 import type {
   BackpressureMetrics,
   BackpressureOptions,
@@ -15,7 +23,7 @@ import type {
 } from './types';
 
 /** Options about a failing sink; pushing a batch downstream cannot fail, so they cannot apply. */
-const SINK_OPTIONS = ['flushTimeoutMs', 'retry', 'fallbackToSequential'] as const;
+const SINK_OPTIONS = ['flushTimeoutMs', 'retry', 'fallbackToSequential', 'isolateFailures'] as const;
 
 /**
  * An object-mode Duplex: items in, `T[]` batches out, with the same states and
@@ -54,7 +62,13 @@ export class BackpressureTransform<T> extends Duplex {
       writableHighWaterMark: criticalCount(resolved),
       readableHighWaterMark: 1,
     });
-    this[kEngine] = new Engine(resolved, this.#pushBatch, this, createPolicy<T>(resolved.strategy));
+    this[kEngine] = new Engine(
+      resolved,
+      this.#pushBatch,
+      engineHost(this),
+      createPolicy<T>(resolved.strategy),
+      'BackpressureTransform',
+    );
     this.#unwatchSignal = watchSignal(this, resolved.signal);
   }
 
@@ -91,7 +105,7 @@ export class BackpressureTransform<T> extends Duplex {
 
   /** @internal */
   override _final(callback: (error?: Error | null) => void): void {
-    this[kEngine].end(() => {
+    finalThroughEngine(this, () => {
       this.push(null);
       callback();
     });
@@ -101,7 +115,7 @@ export class BackpressureTransform<T> extends Duplex {
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     this.#unwatchSignal?.();
     this.#resumePushes = [];
-    callback(this[kEngine].destroy(error) ?? null);
+    callback(destroyThroughEngine(this, error));
   }
 
   /** The current state; `'state'` events report every change. */

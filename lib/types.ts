@@ -110,19 +110,41 @@ export interface FlushResult<T = unknown> {
 }
 
 /**
- * Delivers one batch. May resolve a {@link FlushResult}, resolve nothing (all delivered) or throw
- * (the batch is retried). The array is the sluice's: read it, do not change it.
+ * What a flush function is told about its call, besides the items.
  *
  * @example
  * ```ts
- * const flush: FlushFunction<Row> = async (rows) => {
- *   await db.insertMany('events', rows);
+ * const flush: FlushFunction<Row> = async (rows, { signal, attempt }) => {
+ *   if (attempt > 1) log.warn(`retrying ${rows.length} rows, attempt ${attempt}`);
+ *   await fetch(url, { method: 'POST', body: JSON.stringify(rows), signal });
  * };
  * ```
  */
-export type FlushFunction<T> = (
-  items: T[],
-) => Promise<FlushResult<T> | void | undefined> | FlushResult<T> | void | undefined;
+export interface FlushContext {
+  /**
+   * Aborted when this call is given up: at `flushTimeoutMs` (reason: an `ERR_FLUSH_TIMEOUT`
+   * error), on `destroy()` (`ERR_STREAM_DESTROYED`) and at the `shutdown()` deadline
+   * (`ERR_SHUTDOWN_TIMEOUT`). Pass it to the I/O so that an abandoned call stops.
+   */
+  readonly signal: AbortSignal;
+  /** 1 for the batch's first call, 2 for its first retry, and so on (isolation calls go on counting). */
+  readonly attempt: number;
+}
+
+/**
+ * Delivers one batch. May resolve a {@link FlushResult}, resolve anything else (all delivered)
+ * or throw (the batch is retried). Only an object with numeric `success` and `failed` is read as a
+ * `FlushResult`, so a driver's own return value (`pool.query()`'s result, better-sqlite3's
+ * `RunResult`, `true`) means "delivered". The array is the sluice's: read it, do not change it.
+ *
+ * @example
+ * ```ts
+ * const flush: FlushFunction<Row> = async (rows, { signal }) => {
+ *   await db.insertMany('events', rows, { signal });
+ * };
+ * ```
+ */
+export type FlushFunction<T> = (items: T[], context: FlushContext) => unknown;
 
 /**
  * Receives items that could not be delivered, with a `BackpressureError` naming the cause.
@@ -256,6 +278,14 @@ export interface BackpressureConfig<T = unknown> {
    */
   fallbackToSequential: boolean;
   /**
+   * After a batch exhausts its retries, find the items that fail it: `'bisect'` splits the batch in
+   * halves recursively (k bad items among n cost about k·log2(n) calls), `'sequential'` tries each
+   * item alone (n calls). Items that still fail go to the dead-letter path; the rest are delivered.
+   * `fallbackToSequential: true` is `'sequential'`.
+   * @default undefined (no isolation: the whole batch is dead-lettered)
+   */
+  isolateFailures: 'bisect' | 'sequential' | undefined;
+  /**
    * Receives items that could not be delivered. Without it (and without a `'deadletter'` listener),
    * the stream errors with a `BackpressureError` carrying the items.
    * @default undefined
@@ -326,7 +356,7 @@ export interface BackpressureMetrics {
   averageBatchSize: number;
   /** How long the last flush call took to settle. */
   lastFlushLatencyMs: number;
-  /** The adaptive interval now: how long a partial batch may wait (and, for a slow sink, the spacing of flushes). */
+  /** The adaptive interval now: how long a partial batch may wait (a full batch never waits). */
   currentFlushIntervalMs: number;
 }
 

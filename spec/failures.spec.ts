@@ -109,9 +109,26 @@ describe('retries', () => {
   });
 });
 
+describe("a sink's ordinary return value means delivered", () => {
+  test.each([
+    ['true', true],
+    ['a string', 'OK'],
+    ['a number', 42],
+    ['an empty array', []],
+    ["a driver's result object", { changes: 4, lastInsertRowid: 7 }],
+    ['an object with a non-numeric count', { success: '4', failed: 0 }],
+  ])('%s: all delivered, nothing dead-lettered', async (_name, result) => {
+    const sink = new TestSink<number>().script({ kind: 'result', result });
+    const { stream, deadLetters } = setup(sink);
+    for (const id of range(0, 4)) stream.write(id);
+    await finish(stream);
+    expect(deadLetters).toHaveLength(0);
+    expect(stream.getMetrics()).toMatchObject({ eventsFlushed: 4, deadLettered: 0, bufferSize: 0 });
+  });
+});
+
 describe('malformed results', () => {
   test.each([
-    ['a number', 42, /must be a FlushResult object or nothing/],
     [
       'counts that do not add up',
       { success: 3, failed: 0, errors: [] },

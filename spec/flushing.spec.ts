@@ -115,8 +115,8 @@ describe('the adaptive interval', () => {
     expect(sink.delivered).toEqual(range(0, 12));
   });
 
-  test('a slow sink gets the interval between flushes; a healthy sink gets full batches back to back', async () => {
-    const sink = new TestSink<number>().script({ kind: 'delay', ms: 400 });
+  test('a full batch goes as soon as a slot is free, however slow the sink; the interval paces partial batches only', async () => {
+    const sink = new TestSink<number>().script({ kind: 'delay', ms: 400 }, { kind: 'delay', ms: 400 });
     const startTimes: number[] = [];
     const stream = new DropOldestWritable(
       (items: number[]) => {
@@ -126,12 +126,14 @@ describe('the adaptive interval', () => {
       { ...options, batchSize: 2 },
     );
     const t0 = Date.now();
-    for (const id of range(0, 6)) stream.write(id);
+    for (const id of range(0, 7)) stream.write(id);
     await advance(3000, 10);
-    // The first flush takes 400 ms (> target): the interval grows to 150 and spaces the next start
-    // to 400 + 150. That one is fast (healthy again), so the third batch follows it at once.
-    expect(startTimes.map((t) => t - t0)).toEqual([0, 550, 550]);
-    expect(sink.delivered).toEqual(range(0, 6));
+    // Two slow flushes (400 ms > target) grow the interval to 150, then 225: the full batches still
+    // follow each other at once (0, 400, 800); only the partial batch [6], which arrived at 0, waits
+    // for its interval to pass — already long past when the slot frees at 800.
+    expect(startTimes.map((t) => t - t0)).toEqual([0, 400, 800, 800]);
+    expect(stream.getMetrics().currentFlushIntervalMs).toBeGreaterThan(100);
+    expect(sink.delivered).toEqual(range(0, 7));
   });
 });
 

@@ -51,14 +51,22 @@ describe('destroy()', () => {
     expect(m).toMatchObject({ bufferSize: 0, waitingWrites: 0, deadLettered: 5, eventsOffered: 5 });
   });
 
-  test('without a dead-letter path the stream errors with the items, its cause the given error', async () => {
-    const { stream } = loaded(false);
-    const failed = new Promise<BackpressureError<number>>((resolve) => stream.on('error', resolve));
-    const cause = new Error('bye');
-    stream.destroy(cause);
-    const error = await failed;
-    expect(error).toBeInstanceOf(BackpressureError);
-    expect(error).toMatchObject({ code: 'ERR_STREAM_DESTROYED', items: range(0, 5), cause });
+  test('destroy(err) without a dead-letter path emits err itself and warns of the discarded items', async () => {
+    const emitWarning = jest.spyOn(process, 'emitWarning').mockImplementation(() => undefined);
+    try {
+      const { stream } = loaded(false);
+      const failed = new Promise<Error>((resolve) => stream.on('error', resolve));
+      const cause = new Error('bye');
+      stream.destroy(cause);
+      expect(await failed).toBe(cause);
+      expect(emitWarning).toHaveBeenCalledWith(
+        expect.stringMatching(/held 5 item\(s\) and had no dead-letter path/),
+        expect.objectContaining({ code: 'SLUICE_ITEMS_DISCARDED' }),
+      );
+      expect(stream.getMetrics()).toMatchObject({ bufferSize: 0, deadLettered: 5, eventsOffered: 5 });
+    } finally {
+      emitWarning.mockRestore();
+    }
   });
 
   test('destroy() of an empty stream is quiet', async () => {

@@ -1,0 +1,78 @@
+import { BackpressureError } from '../errors';
+
+/**
+ * Reads what a flush function returned for its batch. Pure: counts nothing.
+ *
+ * Only an object with numeric `success` and `failed` is a FlushResult. Any other
+ * value (`undefined`, `true`, `"OK"`, `[]`, a driver's own result object such as
+ * better-sqlite3's `RunResult`) means "all delivered": a sink's ordinary return
+ * value must never get stored rows dead-lettered.
+ */
+
+export type Outcome<T> =
+  | { readonly kind: 'delivered' }
+  /** `failed` holds the indices (into the batch, ascending) of the items to retry. */
+  | {
+      readonly kind: 'failed';
+      readonly failed: number[] | undefined;
+      readonly cause: unknown;
+      readonly timedOut: boolean;
+    }
+  | { readonly kind: 'invalid'; readonly error: BackpressureError<T> };
+
+export const DELIVERED: Outcome<never> = Object.freeze({ kind: 'delivered' });
+
+export function isFlushResult(value: unknown): value is { success: number; failed: number } {
+  if (value === null || typeof value !== 'object') return false;
+  const { success, failed } = value as { success?: unknown; failed?: unknown };
+  return typeof success === 'number' && typeof failed === 'number';
+}
+
+/** Judges `result` against `items`; a `failed` outcome with `failed: undefined` means the whole batch. */
+export function judge<T>(items: readonly T[], result: unknown): Outcome<T> {
+  if (!isFlushResult(result)) return DELIVERED;
+  const { success, failed } = result;
+  const { failedItems, errors } = result as { failedItems?: unknown; errors?: unknown };
+  const invalid = (problem: string): Outcome<T> => ({
+    kind: 'invalid',
+    error: BackpressureError.invalidResult([...items], problem, result),
+  });
+  if (!isCount(success) || !isCount(failed)) return invalid('"success" and "failed" must be integers >= 0');
+  if (success + failed !== items.length) {
+    return invalid(`"success" (${success}) + "failed" (${failed}) must equal the batch length (${items.length})`);
+  }
+  if (failed === 0) return DELIVERED;
+  const cause = sinkErrors(errors, failed);
+  if (failedItems === undefined) return { kind: 'failed', failed: undefined, cause, timedOut: false };
+  if (!Array.isArray(failedItems) || failedItems.length !== failed) {
+    return invalid(`"failedItems" must be an array of the ${failed} failed items`);
+  }
+  const picked = indicesInBatch(items, failedItems as T[]);
+  if (picked === undefined) return invalid('"failedItems" must hold items of the batch');
+  return { kind: 'failed', failed: picked, cause, timedOut: false };
+}
+
+function isCount(value: number): boolean {
+  return Number.isSafeInteger(value) && value >= 0;
+}
+
+/** Indices of `failedItems` in batch order (a multiset match, so repeated primitives count right); undefined if one is foreign. */
+function indicesInBatch<T>(items: readonly T[], failedItems: readonly T[]): number[] | undefined {
+  const wanted = new Map<T, number>();
+  for (const item of failedItems) wanted.set(item, (wanted.get(item) ?? 0) + 1);
+  const picked: number[] = [];
+  for (let i = 0; i < items.length; i++) {
+    const n = wanted.get(items[i] as T);
+    if (n === undefined || n === 0) continue;
+    wanted.set(items[i] as T, n - 1);
+    picked.push(i);
+  }
+  return picked.length === failedItems.length ? picked : undefined;
+}
+
+function sinkErrors(errors: unknown, failed: number): unknown {
+  if (Array.isArray(errors) && errors.length === 1) return errors[0];
+  if (Array.isArray(errors) && errors.length > 1)
+    return new AggregateError(errors, `the sink reported ${errors.length} errors`);
+  return new Error(`the sink reported ${failed} failed item(s)`);
+}

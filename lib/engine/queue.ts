@@ -1,0 +1,74 @@
+import { BoundedBuffer } from '../bounded-buffer';
+
+/**
+ * Accepted items not yet cut into a batch, oldest first, with the byte size each
+ * was given once at admission, and the arrival time of each batch-sized run (so
+ * the scheduler knows when the oldest partial batch is due). Knows nothing of
+ * states, counters or the sink.
+ */
+export class Queue<T> {
+  readonly #items: BoundedBuffer<T>;
+  /** Size of each item in #items, in step with it; only with a byte bound. */
+  readonly #sizes: BoundedBuffer<number> | undefined;
+  /** Arrival time of the first item of each `runLength` run of #items; [0] dates the oldest item. */
+  readonly #stamps: BoundedBuffer<number>;
+  readonly #runLength: number;
+  /** Size of the item the last shift() removed. */
+  lastSize = 0;
+
+  constructor(capacity: number, runLength: number, sized: boolean) {
+    this.#items = new BoundedBuffer(capacity);
+    this.#sizes = sized ? new BoundedBuffer(capacity) : undefined;
+    this.#stamps = new BoundedBuffer(Math.ceil(capacity / runLength) + 1);
+    this.#runLength = runLength;
+  }
+
+  get size(): number {
+    return this.#items.size;
+  }
+
+  /** When the oldest queued item arrived (undefined when empty). */
+  get oldestArrival(): number | undefined {
+    return this.#stamps.peek();
+  }
+
+  push(item: T, size: number, now: () => number): void {
+    if (this.#items.size % this.#runLength === 0) this.#stamps.push(now());
+    this.#items.push(item);
+    this.#sizes?.push(size);
+  }
+
+  /** Removes the oldest item; its size is in `lastSize`. */
+  shift(): T | undefined {
+    if (this.#items.isEmpty()) return undefined;
+    const item = this.#items.shift() as T;
+    this.lastSize = this.#sizes?.shift() ?? 0;
+    this.#restamp();
+    return item;
+  }
+
+  /** Cuts the `count` oldest items; their sizes go to `sizesOut` when sized. */
+  take(count: number): { items: T[]; sizes: number[] | undefined; bytes: number } {
+    const items = this.#items.take(count);
+    let sizes: number[] | undefined;
+    let bytes = 0;
+    if (this.#sizes !== undefined) {
+      sizes = this.#sizes.take(count);
+      for (const size of sizes) bytes += size;
+    }
+    this.#restamp();
+    return { items, sizes, bytes };
+  }
+
+  clear(): T[] {
+    this.#sizes?.clear();
+    this.#stamps.clear();
+    return this.#items.clear();
+  }
+
+  /** Drops stamps of runs that are no longer queued. */
+  #restamp(): void {
+    const runs = Math.ceil(this.#items.size / this.#runLength);
+    while (this.#stamps.size > runs) this.#stamps.shift();
+  }
+}
