@@ -101,7 +101,7 @@ export async function demo(options: DemoOptions, io: Io): Promise<number> {
       maxBufferSize: options.maxBuffer,
       batchSize: options.batchSize,
       maxBlockTimeMs: Infinity,
-      fallbackToSequential: true,
+      isolateFailures: 'bisect',
       onDeadLetter: (rows) => {
         deadLettered += rows.length;
       },

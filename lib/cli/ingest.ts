@@ -15,6 +15,7 @@ import { printSummary } from './summary';
 import type { BackpressureError, BackpressureWritable } from '../index';
 import type { IngestOptions } from './args';
 import type { Row, Stages } from './parse';
+import { sleep } from './sinks/sink';
 import type { Sink, SinkOptions } from './sinks/sink';
 import type { IngestSummary } from './summary';
 
@@ -191,14 +192,20 @@ class IngestRun {
   #createSluice(sink: Sink): BackpressureWritable<Row> {
     const options = this.#options;
     const giveUp = this.#giveUp.signal;
+    // Retried here, not by the sluice, and only when the failure may pass (a deadlock, a lock timeout):
+    // a batch the database refused (a constraint, a type) is isolated at once, and so is every probe of it.
     const flush = async (rows: Row[]): Promise<void> => {
       this.#status?.observe(sluice.getMetrics().bufferSize);
-      if (giveUp.aborted) throw giveUp.reason;
-      try {
-        await sink.insert(rows);
-      } catch (error) {
-        if (!giveUp.aborted && (sink.isFatal(error) || error instanceof CliError)) this.#fail(error);
-        throw error;
+      for (let attempt = 0; ; attempt++) {
+        if (giveUp.aborted) throw giveUp.reason;
+        try {
+          return await sink.insert(rows);
+        } catch (error) {
+          if (!giveUp.aborted && (sink.isFatal(error) || error instanceof CliError)) this.#fail(error);
+          if (giveUp.aborted || attempt >= options.retries || !sink.isTransient(error)) throw error;
+        }
+        // Full jitter under a doubling bound (50 ms, 100 ms, ... 1 s), as the sluice's own retries.
+        await sleep(Math.random() * Math.min(1000, 50 * 2 ** attempt), giveUp);
       }
     };
     const sluice: BackpressureWritable<Row> = createBackpressureStream<Row>(flush, {
@@ -211,9 +218,10 @@ class IngestRun {
           { maxBufferBytes: options.maxBufferBytes, sizeOf: (row: Row) => row.raw.length * 2 + 64 }),
       // This producer honours write() === false, so a held write only waits on a slow database: never drop it for that.
       maxBlockTimeMs: Infinity,
-      retry: { maxRetries: options.retries, initialDelayMs: 50, maxDelayMs: 1000 },
-      // A constraint or type error fails the whole batch; one-by-one isolates the bad rows and inserts the rest.
-      fallbackToSequential: true,
+      retry: { maxRetries: 0 },
+      // A constraint or type error fails the whole batch; halving it (recursively) isolates the bad rows in
+      // O(k log n) statements and inserts the rest. One by one took 64 s for 1 % duplicates in 100,000 rows.
+      isolateFailures: 'bisect',
       onDeadLetter: (rows, error) => {
         const cause = error.cause;
         // Rows the database never judged (the run gave up, the connection died) are undelivered, not refused.

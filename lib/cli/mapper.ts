@@ -19,6 +19,7 @@ export class RowMapper {
   readonly #names: string[] = [];
   /** Per column, the record (by stamp) that last set it: finds two fields naming one column. */
   readonly #seen: number[] = [];
+  readonly #seenKey: string[] = [];
   #stamp = 0;
   #initialised: boolean;
 
@@ -67,8 +68,9 @@ export class RowMapper {
     for (const key in record) {
       const index = schema.indexOf(key);
       if (index !== undefined) {
-        if (seen[index] === stamp) throw this.#clash(this.#names[index] as string, key);
+        if (seen[index] === stamp) throw this.#clash(this.#seenKey[index] as string, key);
         seen[index] = stamp;
+        this.#seenKey[index] = key;
         continue;
       }
       if (this.#explicit) continue;
@@ -123,6 +125,7 @@ export class RowMapper {
   #add(name: string, type: ColumnType): number {
     this.#names.push(name);
     this.#seen.push(0);
+    this.#seenKey.push('');
     return this.schema.add(name, type);
   }
 

@@ -32,12 +32,18 @@ const DIALECT: Dialect = {
 
 /** PostgreSQL's limit on bind parameters in one statement. */
 const MAX_PARAMS = 65_535;
-/** INSERT texts kept, one per row count: full batches, and the halves and single rows of isolated failures. */
-const INSERT_CACHE_SIZE = 16;
+/** INSERT texts kept, one per row count: full batches, and the halves a bisection of a failed batch tries. */
+const INSERT_CACHE_SIZE = 32;
 
 /** SQLSTATE classes after which nothing more will get in: connection exceptions, operator intervention. */
 const FATAL_SQLSTATE = /^(08|57P0)/;
 const FATAL_SOCKET = /^(ECONN|EPIPE|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH)/;
+/**
+ * SQLSTATEs worth a retry: serialization failure, deadlock, lock not available,
+ * statement timeout, insufficient resources, system errors. A refused row (class
+ * 22 data exception, 23 integrity constraint) fails the same way every time.
+ */
+const TRANSIENT_SQLSTATE = /^(40001|40P01|55P03|57014|53|58)/;
 
 /**
  * PostgreSQL through `pg`: one connection, and per batch either one COPY FROM
@@ -136,6 +142,10 @@ export class PostgresSink implements Sink {
       FATAL_SOCKET.test(code) ||
       /Connection terminated|not queryable/.test(describe(error))
     );
+  }
+
+  isTransient(error: unknown): boolean {
+    return !this.isFatal(error) && TRANSIENT_SQLSTATE.test(errorCode(error));
   }
 
   /**

@@ -18,6 +18,8 @@ export interface Sink {
   finish(): Promise<void>;
   /** True when `error` means the database is gone for good, so retrying more rows is pointless. */
   isFatal(error: unknown): boolean;
+  /** True when the same statement may succeed if tried again (a deadlock, a lock timeout), unlike a refused row. */
+  isTransient(error: unknown): boolean;
   /**
    * The run gave up on what is in flight (its rows are in the rejects file): make sure a
    * statement still running does not commit them after all.

@@ -126,6 +126,11 @@ export class SqliteSink implements Sink {
     return FATAL.test(errorCode(error));
   }
 
+  /** A lock held elsewhere is waited for in #locked(); whatever else SQLite says will not change by trying again. */
+  isTransient(): boolean {
+    return false;
+  }
+
   /** Nothing to cancel: a statement runs synchronously, and a wait for a lock ends with the signal. */
   async abort(): Promise<void> {}
 
