@@ -268,18 +268,21 @@ export class CsvSplitter extends Transform {
     const pending = this.#buf.length - this.#start;
     if (pending * 3 <= this.#maxBytes || !longerThan(this.#buf.slice(this.#start), this.#maxBytes)) return false;
     if (this.#breaks > 0) {
-      this.#backtrack(
-        `a quoted field that starts on this line runs past --max-record-bytes (${this.#maxBytes}) (an unclosed quote?)`,
-      );
+      this.#backtrack(this.#tooLongField());
       return true;
     }
-    this.#rejectText(
-      this.#buf.slice(this.#start, this.#start + KEPT_CHARS),
-      `record longer than ${this.#maxBytes} bytes (--max-record-bytes); the first ${KEPT_CHARS} characters are kept here`,
-    );
+    this.#rejectText(this.#buf.slice(this.#start, this.#start + KEPT_CHARS), this.#tooLongRecord());
     this.#skipping = true;
     this.#nextRecord(this.#buf.length, 0);
     return true;
+  }
+
+  #tooLongField(): string {
+    return `a quoted field that starts on this line runs past --max-record-bytes (${this.#maxBytes}) (an unclosed quote?)`;
+  }
+
+  #tooLongRecord(): string {
+    return `record longer than ${this.#maxBytes} bytes (--max-record-bytes); the first ${KEPT_CHARS} characters are kept here`;
   }
 
   /** A quote error at `i`: a one-line record waits for its line's end; a longer one is backtracked. */
@@ -318,6 +321,12 @@ export class CsvSplitter extends Transform {
     if (end > this.#start && buf.charCodeAt(end - 1) === CR) end--;
     const raw = buf.slice(this.#start, end);
     const fields = this.#fields;
+    if ((end - this.#start) * 3 > this.#maxBytes && longerThan(raw, this.#maxBytes)) {
+      // Complete, but over the limit all the same: as if it had been found at a chunk's end.
+      if (this.#breaks > 0) return this.#backtrack(this.#tooLongField());
+      this.#rejectText(raw.slice(0, KEPT_CHARS), this.#tooLongRecord());
+      return this.#nextRecord(Math.min(nl + 1, buf.length), 1);
+    }
     if (fields.length === 1 && raw.trim() === '') this.blank++;
     else if (!this.#headerSeen) {
       this.#headerSeen = true;
