@@ -315,6 +315,7 @@ class IngestRun {
       rejected: rejects.total,
       rejectedBy: rejects.counts,
       rejectsFile: rejects.total > 0 ? rejects.path : undefined,
+      rejectsUnwritten: rejects.unwritten,
       blankLines: this.#stages?.blankLines() ?? 0,
       offered: metrics?.eventsOffered ?? 0,
       dropped: metrics?.eventsDropped ?? 0,

@@ -14,6 +14,8 @@ export interface IngestSummary {
   rejected: number;
   rejectedBy: Record<RejectStage, number>;
   rejectsFile: string | undefined;
+  /** Rejected records the rejects file refused (a full disk): the run stopped at the first. */
+  rejectsUnwritten: number;
   blankLines: number;
   offered: number;
   dropped: number;
@@ -46,9 +48,10 @@ export function printSummary(s: IngestSummary, json: boolean, out: NodeJS.Writab
     ...(s.columnsWidened > 0 ? [`${fmt(s.columnsWidened)} widened`] : []),
   ];
   const schema = changes.length === 0 ? [] : [`  table ${s.table}: ${changes.join(', ')}`];
+  const unwritten = s.rejectsUnwritten > 0 ? `; ${fmt(s.rejectsUnwritten)} more could not be written` : '';
   const lines = [
     `sluice ingest ${s.status}${s.signal === undefined ? '' : ` (${s.signal})`}: ${s.input} → ${s.target} table ${s.table}`,
-    `  read ${fmt(s.read)}, inserted ${fmt(s.inserted)}, rejected ${fmt(s.rejected)}${by === '' ? '' : ` (${by}) → ${s.rejectsFile}`}`,
+    `  read ${fmt(s.read)}, inserted ${fmt(s.inserted)}, rejected ${fmt(s.rejected)}${by === '' ? '' : ` (${by}) → ${s.rejectsFile}`}${unwritten}`,
     ...schema,
     `  peak buffer ${fmt(s.peakBuffer)}/${fmt(s.maxBuffer)}, peak RSS ${mib(s.peakRssBytes)}, ${(s.durationMs / 1000).toFixed(2)} s, ${fmt(s.rowsPerSecond)} rows/s`,
   ];
