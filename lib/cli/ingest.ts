@@ -242,10 +242,15 @@ class IngestRun {
 
   readonly #onSignal = (name: NodeJS.Signals): void => {
     if (this.#signal !== undefined) {
+      if (this.#giveUp.signal.aborted) return;
+      this.#say(`${name} again: giving up; what is not inserted goes to the rejects file`);
       this.#giveUp.abort(new Error(`interrupted by a second ${name}`));
       return;
     }
     this.#signal = name;
+    this.#say(
+      `${name}: reading stopped; inserting what was read for up to ${this.#options.shutdownTimeoutMs} ms (--shutdown-timeout); a second signal gives up`,
+    );
     this.#stop();
   };
 
@@ -290,7 +295,12 @@ class IngestRun {
   }
 
   #warn(message: string): void {
-    const line = `sluice: warning: ${message}`;
+    this.#say(`warning: ${message}`);
+  }
+
+  /** One line on stderr, above the status line. */
+  #say(message: string): void {
+    const line = `sluice: ${message}`;
     if (this.#status !== undefined) this.#status.print(line);
     else this.#io.err.write(`${line}\n`);
   }

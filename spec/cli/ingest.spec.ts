@@ -140,6 +140,23 @@ describe('sluice ingest into SQLite', () => {
     expect(rejects[1]?.error).toMatch(/NOT NULL constraint failed/);
   });
 
+  it('1 % duplicate keys: exactly the duplicates are rejected, found by bisecting the failed batches', async () => {
+    execSql(join(dir, 'out.db'), 'CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)');
+    let lines = '';
+    const duplicates: number[] = [];
+    for (let line = 1; line <= 10_000; line++) {
+      const id = line % 100 === 0 ? line - 50 : line;
+      if (id !== line) duplicates.push(line);
+      lines += `${JSON.stringify({ id, name: `user-${line}` })}\n`;
+    }
+    const result = await ingest('-', 'users', [], lines);
+    expect(summaryOf(result)).toMatchObject({ read: 10_000, inserted: 9_900, rejected: 100 });
+    const rejects = readRejects(join(dir, 'rejects.ndjson'));
+    expect(rejects.map((r) => r.line).sort((a, b) => a - b)).toEqual(duplicates);
+    expect(new Set(rejects.map((r) => r.stage))).toEqual(new Set(['database']));
+    expect(selectAll(join(dir, 'out.db'), 'SELECT count(*) AS n FROM users')).toEqual([{ n: 9_900 }]);
+  });
+
   it('maps fields by name in any order, a missing one to NULL; a new field anywhere adds a column', async () => {
     const lines = [
       '{"id":1,"name":"a","n":1.5}',

@@ -1,8 +1,10 @@
 import { join } from 'node:path';
 import { Client } from 'pg';
 import {
+  ENDINGS,
   FIXTURES,
   collect,
+  interrupt,
   ndjsonLines,
   readRejects,
   runCli,
@@ -182,6 +184,108 @@ describePg('sluice ingest into PostgreSQL', (url) => {
     const { rows } = await admin.query(`SELECT count(*)::int AS n FROM ${table}`);
     expect(rows).toEqual([{ n: 0 }]);
   });
+
+  it.each(ENDINGS)(
+    'a table locked by another session: the ALTER TABLE that adds a column waits; %s cancels it',
+    async (_ending, extra, signals) => {
+      const table = uniqueTable();
+      await admin.query(`CREATE TABLE ${table} (id BIGINT)`);
+      const locker = new Client({ connectionString: url });
+      await locker.connect();
+      try {
+        await locker.query(`BEGIN; LOCK TABLE ${table} IN ACCESS EXCLUSIVE MODE`);
+        const rejectsPath = join(dir, 'rejects.ndjson');
+        const child = startCli(
+          [
+            'ingest',
+            '-',
+            '--into',
+            url,
+            '--table',
+            table,
+            '--rejects',
+            rejectsPath,
+            '--json',
+            '--status-interval',
+            '100',
+            ...extra,
+          ],
+          dir,
+        );
+        const result = collect(child);
+        child.stdin.write(ndjsonLines(1, 400)); // {id, name}: "name" is a new column
+        await waitForStderr(child, /read=400 /);
+        await interrupt(child, signals);
+        const done = await result;
+        expect(done.code).toBe(130);
+        expect(summaryOf(done)).toMatchObject({
+          status: 'interrupted',
+          read: 400,
+          inserted: 0,
+          rejected: 400,
+          rejectedBy: { undelivered: 400 },
+        });
+      } finally {
+        await locker.query('ROLLBACK');
+        await locker.end();
+      }
+      // The ALTER was cancelled, not left waiting to run once the lock was released.
+      const { rows } = await admin.query(
+        'SELECT column_name AS name FROM information_schema.columns WHERE table_name = $1',
+        [table],
+      );
+      expect(rows).toEqual([{ name: 'id' }]);
+    },
+  );
+
+  it.each(['copy', 'insert'])(
+    '--pg-method %s, 1 %% duplicate keys: the duplicates, and only they, are rejected; the rest is inserted',
+    async (method) => {
+      const table = uniqueTable();
+      await admin.query(`CREATE TABLE ${table} (id BIGINT PRIMARY KEY, name TEXT)`);
+      let lines = '';
+      const duplicates: number[] = [];
+      for (let line = 1; line <= 10_000; line++) {
+        // Every 100th record repeats the id of the record 50 lines before it (same batch or the one before).
+        const id = line % 100 === 0 ? line - 50 : line;
+        if (id !== line) duplicates.push(line);
+        lines += `${JSON.stringify({ id, name: `user-${line}` })}\n`;
+      }
+      const rejectsPath = join(dir, 'rejects.ndjson');
+      const result = await runCli(
+        [
+          'ingest',
+          '-',
+          '--into',
+          url,
+          '--table',
+          table,
+          '--pg-method',
+          method,
+          '--rejects',
+          rejectsPath,
+          '--json',
+          '-q',
+        ],
+        dir,
+        lines,
+      );
+      expect(result.code).toBe(0);
+      expect(summaryOf(result)).toMatchObject({
+        read: 10_000,
+        inserted: 9_900,
+        rejected: 100,
+        rejectedBy: { parse: 0, database: 100, dropped: 0, undelivered: 0 },
+      });
+      const rejects = readRejects(rejectsPath);
+      expect(rejects.map((r) => r.line).sort((a, b) => a - b)).toEqual(duplicates);
+      for (const reject of rejects) expect(reject.error).toMatch(/duplicate key value violates unique constraint/);
+      const { rows } = await admin.query(`SELECT count(*)::int AS n, min(name) AS first FROM ${table} WHERE id = 50`);
+      expect(rows).toEqual([{ n: 1, first: 'user-50' }]);
+      const { rows: all } = await admin.query(`SELECT count(*)::int AS n FROM ${table}`);
+      expect(all).toEqual([{ n: 9_900 }]);
+    },
+  );
 
   it('the database lost mid-run: held rows go to the rejects file, exit 1 naming the target', async () => {
     const table = uniqueTable();
