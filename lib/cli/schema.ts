@@ -72,8 +72,9 @@ export class Schema {
   readonly strict: boolean;
   /** How the target compares column names: SQLite ignores ASCII case, PostgreSQL keeps 63 bytes. */
   readonly identity: (name: string) => string;
-  /** Column index by identity. */
+  /** Column index by identity, and by the exact spellings met so far. */
   readonly #index = new Map<string, number>();
+  readonly #spellings = new Map<string, number>();
 
   constructor(options: { typed: boolean; strict: boolean; identity?: (name: string) => string }) {
     this.typed = options.typed;
@@ -81,8 +82,13 @@ export class Schema {
     this.identity = options.identity ?? ((name) => name);
   }
 
+  /** The column a field name stands for. Spellings seen before skip the identity function. */
   indexOf(name: string): number | undefined {
-    return this.#index.get(this.identity(name));
+    const seen = this.#spellings.get(name);
+    if (seen !== undefined) return seen;
+    const index = this.#index.get(this.identity(name));
+    if (index !== undefined) this.#spellings.set(name, index);
+    return index;
   }
 
   add(name: string, type: ColumnType): number {
