@@ -11,6 +11,7 @@ import { Schema, postgresIdentity, sqliteIdentity } from './schema';
 import { PostgresSink, redact } from './sinks/postgres';
 import { SqliteSink } from './sinks/sqlite';
 import { StatusLine, peakRssBytes } from './status-line';
+import { Stopping } from './stopping';
 import { printSummary } from './summary';
 import type { BackpressureError, BackpressureWritable } from '../index';
 import type { IngestOptions } from './args';
@@ -44,12 +45,10 @@ export async function ingest(options: IngestOptions, io: Io): Promise<number> {
 }
 
 /**
- * One run and its phases: open the input and the database, stream, finish. A
- * first SIGINT/SIGTERM stops reading and leaves `--shutdown-timeout` to insert
- * what was read; then, or at a second signal, or when the database is lost or
- * the table cannot follow the schema, the run gives up (`#giveUp`): whatever
- * waits on the database (a connection, a lock, a statement) is cancelled and
- * every record read and not inserted goes to the rejects file as `undelivered`.
+ * One run and its phases: open the input and the database, stream, finish, report.
+ * Stopping (stopping.ts) says when to stop reading and when to give up; giving up
+ * cancels whatever waits on the database (a connection, a lock, a statement) and
+ * sends every record read and not inserted to the rejects file as `undelivered`.
  * Each phase honours both, the start-up included.
  */
 class IngestRun {
@@ -57,13 +56,8 @@ class IngestRun {
   readonly #io: Io;
   readonly #rejects: RejectsFile;
   readonly #started = performance.now();
-  readonly #reading = new AbortController();
-  readonly #giveUp = new AbortController();
+  readonly #stopping: Stopping;
   readonly #schema: Schema;
-  #signal: NodeJS.Signals | undefined;
-  #deadline: NodeJS.Timeout | undefined;
-  /** What stopped the run: a lost database, a table that cannot follow, an unwritable rejects file. */
-  #fatal: unknown;
   #sink: Sink | undefined;
   #stages: Stages | undefined;
   #sluice: BackpressureWritable<Row> | undefined;
@@ -79,19 +73,18 @@ class IngestRun {
       strict: options.strictSchema,
       identity: options.target.kind === 'sqlite' ? sqliteIdentity : postgresIdentity,
     });
-    rejects.onFailure((error) => this.#fail(error));
+    this.#stopping = new Stopping(options.shutdownTimeoutMs, (message) => this.#say(message));
+    this.#stopping.onStopReading = () => this.#stages?.stop();
+    rejects.onFailure((error) => this.#stopping.fail(error, false));
   }
 
   async run(): Promise<number> {
-    process.on('SIGINT', this.#onSignal);
-    process.on('SIGTERM', this.#onSignal);
+    this.#stopping.install();
     let failure: unknown;
     try {
       failure = await this.#load();
     } finally {
-      clearTimeout(this.#deadline);
-      process.off('SIGINT', this.#onSignal);
-      process.off('SIGTERM', this.#onSignal);
+      this.#stopping.uninstall();
       this.#status?.stop();
       await this.#sink?.close();
     }
@@ -113,7 +106,7 @@ class IngestRun {
       }
     } catch (error) {
       // Interrupted while opening: a summary (nothing read), not an error.
-      if (this.#giveUp.signal.aborted && this.#signal !== undefined) return undefined;
+      if (this.#stopping.giveUp.signal.aborted && this.#stopping.signal !== undefined) return undefined;
       throw error;
     }
     this.#sink = sink;
@@ -131,7 +124,7 @@ class IngestRun {
           })
         : ndjsonStages(new RowMapper(this.#schema, options.columns), rejectLine, options.maxRecordBytes);
     this.#stages = stages;
-    if (this.#reading.signal.aborted) stages.stop();
+    if (this.#stopping.reading.signal.aborted) stages.stop();
     const sluice = this.#createSluice(sink);
     this.#sluice = sluice;
     const status = new StatusLine(
@@ -147,11 +140,12 @@ class IngestRun {
     );
     this.#status = status;
 
-    const input = Readable.from(stoppable(source, this.#reading.signal), { objectMode: false });
+    const { reading, giveUp } = this.#stopping;
+    const input = Readable.from(stoppable(source, reading.signal), { objectMode: false });
     const done = pipeline(input, stages.splitter, stages.parser, sluice);
-    const giveUp = (): void => void this.#abandon(describe(this.#giveUp.signal.reason));
-    this.#giveUp.signal.addEventListener('abort', giveUp, { once: true });
-    if (this.#giveUp.signal.aborted) giveUp();
+    const abandon = (): void => void this.#abandon(describe(giveUp.signal.reason));
+    giveUp.signal.addEventListener('abort', abandon, { once: true });
+    if (giveUp.signal.aborted) abandon();
     status.start();
 
     let failure: unknown;
@@ -166,7 +160,7 @@ class IngestRun {
     } catch (error) {
       failure ??= error;
     }
-    if (failure === undefined && this.#abandoning === undefined && this.#fatal === undefined) {
+    if (failure === undefined && this.#abandoning === undefined && this.#stopping.fatal === undefined) {
       try {
         await sink.finish();
       } catch (error) {
@@ -181,7 +175,7 @@ class IngestRun {
     const sinkOptions: SinkOptions = {
       table,
       schema: this.#schema,
-      signal: this.#giveUp.signal,
+      signal: this.#stopping.giveUp.signal,
       warn: (message) => this.#warn(message),
     };
     return target.kind === 'sqlite'
@@ -191,7 +185,7 @@ class IngestRun {
 
   #createSluice(sink: Sink): BackpressureWritable<Row> {
     const options = this.#options;
-    const giveUp = this.#giveUp.signal;
+    const giveUp = this.#stopping.giveUp.signal;
     // Retried here, not by the sluice, and only when the failure may pass (a deadlock, a lock timeout):
     // a batch the database refused (a constraint, a type) is isolated at once, and so is every probe of it.
     const flush = async (rows: Row[]): Promise<void> => {
@@ -201,7 +195,8 @@ class IngestRun {
         try {
           return await sink.insert(rows);
         } catch (error) {
-          if (!giveUp.aborted && (sink.isFatal(error) || error instanceof CliError)) this.#fail(error);
+          if (!giveUp.aborted && (sink.isFatal(error) || error instanceof CliError))
+            this.#stopping.fail(error, sink.isFatal(error));
           if (giveUp.aborted || attempt >= options.retries || !sink.isTransient(error)) throw error;
         }
         // Full jitter under a doubling bound (50 ms, 100 ms, ... 1 s), as the sluice's own retries.
@@ -240,47 +235,11 @@ class IngestRun {
     return sluice;
   }
 
-  readonly #onSignal = (name: NodeJS.Signals): void => {
-    if (this.#signal !== undefined) {
-      if (this.#giveUp.signal.aborted) return;
-      this.#say(`${name} again: giving up; what is not inserted goes to the rejects file`);
-      this.#giveUp.abort(new Error(`interrupted by a second ${name}`));
-      return;
-    }
-    this.#signal = name;
-    this.#say(
-      `${name}: reading stopped; inserting what was read for up to ${this.#options.shutdownTimeoutMs} ms (--shutdown-timeout); a second signal gives up`,
-    );
-    this.#stop();
-  };
-
-  /** Stop reading; what was read still flows to the database, for `--shutdown-timeout` at most. */
-  #stop(): void {
-    if (this.#reading.signal.aborted) return;
-    this.#stages?.stop();
-    this.#reading.abort();
-    const ms = this.#options.shutdownTimeoutMs;
-    this.#deadline = setTimeout(
-      () => this.#giveUp.abort(new Error(`not inserted within --shutdown-timeout (${ms} ms)`)),
-      ms,
-    );
-  }
-
-  /** The run cannot go on: give up (once) and remember why. */
-  #fail(error: unknown): void {
-    if (this.#fatal !== undefined) return;
-    this.#fatal = error;
-    const lost = this.#sink?.isFatal(error) === true;
-    this.#giveUp.abort(
-      new Error(lost ? `the database was lost: ${describe(error)}` : `not inserted: ${describe(error)}`),
-    );
-  }
-
   /** Give up on inserting: every record read and not yet inserted goes to the rejects file. */
   #abandon(why: string): Promise<void> {
     return (this.#abandoning ??= (async () => {
-      this.#stop();
-      clearTimeout(this.#deadline);
+      this.#stopping.stopReading();
+      this.#stopping.clearDeadline();
       const stages = this.#stages as Stages;
       const sluice = this.#sluice as BackpressureWritable<Row>;
       // Records between the splitter and the sluice are read but not held by it: take them out first.
@@ -312,10 +271,11 @@ class IngestRun {
     const metrics = this.#sluice?.getMetrics();
     const durationMs = performance.now() - this.#started;
     const inserted = metrics?.eventsFlushed ?? 0;
-    const broken = failure !== undefined || this.#fatal !== undefined;
+    const { signal, fatal } = this.#stopping;
+    const broken = failure !== undefined || fatal !== undefined;
     const changes = this.#sink?.changes ?? { created: false, added: 0, widened: 0 };
     const summary: IngestSummary = {
-      status: broken ? 'failed' : this.#signal !== undefined ? 'interrupted' : 'completed',
+      status: broken ? 'failed' : signal !== undefined ? 'interrupted' : 'completed',
       input: options.input,
       target: this.#sink?.target ?? targetName(options),
       table: options.table,
@@ -339,8 +299,7 @@ class IngestRun {
       durationMs: Math.round(durationMs),
       rowsPerSecond: Math.round(inserted / (durationMs / 1000)),
     };
-    if (this.#signal !== undefined) summary.signal = this.#signal;
-    const fatal = this.#fatal;
+    if (signal !== undefined) summary.signal = signal;
     if (fatal !== undefined) {
       summary.error = fatal instanceof CliError ? describe(fatal) : `lost ${summary.target}: ${describe(fatal)}`;
       if (rejects.unwritten > 0) summary.error += ` (${rejects.unwritten} rejected record(s) could not be saved)`;
@@ -357,7 +316,7 @@ class IngestRun {
     if (failure !== undefined) throw new CliError(ExitCode.FAILED, `ingest failed: ${describe(failure)}`, failure);
     if (fatal instanceof CliError) throw new CliError(fatal.exitCode, summary.error as string, fatal);
     if (summary.error !== undefined) throw new CliError(ExitCode.FAILED, summary.error);
-    if (this.#signal !== undefined) return this.#signal === 'SIGINT' ? ExitCode.SIGINT : ExitCode.SIGTERM;
+    if (signal !== undefined) return signal === 'SIGINT' ? ExitCode.SIGINT : ExitCode.SIGTERM;
     if (options.failOnRejects && summary.rejected > 0) {
       throw new CliError(
         ExitCode.FAILED,
