@@ -13,7 +13,7 @@ import { SqliteSink } from './sinks/sqlite';
 import { StatusLine, peakRssBytes } from './status-line';
 import { Stopping } from './stopping';
 import { printSummary } from './summary';
-import type { BackpressureError, BackpressureWritable } from '../index';
+import type { BackpressureError, BackpressureWritable, FlushResult } from '../index';
 import type { IngestOptions } from './args';
 import type { Row, Stages } from './parse';
 import { sleep } from './sinks/sink';
@@ -188,7 +188,7 @@ class IngestRun {
     const giveUp = this.#stopping.giveUp.signal;
     // Retried here, not by the sluice, and only when the failure may pass (a deadlock, a lock timeout):
     // a batch the database refused (a constraint, a type) is isolated at once, and so is every probe of it.
-    const flush = async (rows: Row[]): Promise<void> => {
+    const flush = async (rows: Row[]): Promise<FlushResult<Row> | undefined> => {
       this.#status?.observe(sluice.getMetrics().bufferSize);
       for (let attempt = 0; ; attempt++) {
         if (giveUp.aborted) throw giveUp.reason;

@@ -287,6 +287,38 @@ describePg('sluice ingest into PostgreSQL', (url) => {
     },
   );
 
+  it('several refused rows in one COPY: the first of two equal keys is kept, whatever else the batch refuses', async () => {
+    const table = uniqueTable();
+    await admin.query(`CREATE TABLE ${table} (id BIGINT PRIMARY KEY, n BIGINT CHECK (n >= 0))`);
+    const lines = [
+      { id: 1, n: 1 },
+      { id: 1, n: 2 }, // duplicate of line 1
+      { id: 2, n: -1 }, // check constraint
+      { id: 3, n: 3 },
+      { id: 3, n: 4 }, // duplicate of line 4
+      { id: 2, n: 5 }, // id 2 is free: line 3 was refused
+    ];
+    const rejectsPath = join(dir, 'rejects.ndjson');
+    const result = await runCli(
+      ['ingest', '-', '--into', url, '--table', table, '--rejects', rejectsPath, '--json', '-q'],
+      dir,
+      lines.map((line) => JSON.stringify(line)).join('\n'),
+    );
+    expect(summaryOf(result)).toMatchObject({ read: 6, inserted: 3, rejected: 3, rejectedBy: { database: 3 } });
+    const { rows } = await admin.query(`SELECT id::int AS id, n::int AS n FROM ${table} ORDER BY id`);
+    expect(rows).toEqual([
+      { id: 1, n: 1 },
+      { id: 2, n: 5 },
+      { id: 3, n: 3 },
+    ]);
+    const rejects = readRejects(rejectsPath).sort((a, b) => a.line - b.line);
+    expect(rejects.map((r) => [r.line, r.error.split(' ').slice(0, 3).join(' ')])).toEqual([
+      [2, 'duplicate key value'],
+      [3, 'new row for'],
+      [5, 'duplicate key value'],
+    ]);
+  });
+
   it('the database lost mid-run: held rows go to the rejects file, exit 1 naming the target', async () => {
     const table = uniqueTable();
     await admin.query(`CREATE TABLE ${table} (id BIGINT, name TEXT)`);

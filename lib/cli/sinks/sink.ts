@@ -1,4 +1,5 @@
 import { CliError, ExitCode } from '../errors';
+import type { FlushResult } from '../../index';
 import type { Row } from '../parse';
 import type { Column, ColumnType, Schema } from '../schema';
 
@@ -10,10 +11,12 @@ export interface Sink {
   readonly changes: TableChanges;
   /**
    * Brings the table in line with the schema first (creates it, adds columns,
-   * widens types: cheap when the schema has not changed), then inserts all rows
-   * or none (one transaction); throws what the database said.
+   * widens types: cheap when the schema has not changed), then inserts the rows:
+   * all or none (one transaction), throwing what the database said; or, when the
+   * database names the row it refused, the others, resolving a FlushResult that
+   * lists the refused ones (the sluice isolates those further).
    */
-  insert(rows: Row[]): void | Promise<void>;
+  insert(rows: Row[]): Promise<FlushResult<Row> | undefined>;
   /** The run is over and went well: columns that only ever held null are created now (untyped or TEXT). */
   finish(): Promise<void>;
   /** True when `error` means the database is gone for good, so retrying more rows is pointless. */

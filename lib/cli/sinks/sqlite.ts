@@ -112,10 +112,11 @@ export class SqliteSink implements Sink {
     return sink;
   }
 
-  async insert(rows: Row[]): Promise<void> {
+  async insert(rows: Row[]): Promise<undefined> {
     if (this.#version !== this.#options.schema.version) await this.#sync(false, rows);
     if (this.#textChecks.length > 0) await this.#checkText(rows);
     await this.#locked(() => (this.#insertMany as (rows: Row[]) => void)(rows));
+    return undefined;
   }
 
   async finish(): Promise<void> {
