@@ -1,35 +1,12 @@
 import { CliError, ExitCode, describe, errorCode, loadPeer } from '../errors';
 import { CopyFrom, copyField } from './pg-copy';
+import { DIALECT, SQL_TYPE, copyLine, pgMessage, pgText, redact, tableType } from './pg-values';
 import { byIdentity, planChanges, quoteIdent, quoteTable, schemaError } from './sink';
-import type { Dialect, Sink, SinkOptions, TableChanges, TableColumn, TableType } from './sink';
+import type { Sink, SinkOptions, TableChanges, TableColumn, TableType } from './sink';
 import type { FlushResult } from '../../index';
 import type { PgMethod } from '../args';
 import type { Row } from '../parse';
-import type { Column, ColumnType, Value } from '../schema';
 import type * as Pg from 'pg';
-
-const SQL_TYPE: Record<TableType, string> = {
-  boolean: 'BOOLEAN',
-  integer: 'BIGINT',
-  real: 'DOUBLE PRECISION',
-  text: 'TEXT',
-  json: 'JSONB',
-  any: 'TEXT',
-  other: 'TEXT',
-};
-
-/** boolean < integer < real < text; JSONB holds anything; text and unmanaged types hold anything as text. */
-const RANK: Partial<Record<TableType, number>> = { boolean: 1, integer: 2, real: 3 };
-
-const DIALECT: Dialect = {
-  typeFor: (column: Column) => (column.type === 'unknown' ? 'text' : column.type),
-  widened: (from: TableType, data: ColumnType) => {
-    const rank = RANK[from];
-    if (rank === undefined || data === 'unknown') return from;
-    if (data === 'text' || data === 'json') return data;
-    return (RANK[data] as number) > rank ? data : from;
-  },
-};
 
 /** PostgreSQL's limit on bind parameters in one statement. */
 const MAX_PARAMS = 65_535;
@@ -385,41 +362,6 @@ export class PostgresSink implements Sink {
   }
 }
 
-/** The data line a COPY failed on (1-based), from the error's context, if it names one. */
-function copyLine(error: unknown): number | undefined {
-  const where = (error as { where?: unknown } | null)?.where;
-  const match = typeof where === 'string' ? /\bCOPY [^,]+, line (\d+)/.exec(where) : null;
-  return match === null ? undefined : Number(match[1]);
-}
-
-/** A value as the text PostgreSQL reads for a column of `type`. */
-function pgText(value: Value, type: TableType): string | null {
-  switch (typeof value) {
-    case 'string':
-      return type === 'json' ? JSON.stringify(value) : value;
-    case 'number':
-      return String(value);
-    case 'boolean':
-      if (type === 'boolean') return value ? 't' : 'f';
-      if (type === 'integer' || type === 'real') return value ? '1' : '0';
-      return value ? 'true' : 'false';
-    case 'object':
-      return value === null ? null : JSON.stringify(value);
-    default:
-      return null;
-  }
-}
-
-/** A column type as format_type() prints it. */
-function tableType(type: string): TableType {
-  if (type === 'boolean') return 'boolean';
-  if (type === 'smallint' || type === 'integer' || type === 'bigint') return 'integer';
-  if (type === 'real' || type === 'double precision' || type.startsWith('numeric')) return 'real';
-  if (type === 'text' || type.startsWith('character')) return 'text';
-  if (type === 'json' || type === 'jsonb') return 'json';
-  return 'other';
-}
-
 /** Resolves or rejects as `work` does, or rejects with the signal's reason as soon as it aborts (after `onAbort`). */
 function untilAborted<T>(work: Promise<T>, signal: AbortSignal, onAbort: () => void): Promise<T> {
   work.catch(() => undefined); // settles after an abort too; nobody waits for it then
@@ -450,22 +392,4 @@ function untilAborted<T>(work: Promise<T>, signal: AbortSignal, onAbort: () => v
 function destroy(client: Pg.Client): void {
   const connection = (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection;
   connection?.stream?.destroy();
-}
-
-/** The URL without its password. */
-export function redact(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password !== '') parsed.password = '***';
-    return parsed.toString();
-  } catch {
-    return url.replace(/:[^:@/]*@/, ':***@');
-  }
-}
-
-/** pg's connect errors can be an AggregateError (IPv4 and IPv6) with an empty message. */
-export function pgMessage(error: unknown): string {
-  if (error instanceof AggregateError && error.message === '') return error.errors.map(pgMessage).join('; ');
-  const text = describe(error);
-  return text === '' ? errorCode(error) || 'unknown error' : text;
 }
