@@ -1,7 +1,7 @@
 import { CliError, ExitCode, describe, errorCode, loadPeer } from '../errors';
 import { CopyFrom, copyField } from './pg-copy';
 import { DIALECT, SQL_TYPE, copyLine, pgMessage, pgText, redact, tableType } from './pg-values';
-import { byIdentity, planChanges, quoteIdent, quoteTable, schemaError } from './sink';
+import { ADD_HINT, byIdentity, planChanges, quoteIdent, quoteTable, schemaError } from './sink';
 import type { Sink, SinkOptions, TableChanges, TableColumn, TableType } from './sink';
 import type { FlushResult } from '../../index';
 import type { PgMethod } from '../args';
@@ -251,8 +251,9 @@ export class PostgresSink implements Sink {
         const name = (schema.columns[index] as { name: string }).name;
         return `ADD COLUMN IF NOT EXISTS ${quoteIdent(name)} ${SQL_TYPE[type]}`;
       });
-      const names = plan.add.map(({ index }) => (schema.columns[index] as { name: string }).name).join(', ');
-      await this.#ddl(`ALTER TABLE ${this.#name} ${adds.join(', ')}`, `add column(s) ${names} to`, table);
+      const all = plan.add.map(({ index }) => (schema.columns[index] as { name: string }).name);
+      const names = all.length <= 5 ? all.join(', ') : `${all.slice(0, 5).join(', ')} and ${all.length - 5} more`;
+      await this.#ddl(`ALTER TABLE ${this.#name} ${adds.join(', ')}`, `add column(s) ${names} to`, table, ADD_HINT);
       for (const { index, type } of plan.add)
         (this.#columns as TableColumn[]).push({ name: (schema.columns[index] as { name: string }).name, type });
       this.changes.added += plan.add.length;
@@ -263,12 +264,12 @@ export class PostgresSink implements Sink {
   }
 
   /** DDL the run cannot do without: a failure stops it (exit 2), unless the run is giving up anyway. */
-  async #ddl(sql: string, what: string, table: string): Promise<void> {
+  async #ddl(sql: string, what: string, table: string, hint = ''): Promise<void> {
     try {
       await this.#client.query(sql);
     } catch (error) {
       if (this.#options.signal.aborted || this.isFatal(error)) throw error;
-      throw schemaError(`cannot ${what} table ${table} of ${this.target}: ${pgMessage(error)}`, error);
+      throw schemaError(`cannot ${what} table ${table} of ${this.target}: ${pgMessage(error)}${hint}`, error);
     }
   }
 

@@ -68,6 +68,9 @@ export function schemaError(message: string, cause?: unknown): CliError {
   return new CliError(ExitCode.USAGE, message, cause);
 }
 
+/** Said when a column cannot be added: how to keep the columns as they are. */
+export const ADD_HINT = ' (--columns or --strict-schema keep the columns the table has)';
+
 /** The table's columns by identity (SQLite ignores case, PostgreSQL truncates to 63 bytes). */
 export function byIdentity(columns: TableColumn[], schema: Schema): Map<string, TableColumn> {
   return new Map(columns.map((column) => [schema.identity(column.name), column]));

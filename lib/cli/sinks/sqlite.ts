@@ -1,5 +1,5 @@
 import { CliError, ExitCode, describe, errorCode, loadPeer } from '../errors';
-import { byIdentity, planChanges, quoteIdent, quoteTable, schemaError, sleep } from './sink';
+import { ADD_HINT, byIdentity, planChanges, quoteIdent, quoteTable, schemaError, sleep } from './sink';
 import type { Dialect, Sink, SinkOptions, TableChanges, TableColumn, TableType } from './sink';
 import type { Row } from '../parse';
 import type { Column, ColumnType, Value } from '../schema';
@@ -197,7 +197,10 @@ export class SqliteSink implements Sink {
         );
       } catch (error) {
         if (this.#options.signal.aborted) throw error;
-        throw schemaError(`cannot add column ${name} to table ${table} of ${this.target}: ${describe(error)}`, error);
+        throw schemaError(
+          `cannot add column ${name} to table ${table} of ${this.target}: ${describe(error)}${ADD_HINT}`,
+          error,
+        );
       }
       (this.#columns as TableColumn[]).push({ name, type });
       this.changes.added++;
@@ -222,7 +225,15 @@ export class SqliteSink implements Sink {
       return { name: c.name, type: text ? ('text' as const) : type };
     });
     const sql = `CREATE TABLE ${this.#name} (${defs.map((d) => `${quoteIdent(d.name)} ${sqlType(d.type, strict)}`.trimEnd()).join(', ')})${strict ? ' STRICT' : ''}`;
-    await this.#locked(() => this.#db.exec(sql));
+    try {
+      await this.#locked(() => this.#db.exec(sql));
+    } catch (error) {
+      if (this.#options.signal.aborted) throw error;
+      throw schemaError(
+        `cannot create table ${this.#options.table} of ${this.target}: ${describe(error)}${ADD_HINT}`,
+        error,
+      );
+    }
     this.#strictTable = strict;
     this.#columns = defs;
     this.changes.created = true;
