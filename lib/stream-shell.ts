@@ -18,6 +18,7 @@ export type SluiceStream<T> = Writable & { readonly [kEngine]: Engine<T> };
 interface NodeWritableState {
   needDrain: boolean;
   length: number;
+  finished: boolean;
 }
 
 function nodeState(stream: Writable): NodeWritableState {
@@ -84,18 +85,12 @@ export function endThroughEngine<T>(
   if (stream[kEngine].length > 0 && !stream.destroyed) nodeState(stream).length = 1;
 }
 
-/**
- * _final: the engine flushes everything, then Node may emit 'finish'. Called back a
- * tick later, and not at all once destroyed: Node would emit 'finish' after a
- * destroy() that came in the same tick as end().
- */
+/** _final: the engine flushes everything, then Node may emit 'finish' (not once destroyed). */
 export function finalThroughEngine<T>(stream: SluiceStream<T>, done: () => void): void {
   stream[kEngine].end(() => {
-    process.nextTick(() => {
-      if (stream.destroyed) return;
-      nodeState(stream).length = 0;
-      done();
-    });
+    if (stream.destroyed) return;
+    nodeState(stream).length = 0;
+    done();
   });
 }
 
@@ -111,9 +106,47 @@ export function destroyThroughEngine<T>(stream: SluiceStream<T>, error: Error | 
   return result;
 }
 
-/** Node keeps these in its own (unused here) buffer state; report sluice's instead. */
+/**
+ * Node keeps these in its own (unused here) buffer state; report sluice's instead.
+ * Also: no 'finish' once destroyed. Node's `_final` path schedules 'finish' a tick
+ * after the final callback without checking again (a plain Writable does check), so
+ * `end()` and `destroy()` in the same tick would otherwise give 'finish' after 'close'.
+ */
 export function reportEngineBuffer(prototype: SluiceStream<unknown>): void {
+  /* eslint-disable @typescript-eslint/unbound-method */
+  const emit = prototype.emit;
+  const cork = prototype.cork;
+  const uncork = prototype.uncork;
+  /* eslint-enable @typescript-eslint/unbound-method */
   Object.defineProperties(prototype, {
+    // cork() holds flushing (not admission: the bound and the states still apply) until the last uncork().
+    cork: {
+      value: function (this: SluiceStream<unknown>): void {
+        cork.call(this);
+        this[kEngine].setCorked(true);
+      },
+      writable: true,
+      configurable: true,
+    },
+    uncork: {
+      value: function (this: SluiceStream<unknown>): void {
+        uncork.call(this);
+        if (this.writableCorked === 0) this[kEngine].setCorked(false);
+      },
+      writable: true,
+      configurable: true,
+    },
+    emit: {
+      value: function (this: SluiceStream<unknown>, event: string | symbol, ...args: unknown[]): boolean {
+        if (event === 'finish' && this.destroyed) {
+          nodeState(this).finished = false; // Node set it just before; a destroyed stream did not finish
+          return false;
+        }
+        return emit.call(this, event, ...args);
+      },
+      writable: true,
+      configurable: true,
+    },
     writableLength: {
       get(this: SluiceStream<unknown>): number {
         return this[kEngine].length;

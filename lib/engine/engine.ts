@@ -84,6 +84,8 @@ export class Engine<T> implements Gate<T> {
 
   /** Flushing halted by the controller's stop(); drain() and end() still flush. */
   #paused = false;
+  /** Flushing held by cork() until uncork(); end() and drain() still flush. */
+  #corked = false;
   #destroyed = false;
   #flushTimer: NodeJS.Timeout | undefined;
   #waitTimer: NodeJS.Timeout | undefined;
@@ -299,7 +301,7 @@ export class Engine<T> implements Gate<T> {
   #pump(): void {
     if (this.#destroyed) return;
     const urgent = this.#signals.ending || this.#signals.drainRequested;
-    if (this.#paused && !urgent) return;
+    if ((this.#paused || this.#corked) && !urgent) return;
     const { batchSize, maxConcurrentFlushes } = this.config;
     const queue = this.#queue;
     while (this.#batches.size < maxConcurrentFlushes && queue.size > 0) {
@@ -377,6 +379,12 @@ export class Engine<T> implements Gate<T> {
       this.#keepAlive.clearTimeout(this.#flushTimer);
       this.#flushTimer = undefined;
     } else this.#pump();
+  }
+
+  /** cork(): batches are held (the buffer and its states still apply) until uncork(). */
+  setCorked(corked: boolean): void {
+    this.#corked = corked;
+    if (!corked) this.#pump();
   }
 
   #whenIdle(callback: (error?: Error | null) => void): void {
