@@ -1,23 +1,66 @@
+import type { Delivery, Batch } from './delivery';
+import type { KeepAlive } from './keep-alive';
+import type { Ledger } from './ledger';
+import type { Queue } from './queue';
+
 /**
- * When a partial batch may go: the adaptive interval of the design doc
- * (latency above 1.5 × target: × 1.5 up to the max; below 0.5 × target: × 0.8
- * down to the min). It decides only for partial batches: a full batch goes as
- * soon as a flush slot is free, since spacing full batches only throttles a slow
- * sink further while the producer waits. Owns the interval and the last latency.
+ * When to cut a batch. A full batch goes as soon as a flush slot is free; a
+ * partial batch waits for the adaptive interval of the design doc (latency above
+ * 1.5 × target: × 1.5 up to the max; below 0.5 × target: × 0.8 down to the min)
+ * since its oldest item arrived; on `end()`/`drain()` everything goes at once.
+ * The interval decides only for partial batches: spacing full batches only
+ * throttles a slow sink further while the producer waits. Owns the flush slots,
+ * the flush timer, the interval and the pause/cork holds; hands each batch to
+ * delivery and tells its host when one is done.
  */
-export interface IntervalConfig {
+
+export interface SchedulerConfig {
+  readonly batchSize: number;
+  readonly maxConcurrentFlushes: number;
   readonly targetLatencyMs: number;
   readonly minFlushIntervalMs: number;
   readonly maxFlushIntervalMs: number;
 }
 
-export class Scheduler {
-  readonly #config: IntervalConfig;
+export interface SchedulerHost {
+  readonly destroyed: boolean;
+  /** end() or drain() waits: flush everything now, holds and timers aside. */
+  readonly urgent: boolean;
+  /** A batch left its slot (delivered, dead-lettered or abandoned). */
+  batchDone(): void;
+}
+
+const now = (): number => performance.now();
+
+export class Scheduler<T> {
+  readonly #config: SchedulerConfig;
+  readonly #queue: Queue<T>;
+  readonly #ledger: Ledger;
+  readonly #keepAlive: KeepAlive;
+  readonly #delivery: Delivery<T>;
+  readonly #host: SchedulerHost;
+  /** Batches in a flush slot, in the order they were cut; at most maxConcurrentFlushes. */
+  readonly batches = new Set<Batch<T>>();
+  /** Armed for the oldest partial batch, undefined otherwise. */
+  #flushTimer: NodeJS.Timeout | undefined;
+  /** Flushing halted by the controller's stop(); drain() and end() still flush. */
+  #paused = false;
+  /** cork(): no batch is cut until the last uncork(); end() and drain() still flush. */
+  #corked = false;
   interval: number;
   lastLatencyMs = 0;
 
-  constructor(config: IntervalConfig) {
+  constructor(
+    config: SchedulerConfig,
+    parts: { queue: Queue<T>; ledger: Ledger; keepAlive: KeepAlive; delivery: Delivery<T> },
+    host: SchedulerHost,
+  ) {
     this.#config = config;
+    this.#queue = parts.queue;
+    this.#ledger = parts.ledger;
+    this.#keepAlive = parts.keepAlive;
+    this.#delivery = parts.delivery;
+    this.#host = host;
     this.interval = config.minFlushIntervalMs;
   }
 
@@ -28,8 +71,82 @@ export class Scheduler {
     else if (latencyMs < targetLatencyMs * 0.5) this.interval = Math.max(this.interval * 0.8, minFlushIntervalMs);
   }
 
-  /** When a partial batch whose oldest item arrived at `arrival` is due. */
-  dueAt(arrival: number): number {
-    return arrival + this.interval;
+  /** Whether one more queued item could start a flush now (the hot path's cheap test before pump()). */
+  mayStart(): boolean {
+    return (
+      this.batches.size < this.#config.maxConcurrentFlushes &&
+      (this.#flushTimer === undefined || this.#queue.size >= this.#config.batchSize || this.#host.urgent)
+    );
+  }
+
+  /** Starts every flush that is due and arms the timer for the next partial batch. */
+  pump(): void {
+    if (this.#host.destroyed) return;
+    const urgent = this.#host.urgent;
+    if ((this.#paused || this.#corked) && !urgent) return;
+    const { batchSize, maxConcurrentFlushes } = this.#config;
+    const queue = this.#queue;
+    while (this.batches.size < maxConcurrentFlushes && queue.size > 0) {
+      if (!urgent && queue.size < batchSize) {
+        // A timer already armed will call back here; reading the clock per item is what it saves.
+        if (this.#flushTimer !== undefined) return;
+        const due = (queue.oldestArrival as number) + this.interval;
+        const time = now();
+        if (time < due) {
+          this.#flushTimer = this.#keepAlive.setTimeout(this.#onFlushTimer, due - time);
+          return;
+        }
+      }
+      this.#startBatch(Math.min(batchSize, queue.size));
+    }
+  }
+
+  readonly #onFlushTimer = (): void => {
+    this.#flushTimer = undefined;
+    this.pump();
+  };
+
+  setPaused(paused: boolean): void {
+    this.#paused = paused;
+    if (paused) this.#clearFlushTimer();
+    else this.pump();
+  }
+
+  setCorked(corked: boolean): void {
+    this.#corked = corked;
+    if (!corked) this.pump();
+  }
+
+  /** destroy() and the shutdown deadline: no batch is cut any more (timers are the caller's). */
+  stop(): void {
+    this.#flushTimer = undefined;
+    this.batches.clear();
+  }
+
+  #clearFlushTimer(): void {
+    this.#keepAlive.clearTimeout(this.#flushTimer);
+    this.#flushTimer = undefined;
+  }
+
+  #startBatch(count: number): void {
+    const { items, sizes } = this.#queue.take(count);
+    this.#ledger.cut(count);
+    const batch: Batch<T> = {
+      items,
+      sizes,
+      start: 0,
+      attempt: 0,
+      abandoned: false,
+      controller: undefined,
+      timer: undefined,
+      wake: undefined,
+    };
+    this.batches.add(batch);
+    void this.#delivery.run(batch).finally(() => {
+      this.batches.delete(batch);
+      if (this.#host.destroyed) return;
+      this.pump();
+      this.#host.batchDone();
+    });
   }
 }

@@ -1,0 +1,210 @@
+import { BackpressureError } from '../errors';
+import { judge } from './judge';
+import type { FlushContext, FlushFunction } from '../types';
+import type { KeepAlive } from './keep-alive';
+import type { Outcome } from './judge';
+
+/**
+ * Sink calls: one call of the flush function with its `{ signal, attempt }`
+ * context, its timeout (which aborts the signal and abandons the call), and the
+ * bound on unsettled calls: a call abandoned at its timeout may still be running,
+ * so at most 2 × maxConcurrentFlushes calls are unsettled at once, and a try that
+ * finds no room within flushTimeoutMs times out too. Also the retry backoff.
+ * Knows nothing of counters or what an outcome means for the items.
+ */
+
+export interface Batch<T> {
+  items: T[];
+  /** Sizes of `items`, taken once at admission; only with a byte bound. */
+  sizes: number[] | undefined;
+  /** Items before it are resolved. */
+  start: number;
+  /** Sink calls made for this batch so far (the context's `attempt` of the last one). */
+  attempt: number;
+  /** Taken over by destroy() or a shutdown deadline: its outcome no longer counts. */
+  abandoned: boolean;
+  /** The call in progress. */
+  controller: AbortController | undefined;
+  /** The call's timeout or the retry backoff, whichever the batch waits on. */
+  timer: NodeJS.Timeout | undefined;
+  /** Ends the current wait early (on destroy). */
+  wake: (() => void) | undefined;
+}
+
+export interface CallConfig {
+  readonly maxConcurrentFlushes: number;
+  readonly flushTimeoutMs: number;
+  readonly retry: { readonly initialDelayMs: number; readonly maxDelayMs: number };
+}
+
+export const ABANDONED: Outcome<never> = Object.freeze({
+  kind: 'failed',
+  failed: undefined,
+  cause: undefined,
+  timedOut: false,
+});
+const TIMED_OUT: Outcome<never> = Object.freeze({
+  kind: 'failed',
+  failed: undefined,
+  cause: undefined,
+  timedOut: true,
+});
+const now = (): number => performance.now();
+
+export class SinkCalls<T> {
+  readonly #config: CallConfig;
+  readonly #flush: FlushFunction<T>;
+  readonly #keepAlive: KeepAlive;
+  readonly #recordLatency: (latencyMs: number) => void;
+  /** Sink calls not yet settled, abandoned (timed-out) ones included; at most 2 × maxConcurrentFlushes. */
+  #unsettled = 0;
+  /** Batches waiting for #unsettled to fall below its bound, in arrival order. */
+  readonly #gateQueue: (() => void)[] = [];
+
+  constructor(
+    config: CallConfig,
+    flush: FlushFunction<T>,
+    keepAlive: KeepAlive,
+    recordLatency: (latencyMs: number) => void,
+  ) {
+    this.#config = config;
+    this.#flush = flush;
+    this.#keepAlive = keepAlive;
+    this.#recordLatency = recordLatency;
+  }
+
+  /** Calls the sink with the first `count` unresolved items, under the call bound and the timeout. */
+  async call(batch: Batch<T>, count: number): Promise<Outcome<T>> {
+    // The common case takes its place under the call bound synchronously, so the first call of a
+    // batch starts in the same turn as the write that cut it.
+    if (this.#unsettled < 2 * this.#config.maxConcurrentFlushes) this.#unsettled++;
+    else {
+      const waited = await this.#acquire(batch);
+      if (waited === 'abandoned') return ABANDONED;
+      if (batch.abandoned) {
+        this.#releaseCall();
+        return ABANDONED;
+      }
+      if (waited === 'timeout') {
+        // No call could start within flushTimeoutMs: a try that timed out, so a black-holed sink
+        // that ignores its signal still ends in retries and dead letters, never in a stall.
+        batch.attempt++;
+        return TIMED_OUT;
+      }
+    }
+    const items =
+      batch.start === 0 && count === batch.items.length
+        ? batch.items
+        : batch.items.slice(batch.start, batch.start + count);
+    const controller = new AbortController();
+    const context: FlushContext = { signal: controller.signal, attempt: ++batch.attempt };
+    batch.controller = controller;
+    const started = now();
+    return new Promise<Outcome<T>>((resolve) => {
+      let done = false;
+      const finish = (outcome: Outcome<T>): void => {
+        if (done) return;
+        done = true;
+        this.#keepAlive.clearTimeout(batch.timer);
+        batch.timer = undefined;
+        batch.wake = undefined;
+        batch.controller = undefined;
+        resolve(outcome);
+      };
+      batch.wake = () => finish(ABANDONED);
+      const timeoutMs = this.#config.flushTimeoutMs;
+      if (timeoutMs !== Infinity) {
+        batch.timer = this.#keepAlive.setTimeout(() => {
+          batch.timer = undefined;
+          // The call is abandoned, not settled: it keeps its place under the call bound until it settles.
+          controller.abort(BackpressureError.flushTimeout(items, 'retries_exhausted', timeoutMs));
+          finish(TIMED_OUT);
+        }, timeoutMs);
+      }
+      let pending: Promise<unknown>;
+      try {
+        const flush = this.#flush; // called bare: the sink's `this` is not the engine
+        pending = Promise.resolve(flush(items, context));
+      } catch (cause) {
+        pending = Promise.reject(cause);
+      }
+      pending.then(
+        (result) => {
+          this.#releaseCall();
+          if (done) return;
+          this.#recordLatency(now() - started);
+          finish(judge(items, result));
+        },
+        (cause: unknown) => {
+          this.#releaseCall();
+          if (done) return;
+          this.#recordLatency(now() - started);
+          finish({ kind: 'failed', failed: undefined, cause, timedOut: false });
+        },
+      );
+    });
+  }
+
+  /**
+   * Waits for room under the call bound, at most flushTimeoutMs. Resolves 'acquired'
+   * (the caller holds a place), 'timeout' or 'abandoned' (it holds none).
+   */
+  async #acquire(batch: Batch<T>): Promise<'acquired' | 'timeout' | 'abandoned'> {
+    const timeoutMs = this.#config.flushTimeoutMs;
+    let timedOut = false;
+    let wake: (() => void) | undefined;
+    const leaveQueue = (): void => {
+      const index = this.#gateQueue.indexOf(wake as () => void);
+      if (index >= 0) this.#gateQueue.splice(index, 1);
+    };
+    if (timeoutMs !== Infinity) {
+      batch.timer = this.#keepAlive.setTimeout(() => {
+        batch.timer = undefined;
+        timedOut = true;
+        leaveQueue();
+        wake?.();
+      }, timeoutMs);
+    }
+    try {
+      do {
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+          batch.wake = resolve;
+          this.#gateQueue.push(resolve);
+        });
+        batch.wake = undefined;
+        // Woken by abandon() or the timeout, not by a settled call: leave the queue to the others.
+        if (batch.abandoned || timedOut) {
+          leaveQueue();
+          return batch.abandoned ? 'abandoned' : 'timeout';
+        }
+      } while (this.#unsettled >= 2 * this.#config.maxConcurrentFlushes);
+      this.#unsettled++;
+      return 'acquired';
+    } finally {
+      this.#keepAlive.clearTimeout(batch.timer);
+      batch.timer = undefined;
+    }
+  }
+
+  #releaseCall(): void {
+    this.#unsettled--;
+    this.#gateQueue.shift()?.();
+  }
+
+  backoff(batch: Batch<T>): Promise<void> {
+    const { initialDelayMs, maxDelayMs } = this.#config.retry;
+    // Full jitter: a random delay up to a doubling bound, so failed writers do not retry in step.
+    const bound = Math.min(maxDelayMs, initialDelayMs * 2 ** (batch.attempt - 1));
+    return new Promise((resolve) => {
+      const wake = (): void => {
+        this.#keepAlive.clearTimeout(batch.timer);
+        batch.timer = undefined;
+        batch.wake = undefined;
+        resolve();
+      };
+      batch.wake = wake;
+      batch.timer = this.#keepAlive.setTimeout(wake, Math.random() * bound);
+    });
+  }
+}
