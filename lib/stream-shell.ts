@@ -39,8 +39,8 @@ const nodeEnd = Writable.prototype.end as (this: Writable, ...args: unknown[]) =
 /** The engine's view of its stream. */
 export function engineHost(stream: Writable): EngineHost {
   return {
-    emit: (event, ...args) => stream.emit(event, ...args),
-    listenerCount: (event) => stream.listenerCount(event),
+    emit: stream.emit.bind(stream),
+    listenerCount: stream.listenerCount.bind(stream),
     destroy: (error) => stream.destroy(error),
     // pipe()'s cleanup reads Node's own needDrain to decide whether to resume the source on unpipe().
     setNeedDrain: (needDrain) => {

@@ -51,7 +51,6 @@ export interface AdmissionPolicy<T> {
 }
 
 export interface AdmissionHost<T> extends EventHost {
-  readonly destroyed: boolean;
   /** An item entered the queue by accept() (not by a waiting write let in). */
   accepted(): void;
   /** The level may have changed (a waiting write arrived or left). */
@@ -112,7 +111,7 @@ export class Admission<T> implements Gate<T> {
       }
     }
     const ok = this.#policy.admit(this, item, size, settle);
-    if (!ok && !this.#host.destroyed) this.#signals.refused();
+    if (!ok && !this.#signals.destroyed) this.#signals.refused();
     return ok;
   }
 
@@ -129,7 +128,7 @@ export class Admission<T> implements Gate<T> {
   }
 
   accept(item: T, size: number, settle: Settle | undefined): void {
-    if (this.#host.destroyed) return this.#host.takeLate(item, size, settle);
+    if (this.#signals.destroyed) return this.#host.takeLate(item, size, settle);
     this.#enqueue(item, size);
     if (settle !== undefined) process.nextTick(settle, null, true);
     this.#host.accepted();
@@ -166,7 +165,7 @@ export class Admission<T> implements Gate<T> {
   }
 
   wait(item: T, size: number, settle: Settle | undefined): boolean {
-    if (this.#host.destroyed) {
+    if (this.#signals.destroyed) {
       this.#host.takeLate(item, size, settle);
       return false;
     }
@@ -210,7 +209,7 @@ export class Admission<T> implements Gate<T> {
   readonly #onWaitTimer = (): void => {
     this.#waitTimer = undefined;
     for (const { item, settle } of this.waitQueue.expire(now())) this.drop(item, 'timeout', settle);
-    if (this.#host.destroyed) return;
+    if (this.#signals.destroyed) return;
     this.#host.waitsExpired();
     this.#armWaitTimer();
   };

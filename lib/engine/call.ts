@@ -24,7 +24,8 @@ export interface Batch<T> {
   /** Taken over by destroy() or a shutdown deadline: its outcome no longer counts. */
   abandoned: boolean;
   /** The call in progress. */
-  controller: AbortController | undefined;
+  /** The context of the call in progress (its signal is aborted on destroy). */
+  context: CallContext | undefined;
   /** The call's timeout or the retry backoff, whichever the batch waits on. */
   timer: NodeJS.Timeout | undefined;
   /** Ends the current wait early (on destroy). */
@@ -50,6 +51,37 @@ const TIMED_OUT: Outcome<never> = Object.freeze({
   timedOut: true,
 });
 const now = (): number => performance.now();
+
+/**
+ * The flush context. Its AbortController is made only when the sink reads
+ * `signal`: creating one per call costs more than the rest of a fast sink's call
+ * (an EventTarget, and garbage). An abort before that is kept and applied then.
+ */
+export class CallContext implements FlushContext {
+  readonly attempt: number;
+  #controller: AbortController | undefined;
+  #aborted = false;
+  #reason: unknown;
+
+  constructor(attempt: number) {
+    this.attempt = attempt;
+  }
+
+  get signal(): AbortSignal {
+    if (this.#controller === undefined) {
+      this.#controller = new AbortController();
+      if (this.#aborted) this.#controller.abort(this.#reason);
+    }
+    return this.#controller.signal;
+  }
+
+  abort(reason: unknown): void {
+    if (this.#aborted) return;
+    this.#aborted = true;
+    this.#reason = reason;
+    this.#controller?.abort(reason);
+  }
+}
 
 export class SinkCalls<T> {
   readonly #config: CallConfig;
@@ -96,9 +128,8 @@ export class SinkCalls<T> {
       batch.start === 0 && count === batch.items.length
         ? batch.items
         : batch.items.slice(batch.start, batch.start + count);
-    const controller = new AbortController();
-    const context: FlushContext = { signal: controller.signal, attempt: ++batch.attempt };
-    batch.controller = controller;
+    const context = new CallContext(++batch.attempt);
+    batch.context = context;
     const started = now();
     return new Promise<Outcome<T>>((resolve) => {
       let done = false;
@@ -108,7 +139,7 @@ export class SinkCalls<T> {
         this.#keepAlive.clearTimeout(batch.timer);
         batch.timer = undefined;
         batch.wake = undefined;
-        batch.controller = undefined;
+        batch.context = undefined;
         resolve(outcome);
       };
       batch.wake = () => finish(ABANDONED);
@@ -117,7 +148,7 @@ export class SinkCalls<T> {
         batch.timer = this.#keepAlive.setTimeout(() => {
           batch.timer = undefined;
           // The call is abandoned, not settled: it keeps its place under the call bound until it settles.
-          controller.abort(BackpressureError.flushTimeout(items, 'retries_exhausted', timeoutMs));
+          context.abort(BackpressureError.flushTimeout(items, 'retries_exhausted', timeoutMs));
           finish(TIMED_OUT);
         }, timeoutMs);
       }

@@ -82,7 +82,7 @@ export class Delivery<T> {
    */
   abandon(batch: Batch<T>, reason: BackpressureError<T>): T[] {
     batch.abandoned = true;
-    batch.controller?.abort(reason);
+    batch.context?.abort(reason);
     this.#keepAlive.clearTimeout(batch.timer);
     batch.timer = undefined;
     batch.wake?.();

@@ -72,11 +72,8 @@ export class Engine<T> {
       keepAlive: this.#keepAlive,
     };
     this.#admission = new Admission(config, policy, parts, {
-      emit: (event, ...args) => host.emit(event, ...args),
-      listenerCount: (event) => host.listenerCount(event),
-      get destroyed() {
-        return signals.destroyed;
-      },
+      emit: host.emit,
+      listenerCount: host.listenerCount,
       accepted: () => this.#accepted(),
       refreshLevel: () => this.#refreshLevel(),
       waitsExpired: () => {
@@ -96,14 +93,14 @@ export class Engine<T> {
     });
     this.#scheduler = new Scheduler(
       config,
-      { queue: this.#queue, ledger: this.#ledger, keepAlive: this.#keepAlive, delivery: this.#delivery },
       {
-        get destroyed() {
-          return signals.destroyed;
-        },
-        get urgent() {
-          return signals.ending || signals.drainRequested;
-        },
+        queue: this.#queue,
+        ledger: this.#ledger,
+        keepAlive: this.#keepAlive,
+        delivery: this.#delivery,
+        signals,
+      },
+      {
         batchDone: () => this.#checkIdle(),
       },
     );

@@ -2,6 +2,7 @@ import type { Delivery, Batch } from './delivery';
 import type { KeepAlive } from './keep-alive';
 import type { Ledger } from './ledger';
 import type { Queue } from './queue';
+import type { Signals } from './signals';
 
 /**
  * When to cut a batch. A full batch goes as soon as a flush slot is free; a
@@ -23,9 +24,6 @@ export interface SchedulerConfig {
 }
 
 export interface SchedulerHost {
-  readonly destroyed: boolean;
-  /** end() or drain() waits: flush everything now, holds and timers aside. */
-  readonly urgent: boolean;
   /** A batch left its slot (delivered, dead-lettered or abandoned). */
   batchDone(): void;
 }
@@ -38,6 +36,8 @@ export class Scheduler<T> {
   readonly #ledger: Ledger;
   readonly #keepAlive: KeepAlive;
   readonly #delivery: Delivery<T>;
+  /** destroyed; ending or drainRequested (urgent: flush everything now, holds and timers aside). */
+  readonly #signals: Signals;
   readonly #host: SchedulerHost;
   /** Batches in a flush slot, in the order they were cut; at most maxConcurrentFlushes. */
   readonly batches = new Set<Batch<T>>();
@@ -52,7 +52,7 @@ export class Scheduler<T> {
 
   constructor(
     config: SchedulerConfig,
-    parts: { queue: Queue<T>; ledger: Ledger; keepAlive: KeepAlive; delivery: Delivery<T> },
+    parts: { queue: Queue<T>; ledger: Ledger; keepAlive: KeepAlive; delivery: Delivery<T>; signals: Signals },
     host: SchedulerHost,
   ) {
     this.#config = config;
@@ -60,6 +60,7 @@ export class Scheduler<T> {
     this.#ledger = parts.ledger;
     this.#keepAlive = parts.keepAlive;
     this.#delivery = parts.delivery;
+    this.#signals = parts.signals;
     this.#host = host;
     this.interval = config.minFlushIntervalMs;
   }
@@ -75,14 +76,18 @@ export class Scheduler<T> {
   mayStart(): boolean {
     return (
       this.batches.size < this.#config.maxConcurrentFlushes &&
-      (this.#flushTimer === undefined || this.#queue.size >= this.#config.batchSize || this.#host.urgent)
+      (this.#flushTimer === undefined || this.#queue.size >= this.#config.batchSize || this.#urgent())
     );
+  }
+
+  #urgent(): boolean {
+    return this.#signals.ending || this.#signals.drainRequested;
   }
 
   /** Starts every flush that is due and arms the timer for the next partial batch. */
   pump(): void {
-    if (this.#host.destroyed) return;
-    const urgent = this.#host.urgent;
+    if (this.#signals.destroyed) return;
+    const urgent = this.#urgent();
     if ((this.#paused || this.#corked) && !urgent) return;
     const { batchSize, maxConcurrentFlushes } = this.#config;
     const queue = this.#queue;
@@ -137,14 +142,14 @@ export class Scheduler<T> {
       start: 0,
       attempt: 0,
       abandoned: false,
-      controller: undefined,
+      context: undefined,
       timer: undefined,
       wake: undefined,
     };
     this.batches.add(batch);
     void this.#delivery.run(batch).finally(() => {
       this.batches.delete(batch);
-      if (this.#host.destroyed) return;
+      if (this.#signals.destroyed) return;
       this.pump();
       this.#host.batchDone();
     });
