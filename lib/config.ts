@@ -1,6 +1,6 @@
 import { invalidArgType, invalidArgValue, outOfRange } from './errors';
 import { BackpressureStrategy } from './types';
-import type { BackpressureConfig, BackpressureOptions, RetryOptions } from './types';
+import type { BackpressureConfig, BackpressureOptions, BatchSizeRange, RetryOptions } from './types';
 
 /** Node caps timers at 2^31 - 1 ms; a longer delay would fire at once. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -50,7 +50,11 @@ const RETRY_NAMES = new Set(Object.keys(DEFAULT_CONFIG.retry));
 const STRATEGIES = new Set<string>(Object.values(BackpressureStrategy));
 
 /** A validated configuration with every default filled in; frozen. */
-export type ResolvedConfig<T> = Readonly<Omit<BackpressureConfig<T>, 'isolateFailures'>> & {
+export type ResolvedConfig<T> = Readonly<Omit<BackpressureConfig<T>, 'isolateFailures' | 'batchSize'>> & {
+  /** The fixed batch size, or the first one (`min`) with adaptive batching. */
+  readonly batchSize: number;
+  /** Adaptive batching's bounds; undefined for a fixed size. */
+  readonly batchBounds: Readonly<BatchSizeRange> | undefined;
   readonly strategy: BackpressureStrategy;
   readonly retry: Readonly<RetryOptions>;
   /** `fallbackToSequential` folded in; `'none'` when unset. */
@@ -58,6 +62,7 @@ export type ResolvedConfig<T> = Readonly<Omit<BackpressureConfig<T>, 'isolateFai
 };
 
 const ISOLATION_MODES = ['bisect', 'sequential'];
+const BATCH_RANGE_NAMES = new Set(['min', 'max']);
 
 /**
  * Validates `options` and merges them over the defaults. Throws a coded
@@ -92,7 +97,7 @@ export function resolveConfig<T>(
     strategy: pick('strategy'),
     sampleRate: integer('sampleRate', pick('sampleRate'), 1),
     maxBlockTimeMs: duration('maxBlockTimeMs', pick('maxBlockTimeMs'), true),
-    batchSize: integer('batchSize', pick('batchSize'), 1),
+    ...batchSize(pick('batchSize')),
     minFlushIntervalMs: duration('minFlushIntervalMs', pick('minFlushIntervalMs'), false),
     maxFlushIntervalMs: duration('maxFlushIntervalMs', pick('maxFlushIntervalMs'), false),
     targetLatencyMs: positive('targetLatencyMs', pick('targetLatencyMs')),
@@ -138,8 +143,10 @@ export function resolveConfig<T>(
       config.minFlushIntervalMs,
     );
   }
-  if (!(config.batchSize <= config.maxBufferSize)) {
-    throw outOfRange('The option "batchSize"', `<= "maxBufferSize" (${config.maxBufferSize})`, config.batchSize);
+  const largest = config.batchBounds?.max ?? config.batchSize;
+  if (!(largest <= config.maxBufferSize)) {
+    const name = config.batchBounds === undefined ? 'batchSize' : 'batchSize.max';
+    throw outOfRange(`The option "${name}"`, `<= "maxBufferSize" (${config.maxBufferSize})`, largest);
   }
   return Object.freeze(config) as ResolvedConfig<T>;
 }
@@ -218,6 +225,21 @@ function positive(name: string, value: unknown, max = Number.MAX_VALUE): number 
 function bool(name: string, value: unknown): boolean {
   if (typeof value !== 'boolean') throw invalidArgType(label(name), 'of type boolean', value);
   return value;
+}
+
+/** A number fixes the batch size; `{ min, max }` makes it adaptive, starting at `min`. */
+function batchSize(value: unknown): { batchSize: number; batchBounds: Readonly<BatchSizeRange> | undefined } {
+  if (typeof value === 'number') return { batchSize: integer('batchSize', value, 1), batchBounds: undefined };
+  if (value === null || typeof value !== 'object') {
+    throw invalidArgType('The option "batchSize"', 'a number or an object { min, max }', value);
+  }
+  checkKnown(value, BATCH_RANGE_NAMES, 'The option "batchSize.');
+  const { min, max } = value as Partial<BatchSizeRange>;
+  const bounds = { min: integer('batchSize.min', min, 1), max: integer('batchSize.max', max, 1) };
+  if (!(bounds.min <= bounds.max)) {
+    throw outOfRange('The option "batchSize.min"', `<= "batchSize.max" (${bounds.max})`, bounds.min);
+  }
+  return { batchSize: bounds.min, batchBounds: Object.freeze(bounds) };
 }
 
 function isolation(mode: unknown, fallbackToSequential: unknown): 'bisect' | 'sequential' | 'none' {

@@ -3,6 +3,7 @@ export type {
   BackpressureConfig,
   BackpressureOptions,
   BackpressureMetrics,
+  BatchSizeRange,
   DeadLetterHandler,
   DeadLetterReason,
   DropReason,

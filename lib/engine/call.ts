@@ -87,7 +87,8 @@ export class SinkCalls<T> {
   readonly #config: CallConfig;
   readonly #flush: FlushFunction<T>;
   readonly #keepAlive: KeepAlive;
-  readonly #recordLatency: (latencyMs: number) => void;
+  /** Told every settled call's sink time; `delivered` is the number of items it delivered (0 if it failed). */
+  readonly #recordLatency: (latencyMs: number, delivered: number) => void;
   /** Sink calls not yet settled, abandoned (timed-out) ones included; at most 2 × maxConcurrentFlushes. */
   #unsettled = 0;
   /** Batches waiting for #unsettled to fall below its bound, in arrival order. */
@@ -97,7 +98,7 @@ export class SinkCalls<T> {
     config: CallConfig,
     flush: FlushFunction<T>,
     keepAlive: KeepAlive,
-    recordLatency: (latencyMs: number) => void,
+    recordLatency: (latencyMs: number, delivered: number) => void,
   ) {
     this.#config = config;
     this.#flush = flush;
@@ -163,13 +164,14 @@ export class SinkCalls<T> {
         (result) => {
           this.#releaseCall();
           if (done) return;
-          this.#recordLatency(now() - started);
-          finish(judge(items, result));
+          const outcome = judge(items, result);
+          this.#recordLatency(now() - started, outcome.kind === 'delivered' ? items.length : 0);
+          finish(outcome);
         },
         (cause: unknown) => {
           this.#releaseCall();
           if (done) return;
-          this.#recordLatency(now() - started);
+          this.#recordLatency(now() - started, 0);
           finish({ kind: 'failed', failed: undefined, cause, timedOut: false });
         },
       );

@@ -26,7 +26,7 @@ export interface DeliveryHost {
   released(): void;
   /** A dead-letter failure the stream must fail with. */
   fail(error: BackpressureError<unknown>): void;
-  recordLatency(latencyMs: number): void;
+  recordLatency(latencyMs: number, delivered: number): void;
 }
 
 type Failed<T> = Outcome<T> & { kind: 'failed' };
@@ -48,7 +48,9 @@ export class Delivery<T> {
     host: DeliveryHost,
   ) {
     this.#config = config;
-    this.#calls = new SinkCalls(config, flush, keepAlive, (latencyMs) => host.recordLatency(latencyMs));
+    this.#calls = new SinkCalls(config, flush, keepAlive, (latencyMs, delivered) =>
+      host.recordLatency(latencyMs, delivered),
+    );
     this.#ledger = ledger;
     this.#keepAlive = keepAlive;
     this.#deadLetters = deadLetters;

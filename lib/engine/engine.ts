@@ -89,7 +89,7 @@ export class Engine<T> {
     this.#delivery = new Delivery(config, flush, this.#ledger, this.#keepAlive, this.#deadLetters, {
       released: () => this.#released(),
       fail: (error) => this.#fail(error as BackpressureError<T>),
-      recordLatency: (latencyMs) => this.#scheduler.recordLatency(latencyMs),
+      recordLatency: (latencyMs, delivered) => this.#scheduler.recordLatency(latencyMs, delivered),
     });
     this.#scheduler = new Scheduler(
       config,
@@ -296,6 +296,7 @@ export class Engine<T> {
       waitingWrites: this.#waiting.size,
       lastFlushLatencyMs: this.#scheduler.lastLatencyMs,
       currentFlushIntervalMs: this.#scheduler.interval,
+      currentBatchSize: this.#scheduler.batchSize,
     });
   }
 }

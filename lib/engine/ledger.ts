@@ -99,7 +99,12 @@ export class Ledger {
   snapshot(
     rest: Pick<
       BackpressureMetrics,
-      'state' | 'bufferUtilization' | 'waitingWrites' | 'lastFlushLatencyMs' | 'currentFlushIntervalMs'
+      | 'state'
+      | 'bufferUtilization'
+      | 'waitingWrites'
+      | 'lastFlushLatencyMs'
+      | 'currentFlushIntervalMs'
+      | 'currentBatchSize'
     >,
   ): BackpressureMetrics {
     return {
@@ -120,6 +125,7 @@ export class Ledger {
       averageBatchSize: this.batches === 0 ? 0 : this.itemsCut / this.batches,
       lastFlushLatencyMs: rest.lastFlushLatencyMs,
       currentFlushIntervalMs: rest.currentFlushIntervalMs,
+      currentBatchSize: rest.currentBatchSize,
     };
   }
 

@@ -1,3 +1,4 @@
+import { BatchSizer } from './batch-sizer';
 import type { Delivery, Batch } from './delivery';
 import type { KeepAlive } from './keep-alive';
 import type { Ledger } from './ledger';
@@ -17,6 +18,7 @@ import type { Signals } from './signals';
 
 export interface SchedulerConfig {
   readonly batchSize: number;
+  readonly batchBounds: { readonly min: number; readonly max: number } | undefined;
   readonly maxConcurrentFlushes: number;
   readonly targetLatencyMs: number;
   readonly minFlushIntervalMs: number;
@@ -49,6 +51,8 @@ export class Scheduler<T> {
   #corked = false;
   interval: number;
   lastLatencyMs = 0;
+  /** Adaptive batching; undefined for a fixed batch size. */
+  readonly #sizer: BatchSizer | undefined;
 
   constructor(
     config: SchedulerConfig,
@@ -63,11 +67,20 @@ export class Scheduler<T> {
     this.#signals = parts.signals;
     this.#host = host;
     this.interval = config.minFlushIntervalMs;
+    const bounds = config.batchBounds;
+    this.#sizer = bounds === undefined ? undefined : new BatchSizer(bounds.min, bounds.max, config.targetLatencyMs);
   }
 
-  recordLatency(latencyMs: number): void {
+  /** The size batches are cut at now. */
+  get batchSize(): number {
+    return this.#sizer?.size ?? this.#config.batchSize;
+  }
+
+  /** A call settled after `latencyMs` of sink time, delivering `delivered` items (0 if it failed). */
+  recordLatency(latencyMs: number, delivered: number): void {
     const { targetLatencyMs, minFlushIntervalMs, maxFlushIntervalMs } = this.#config;
     this.lastLatencyMs = latencyMs;
+    if (delivered > 0) this.#sizer?.observe(delivered, latencyMs);
     if (latencyMs > targetLatencyMs * 1.5) this.interval = Math.min(this.interval * 1.5, maxFlushIntervalMs);
     else if (latencyMs < targetLatencyMs * 0.5) this.interval = Math.max(this.interval * 0.8, minFlushIntervalMs);
   }
@@ -76,7 +89,7 @@ export class Scheduler<T> {
   mayStart(): boolean {
     return (
       this.batches.size < this.#config.maxConcurrentFlushes &&
-      (this.#flushTimer === undefined || this.#queue.size >= this.#config.batchSize || this.#urgent())
+      (this.#flushTimer === undefined || this.#queue.size >= this.batchSize || this.#urgent())
     );
   }
 
@@ -89,7 +102,8 @@ export class Scheduler<T> {
     if (this.#signals.destroyed) return;
     const urgent = this.#urgent();
     if ((this.#paused || this.#corked) && !urgent) return;
-    const { batchSize, maxConcurrentFlushes } = this.#config;
+    const maxConcurrentFlushes = this.#config.maxConcurrentFlushes;
+    const batchSize = this.batchSize;
     const queue = this.#queue;
     while (this.batches.size < maxConcurrentFlushes && queue.size > 0) {
       if (!urgent && queue.size < batchSize) {
