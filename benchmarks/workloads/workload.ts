@@ -1,7 +1,7 @@
 import { setImmediate as yieldToLoop, setTimeout as sleep } from 'node:timers/promises';
 import { Delivery, MemoryWatch, makeItem } from '../common';
 import type { BackpressureMetrics } from '../../lib/index';
-import type { Contender, Options, Target } from '../contenders';
+import type { Contender, Options, SizePoint, Target } from '../contenders';
 import type { SinkSpec } from '../common';
 
 /** One point of a state trace. */
@@ -35,6 +35,8 @@ export interface RunResult {
   boundMB?: number;
   itemBytes?: number;
   trace?: TracePoint[];
+  /** The batch size over the run, for the contenders that adapt it. */
+  sizeTrace?: SizePoint[];
 }
 
 export interface Scale {
@@ -54,8 +56,8 @@ export async function measure(
   offered: number,
   sinkSpec: SinkSpec,
   latencyCapacity: number,
-  body: (delivery: Delivery) => Promise<Partial<BackpressureMetrics> | void>,
-): Promise<RunResult & { metrics: Partial<BackpressureMetrics> | void }> {
+  body: (delivery: Delivery) => Promise<(Partial<BackpressureMetrics> & { sizeTrace?: SizePoint[] }) | void>,
+): Promise<RunResult & { metrics: (Partial<BackpressureMetrics> & { sizeTrace?: SizePoint[] }) | void }> {
   const delivery = new Delivery(latencyCapacity);
   const watch = new MemoryWatch();
   const started = performance.now();
@@ -83,9 +85,10 @@ export async function runHonouring(
 ): Promise<RunResult> {
   if (contender.run === undefined) throw new Error(`${contender.name} has no honouring producer`);
   const run = contender.run.bind(contender);
-  const { metrics: _metrics, ...result } = await measure(count, sinkSpec, 0, (delivery) =>
+  const { metrics, ...result } = await measure(count, sinkSpec, 0, (delivery) =>
     run(count, sinkSpec.create(delivery), options),
   );
+  if (metrics?.sizeTrace !== undefined) result.sizeTrace = metrics.sizeTrace;
   return result;
 }
 
