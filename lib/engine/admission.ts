@@ -50,9 +50,13 @@ export interface AdmissionPolicy<T> {
   admit(gate: Gate<T>, item: T, size: number, settle: Settle | undefined): boolean;
 }
 
+/** Who cuts batches from the queue: asked after every accept whether a flush could start now. */
+export interface Pump {
+  mayStart(): boolean;
+  pump(): void;
+}
+
 export interface AdmissionHost<T> extends EventHost {
-  /** An item entered the queue by accept() (not by a waiting write let in). */
-  accepted(): void;
   /** The level may have changed (a waiting write arrived or left). */
   refreshLevel(): void;
   /** Waiting writes timed out: room for 'drain' or an idle end(). */
@@ -76,10 +80,15 @@ export class Admission<T> implements Gate<T> {
   readonly #keepAlive: KeepAlive;
   readonly #host: AdmissionHost<T>;
   readonly #sized: boolean;
+  /** The bounds, read on every offer. */
+  readonly #maxItems: number;
+  readonly #maxBytes: number;
   /** Armed for the earliest finite deadline among waiting writes, undefined otherwise. */
   #waitTimer: NodeJS.Timeout | undefined;
   /** Drops with no 'drop' listener; reported once, on destroy. */
   unheardDrops = 0;
+  /** Set once by the engine, after the scheduler (which reads this queue) exists. */
+  pump: Pump | undefined;
 
   constructor(
     config: ResolvedConfig<T>,
@@ -95,6 +104,8 @@ export class Admission<T> implements Gate<T> {
     this.#keepAlive = parts.keepAlive;
     this.#host = host;
     this.#sized = parts.thresholds.bytesBounded;
+    this.#maxItems = config.maxBufferSize;
+    this.#maxBytes = config.maxBufferBytes;
     this.queue = new Queue(config.maxBufferSize, config.batchSize, this.#sized);
     this.waitQueue = new WaitQueue(parts.thresholds.highCount);
   }
@@ -124,14 +135,18 @@ export class Admission<T> implements Gate<T> {
   }
 
   fits(size: number): boolean {
-    return this.#thresholds.fits(this.#ledger.held, this.#ledger.heldBytes, size);
+    const ledger = this.#ledger;
+    return ledger.held < this.#maxItems && ledger.heldBytes + size <= this.#maxBytes;
   }
 
   accept(item: T, size: number, settle: Settle | undefined): void {
     if (this.#signals.destroyed) return this.#host.takeLate(item, size, settle);
     this.#enqueue(item, size);
     if (settle !== undefined) process.nextTick(settle, null, true);
-    this.#host.accepted();
+    // The hot path: one more item changes the level only at a threshold; a flush starts only if it can.
+    if (this.#thresholds.isEdge(this.#ledger.held)) this.#host.refreshLevel();
+    const pump = this.pump as Pump;
+    if (pump.mayStart()) pump.pump();
   }
 
   #enqueue(item: T, size: number): void {

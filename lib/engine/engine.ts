@@ -2,7 +2,7 @@ import { BackpressureError } from '../errors';
 import { BackpressureState } from '../types';
 import { DeadLetters, warnDiscarded, warnUnheardDrops } from './dead-letter';
 import { Delivery } from './delivery';
-import { unwatchHolding, watchHolding } from './exit-watch';
+import { watchForExit } from './exit-watch';
 import { KeepAlive } from './keep-alive';
 import { Ledger } from './ledger';
 import { Admission } from './admission';
@@ -74,7 +74,6 @@ export class Engine<T> {
     this.#admission = new Admission(config, policy, parts, {
       emit: host.emit,
       listenerCount: host.listenerCount,
-      accepted: () => this.#accepted(),
       refreshLevel: () => this.#refreshLevel(),
       waitsExpired: () => {
         this.#refreshLevel();
@@ -104,21 +103,15 @@ export class Engine<T> {
         batchDone: () => this.#checkIdle(),
       },
     );
+    this.#admission.pump = this.#scheduler;
+    this.offer = this.#admission.offer.bind(this.#admission);
+    watchForExit(this);
   }
 
   // ---- admission ---------------------------------------------------------
 
   /** Offers one item; returns what `write()` returns. Re-entrant: every call sizes its own item. */
-  offer(item: T, settle: Settle | undefined): boolean {
-    if (this.#ledger.held === 0) watchHolding(this);
-    return this.#admission.offer(item, settle);
-  }
-
-  /** The hot path after an accept: the level changes only at a threshold; a flush starts only if it can. */
-  #accepted(): void {
-    if (this.#thresholds.isEdge(this.#ledger.held)) this.#refreshLevel();
-    if (this.#scheduler.mayStart()) this.#scheduler.pump();
-  }
+  readonly offer: (item: T, settle: Settle | undefined) => boolean;
 
   /**
    * A listener destroyed the stream while this write was being admitted: the item
@@ -162,7 +155,6 @@ export class Engine<T> {
     this.#admission.admitWaiting();
     this.#refreshLevel();
     this.#signals.maybeDrain();
-    if (this.length === 0) unwatchHolding(this);
   }
 
   /** Destroys the host with an error that will carry every item still held. */
@@ -231,7 +223,6 @@ export class Engine<T> {
     const waiters = queued.waiters;
     for (const waiter of waiters) items.push(waiter.item);
     this.#ledger.takeAll(waiters.length);
-    unwatchHolding(this);
     for (const item of items) this.#lost.push(item);
     return { items, waiters };
   }

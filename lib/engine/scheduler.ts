@@ -69,18 +69,20 @@ export class Scheduler<T> {
     this.interval = config.minFlushIntervalMs;
     const bounds = config.batchBounds;
     this.#sizer = bounds === undefined ? undefined : new BatchSizer(bounds.min, bounds.max, config.targetLatencyMs);
+    this.batchSize = config.batchSize;
   }
 
-  /** The size batches are cut at now. */
-  get batchSize(): number {
-    return this.#sizer?.size ?? this.#config.batchSize;
-  }
+  /** The size batches are cut at now (a field: the hot path reads it per item). */
+  batchSize: number;
 
   /** A call settled after `latencyMs` of sink time, delivering `delivered` items (0 if it failed). */
   recordLatency(latencyMs: number, delivered: number): void {
     const { targetLatencyMs, minFlushIntervalMs, maxFlushIntervalMs } = this.#config;
     this.lastLatencyMs = latencyMs;
-    if (delivered > 0) this.#sizer?.observe(delivered, latencyMs);
+    if (delivered > 0 && this.#sizer !== undefined) {
+      this.#sizer.observe(delivered, latencyMs);
+      this.batchSize = this.#sizer.size;
+    }
     if (latencyMs > targetLatencyMs * 1.5) this.interval = Math.min(this.interval * 1.5, maxFlushIntervalMs);
     else if (latencyMs < targetLatencyMs * 0.5) this.interval = Math.max(this.interval * 0.8, minFlushIntervalMs);
   }
@@ -89,18 +91,14 @@ export class Scheduler<T> {
   mayStart(): boolean {
     return (
       this.batches.size < this.#config.maxConcurrentFlushes &&
-      (this.#flushTimer === undefined || this.#queue.size >= this.batchSize || this.#urgent())
+      (this.#flushTimer === undefined || this.#queue.size >= this.batchSize || this.#signals.urgent)
     );
-  }
-
-  #urgent(): boolean {
-    return this.#signals.ending || this.#signals.drainRequested;
   }
 
   /** Starts every flush that is due and arms the timer for the next partial batch. */
   pump(): void {
     if (this.#signals.destroyed) return;
-    const urgent = this.#urgent();
+    const urgent = this.#signals.urgent;
     if ((this.#paused || this.#corked) && !urgent) return;
     const maxConcurrentFlushes = this.#config.maxConcurrentFlushes;
     const batchSize = this.batchSize;
@@ -161,11 +159,13 @@ export class Scheduler<T> {
       wake: undefined,
     };
     this.batches.add(batch);
-    void this.#delivery.run(batch).finally(() => {
-      this.batches.delete(batch);
-      if (this.#signals.destroyed) return;
-      this.pump();
-      this.#host.batchDone();
-    });
+    void this.#delivery.run(batch).then(() => this.#batchDone(batch));
+  }
+
+  #batchDone(batch: Batch<T>): void {
+    this.batches.delete(batch);
+    if (this.#signals.destroyed) return;
+    this.pump();
+    this.#host.batchDone();
   }
 }
