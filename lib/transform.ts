@@ -13,6 +13,8 @@ import {
   reportEngineBuffer,
   writeToEngine,
 } from './stream-shell';
+import type { BackpressureTransformEvents, EventListener, OtherEvent } from './events';
+import type { BackpressureWritableOptions } from './sink';
 import type {
   BackpressureMetrics,
   BackpressureOptions,
@@ -22,8 +24,15 @@ import type {
   WriteCallback,
 } from './types';
 
-/** Options about a failing sink; pushing a batch downstream cannot fail, so they cannot apply. */
-const SINK_OPTIONS = ['flushTimeoutMs', 'retry', 'fallbackToSequential', 'isolateFailures'] as const;
+/** Options about a sink, which the Transform has not: it pushes its batches downstream. */
+const SINK_OPTIONS: readonly [keyof BackpressureWritableOptions, string][] = [
+  ['flush', 'it has no sink: its batches are pushed downstream; pipe them into one'],
+  ['writev', 'it has no sink: its batches are pushed downstream; pipe them into one'],
+  ['flushTimeoutMs', 'pushing a batch downstream cannot fail'],
+  ['retry', 'pushing a batch downstream cannot fail'],
+  ['fallbackToSequential', 'pushing a batch downstream cannot fail'],
+  ['isolateFailures', 'pushing a batch downstream cannot fail'],
+];
 
 /**
  * An object-mode Duplex: items in, `T[]` batches out, with the same states and
@@ -46,13 +55,10 @@ export class BackpressureTransform<T> extends Duplex {
   /** @param config the same options as the Writables, less those about a failing sink. */
   constructor(config?: BackpressureOptions<T>) {
     const resolved = resolveConfig(config);
-    for (const name of SINK_OPTIONS) {
-      if (config?.[name] !== undefined) {
-        throw invalidArgValue(
-          `The option "${name}"`,
-          'does not apply to BackpressureTransform (pushing a batch downstream cannot fail)',
-          config[name],
-        );
+    for (const [name, why] of SINK_OPTIONS) {
+      const value = (config as BackpressureWritableOptions<T> | undefined)?.[name];
+      if (value !== undefined) {
+        throw invalidArgValue(`The option "${name}"`, `does not apply to BackpressureTransform (${why})`, value);
       }
     }
     // One batch may wait on the readable side; more would be memory outside the bound.
@@ -101,6 +107,62 @@ export class BackpressureTransform<T> extends Duplex {
   override end(chunk?: unknown, encoding?: unknown, callback?: unknown): this {
     endThroughEngine(this, chunk, encoding, callback);
     return this;
+  }
+
+  /** Reads one batch, or `null` when none is buffered on the readable side. */
+  override read(size?: number): T[] | null;
+  // Lets the type checker match NodeJS.ReadableStream's read(): string | Buffer, so that pipeline()
+  // accepts the Transform; no call can pick it.
+  override read(size: never): never;
+  override read(size?: number): T[] | null {
+    return super.read(size) as T[] | null;
+  }
+
+  /** Iterates over the batches: `for await (const batch of transform)`. */
+  override [Symbol.asyncIterator](): AsyncIterableIterator<T[]>;
+  // As for read(): matches NodeJS.ReadableStream's iterator of string | Buffer; no call can pick it.
+  override [Symbol.asyncIterator](...never: never[]): AsyncIterableIterator<never>;
+  override [Symbol.asyncIterator](): AsyncIterableIterator<T[]> {
+    return super[Symbol.asyncIterator]() as AsyncIterableIterator<T[]>;
+  }
+
+  /** Adds a listener; the events of {@link BackpressureTransformEvents} are typed. */
+  override on<E extends keyof BackpressureTransformEvents<T>>(
+    event: E,
+    listener: EventListener<BackpressureTransformEvents<T>, E>,
+  ): this;
+  override on<E extends string | symbol>(
+    event: OtherEvent<BackpressureTransformEvents<T>, E>,
+    listener: (...args: any[]) => void,
+  ): this;
+  override on(event: string | symbol, listener: (...args: any[]) => void): this {
+    return super.on(event, listener);
+  }
+
+  /** Adds a one-time listener; the events of {@link BackpressureTransformEvents} are typed. */
+  override once<E extends keyof BackpressureTransformEvents<T>>(
+    event: E,
+    listener: EventListener<BackpressureTransformEvents<T>, E>,
+  ): this;
+  override once<E extends string | symbol>(
+    event: OtherEvent<BackpressureTransformEvents<T>, E>,
+    listener: (...args: any[]) => void,
+  ): this;
+  override once(event: string | symbol, listener: (...args: any[]) => void): this {
+    return super.once(event, listener);
+  }
+
+  /** Removes a listener; the events of {@link BackpressureTransformEvents} are typed. */
+  override off<E extends keyof BackpressureTransformEvents<T>>(
+    event: E,
+    listener: EventListener<BackpressureTransformEvents<T>, E>,
+  ): this;
+  override off<E extends string | symbol>(
+    event: OtherEvent<BackpressureTransformEvents<T>, E>,
+    listener: (...args: any[]) => void,
+  ): this;
+  override off(event: string | symbol, listener: (...args: any[]) => void): this {
+    return super.off(event, listener);
   }
 
   /** @internal */

@@ -84,8 +84,10 @@ export class Engine<T> implements Gate<T> {
 
   /** Flushing halted by the controller's stop(); drain() and end() still flush. */
   #paused = false;
-  /** Flushing held by cork() until uncork(); end() and drain() still flush. */
+  /** cork(): partial batches wait for uncork() (no interval flush); full batches still go. */
   #corked = false;
+  /** Items queued at the last uncork() not yet cut into a batch: they go without waiting for the interval. */
+  #uncorked = 0;
   #destroyed = false;
   #flushTimer: NodeJS.Timeout | undefined;
   #waitTimer: NodeJS.Timeout | undefined;
@@ -297,17 +299,21 @@ export class Engine<T> implements Gate<T> {
 
   // ---- flushing --------------------------------------------------------------
 
-  /** Starts every flush that is due and arms the timer for the next partial batch. */
+  /**
+   * Starts every flush that is due and arms the timer for the next partial batch. Urgent (end(),
+   * drain(), what waited for uncork()): everything goes now. Corked: full batches only, so that the
+   * memory bound still holds.
+   */
   #pump(): void {
     if (this.#destroyed) return;
-    const urgent = this.#signals.ending || this.#signals.drainRequested;
-    if ((this.#paused || this.#corked) && !urgent) return;
+    const ending = this.#signals.ending || this.#signals.drainRequested;
+    if (this.#paused && !ending) return;
     const { batchSize, maxConcurrentFlushes } = this.config;
     const queue = this.#queue;
     while (this.#batches.size < maxConcurrentFlushes && queue.size > 0) {
-      if (!urgent && queue.size < batchSize) {
+      if (!ending && this.#uncorked === 0 && queue.size < batchSize) {
         // A timer already armed will call back here; reading the clock per item is what it saves.
-        if (this.#flushTimer !== undefined) return;
+        if (this.#corked || this.#flushTimer !== undefined) return;
         const due = this.#scheduler.dueAt(queue.oldestArrival as number);
         const time = now();
         if (time < due) {
@@ -315,7 +321,9 @@ export class Engine<T> implements Gate<T> {
           return;
         }
       }
-      this.#startBatch(Math.min(batchSize, queue.size));
+      const count = Math.min(batchSize, queue.size);
+      this.#uncorked = Math.max(0, this.#uncorked - count);
+      this.#startBatch(count);
     }
   }
 
@@ -381,10 +389,19 @@ export class Engine<T> implements Gate<T> {
     } else this.#pump();
   }
 
-  /** cork(): batches are held (the buffer and its states still apply) until uncork(). */
+  /**
+   * cork(): partial batches wait (no interval flush) while full ones still go; the last uncork()
+   * sends what waited at once.
+   */
   setCorked(corked: boolean): void {
     this.#corked = corked;
-    if (!corked) this.#pump();
+    if (corked) {
+      this.#keepAlive.clearTimeout(this.#flushTimer);
+      this.#flushTimer = undefined;
+    } else {
+      this.#uncorked = this.#queue.size;
+      this.#pump();
+    }
   }
 
   #whenIdle(callback: (error?: Error | null) => void): void {
