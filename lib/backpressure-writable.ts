@@ -13,7 +13,7 @@ import {
   writeToEngine,
 } from './stream-shell';
 import type { AdmissionPolicy } from './engine';
-import type { BackpressureEvents, EventListener, OtherEvent } from './events';
+import type { BackpressureEvents, AnyListener, ListenerOf, OtherEvent } from './events';
 import type { BackpressureWritableOptions } from './sink';
 import type {
   BackpressureMetrics,
@@ -102,35 +102,23 @@ export abstract class BackpressureWritable<T> extends Writable {
   }
 
   /** Adds a listener; the events of {@link BackpressureEvents} are typed. */
-  override on<E extends keyof BackpressureEvents<T>>(event: E, listener: EventListener<BackpressureEvents<T>, E>): this;
-  override on<E extends string | symbol>(
-    event: OtherEvent<BackpressureEvents<T>, E>,
-    listener: (...args: any[]) => void,
-  ): this;
-  override on(event: string | symbol, listener: (...args: any[]) => void): this {
+  override on<E extends keyof BackpressureEvents<T>>(event: E, listener: ListenerOf<BackpressureEvents<T>, E>): this;
+  override on<E extends string | symbol>(event: OtherEvent<BackpressureEvents<T>, E>, listener: AnyListener): this;
+  override on(event: string | symbol, listener: AnyListener): this {
     return super.on(event, listener);
   }
 
   /** Adds a one-time listener; the events of {@link BackpressureEvents} are typed. */
-  override once<E extends keyof BackpressureEvents<T>>(
-    event: E,
-    listener: EventListener<BackpressureEvents<T>, E>,
-  ): this;
-  override once<E extends string | symbol>(
-    event: OtherEvent<BackpressureEvents<T>, E>,
-    listener: (...args: any[]) => void,
-  ): this;
-  override once(event: string | symbol, listener: (...args: any[]) => void): this {
+  override once<E extends keyof BackpressureEvents<T>>(event: E, listener: ListenerOf<BackpressureEvents<T>, E>): this;
+  override once<E extends string | symbol>(event: OtherEvent<BackpressureEvents<T>, E>, listener: AnyListener): this;
+  override once(event: string | symbol, listener: AnyListener): this {
     return super.once(event, listener);
   }
 
   /** Removes a listener; the events of {@link BackpressureEvents} are typed. */
-  override off<E extends keyof BackpressureEvents<T>>(event: E, listener: EventListener<BackpressureEvents<T>, E>): this;
-  override off<E extends string | symbol>(
-    event: OtherEvent<BackpressureEvents<T>, E>,
-    listener: (...args: any[]) => void,
-  ): this;
-  override off(event: string | symbol, listener: (...args: any[]) => void): this {
+  override off<E extends keyof BackpressureEvents<T>>(event: E, listener: ListenerOf<BackpressureEvents<T>, E>): this;
+  override off<E extends string | symbol>(event: OtherEvent<BackpressureEvents<T>, E>, listener: AnyListener): this;
+  override off(event: string | symbol, listener: AnyListener): this {
     return super.off(event, listener);
   }
 

@@ -89,7 +89,11 @@ export function resolveConfig<T>(
   if ((options as { objectMode?: unknown }).objectMode !== undefined) {
     const { objectMode } = options as { objectMode?: unknown };
     if (objectMode !== true) {
-      throw invalidArgValue('The option "objectMode"', 'must be true or left out (a sluice is always in object mode)', objectMode);
+      throw invalidArgValue(
+        'The option "objectMode"',
+        'must be true or left out (a sluice is always in object mode)',
+        objectMode,
+      );
     }
   }
   if (options.retry !== undefined) {

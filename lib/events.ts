@@ -55,7 +55,7 @@ export interface BackpressureTransformEvents<T> extends BackpressureEvents<T> {
  * declare one it never gets (`undefined`), so that `resolve` in
  * `new Promise((resolve) => sink.once('finish', resolve))` fits.
  */
-export type EventListener<M, E extends keyof M> = M[E] extends []
+export type ListenerOf<M, E extends keyof M> = M[E] extends []
   ? (_?: undefined) => void
   : M[E] extends unknown[]
     ? (...args: M[E]) => void
@@ -63,3 +63,7 @@ export type EventListener<M, E extends keyof M> = M[E] extends []
 
 /** Any event name not in the map `M` (so that a known event cannot fall through to the untyped signature). */
 export type OtherEvent<M, E extends string | symbol> = E extends keyof M ? never : E;
+
+/** Node's own listener type for events outside the map; `any`, as in @types/node, so every listener fits. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type AnyListener = (...args: any[]) => void;

@@ -142,7 +142,9 @@ export function hookOf<T>(
   const one = 'a sluice Writable takes exactly one delivery hook';
   if (found.length === 1) return (found[0] as [string, Hook<T>])[1];
   if (found.length === 0) {
-    const why = overridesWrite(prototype) ? ' (a sluice delivers batches: _write() is never called, use _writev())' : '';
+    const why = overridesWrite(prototype)
+      ? ' (a sluice delivers batches: _write() is never called, use _writev())'
+      : '';
     throw missingArgs(
       `No delivery hook was given: ${one}, the "flush" argument, the "flush" option, the "writev" option or a _writev() method${why}`,
     );

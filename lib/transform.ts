@@ -13,7 +13,7 @@ import {
   reportEngineBuffer,
   writeToEngine,
 } from './stream-shell';
-import type { BackpressureTransformEvents, EventListener, OtherEvent } from './events';
+import type { BackpressureTransformEvents, AnyListener, ListenerOf, OtherEvent } from './events';
 import type { BackpressureWritableOptions } from './sink';
 import type {
   BackpressureMetrics,
@@ -56,7 +56,8 @@ export class BackpressureTransform<T> extends Duplex {
   constructor(config?: BackpressureOptions<T>) {
     const resolved = resolveConfig(config);
     for (const [name, why] of SINK_OPTIONS) {
-      const value = (config as BackpressureWritableOptions<T> | undefined)?.[name];
+      // Read as a record: a JavaScript caller may pass the Writables' own options here.
+      const value = (config as Record<string, unknown> | undefined)?.[name];
       if (value !== undefined) {
         throw invalidArgValue(`The option "${name}"`, `does not apply to BackpressureTransform (${why})`, value);
       }
@@ -129,39 +130,39 @@ export class BackpressureTransform<T> extends Duplex {
   /** Adds a listener; the events of {@link BackpressureTransformEvents} are typed. */
   override on<E extends keyof BackpressureTransformEvents<T>>(
     event: E,
-    listener: EventListener<BackpressureTransformEvents<T>, E>,
+    listener: ListenerOf<BackpressureTransformEvents<T>, E>,
   ): this;
   override on<E extends string | symbol>(
     event: OtherEvent<BackpressureTransformEvents<T>, E>,
-    listener: (...args: any[]) => void,
+    listener: AnyListener,
   ): this;
-  override on(event: string | symbol, listener: (...args: any[]) => void): this {
+  override on(event: string | symbol, listener: AnyListener): this {
     return super.on(event, listener);
   }
 
   /** Adds a one-time listener; the events of {@link BackpressureTransformEvents} are typed. */
   override once<E extends keyof BackpressureTransformEvents<T>>(
     event: E,
-    listener: EventListener<BackpressureTransformEvents<T>, E>,
+    listener: ListenerOf<BackpressureTransformEvents<T>, E>,
   ): this;
   override once<E extends string | symbol>(
     event: OtherEvent<BackpressureTransformEvents<T>, E>,
-    listener: (...args: any[]) => void,
+    listener: AnyListener,
   ): this;
-  override once(event: string | symbol, listener: (...args: any[]) => void): this {
+  override once(event: string | symbol, listener: AnyListener): this {
     return super.once(event, listener);
   }
 
   /** Removes a listener; the events of {@link BackpressureTransformEvents} are typed. */
   override off<E extends keyof BackpressureTransformEvents<T>>(
     event: E,
-    listener: EventListener<BackpressureTransformEvents<T>, E>,
+    listener: ListenerOf<BackpressureTransformEvents<T>, E>,
   ): this;
   override off<E extends string | symbol>(
     event: OtherEvent<BackpressureTransformEvents<T>, E>,
-    listener: (...args: any[]) => void,
+    listener: AnyListener,
   ): this;
-  override off(event: string | symbol, listener: (...args: any[]) => void): this {
+  override off(event: string | symbol, listener: AnyListener): this {
     return super.off(event, listener);
   }
 
