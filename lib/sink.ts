@@ -10,13 +10,14 @@ import type { BackpressureOptions, FlushFunction, FlushResult } from './types';
  */
 
 /**
- * One item as `_writev()` receives it, in Node's shape. A sluice is in object mode, where Node
- * hands `encoding` through only when `write()` was given one; a sluice does not keep per-write
- * encodings, so `encoding` is always `undefined`.
+ * One item as `_writev()` receives it, in Node's shape. `encoding` is typed as in @types/node (so
+ * that a `_writev` written for a plain `Writable` keeps compiling), but, as from Node's own
+ * object-mode `Writable` for a `write()` without an encoding, its value is `undefined`: a sluice
+ * keeps no per-write encoding.
  */
 export interface WritevChunk<T> {
   chunk: T;
-  encoding: BufferEncoding | undefined;
+  encoding: BufferEncoding;
 }
 
 /**
@@ -156,8 +157,11 @@ function capitalize(text: string): string {
   return text.charAt(0).toUpperCase() + text.slice(1);
 }
 
+// What Node's object-mode Writable passes for a write() without an encoding (see WritevChunk).
+const NO_ENCODING = undefined as unknown as BufferEncoding;
+
 function toChunk<T>(chunk: T): WritevChunk<T> {
-  return { chunk, encoding: undefined };
+  return { chunk, encoding: NO_ENCODING };
 }
 
 /**
