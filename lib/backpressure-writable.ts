@@ -67,8 +67,9 @@ export abstract class BackpressureWritable<T> extends Writable {
     config: BackpressureOptions<T> | undefined,
     policy: AdmissionPolicy<T>,
   ) {
-    const resolved = resolveConfig(optionsOf(hook, config), policy.strategy, new.target.name);
-    const found = hookOf(hook, new.target.prototype as object);
+    const options = optionsOf(hook, config);
+    const resolved = resolveConfig(options, policy.strategy, new.target.name);
+    const found = hookOf(hook, options, new.target.prototype as object);
     super({ objectMode: true, highWaterMark: criticalCount(resolved) });
     const flush = 'flush' in found ? found.flush : writevFlush(this, found.writev);
     this[kEngine] = new Engine(resolved, flush, engineHost(this), policy, new.target.name);

@@ -188,7 +188,8 @@ function checkKnown(options: object, known: Set<string>, prefix: string): void {
     if (known.has(key)) continue;
     const close = [...known].find((name) => name.toLowerCase() === key.toLowerCase());
     const nodeHint = known === OPTION_NAMES && Object.hasOwn(NODE_HINTS, key) ? NODE_HINTS[key] : undefined;
-    const hint = close !== undefined ? ` (did you mean "${close}"?)` : nodeHint === undefined ? '' : ` (${nodeHint})`;
+    // Node's own option names first: "highWaterMark" is not a misspelt "highWatermark".
+    const hint = nodeHint !== undefined ? ` (${nodeHint})` : close === undefined ? '' : ` (did you mean "${close}"?)`;
     const label = prefix.endsWith('.') ? `${prefix}${key}"` : `${prefix} "${key}"`;
     throw invalidArgValue(label, `is not a sluice option${hint}`, (options as Record<string, unknown>)[key]);
   }

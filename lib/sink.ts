@@ -120,23 +120,24 @@ export function optionsOf<T>(
 export type Hook<T> = { flush: FlushFunction<T> } | { writev: WritevFunction<T> };
 
 /**
- * Finds the one delivery hook of a construction. `first`/`second` are the constructor's arguments
- * (already checked by {@link optionsOf}); `prototype` is the constructed class's.
+ * Finds the one delivery hook of a construction. `first` is the constructor's first argument and
+ * `options` what {@link optionsOf} made of both; `prototype` is the constructed class's.
  */
 export function hookOf<T>(
   first: FlushFunction<T> | BackpressureWritableOptions<T> | undefined,
+  options: BackpressureOptions<T> | undefined,
   prototype: object,
 ): Hook<T> {
-  const options = typeof first === 'function' ? undefined : (first as Partial<Record<'flush' | 'writev', unknown>>);
+  const hooks = options as Partial<Record<'flush' | 'writev', unknown>> | undefined;
   const found: [string, Hook<T>][] = [];
   if (typeof first === 'function') found.push(['the "flush" argument', { flush: first }]);
-  if (options?.flush !== undefined) {
-    if (typeof options.flush !== 'function') throw invalidArgType('The option "flush"', 'a function', options.flush);
-    found.push(['the "flush" option', { flush: options.flush as FlushFunction<T> }]);
+  if (hooks?.flush !== undefined) {
+    if (typeof hooks.flush !== 'function') throw invalidArgType('The option "flush"', 'a function', hooks.flush);
+    found.push(['the "flush" option', { flush: hooks.flush as FlushFunction<T> }]);
   }
-  if (options?.writev !== undefined) {
-    if (typeof options.writev !== 'function') throw invalidArgType('The option "writev"', 'a function', options.writev);
-    found.push(['the "writev" option', { writev: options.writev as WritevFunction<T> }]);
+  if (hooks?.writev !== undefined) {
+    if (typeof hooks.writev !== 'function') throw invalidArgType('The option "writev"', 'a function', hooks.writev);
+    found.push(['the "writev" option', { writev: hooks.writev as WritevFunction<T> }]);
   }
   const method = writevMethod<T>(prototype);
   if (method !== undefined) found.push(['a _writev() method', { writev: method }]);
