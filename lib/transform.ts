@@ -110,21 +110,19 @@ export class BackpressureTransform<T> extends Duplex {
     return this;
   }
 
-  /** Reads one batch, or `null` when none is buffered on the readable side. */
+  /**
+   * Reads one batch, or `null` when none is buffered on the readable side.
+   *
+   * (`for await (const batch of transform)` yields `T[]` too, but stays typed as Node's iterator of
+   * `any`: a `T[]` iterator would not fit the `NodeJS.ReadableStream` that @types/node's `pipeline()`
+   * asks of a middle stage, and TypeScript's `for await` reads every overload of the iterator at once.)
+   */
   override read(size?: number): T[] | null;
   // Lets the type checker match NodeJS.ReadableStream's read(): string | Buffer, so that pipeline()
-  // accepts the Transform; no call can pick it.
-  override read(size: never): never;
+  // accepts the Transform; no call can pick it (its `this` is never).
+  override read(this: never, size?: number): never;
   override read(size?: number): T[] | null {
     return super.read(size) as T[] | null;
-  }
-
-  /** Iterates over the batches: `for await (const batch of transform)`. */
-  override [Symbol.asyncIterator](): AsyncIterableIterator<T[]>;
-  // As for read(): matches NodeJS.ReadableStream's iterator of string | Buffer; no call can pick it.
-  override [Symbol.asyncIterator](...never: never[]): AsyncIterableIterator<never>;
-  override [Symbol.asyncIterator](): AsyncIterableIterator<T[]> {
-    return super[Symbol.asyncIterator]() as AsyncIterableIterator<T[]>;
   }
 
   /** Adds a listener; the events of {@link BackpressureTransformEvents} are typed. */
