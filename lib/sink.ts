@@ -141,15 +141,14 @@ export function hookOf<T>(
   }
   const method = writevMethod<T>(prototype);
   if (method !== undefined) found.push(['a _writev() method', { writev: method }]);
-  const one = 'a sluice Writable takes exactly one delivery hook';
+  const one =
+    'a sluice Writable takes exactly one delivery hook: the "flush" argument, the "flush" option, the "writev" option or a _writev() method';
   if (found.length === 1) return (found[0] as [string, Hook<T>])[1];
   if (found.length === 0) {
     const why = overridesWrite(prototype)
       ? ' (a sluice delivers batches: _write() is never called, use _writev())'
       : '';
-    throw missingArgs(
-      `No delivery hook was given: ${one}, the "flush" argument, the "flush" option, the "writev" option or a _writev() method${why}`,
-    );
+    throw missingArgs(`No delivery hook was given: ${one}${why}`);
   }
   throw incompatiblePair(`${capitalize(found.map(([name]) => name).join(' and '))} were given together: ${one}`);
 }

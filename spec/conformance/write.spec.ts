@@ -1,5 +1,7 @@
-import { ALL_KINDS, FAILING_KINDS, HWM, flags, item, likeNative, nativeWritable, run } from './harness';
-import type { Subject, Trace } from './harness';
+import { Writable } from 'node:stream';
+import { BlockingWritable, DropNewestWritable, DropOldestWritable, SamplingWritable } from '../../lib';
+import { ALL_KINDS, FAILING_KINDS, HWM, SLUICE_OPTIONS, flags, item, likeNative, nativeWritable, run } from './harness';
+import type { Kind, Subject, Trace } from './harness';
 import { settle, useStreamFakeTimers } from '../support/test-sink';
 
 /**
@@ -240,6 +242,45 @@ describe('cork() holds writes (test-stream-writev.js, test-stream-writable-clear
     make: (kind) => kind.make('ok', { batchSize: 10 }),
     native: ['finish', 'close', 'delivered: 1'],
   });
+});
+
+describe('test-stream-writable-write-cb-twice.js (with the writev delivery hook)', () => {
+  const WRITEV_CLASSES: Record<string, typeof BlockingWritable> = {
+    BlockingWritable,
+    DropOldestWritable,
+    DropNewestWritable,
+    SamplingWritable,
+  };
+  /** A subject whose sink is `writev`, on both sides; nothing is held back, so only the trace matters. */
+  const withWritev = (stream: Writable): Subject => ({
+    stream,
+    delivered: [],
+    releaseOne: () => undefined,
+    pending: 0,
+    releaseAll: () => undefined,
+    metrics: () => undefined,
+  });
+  // Fits both Node's writev option and sluice's.
+  const twice = (_chunks: unknown[], callback: (error?: Error | null) => void): void => {
+    callback();
+    callback();
+  };
+
+  likeNative(
+    'a writev callback called twice: "error" with ERR_MULTIPLE_CALLBACK, then writes get ERR_STREAM_DESTROYED',
+    {
+      scenario: ({ stream }, t) => {
+        stream.write(item(1), t.cb('write1'));
+        stream.write(item(2), t.cb('write2'));
+      },
+      makeNative: () => withWritev(new Writable({ objectMode: true, highWaterMark: HWM, writev: twice })),
+      make: (kind: Kind) =>
+        withWritev(new (WRITEV_CLASSES[kind.name] as typeof BlockingWritable)({ ...SLUICE_OPTIONS, writev: twice })),
+      kinds: FAILING_KINDS,
+      quietDeadLetters: true,
+      native: ['write1:ok', 'error:ERR_MULTIPLE_CALLBACK', 'close', 'write2:ERR_STREAM_DESTROYED'],
+    },
+  );
 });
 
 describe('test-stream-error-once.js', () => {
