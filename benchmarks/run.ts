@@ -270,6 +270,8 @@ function targets(results: Results): Verdict[] {
     check('fast sink: sluice block ≥ 1.0× native items/s', r, 1, `${fixed(r, 3)}×`);
     const ref = speed('fast-sink', 'sluice-block') / speed('fast-sink', 'reference');
     check('fast sink: sluice block ≥ 100× the design-doc reference', ref, 100, `${fixed(ref, 0)}×`);
+    const writev = speed('fast-sink', 'sluice-writev') / speed('fast-sink', 'sluice-block');
+    check('fast sink: the `_writev` form ≥ 0.95× the flush-function form', writev, 0.95, `${fixed(writev, 3)}×`);
   }
   {
     const r = speed('slow-sink', 'sluice-block') / speed('slow-sink', 'native');
