@@ -240,11 +240,8 @@ function sluiceContender(strategy: BackpressureStrategy): Contender {
 function writevSink(sink: BatchSink, options: Options): BackpressureWritable<Item> {
   class Sink extends sluice.BlockingWritable<Item> {
     override _writev(chunks: WritevChunks<Item>, callback: WritevCallback<Item>): void {
-      settle(
-        sink,
-        chunks.map((c) => c.chunk),
-        callback,
-      );
+      // As a user writes it; Promise.resolve() also takes a synchronous sink (SQLite).
+      Promise.resolve(sink(chunks.map((c) => c.chunk))).then(() => callback(), callback);
     }
   }
   return new Sink({ batchSize: options.batchSize });
