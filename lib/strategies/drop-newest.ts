@@ -9,6 +9,8 @@ import type { BackpressureOptions, FlushFunction } from '../types';
  * @example
  * ```ts
  * const sink = new DropNewestWritable<Row>(async (rows) => { await insert(rows); }, { maxBufferSize: 5000 });
+ * // or Node's way: a subclass with _writev(chunks, callback), or the writev option
+ * const other = new DropNewestWritable<Row>({ writev: (chunks, cb) => void insert(chunks.map((c) => c.chunk)).then(() => cb(), cb), maxBufferSize: 5000 });
  * ```
  */
 export class DropNewestWritable<T> extends BackpressureWritable<T> {
