@@ -103,7 +103,10 @@ export function optionsOf<T>(
   second: BackpressureOptions<T> | undefined,
 ): BackpressureOptions<T> | undefined {
   if (typeof first === 'function') return second;
-  if (first !== undefined && (first === null || typeof first !== 'object')) {
+  if (
+    (first === undefined && second !== undefined) ||
+    (first !== undefined && (first === null || typeof first !== 'object'))
+  ) {
     throw invalidArgType('The "flush" argument', 'a function or an options object', first);
   }
   if (second !== undefined) {

@@ -187,6 +187,13 @@ describe('bad hooks and misspelt options name the option', () => {
       /The "flush" argument must be a function or an options object\. Received 'insert'/,
     ],
     [
+      'no flush function, then options',
+      () => new (BlockingWritable as unknown as new (a: unknown, b: unknown) => Writable)(undefined, { batchSize: 5 }),
+      'TypeError',
+      'ERR_INVALID_ARG_TYPE',
+      /The "flush" argument must be a function or an options object\. Received undefined/,
+    ],
+    [
       'options first, then a second argument',
       () => new (BlockingWritable as unknown as new (a: unknown, b: unknown) => Writable)({ writev }, { batchSize: 5 }),
       'TypeError',
