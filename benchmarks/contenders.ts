@@ -13,6 +13,8 @@ import type {
   BackpressureStrategy,
   BackpressureTransform,
   BackpressureWritable,
+  WritevCallback,
+  WritevChunks,
 } from '../lib/index';
 
 /**
@@ -322,6 +324,32 @@ function sluiceBatching(size: number | undefined): Contender {
 }
 
 /**
+ * The `_writev` form (issue 10): a sink written as for a plain `Writable`, in a subclass of
+ * `BlockingWritable`, unwrapping its chunks as a user would. Against `sluice-block` (the flush-function
+ * form) it measures the adapter: one `{ chunk, encoding }` per item, the array and the callback per batch.
+ */
+function writevSink(sink: BatchSink, options: Options): BackpressureWritable<Item> {
+  class Sink extends sluice.BlockingWritable<Item> {
+    override _writev(chunks: WritevChunks<Item>, callback: WritevCallback<Item>): void {
+      // As a user writes it; Promise.resolve() also takes a synchronous sink (SQLite).
+      Promise.resolve(sink(chunks.map((c) => c.chunk))).then(() => callback(), callback);
+    }
+  }
+  return new Sink({ batchSize: options.batchSize });
+}
+
+const writev: Contender = {
+  name: 'sluice-writev',
+  description:
+    'a `BlockingWritable` subclass with `_writev(chunks, callback)` (strategy block), fed by `pipeline(Readable.from(...))`',
+  async run(count, sink, options) {
+    const stream = writevSink(sink, options);
+    await pipeline(Readable.from(items(count)), asWritable(stream));
+    return stream.getMetrics();
+  },
+};
+
+/**
  * sluice's streams type `write(chunk: T)`, which @types/node's `pipeline()` overloads do not
  * accept for a `T` other than string/Buffer (they want NodeJS.WritableStream); widen them here.
  */
@@ -381,6 +409,7 @@ export const contenders: readonly Contender[] = [
   cargo,
   rx,
   sluiceContender(sluice.BackpressureStrategy.BLOCK),
+  writev,
   sluiceContender(sluice.BackpressureStrategy.DROP_OLDEST),
   sluiceContender(sluice.BackpressureStrategy.DROP_NEWEST),
   sluiceContender(sluice.BackpressureStrategy.SAMPLE),

@@ -45,7 +45,19 @@ export const DEFAULT_CONFIG: Readonly<BackpressureConfig> = Object.freeze({
   signal: undefined,
 });
 
-const OPTION_NAMES = new Set(Object.keys(DEFAULT_CONFIG));
+/**
+ * Names a constructor takes besides the configuration: the delivery hooks of the Writables (checked
+ * by lib/sink.ts; the Transform refuses them) and Node's `objectMode`, which must be `true`.
+ */
+const HOOK_NAMES = ['flush', 'writev'] as const;
+const OPTION_NAMES = new Set([...Object.keys(DEFAULT_CONFIG), ...HOOK_NAMES, 'objectMode']);
+/** Node's Writable options a migrating subclass may pass, and what to use instead. */
+const NODE_HINTS: Readonly<Record<string, string>> = {
+  write: 'sluice delivers batches: use "writev" (or a flush function)',
+  _writev: 'as an option it is "writev"',
+  highWaterMark: 'sluice derives it from "maxBufferSize" × "highWatermark"',
+  writableHighWaterMark: 'sluice derives it from "maxBufferSize" × "highWatermark"',
+};
 const RETRY_NAMES = new Set(Object.keys(DEFAULT_CONFIG.retry));
 const STRATEGIES = new Set<string>(Object.values(BackpressureStrategy));
 
@@ -79,6 +91,16 @@ export function resolveConfig<T>(
   if (options === undefined || options === null) options = {};
   if (typeof options !== 'object') throw invalidArgType('The "config" argument', 'an object', options);
   checkKnown(options, OPTION_NAMES, 'The option');
+  if ((options as { objectMode?: unknown }).objectMode !== undefined) {
+    const { objectMode } = options as { objectMode?: unknown };
+    if (objectMode !== true) {
+      throw invalidArgValue(
+        'The option "objectMode"',
+        'must be true or left out (a sluice is always in object mode)',
+        objectMode,
+      );
+    }
+  }
   if (options.retry !== undefined) {
     if (options.retry === null || typeof options.retry !== 'object') {
       throw invalidArgType('The option "retry"', 'an object', options.retry);
@@ -172,7 +194,9 @@ function checkKnown(options: object, known: Set<string>, prefix: string): void {
   for (const key of Object.keys(options)) {
     if (known.has(key)) continue;
     const close = [...known].find((name) => name.toLowerCase() === key.toLowerCase());
-    const hint = close === undefined ? '' : ` (did you mean "${close}"?)`;
+    const nodeHint = known === OPTION_NAMES && Object.hasOwn(NODE_HINTS, key) ? NODE_HINTS[key] : undefined;
+    // Node's own option names first: "highWaterMark" is not a misspelt "highWatermark".
+    const hint = nodeHint !== undefined ? ` (${nodeHint})` : close === undefined ? '' : ` (did you mean "${close}"?)`;
     const label = prefix.endsWith('.') ? `${prefix}${key}"` : `${prefix} "${key}"`;
     throw invalidArgValue(label, `is not a sluice option${hint}`, (options as Record<string, unknown>)[key]);
   }

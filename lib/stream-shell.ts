@@ -119,7 +119,8 @@ export function reportEngineBuffer(prototype: SluiceStream<unknown>): void {
   const uncork = prototype.uncork;
   /* eslint-enable @typescript-eslint/unbound-method */
   Object.defineProperties(prototype, {
-    // cork() holds flushing (not admission: the bound and the states still apply) until the last uncork().
+    // cork(): partial batches wait for the last uncork(), which sends them at once; full batches still
+    // go, so the memory bound holds. Admission, the bound and the states apply as ever. end() uncorks.
     cork: {
       value: function (this: SluiceStream<unknown>): void {
         cork.call(this);

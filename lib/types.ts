@@ -324,6 +324,11 @@ export interface BackpressureConfig<T = unknown> {
 export type BackpressureOptions<T = unknown> = Partial<Omit<BackpressureConfig<T>, 'retry'>> & {
   /** Retry policy; fields left out keep their defaults. */
   retry?: Partial<RetryOptions>;
+  /**
+   * Accepted for Node compatibility (a `Writable` subclass that passes `{ objectMode: true }` to
+   * `super()` keeps working); a sluice is always in object mode, so only `true` is allowed.
+   */
+  objectMode?: true;
 };
 
 /**

@@ -22,6 +22,11 @@ export interface RunResult {
   elapsedMs: number;
   /** delivered items per second of wall time */
   itemsPerSec: number;
+  /**
+   * delivered items per second of this process's CPU time (user + system, all threads): on a shared
+   * machine it moves much less with the neighbours' load than wall time does
+   */
+  itemsPerCpuSec: number;
   /** delivered / sink calls */
   avgBatch: number;
   peakHeapGrowthMB: number;
@@ -61,8 +66,10 @@ export async function measure(
   const delivery = new Delivery(latencyCapacity);
   const watch = new MemoryWatch();
   const started = performance.now();
+  const cpuStarted = process.cpuUsage();
   const metrics = await body(delivery);
   const elapsedMs = performance.now() - started;
+  const cpu = process.cpuUsage(cpuStarted);
   const memory = watch.stop();
   return {
     offered,
@@ -70,6 +77,7 @@ export async function measure(
     lost: offered - delivery.delivered,
     elapsedMs,
     itemsPerSec: delivery.delivered / (elapsedMs / 1000),
+    itemsPerCpuSec: delivery.delivered / ((cpu.user + cpu.system) / 1e6),
     avgBatch: delivery.batches === 0 ? 0 : delivery.delivered / delivery.batches,
     ...memory,
     metrics,

@@ -188,7 +188,7 @@ export class Engine<T> {
     this.#scheduler.setPaused(paused);
   }
 
-  /** cork(): batches are held (the buffer and its states still apply) until uncork(). */
+  /** cork(): partial batches wait until the last uncork(); full batches still go. */
   setCorked(corked: boolean): void {
     this.#scheduler.setCorked(corked);
   }

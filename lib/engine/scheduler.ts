@@ -47,8 +47,10 @@ export class Scheduler<T> {
   #flushTimer: NodeJS.Timeout | undefined;
   /** Flushing halted by the controller's stop(); drain() and end() still flush. */
   #paused = false;
-  /** cork(): no batch is cut until the last uncork(); end() and drain() still flush. */
+  /** cork(): partial batches wait for uncork() (no interval flush); full batches still go. */
   #corked = false;
+  /** Items queued at the last uncork() not yet cut into a batch: they go without waiting for the interval. */
+  #uncorked = 0;
   interval: number;
   lastLatencyMs = 0;
   /** Adaptive batching; undefined for a fixed batch size. */
@@ -95,18 +97,22 @@ export class Scheduler<T> {
     );
   }
 
-  /** Starts every flush that is due and arms the timer for the next partial batch. */
+  /**
+   * Starts every flush that is due and arms the timer for the next partial batch. Urgent (end(),
+   * drain(), what waited for uncork()): everything goes now. Corked: full batches only, so that
+   * nothing corked waits on a full buffer (a drop strategy would drop it).
+   */
   pump(): void {
     if (this.#signals.destroyed) return;
     const urgent = this.#signals.urgent;
-    if ((this.#paused || this.#corked) && !urgent) return;
+    if (this.#paused && !urgent) return;
     const maxConcurrentFlushes = this.#config.maxConcurrentFlushes;
     const batchSize = this.batchSize;
     const queue = this.#queue;
     while (this.batches.size < maxConcurrentFlushes && queue.size > 0) {
-      if (!urgent && queue.size < batchSize) {
+      if (!urgent && this.#uncorked === 0 && queue.size < batchSize) {
         // A timer already armed will call back here; reading the clock per item is what it saves.
-        if (this.#flushTimer !== undefined) return;
+        if (this.#corked || this.#flushTimer !== undefined) return;
         const due = (queue.oldestArrival as number) + this.interval;
         const time = now();
         if (time < due) {
@@ -114,7 +120,9 @@ export class Scheduler<T> {
           return;
         }
       }
-      this.#startBatch(Math.min(batchSize, queue.size));
+      const count = Math.min(batchSize, queue.size);
+      if (this.#uncorked > 0) this.#uncorked = Math.max(0, this.#uncorked - count);
+      this.#startBatch(count);
     }
   }
 
@@ -131,7 +139,11 @@ export class Scheduler<T> {
 
   setCorked(corked: boolean): void {
     this.#corked = corked;
-    if (!corked) this.pump();
+    if (corked) this.#clearFlushTimer();
+    else {
+      this.#uncorked = this.#queue.size;
+      this.pump();
+    }
   }
 
   /** destroy() and the shutdown deadline: no batch is cut any more (timers are the caller's). */

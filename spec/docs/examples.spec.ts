@@ -11,6 +11,7 @@ import { main as controller } from '../../docs/examples/controller';
 import { main as etl } from '../../docs/examples/etl-file-to-db';
 import { main as forAwait } from '../../docs/examples/for-await-producer';
 import { main as httpIngest } from '../../docs/examples/http-ingest';
+import { main as migrateWritable } from '../../docs/examples/migrate-writable';
 import { main as otel } from '../../docs/examples/metrics-opentelemetry';
 import { main as prometheus } from '../../docs/examples/metrics-prometheus';
 import { main as quickStart } from '../../docs/examples/quick-start';
@@ -65,6 +66,7 @@ describe('docs/examples', () => {
       'http-ingest.ts',
       'metrics-opentelemetry.ts',
       'metrics-prometheus.ts',
+      'migrate-writable.ts',
       'quick-start.ts',
       'shutdown.ts',
       'telemetry-drop-oldest.ts',
@@ -167,6 +169,14 @@ describe('docs/examples', () => {
       deadLetterCodes: ['ERR_SHUTDOWN_TIMEOUT'],
       destroyed: true,
     });
+  });
+
+  it('migrate-writable: the same _writev body, a sluice base class: every row in order, in batches of exactly batchSize', async () => {
+    const { before, after, afterBatchSizes } = await runClean(() => migrateWritable(2_050));
+    expect(before).toMatchObject({ stored: 2_050, inOrder: true });
+    expect(before.largestBatch).toBeLessThanOrEqual(16); // Node's writev: what piled up under highWaterMark 16
+    expect(after).toEqual({ stored: 2_050, inOrder: true, largestBatch: 100, batches: 21 });
+    expect(afterBatchSizes).toEqual([...Array<number>(20).fill(100), 50]);
   });
 
   it('batching-transform: emits batches of batchSize, then the rest', async () => {
