@@ -74,7 +74,7 @@ function summary(db: Database, count: number): Run {
   };
 }
 
-export async function main(count = 2_000): Promise<{ before: Run; after: Run; afterBatchSizes: number[] }> {
+export async function main(count = 2_050): Promise<{ before: Run; after: Run; afterBatchSizes: number[] }> {
   const plainDb = new Database();
   await pipeline(Readable.from(rows(count)), new RowWriter(plainDb)); // batches: whatever piled up
   const sluiceDb = new Database();

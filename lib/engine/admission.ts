@@ -17,7 +17,9 @@ import type { Thresholds } from './thresholds';
  *
  * Re-entrant: every offer carries its own size, and every primitive reads the
  * current counts, so a listener that writes, ends or destroys during a 'drop' or
- * 'state' event cannot skew the bound.
+ * 'state' event cannot skew the bound. The 'drop' events an offer causes (its
+ * evictions) are emitted once the offer is admitted, so a listener's writes
+ * reach the queue after the item that caused them, in write order.
  */
 
 /** Called once per write: `accepted` is false when the item was dropped. */
@@ -89,6 +91,9 @@ export class Admission<T> implements Gate<T> {
   unheardDrops = 0;
   /** Set once by the engine, after the scheduler (which reads this queue) exists. */
   pump: Pump | undefined;
+  /** An offer is being admitted: its 'drop' events wait until it is (item, reason pairs). */
+  #admitting = false;
+  #deferredDrops: unknown[] = [];
 
   constructor(
     config: ResolvedConfig<T>,
@@ -121,7 +126,18 @@ export class Admission<T> implements Gate<T> {
         return true;
       }
     }
-    const ok = this.#policy.admit(this, item, size, settle);
+    let ok: boolean;
+    if (this.#admitting) ok = this.#policy.admit(this, item, size, settle);
+    else {
+      // A 'drop' listener that writes must see this item queued first: its writes come after it.
+      this.#admitting = true;
+      try {
+        ok = this.#policy.admit(this, item, size, settle);
+      } finally {
+        this.#admitting = false;
+      }
+      if (this.#deferredDrops.length > 0) this.#emitDeferredDrops();
+    }
     if (!ok && !this.#signals.destroyed) this.#signals.refused();
     return ok;
   }
@@ -175,8 +191,15 @@ export class Admission<T> implements Gate<T> {
   }
 
   #announceDrop(item: T, reason: DropReason): void {
-    if (this.#host.listenerCount('drop') > 0) this.#host.emit('drop', item, reason);
-    else this.unheardDrops++;
+    if (this.#host.listenerCount('drop') === 0) this.unheardDrops++;
+    else if (this.#admitting) this.#deferredDrops.push(item, reason);
+    else this.#host.emit('drop', item, reason);
+  }
+
+  #emitDeferredDrops(): void {
+    const drops = this.#deferredDrops;
+    this.#deferredDrops = [];
+    for (let i = 0; i < drops.length; i += 2) this.#host.emit('drop', drops[i], drops[i + 1]);
   }
 
   wait(item: T, size: number, settle: Settle | undefined): boolean {

@@ -21,6 +21,8 @@ export interface Batch<T> {
   start: number;
   /** Sink calls made for this batch so far (the context's `attempt` of the last one). */
   attempt: number;
+  /** Tries so far: calls, and waits for a call slot that timed out (what the retry budget counts). */
+  tries: number;
   /** Taken over by destroy() or a shutdown deadline: its outcome no longer counts. */
   abandoned: boolean;
   /** The call in progress. */
@@ -113,22 +115,23 @@ export class SinkCalls<T> {
     if (this.#unsettled < 2 * this.#config.maxConcurrentFlushes) this.#unsettled++;
     else {
       const waited = await this.#acquire(batch);
+      if (waited === 'timeout') {
+        // No call could start within flushTimeoutMs: a try that timed out, so a black-holed sink
+        // that ignores its signal still ends in retries and dead letters, never in a stall.
+        batch.tries++;
+        return TIMED_OUT;
+      }
       if (waited === 'abandoned') return ABANDONED;
       if (batch.abandoned) {
         this.#releaseCall();
         return ABANDONED;
-      }
-      if (waited === 'timeout') {
-        // No call could start within flushTimeoutMs: a try that timed out, so a black-holed sink
-        // that ignores its signal still ends in retries and dead letters, never in a stall.
-        batch.attempt++;
-        return TIMED_OUT;
       }
     }
     const items =
       batch.start === 0 && count === batch.items.length
         ? batch.items
         : batch.items.slice(batch.start, batch.start + count);
+    batch.tries++;
     const context = new CallContext(++batch.attempt);
     batch.context = context;
     const started = now();
@@ -201,56 +204,48 @@ export class SinkCalls<T> {
   }
 
   /**
-   * Waits for room under the call bound, at most flushTimeoutMs. Resolves 'acquired'
-   * (the caller holds a place), 'timeout' or 'abandoned' (it holds none).
+   * Waits for room under the call bound, at most flushTimeoutMs, in arrival order (a
+   * settling call hands its place to the oldest waiter). Resolves 'acquired' (the
+   * caller holds a place), 'timeout' or 'abandoned' (it holds none).
    */
   async #acquire(batch: Batch<T>): Promise<'acquired' | 'timeout' | 'abandoned'> {
     const timeoutMs = this.#config.flushTimeoutMs;
     let timedOut = false;
-    let wake: (() => void) | undefined;
-    const leaveQueue = (): void => {
-      const index = this.#gateQueue.indexOf(wake as () => void);
-      if (index >= 0) this.#gateQueue.splice(index, 1);
-    };
-    if (timeoutMs !== Infinity) {
-      batch.timer = this.#keepAlive.setTimeout(() => {
-        batch.timer = undefined;
-        timedOut = true;
-        leaveQueue();
-        wake?.();
-      }, timeoutMs);
-    }
-    try {
-      do {
-        await new Promise<void>((resolve) => {
-          wake = resolve;
-          batch.wake = resolve;
-          this.#gateQueue.push(resolve);
-        });
-        batch.wake = undefined;
-        // Woken by abandon() or the timeout, not by a settled call: leave the queue to the others.
-        if (batch.abandoned || timedOut) {
-          leaveQueue();
-          return batch.abandoned ? 'abandoned' : 'timeout';
-        }
-      } while (this.#unsettled >= 2 * this.#config.maxConcurrentFlushes);
-      this.#unsettled++;
-      return 'acquired';
-    } finally {
-      this.#keepAlive.clearTimeout(batch.timer);
-      batch.timer = undefined;
-    }
+    const granted = await new Promise<boolean>((resolve) => {
+      const grant = (): void => resolve(true);
+      const leave = (): void => {
+        const index = this.#gateQueue.indexOf(grant);
+        if (index >= 0) this.#gateQueue.splice(index, 1);
+        resolve(false);
+      };
+      this.#gateQueue.push(grant);
+      batch.wake = leave;
+      if (timeoutMs !== Infinity) {
+        batch.timer = this.#keepAlive.setTimeout(() => {
+          batch.timer = undefined;
+          timedOut = true;
+          leave();
+        }, timeoutMs);
+      }
+    });
+    batch.wake = undefined;
+    this.#keepAlive.clearTimeout(batch.timer);
+    batch.timer = undefined;
+    if (granted) return 'acquired';
+    return timedOut && !batch.abandoned ? 'timeout' : 'abandoned';
   }
 
+  /** A call settled: its place under the bound goes to the oldest waiting batch, or is freed. */
   #releaseCall(): void {
-    this.#unsettled--;
-    this.#gateQueue.shift()?.();
+    const next = this.#gateQueue.shift();
+    if (next !== undefined) next();
+    else this.#unsettled--;
   }
 
   backoff(batch: Batch<T>): Promise<void> {
     const { initialDelayMs, maxDelayMs } = this.#config.retry;
     // Full jitter: a random delay up to a doubling bound, so failed writers do not retry in step.
-    const bound = Math.min(maxDelayMs, initialDelayMs * 2 ** (batch.attempt - 1));
+    const bound = Math.min(maxDelayMs, initialDelayMs * 2 ** (batch.tries - 1));
     return new Promise((resolve) => {
       const wake = (): void => {
         this.#keepAlive.clearTimeout(batch.timer);

@@ -65,7 +65,9 @@ export class Delivery<T> {
       if (outcome.kind === 'delivered') return this.#deliver(batch, count);
       if (outcome.kind === 'invalid') return this.#deadLetter(batch, count, outcome.error);
       const failing = outcome.failed === undefined ? count : this.#narrow(batch, count, outcome.failed);
-      if (batch.attempt <= this.#config.retry.maxRetries) {
+      // The release in #narrow runs listeners: one may have destroyed the stream and taken the rest.
+      if (batch.abandoned) return;
+      if (batch.tries <= this.#config.retry.maxRetries) {
         this.#ledger.retries++;
         await this.#calls.backoff(batch);
         if (batch.abandoned) return;
@@ -111,6 +113,7 @@ export class Delivery<T> {
     if (outcome.kind === 'delivered') return this.#deliver(batch, count);
     if (outcome.kind === 'invalid') return this.#deadLetter(batch, count, outcome.error);
     const failing = outcome.failed === undefined ? count : this.#narrow(batch, count, outcome.failed);
+    if (batch.abandoned) return;
     if (failing === 1 || this.#config.isolateFailures === 'sequential') {
       // Sequential probes one item at a time; a narrowed part may still hold several.
       if (failing === 1) return this.#deadLetter(batch, 1, this.#exhausted(batch, 1, outcome));

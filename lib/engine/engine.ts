@@ -50,6 +50,8 @@ export class Engine<T> {
   /** The error this engine destroyed its host with; destroy() adds the remaining items to it. */
   #failure: BackpressureError<T> | undefined;
   #idleCallbacks: ((error?: Error | null) => void)[] = [];
+  /** shutdown() is in progress: it will resolve what a destroy() takes. */
+  #shuttingDown = false;
   /** Items taken by destroy() or a shutdown deadline, undelivered: what a shutdown in progress resolves. */
   #lost: T[] = [];
 
@@ -194,6 +196,11 @@ export class Engine<T> {
   }
 
   #whenIdle(callback: (error?: Error | null) => void): void {
+    // A listener may have destroyed the stream while end() or drain() announced 'draining'.
+    if (this.#signals.destroyed) {
+      callback(BackpressureError.destroyed([], undefined));
+      return;
+    }
     this.#idleCallbacks.push(callback);
     this.#checkIdle();
   }
@@ -239,6 +246,11 @@ export class Engine<T> {
     return items;
   }
 
+  /** shutdown() began: items a destroy() takes from now on are resolved by it. */
+  beginShutdown(): void {
+    this.#shuttingDown = true;
+  }
+
   /** Every item taken by destroy() or a shutdown deadline so far. */
   get lost(): readonly T[] {
     return this.#lost;
@@ -260,7 +272,8 @@ export class Engine<T> {
       settleError = this.#failure;
     } else if (items.length > 0) {
       if (this.#deadLetters.hasPath()) this.#deadLetters.handLate(items, settleError as BackpressureError<T>);
-      else warnDiscarded(items.length, this.className);
+      // A shutdown() in progress resolves them in `undelivered` (it rejects on destroy(err)): reported.
+      else if (!(this.#shuttingDown && error == null)) warnDiscarded(items.length, this.className);
     }
     failWaiters(waiters, settleError);
     const callbacks = this.#idleCallbacks;

@@ -165,6 +165,7 @@ export class Scheduler<T> {
       sizes,
       start: 0,
       attempt: 0,
+      tries: 0,
       abandoned: false,
       context: undefined,
       timer: undefined,
