@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { BackpressureStrategy } from '../index';
 import { usageError } from './errors';
+import { DEFAULT_MAX_RECORD_BYTES } from './parse';
 import type { ParseArgsConfig } from 'node:util';
 
 /** Where rows go, as given to `--into`. */
@@ -25,10 +26,18 @@ export interface IngestOptions extends CommonOptions {
   target: Target;
   table: string;
   format: InputFormat;
+  /** CSV field separator: a tab for `.tsv` files, else a comma. */
+  delimiter: string;
   columns: string[] | undefined;
+  /** `--strict-schema`: the first record fixes columns and types; no columns added, no types widened. */
+  strictSchema: boolean;
   strategy: BackpressureStrategy;
   maxBufferBytes: number | undefined;
   rejects: string;
+  /** Append to the rejects file instead of starting it afresh. */
+  rejectsAppend: boolean;
+  /** A longer record (NDJSON line, CSV record) is rejected and reading resumes at the next line. */
+  maxRecordBytes: number;
   shutdownTimeoutMs: number;
   retries: number;
   failOnRejects: boolean;
@@ -56,9 +65,12 @@ const ingestFlags = {
   table: { type: 'string' },
   format: { type: 'string' },
   columns: { type: 'string' },
+  'strict-schema': { type: 'boolean' },
   strategy: { type: 'string' },
   'max-buffer-bytes': { type: 'string' },
   rejects: { type: 'string' },
+  'rejects-append': { type: 'boolean' },
+  'max-record-bytes': { type: 'string' },
   'shutdown-timeout': { type: 'string' },
   retries: { type: 'string' },
   'fail-on-rejects': { type: 'boolean' },
@@ -113,10 +125,14 @@ export function parseIngestArgs(argv: string[]): IngestOptions | undefined {
     target,
     table: values.table,
     format,
+    delimiter: /\.tsv$/i.test(input) ? '\t' : ',',
     columns,
+    strictSchema: values['strict-schema'] === true,
     strategy: strategy as BackpressureStrategy,
     maxBufferBytes: integer(values, 'max-buffer-bytes', 1, undefined),
     rejects: values.rejects ?? 'sluice-rejects.ndjson',
+    rejectsAppend: values['rejects-append'] === true,
+    maxRecordBytes: integer(values, 'max-record-bytes', 1, DEFAULT_MAX_RECORD_BYTES),
     shutdownTimeoutMs: integer(values, 'shutdown-timeout', 0, 10_000),
     retries: integer(values, 'retries', 0, 1),
     failOnRejects: values['fail-on-rejects'] === true,
@@ -136,10 +152,19 @@ export function parseDemoArgs(argv: string[]): DemoOptions | undefined {
   };
 }
 
+/**
+ * `--into`. SQLite: `sqlite:PATH` or `sqlite://PATH`, where PATH is relative to the
+ * working directory unless it starts with `/` (so `sqlite:///abs/x.db` is
+ * absolute, as in a file: URL); no host, no query string, no ~ expansion.
+ */
 export function parseTarget(into: string): Target {
   if (into.startsWith('sqlite:')) {
-    const path = into.slice('sqlite:'.length).replace(/^\/\/(?=\/)/, '');
-    if (path === '') throw usageError('The option --into sqlite: needs a path, e.g. sqlite:./data.db');
+    const path = into.slice('sqlite:'.length).replace(/^\/\//, '');
+    if (path === '') throw usageError('The option --into sqlite: needs a path, e.g. sqlite:data.db');
+    if (path.includes('?'))
+      throw usageError(
+        `The option --into sqlite: takes a file path, without a query string. Received ${JSON.stringify(into)}`,
+      );
     return { kind: 'sqlite', path };
   }
   if (/^postgres(ql)?:\/\//.test(into)) return { kind: 'postgres', url: into };

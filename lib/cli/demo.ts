@@ -1,13 +1,16 @@
-import { rmSync } from 'node:fs';
+import { rmSync, statSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BlockingWritable } from '../index';
-import { CliError, ExitCode } from './errors';
+import { CliError, ExitCode, describe, loadPeer } from './errors';
+import { Schema } from './schema';
 import { SqliteSink } from './sinks/sqlite';
 import { StatusLine, fmt, mib, peakRssBytes } from './status-line';
 import type { DemoOptions } from './args';
 import type { Io } from './ingest';
-import type { Column, Row } from './parse';
+import type { Row } from './parse';
+import type { Column } from './schema';
+import type BetterSqlite3 from 'better-sqlite3';
 
 export interface DemoSummary {
   db: string;
@@ -23,7 +26,7 @@ export interface DemoSummary {
   itemsPerSecond: number;
 }
 
-const COLUMNS: Column[] = [
+const COLUMNS: Pick<Column, 'name' | 'type'>[] = [
   { name: 'id', type: 'integer' },
   { name: 'at_ms', type: 'integer' },
   { name: 'kind', type: 'text' },
@@ -31,6 +34,8 @@ const COLUMNS: Column[] = [
   { name: 'value', type: 'real' },
 ];
 const KINDS = ['click', 'view', 'purchase', 'signup', 'error'];
+/** `PRAGMA application_id` of a demo database ("slcd"): the mark that lets a later demo replace it. */
+const DEMO_APPLICATION_ID = 0x736c6364;
 
 /** Events between two turns of the event loop. */
 const TURN = 1024;
@@ -48,7 +53,7 @@ async function* events(count: number): AsyncGenerator<Row> {
     yield {
       line: i,
       raw: '',
-      values: [i, epoch + i * 7, KINDS[i % KINDS.length] as string, (i * 7919) % 10_000, (i % 1000) / 10],
+      values: [i, epoch + i * 7, KINDS[i % KINDS.length], (i * 7919) % 10_000, (i % 1000) / 10],
     };
   }
 }
@@ -60,9 +65,24 @@ async function* events(count: number): AsyncGenerator<Row> {
  */
 export async function demo(options: DemoOptions, io: Io): Promise<number> {
   const started = performance.now();
-  for (const suffix of ['', '-wal', '-shm']) rmSync(options.db + suffix, { force: true });
-  const sink = SqliteSink.open(options.db);
-  await sink.prepare('events', COLUMNS);
+  const Database = loadPeer<typeof BetterSqlite3>('better-sqlite3', '>=12 <13', 'The demo');
+  refuseForeign(options.db, Database);
+  for (const suffix of ['', '-wal', '-shm', '-journal']) rmSync(options.db + suffix, { force: true });
+  try {
+    const marked = new Database(options.db);
+    marked.pragma(`application_id = ${DEMO_APPLICATION_ID}`);
+    marked.close();
+  } catch (error) {
+    throw new CliError(ExitCode.USAGE, `cannot create ${options.db}: ${describe(error)}`, error);
+  }
+  const schema = new Schema({ typed: true, strict: true });
+  for (const column of COLUMNS) schema.add(column.name, column.type);
+  const sink = await SqliteSink.open(options.db, {
+    table: 'events',
+    schema,
+    signal: new AbortController().signal,
+    warn: (message) => io.err.write(`sluice: warning: ${message}\n`),
+  });
   let deadLettered = 0;
   const status = new StatusLine(
     {
@@ -75,13 +95,13 @@ export async function demo(options: DemoOptions, io: Io): Promise<number> {
   const sluice = new BlockingWritable<Row>(
     (rows) => {
       status.observe(sluice.getMetrics().bufferSize);
-      sink.insert(rows);
+      return sink.insert(rows);
     },
     {
       maxBufferSize: options.maxBuffer,
       batchSize: options.batchSize,
       maxBlockTimeMs: Infinity,
-      fallbackToSequential: true,
+      isolateFailures: 'bisect',
       onDeadLetter: (rows) => {
         deadLettered += rows.length;
       },
@@ -94,7 +114,7 @@ export async function demo(options: DemoOptions, io: Io): Promise<number> {
     status.stop();
   }
   const metrics = sluice.getMetrics();
-  const rowsInDatabase = await sink.count('events');
+  const rowsInDatabase = await sink.count();
   await sink.close();
   const durationMs = performance.now() - started;
   const summary: DemoSummary = {
@@ -129,4 +149,39 @@ export async function demo(options: DemoOptions, io: Io): Promise<number> {
     );
   }
   return ExitCode.OK;
+}
+
+/**
+ * The demo replaces its database: refuse a file that is not one (`--db` pointed
+ * at the user's data), before anything is deleted. A demo database carries
+ * DEMO_APPLICATION_ID; one from before that mark has exactly the demo's table.
+ */
+function refuseForeign(path: string, Database: typeof BetterSqlite3): void {
+  const stat = statSync(path, { throwIfNoEntry: false });
+  if (stat === undefined || (stat.isFile() && stat.size === 0)) return;
+  const refuse = (why: string): CliError =>
+    new CliError(
+      ExitCode.USAGE,
+      `refusing to replace ${path}: ${why}; it is not a sluice demo database (remove it yourself, or give another --db)`,
+    );
+  if (!stat.isFile()) throw refuse('not a regular file');
+  let db: BetterSqlite3.Database | undefined;
+  try {
+    db = new Database(path, { readonly: true, fileMustExist: true });
+    if (db.pragma('application_id', { simple: true }) === DEMO_APPLICATION_ID) return;
+    const tables = db.prepare("SELECT name FROM sqlite_schema WHERE type IN ('table', 'view')").all() as {
+      name: string;
+    }[];
+    const columns = (db.prepare("SELECT name FROM pragma_table_info('events')").all() as { name: string }[]).map(
+      (c) => c.name,
+    );
+    const legacy =
+      tables.length === 1 && tables[0]?.name === 'events' && columns.join() === COLUMNS.map((c) => c.name).join();
+    if (!legacy) throw refuse("its tables are not the demo's");
+  } catch (error) {
+    if (error instanceof CliError) throw error;
+    throw refuse(`it cannot be read as SQLite (${describe(error)})`);
+  } finally {
+    db?.close();
+  }
 }

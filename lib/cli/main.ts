@@ -1,22 +1,29 @@
 #!/usr/bin/env node
+import { resolve } from 'node:path';
 import { parseDemoArgs, parseIngestArgs } from './args';
 import { demo } from './demo';
 import { CliError, ExitCode, describe } from './errors';
 import { ingest } from './ingest';
 import type { Io } from './ingest';
 
+/** docs/cli.md ships in the package (package.json "files"), next to dist/: its path works in a clone and once installed. */
+const DOCS = resolve(__dirname, '..', '..', 'docs', 'cli.md');
+
 const USAGE = `Usage:
   sluice ingest [FILE|-] --into sqlite:PATH|postgres://URL --table NAME [options]
   sluice demo [--events N] [--db PATH]
 
 ingest options:
-  --format ndjson|csv        input format (default: from the extension, else ndjson)
-  --columns a,b,c            columns to insert (default: the first record's fields / the CSV header)
+  --format ndjson|csv        input format (default: from the extension, else ndjson; .tsv is tab-separated)
+  --columns a,b,c            only these fields, as these columns (default: every field; new ones add columns)
+  --strict-schema            the first record fixes columns and types; other fields and types are rejects
   --strategy NAME            block (default), drop_oldest, drop_newest, sample
   --batch-size N             rows per transaction (default 1000)
   --max-buffer N             rows held at most (default 10000)
   --max-buffer-bytes N       bytes held at most (default: no byte bound)
-  --rejects FILE             where rejected records go (default sluice-rejects.ndjson)
+  --max-record-bytes N       a longer line/record is rejected (default 16777216, 16 MiB)
+  --rejects FILE             where rejected records go (default sluice-rejects.ndjson), emptied at the start
+  --rejects-append           append to the rejects file instead
   --shutdown-timeout MS      on SIGINT/SIGTERM, time left to insert what was read (default 10000)
   --retries N                retries of a failed batch before isolating its bad rows (default 1)
   --fail-on-rejects          exit 1 when any record was rejected
@@ -28,8 +35,9 @@ common options:
   --verbose                  stack traces on errors
   -h, --help                 this help
 
+sqlite:PATH and sqlite://PATH are relative to the working directory; sqlite:///PATH is absolute.
 Exit codes: 0 done, 1 failed (see message), 2 usage or target error, 130 SIGINT, 143 SIGTERM.
-Docs: docs/cli.md`;
+Docs: ${DOCS}`;
 
 export async function main(argv: string[], io: Io): Promise<number> {
   const [command, ...rest] = argv;

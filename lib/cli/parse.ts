@@ -1,35 +1,33 @@
 import { Transform } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
-import { describe, loadPeer } from './errors';
+import { describe } from './errors';
+import { MappingError } from './mapper';
+import type { RowMapper } from './mapper';
+import type { Value } from './schema';
 import type { TransformCallback } from 'node:stream';
-
-/** A value as it is bound to a statement: booleans become 1/0, objects and arrays their JSON text. */
-export type Value = string | number | null;
 
 /** One input record on its way to the database. `raw` is kept so a rejected row can be written out as it came. */
 export interface Row {
-  /** 1-based line number in the input (for CSV: the line the record ends on). */
+  /** 1-based line number in the input (for CSV: the line the record starts on). */
   line: number;
   raw: string;
+  /** In schema column order; shorter than the schema when columns were added after this row was mapped. */
   values: Value[];
-}
-
-/** The column type inferred from the first record, mapped to a SQL type by each sink. */
-export type ColumnType = 'integer' | 'real' | 'boolean' | 'text' | 'json' | 'unknown';
-
-export interface Column {
-  name: string;
-  type: ColumnType;
 }
 
 /** Called for every input record that cannot become a row. */
 export type RejectLine = (line: number, raw: string, error: string) => void;
 
-/** Called once, with the columns, before the first row is pushed; the sink creates its table and statement. */
-export type PrepareColumns = (columns: Column[]) => Promise<void>;
+/** `--max-record-bytes`' default: a longer record is rejected rather than buffered without bound. */
+export const DEFAULT_MAX_RECORD_BYTES = 16 * 1024 * 1024;
 
-/** Longest line accepted; a longer one is rejected rather than buffered without bound. */
-export const MAX_LINE_CHARS = 16 * 1024 * 1024;
+/** How much of an over-long record the rejects file keeps. */
+export const KEPT_CHARS = 1024;
+
+/** True when `text` is longer than `maxBytes` in UTF-8; cheap unless it is close (a UTF-16 unit is at most 3 bytes). */
+export function longerThan(text: string, maxBytes: number): boolean {
+  return text.length > maxBytes || (text.length * 3 > maxBytes && Buffer.byteLength(text) > maxBytes);
+}
 
 /**
  * A chunk's non-blank lines: `texts[i]` is line number `numbers[i]` (1-based).
@@ -48,6 +46,7 @@ export interface Lines {
 export class LineSplitter extends Transform {
   readonly #decoder = new StringDecoder('utf8');
   readonly #reject: RejectLine;
+  readonly #maxBytes: number;
   #tail = '';
   #lineNo = 0;
   #numbers: number[] = [];
@@ -60,9 +59,10 @@ export class LineSplitter extends Transform {
   /** Set when the run stops early: a partial last line was cut by the stop, not by the input, and is not read. */
   discardTail = false;
 
-  constructor(reject: RejectLine) {
+  constructor(reject: RejectLine, maxRecordBytes: number) {
     super({ readableObjectMode: true, readableHighWaterMark: 4 });
     this.#reject = reject;
+    this.#maxBytes = maxRecordBytes;
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
@@ -74,15 +74,9 @@ export class LineSplitter extends Transform {
     }
     this.#tail = start === 0 ? text : text.slice(start);
     this.#pushLines();
-    if (this.#tail.length > MAX_LINE_CHARS) {
-      if (!this.#skipping) {
-        this.records++;
-        this.#reject(
-          this.#lineNo + 1,
-          this.#tail.slice(0, 1024),
-          `line longer than ${MAX_LINE_CHARS} characters (first 1024 kept)`,
-        );
-      }
+    if (longerThan(this.#tail, this.#maxBytes)) {
+      // Not buffered further: the rest of this line is skipped as it arrives.
+      if (!this.#skipping) this.#tooLong(this.#lineNo + 1, this.#tail);
       this.#skipping = true;
       this.#tail = '';
     }
@@ -108,9 +102,22 @@ export class LineSplitter extends Transform {
       this.blank++;
       return;
     }
+    if (line.length * 3 > this.#maxBytes && longerThan(line, this.#maxBytes)) {
+      this.#tooLong(this.#lineNo, line);
+      return;
+    }
     this.records++;
     this.#numbers.push(this.#lineNo);
     this.#texts.push(line);
+  }
+
+  #tooLong(line: number, text: string): void {
+    this.records++;
+    this.#reject(
+      line,
+      text.slice(0, KEPT_CHARS),
+      `record longer than ${this.#maxBytes} bytes (--max-record-bytes); the first ${KEPT_CHARS} characters are kept here`,
+    );
   }
 
   #pushLines(): void {
@@ -121,122 +128,20 @@ export class LineSplitter extends Transform {
   }
 }
 
-export class MappingError extends Error {}
-
-/**
- * Turns records into rows of values in column order. The columns are `--columns`
- * (other fields are ignored, as asked) or the first record's fields (then a later
- * field that is not a column is an error: it would be lost silently otherwise).
- */
-export class RowMapper {
-  readonly #explicit: string[] | undefined;
-  #columns: Column[] | undefined;
-  #names: string[] = [];
-  #index = new Map<string, number>();
-
-  constructor(explicit: string[] | undefined) {
-    this.#explicit = explicit;
-  }
-
-  get columns(): Column[] | undefined {
-    return this.#columns;
-  }
-
-  /** Fixes the columns from the first record. */
-  init(record: Record<string, unknown>, typed: boolean): Column[] {
-    const names = this.#explicit ?? Object.keys(record);
-    if (names.length === 0)
-      throw new MappingError('the first record has no fields, so there are no columns (give --columns)');
-    if (names.some((name) => name === ''))
-      throw new MappingError('the first record has a field with an empty name (give --columns)');
-    this.#names = names;
-    this.#index = new Map(names.map((name, i) => [name, i]));
-    this.#columns = names.map((name) => ({ name, type: typed ? typeOf(record[name]) : 'text' }));
-    return this.#columns;
-  }
-
-  map(record: Record<string, unknown>): Value[] {
-    const names = this.#names;
-    const values = new Array<Value>(names.length);
-    if (this.#explicit === undefined) {
-      // The hot path: a record with the first record's fields in the same order (JSON.parse keeps the
-      // order of the text) is checked by comparing names while reading the values. A Map lookup per
-      // field made the mapping half again as slow (docs/cli.md, Performance).
-      let i = 0;
-      for (const key in record) {
-        if (key !== names[i]) {
-          this.#checkFields(record);
-          break;
-        }
-        values[i++] = toValue(record[key]);
-      }
-      if (i === names.length) return values;
-    }
-    for (let i = 0; i < names.length; i++) values[i] = toValue(record[names[i] as string]);
-    return values;
-  }
-
-  /** Throws unless every field of `record` is a column (they may be in any order, some missing). */
-  #checkFields(record: Record<string, unknown>): void {
-    for (const key in record) {
-      if (!this.#index.has(key))
-        throw new MappingError(
-          `field "${key}" is not a column (columns come from the first record: ${this.#names.join(', ')}); give --columns to choose them`,
-        );
-    }
-  }
-}
-
-function typeOf(value: unknown): ColumnType {
-  switch (typeof value) {
-    case 'number':
-      return Number.isInteger(value) ? 'integer' : 'real';
-    case 'boolean':
-      return 'boolean';
-    case 'string':
-      return 'text';
-    case 'object':
-      return value === null ? 'unknown' : 'json';
-    default:
-      return 'unknown';
-  }
-}
-
-function toValue(value: unknown): Value {
-  switch (typeof value) {
-    case 'string':
-    case 'number':
-      return value;
-    case 'boolean':
-      return value ? 1 : 0;
-    case 'undefined':
-      return null;
-    default:
-      return value === null ? null : JSON.stringify(value);
-  }
-}
-
 /** `Lines` in, one row per valid line out; malformed lines go to `reject` and the run goes on. */
 export class NdjsonParser extends Transform {
   readonly #mapper: RowMapper;
-  readonly #prepare: PrepareColumns;
   readonly #reject: RejectLine;
 
-  constructor(mapper: RowMapper, prepare: PrepareColumns, reject: RejectLine) {
+  constructor(mapper: RowMapper, reject: RejectLine) {
     super({ objectMode: true, writableHighWaterMark: 4, readableHighWaterMark: 64 });
     this.#mapper = mapper;
-    this.#prepare = prepare;
     this.#reject = reject;
   }
 
   override _transform(lines: Lines, _encoding: BufferEncoding, callback: TransformCallback): void {
-    this.#from(lines, 0, callback);
-  }
-
-  /** Parses lines[start..]; pauses once, at the very first record, while the sink prepares its table. */
-  #from(lines: Lines, start: number, callback: TransformCallback): void {
     const { numbers, texts } = lines;
-    for (let i = start; i < texts.length; i++) {
+    for (let i = 0; i < texts.length; i++) {
       const line = numbers[i] as number;
       const text = texts[i] as string;
       let record: unknown;
@@ -250,74 +155,18 @@ export class NdjsonParser extends Transform {
         this.#reject(line, text, 'expected a JSON object');
         continue;
       }
-      if (this.#mapper.columns === undefined) {
-        pushRow(
-          this,
-          this.#mapper,
-          this.#prepare,
-          this.#reject,
-          line,
-          text,
-          record as Record<string, unknown>,
-          true,
-          (error) => {
-            if (error) callback(error);
-            else this.#from(lines, i + 1, callback);
-          },
-        );
-        return;
-      }
+      let values: Value[];
       try {
-        this.push({ line, raw: text, values: this.#mapper.map(record as Record<string, unknown>) } satisfies Row);
+        values = this.#mapper.map(record as Record<string, unknown>);
       } catch (error) {
         if (!(error instanceof MappingError)) return callback(error as Error);
         this.#reject(line, text, error.message);
+        continue;
       }
+      this.push({ line, raw: text, values } satisfies Row);
     }
     callback();
   }
-}
-
-/** Maps one record and pushes its row; on the first record, waits for the sink to prepare its table. */
-function pushRow(
-  stream: Transform,
-  mapper: RowMapper,
-  prepare: PrepareColumns,
-  reject: RejectLine,
-  line: number,
-  raw: string,
-  record: Record<string, unknown>,
-  typed: boolean,
-  callback: TransformCallback,
-): void {
-  const map = (): void => {
-    try {
-      stream.push({ line, raw, values: mapper.map(record) } satisfies Row);
-    } catch (error) {
-      if (!(error instanceof MappingError)) return callback(error as Error);
-      reject(line, raw, error.message);
-    }
-    callback();
-  };
-  if (mapper.columns !== undefined) return map();
-  let columns: Column[];
-  try {
-    columns = mapper.init(record, typed);
-  } catch (error) {
-    return callback(error as Error);
-  }
-  prepare(columns).then(map, callback);
-}
-
-interface CsvRecord {
-  record: Record<string, string>;
-  raw: string;
-  info: { lines: number };
-}
-
-interface CsvSkipError extends Error {
-  lines?: number;
-  raw?: string;
 }
 
 /** The two stages between the input bytes and the sink, and what they have read. */
@@ -331,63 +180,15 @@ export interface Stages {
   stop(): void;
 }
 
-export function ndjsonStages(mapper: RowMapper, prepare: PrepareColumns, reject: RejectLine): Stages {
-  const splitter = new LineSplitter(reject);
+export function ndjsonStages(mapper: RowMapper, reject: RejectLine, maxRecordBytes: number): Stages {
+  const splitter = new LineSplitter(reject, maxRecordBytes);
   return {
     splitter,
-    parser: new NdjsonParser(mapper, prepare, reject),
+    parser: new NdjsonParser(mapper, reject),
     records: () => splitter.records,
     blankLines: () => splitter.blank,
     stop: () => {
       splitter.discardTail = true;
     },
-  };
-}
-
-/**
- * CSV does its own line splitting, since a quoted field may span lines, so
- * csv-parse is the splitter; the parser maps its records to rows. The first
- * line is the header.
- */
-export function csvStages(mapper: RowMapper, prepare: PrepareColumns, reject: RejectLine): Stages {
-  const { parse } = loadPeer<typeof import('csv-parse')>('csv-parse', '^5', 'Reading CSV');
-  let records = 0;
-  const splitter = parse({
-    columns: true,
-    info: true,
-    raw: true,
-    bom: true,
-    skip_empty_lines: true,
-    skip_records_with_error: true,
-  });
-  splitter.on('skip', (error: CsvSkipError) => {
-    records++;
-    reject(error.lines ?? 0, (error.raw ?? '').replace(/^\r?\n/, '').replace(/\r?\n$/, ''), describe(error));
-  });
-  const parser = new Transform({
-    objectMode: true,
-    highWaterMark: 64,
-    transform(item: CsvRecord, _encoding, callback) {
-      records++;
-      pushRow(
-        this,
-        mapper,
-        prepare,
-        reject,
-        item.info.lines,
-        item.raw.replace(/\r?\n$/, ''),
-        item.record,
-        false,
-        callback,
-      );
-    },
-  });
-  return {
-    splitter,
-    parser,
-    records: () => records,
-    blankLines: () => splitter.info.empty_lines,
-    // csv-parse reports a record cut by the stop as malformed; that is the one line we cannot tell apart.
-    stop: () => undefined,
   };
 }

@@ -1,12 +1,12 @@
-import { closeSync, openSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { CliError, ExitCode, describe } from './errors';
 
 /**
  * Why a record is in the rejects file:
- * - `parse`: malformed line (bad JSON, not an object, bad CSV, field that is not a column);
- * - `database`: the database refused the row (constraint, type), isolated by the sequential fallback;
+ * - `parse`: malformed record (bad JSON, not an object, bad CSV, too long, a field that is not a column);
+ * - `database`: the database refused the row (constraint, type), isolated from the rest of its batch;
  * - `dropped`: a drop strategy (drop_oldest, drop_newest, sample) discarded it;
- * - `undelivered`: the run stopped (signal deadline, lost database) before it was inserted.
+ * - `undelivered`: the run stopped (signal deadline, lost database, schema error) before it was inserted.
  */
 export type RejectStage = 'parse' | 'database' | 'dropped' | 'undelivered';
 
@@ -17,17 +17,47 @@ export interface RejectedRecord {
 
 /**
  * The rejects file: one JSON object per line, `{ line, stage, error, raw }`,
- * `raw` being the input record as read. Opened on the first reject (a clean run
- * leaves no file), written synchronously so that nothing is pending at exit and
- * memory stays bounded however many records are rejected.
+ * `raw` being the input record as read. Opened before the input is read (an
+ * unwritable path stops the run before it starts), emptied unless appending;
+ * written synchronously so that nothing is pending at exit and memory stays
+ * bounded however many records are rejected. A file this run created and left
+ * empty is removed at the end: a clean run leaves no rejects file.
  */
 export class RejectsFile {
   readonly path: string;
+  /** Records written, by stage. */
   readonly counts: Record<RejectStage, number> = { parse: 0, database: 0, dropped: 0, undelivered: 0 };
-  #fd: number | undefined;
+  /** Records that could not be written (the file system refused), and why. */
+  unwritten = 0;
+  failure: CliError | undefined;
+  readonly #fd: number;
+  readonly #created: boolean;
+  #bytes = 0;
+  #onFailure: (error: CliError) => void = () => undefined;
 
-  constructor(path: string) {
+  private constructor(path: string, fd: number, created: boolean) {
     this.path = path;
+    this.#fd = fd;
+    this.#created = created;
+  }
+
+  /** Opens (creates, or empties unless `append`) the file now; exit 2 if that is impossible. */
+  static open(path: string, append: boolean): RejectsFile {
+    let existed: boolean;
+    let fd: number;
+    try {
+      existed = statSync(path, { throwIfNoEntry: false }) !== undefined;
+      fd = openSync(path, append ? 'a' : 'w');
+    } catch (error) {
+      throw new CliError(ExitCode.USAGE, `cannot write the rejects file ${path}: ${describe(error)}`, error);
+    }
+    const created = !existed && fstatSync(fd).isFile();
+    return new RejectsFile(path, fd, created);
+  }
+
+  /** Called once, on the first failed write: rows would vanish, so the run must stop. */
+  onFailure(listener: (error: CliError) => void): void {
+    this.#onFailure = listener;
   }
 
   get total(): number {
@@ -37,25 +67,43 @@ export class RejectsFile {
 
   write(stage: RejectStage, records: readonly RejectedRecord[], error: string): void {
     if (records.length === 0) return;
+    if (this.failure !== undefined) {
+      this.unwritten += records.length;
+      return;
+    }
     let text = '';
     for (const { line, raw } of records) text += JSON.stringify({ line, stage, error, raw }) + '\n';
-    this.#fd ??= this.#open();
-    writeSync(this.#fd, text);
+    try {
+      const buffer = Buffer.from(text, 'utf8');
+      // writeSync may write less than asked (a full disk, a signal): write the rest, or fail.
+      for (let offset = 0; offset < buffer.length;) {
+        const written = writeSync(this.#fd, buffer, offset, buffer.length - offset);
+        if (written <= 0) throw new Error('nothing written');
+        offset += written;
+      }
+      this.#bytes += buffer.length;
+    } catch (cause) {
+      this.unwritten += records.length;
+      this.failure = new CliError(
+        ExitCode.FAILED,
+        `cannot write the rejects file ${this.path}: ${describe(cause)}`,
+        cause,
+      );
+      this.#onFailure(this.failure);
+      return;
+    }
     this.counts[stage] += records.length;
   }
 
+  /** Closes the file; removes it if this run created it and wrote nothing. */
   close(): void {
-    if (this.#fd === undefined) return;
     closeSync(this.#fd);
-    this.#fd = undefined;
-  }
-
-  #open(): number {
-    try {
-      return openSync(this.path, 'a');
-    } catch (error) {
-      // Nowhere to put rejects means rows would vanish: stop the run instead.
-      throw new CliError(ExitCode.FAILED, `cannot write the rejects file ${this.path}: ${describe(error)}`, error);
+    if (this.#created && this.#bytes === 0 && this.failure === undefined) {
+      try {
+        unlinkSync(this.path);
+      } catch {
+        // Someone else removed or replaced it: nothing of ours to clean up.
+      }
     }
   }
 }

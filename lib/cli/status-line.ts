@@ -67,6 +67,13 @@ export class StatusLine {
     this.#drawn = false;
   }
 
+  /** A line of its own (a warning): a TTY status line is cleared first and redrawn at the next tick. */
+  print(line: string): void {
+    if (this.#drawn && this.#tty) this.#stream.write('\r\x1b[K');
+    this.#drawn = false;
+    this.#stream.write(`${line}\n`);
+  }
+
   readonly #tick = (): void => {
     const metrics = this.#source.getMetrics();
     this.observe(metrics.bufferSize);

@@ -95,3 +95,23 @@ export function ndjsonLines(from: number, to: number, badEvery = 0): string {
   }
   return text;
 }
+
+/** Sends SIGINT `times` times, each once the CLI has said it saw the one before (the OS merges pending signals). */
+export async function interrupt(child: ChildProcessWithoutNullStreams, times: number): Promise<void> {
+  const seen = [/SIGINT: reading stopped/, /SIGINT again: giving up/];
+  for (let i = 0; i < times; i++) {
+    const said = waitForStderr(child, seen[i] as RegExp);
+    child.kill('SIGINT');
+    await said;
+  }
+}
+
+/**
+ * Two ways to end a run that waits on the database: the deadline alone ends the first;
+ * in the second it is ten minutes away, so only the second signal can end the run
+ * before the test times out.
+ */
+export const ENDINGS = [
+  ['one SIGINT, then the --shutdown-timeout deadline', ['--shutdown-timeout', '300'], 1],
+  ['a second SIGINT, long before the deadline', ['--shutdown-timeout', '600000'], 2],
+] as const;

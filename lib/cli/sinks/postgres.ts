@@ -1,97 +1,154 @@
 import { CliError, ExitCode, describe, errorCode, loadPeer } from '../errors';
-import { quoteIdent, quoteTable } from './sink';
+import { CopyFrom, copyField } from './pg-copy';
+import { DIALECT, SQL_TYPE, copyLine, pgMessage, pgText, redact, tableType } from './pg-values';
+import { ADD_HINT, byIdentity, planChanges, quoteIdent, quoteTable, schemaError } from './sink';
+import type { Sink, SinkOptions, TableChanges, TableColumn, TableType } from './sink';
+import type { FlushResult } from '../../index';
 import type { PgMethod } from '../args';
-import type { Sink } from './sink';
-import type { Column, ColumnType, Row, Value } from '../parse';
+import type { Row } from '../parse';
 import type * as Pg from 'pg';
-
-const PG_TYPES: Record<ColumnType, string> = {
-  integer: 'BIGINT',
-  real: 'DOUBLE PRECISION',
-  boolean: 'BOOLEAN',
-  text: 'TEXT',
-  json: 'JSONB',
-  unknown: 'TEXT',
-};
 
 /** PostgreSQL's limit on bind parameters in one statement. */
 const MAX_PARAMS = 65_535;
+/** INSERT texts kept, one per row count: full batches, and the halves a bisection of a failed batch tries. */
+const INSERT_CACHE_SIZE = 32;
 
 /** SQLSTATE classes after which nothing more will get in: connection exceptions, operator intervention. */
 const FATAL_SQLSTATE = /^(08|57P0)/;
 const FATAL_SOCKET = /^(ECONN|EPIPE|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH)/;
+/**
+ * SQLSTATEs worth a retry: serialization failure, deadlock, lock not available,
+ * statement timeout, insufficient resources, system errors. A refused row (class
+ * 22 data exception, 23 integrity constraint) fails the same way every time.
+ */
+const TRANSIENT_SQLSTATE = /^(40001|40P01|55P03|57014|53|58)/;
 
 /**
  * PostgreSQL through `pg`: one connection, and per batch either one COPY FROM
  * STDIN (the default: measured faster, see docs/cli.md) or multi-row INSERTs
- * in one transaction. Either way a batch goes in whole or not at all.
+ * in one transaction. Either way a batch goes in whole or not at all. The table
+ * follows the schema: new columns are added and types widened in place
+ * (`ALTER COLUMN ... TYPE ... USING`) between batches.
  */
 export class PostgresSink implements Sink {
   readonly target: string;
+  readonly changes: TableChanges = { created: false, added: 0, widened: 0 };
   readonly #client: Pg.Client;
   readonly #method: PgMethod;
+  readonly #options: SinkOptions;
+  readonly #url: string;
+  readonly #name: string;
   /** The error the connection died with; set by the client's 'error' event. */
   #lost: Error | undefined;
-  readonly #url: string;
-  #table = '';
-  #columns: Column[] = [];
+  /** The table's columns as it has them; undefined until it exists. */
+  #columns: TableColumn[] | undefined;
+  #version = -1;
+  /** Per statement column: its schema index and the table type its values are formatted for. */
+  #indexes: number[] = [];
+  #types: TableType[] = [];
   #copySql = '';
-  /** INSERT text per row count: batches are mostly full, so this stays tiny. */
+  #columnList = '';
+  /** INSERT text per row count, at most INSERT_CACHE_SIZE of them (oldest out first). */
   readonly #insertSql = new Map<number, string>();
+  #aborting: Promise<void> | undefined;
 
-  private constructor(url: string, target: string, client: Pg.Client, method: PgMethod) {
+  private constructor(url: string, target: string, client: Pg.Client, method: PgMethod, options: SinkOptions) {
     this.#url = url;
     this.target = target;
     this.#client = client;
     this.#method = method;
+    this.#options = options;
+    this.#name = quoteTable(options.table);
     client.on('error', (error) => {
       this.#lost = error;
     });
+    options.signal.addEventListener('abort', () => void this.abort(), { once: true });
   }
 
-  static async open(url: string, method: PgMethod): Promise<PostgresSink> {
+  static async open(url: string, method: PgMethod, options: SinkOptions): Promise<PostgresSink> {
     const pg = loadPeer<typeof Pg>('pg', '^8', 'Writing to PostgreSQL');
     const target = redact(url);
     const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 10_000 });
+    client.on('error', () => undefined); // reported by connect() or, once open, by the sink
     try {
-      await client.connect();
+      await untilAborted(client.connect(), options.signal, () => destroy(client));
     } catch (error) {
-      await client.end().catch(() => undefined);
+      destroy(client);
+      if (options.signal.aborted) throw options.signal.reason;
       throw new CliError(ExitCode.USAGE, `cannot connect to ${target}: ${pgMessage(error)}`, error);
     }
-    return new PostgresSink(url, target, client, method);
-  }
-
-  async prepare(table: string, columns: Column[]): Promise<void> {
-    this.#table = quoteTable(table);
-    this.#columns = columns;
-    const names = columns.map((c) => quoteIdent(c.name)).join(', ');
+    const sink = new PostgresSink(url, target, client, method, options);
     try {
-      const defs = columns.map((c) => `${quoteIdent(c.name)} ${PG_TYPES[c.type]}`).join(', ');
-      await this.#client.query(`CREATE TABLE IF NOT EXISTS ${this.#table} (${defs})`);
-      // Fails now, with a clear message, when a column does not exist, rather than row by row later.
-      await this.#client.query(`SELECT ${names} FROM ${this.#table} LIMIT 0`);
+      await sink.#readTable();
     } catch (error) {
-      throw new CliError(
-        ExitCode.USAGE,
-        `cannot insert into table ${table} of ${this.target}: ${pgMessage(error)}`,
-        error,
-      );
+      await sink.close();
+      if (options.signal.aborted) throw options.signal.reason;
+      throw new CliError(ExitCode.USAGE, `cannot read table ${options.table} of ${target}: ${pgMessage(error)}`, error);
     }
-    this.#copySql = `COPY ${this.#table} (${names}) FROM STDIN`;
+    return sink;
   }
 
-  async insert(rows: Row[]): Promise<void> {
+  async insert(rows: Row[]): Promise<FlushResult<Row> | undefined> {
     if (this.#lost !== undefined) throw this.#lost;
-    if (this.#method === 'copy') return this.#copy(rows);
-    const perStatement = Math.max(1, Math.floor(MAX_PARAMS / this.#columns.length));
+    if (this.#version !== this.#options.schema.version) await this.#sync(false);
+    if (this.#method === 'copy') return this.#copyAround(rows);
+    await this.#insertAll(rows);
+    return undefined;
+  }
+
+  /**
+   * COPY names the line it failed on (`where`: "COPY t, line 7"): the rows before
+   * it are good, so they are sent again, that row is set aside, and the rows after
+   * it follow, in order. A batch with k refused rows costs 2k + 1 statements and
+   * k + 1 commits, where halving it takes about 2k log2(n/k) statements, half of
+   * them commits. The refused rows go back to the sluice in a FlushResult, and
+   * its bisection tries each one alone before it is dead-lettered with the
+   * database's own error. An error that names no line fails the call as it is.
+   */
+  async #copyAround(rows: Row[]): Promise<FlushResult<Row> | undefined> {
+    const refused: Row[] = [];
+    const errors: Error[] = [];
+    let delivered = 0;
+    // Ranges [from, to) still to insert, in input order: a row refused because of an earlier one stays refused.
+    const ranges: [number, number][] = [[0, rows.length]];
+    for (let range = ranges.shift(); range !== undefined; range = ranges.shift()) {
+      const [from, to] = range;
+      if (from === to) continue;
+      try {
+        await this.#copy(from === 0 && to === rows.length ? rows : rows.slice(from, to));
+        delivered += to - from;
+        continue;
+      } catch (error) {
+        const line = copyLine(error);
+        if (delivered === 0 && refused.length === 0 && (line === undefined || to - from === 1)) throw error;
+        if (line === undefined || line > to - from || this.isFatal(error) || this.#options.signal.aborted) {
+          // Nothing more to learn here: what is left goes back to the sluice as it is.
+          for (let i = from; i < to; i++) refused.push(rows[i] as Row);
+          for (const [start, end] of ranges.splice(0)) for (let i = start; i < end; i++) refused.push(rows[i] as Row);
+          errors.push(error as Error);
+          break;
+        }
+        const bad = from + line - 1;
+        refused.push(rows[bad] as Row);
+        errors.push(error as Error);
+        ranges.unshift([from, bad], [bad + 1, to]);
+      }
+    }
+    if (refused.length === 0) return undefined;
+    // Nothing went in: a plain failure, so that the sluice's probes carry the database's own error.
+    if (delivered === 0) throw errors[0] as Error;
+    return { success: delivered, failed: refused.length, errors, failedItems: refused };
+  }
+
+  async #insertAll(rows: Row[]): Promise<void> {
+    const perStatement = Math.max(1, Math.floor(MAX_PARAMS / this.#indexes.length));
     if (rows.length <= perStatement)
-      return void (await this.#client.query(this.#insertText(rows.length), flatten(rows, 0, rows.length)));
+      return void (await this.#client.query(this.#insertText(rows.length), this.#params(rows, 0, rows.length)));
     await this.#client.query('BEGIN');
     try {
       for (let start = 0; start < rows.length; start += perStatement) {
         const end = Math.min(rows.length, start + perStatement);
-        await this.#client.query(this.#insertText(end - start), flatten(rows, start, end));
+        await this.#client.query(this.#insertText(end - start), this.#params(rows, start, end));
       }
       await this.#client.query('COMMIT');
     } catch (error) {
@@ -100,31 +157,8 @@ export class PostgresSink implements Sink {
     }
   }
 
-  #insertText(count: number): string {
-    let text = this.#insertSql.get(count);
-    if (text === undefined) {
-      const width = this.#columns.length;
-      const tuples: string[] = [];
-      for (let r = 0; r < count; r++)
-        tuples.push(`(${this.#columns.map((_, c) => `$${r * width + c + 1}`).join(', ')})`);
-      text = `INSERT INTO ${this.#table} (${this.#columns.map((c) => quoteIdent(c.name)).join(', ')}) VALUES ${tuples.join(', ')}`;
-      this.#insertSql.set(count, text);
-    }
-    return text;
-  }
-
-  #copy(rows: Row[]): Promise<void> {
-    let text = '';
-    for (const row of rows) {
-      const { values } = row;
-      for (let i = 0; i < values.length; i++) text += (i === 0 ? '' : '\t') + copyField(values[i] as Value);
-      text += '\n';
-    }
-    return new Promise((resolve, reject) => {
-      this.#client.query(
-        new CopyFrom(this.#copySql, Buffer.from(text), (error) => (error ? reject(error) : resolve())) as never,
-      );
-    });
+  async finish(): Promise<void> {
+    if (this.#lost === undefined) await this.#sync(true);
   }
 
   isFatal(error: unknown): boolean {
@@ -137,18 +171,28 @@ export class PostgresSink implements Sink {
     );
   }
 
+  isTransient(error: unknown): boolean {
+    return !this.isFatal(error) && TRANSIENT_SQLSTATE.test(errorCode(error));
+  }
+
   /**
-   * Cancels the statement in flight, if any, from a second connection: a backend
-   * waiting on a lock would otherwise commit the batch after the run has written
-   * it to the rejects file. (A batch that commits just before the cancel arrives
-   * is both inserted and rejected: at-least-once, as docs/cli.md says.)
+   * Cancels the statement in flight, if any (an insert, or DDL waiting on a lock),
+   * from a second connection: a backend waiting on a lock would otherwise commit
+   * the batch after the run has written it to the rejects file. (A batch that
+   * commits just before the cancel arrives is both inserted and rejected:
+   * at-least-once, as docs/cli.md says.)
    */
-  async abort(): Promise<void> {
+  abort(): Promise<void> {
+    return (this.#aborting ??= this.#cancel());
+  }
+
+  async #cancel(): Promise<void> {
     if (this.#lost !== undefined) return;
     const { processID } = this.#client as unknown as { processID: number | null };
     if (processID === null) return;
     const pg = loadPeer<typeof Pg>('pg', '^8', 'Writing to PostgreSQL');
     const canceller = new pg.Client({ connectionString: this.#url, connectionTimeoutMillis: 5_000 });
+    canceller.on('error', () => undefined);
     try {
       await canceller.connect();
       await canceller.query('SELECT pg_cancel_backend($1)', [processID]);
@@ -159,104 +203,194 @@ export class PostgresSink implements Sink {
     }
   }
 
-  async count(table: string): Promise<number> {
-    const result = await this.#client.query<{ n: string }>(`SELECT count(*) AS n FROM ${quoteTable(table)}`);
-    return Number(result.rows[0]?.n ?? 0);
-  }
-
   async close(): Promise<void> {
     await this.#client.end().catch(() => undefined);
   }
-}
 
-function flatten(rows: Row[], start: number, end: number): Value[] {
-  const params: Value[] = [];
-  for (let r = start; r < end; r++) for (const value of (rows[r] as Row).values) params.push(value);
-  return params;
-}
+  async #readTable(): Promise<void> {
+    const { rows } = await this.#client.query<{ name: string; type: string }>(
+      `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type
+         FROM pg_catalog.pg_attribute a
+        WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
+        ORDER BY a.attnum`,
+      [this.#name],
+    );
+    const exists = await this.#client.query<{ exists: boolean }>('SELECT to_regclass($1) IS NOT NULL AS exists', [
+      this.#name,
+    ]);
+    this.#columns =
+      exists.rows[0]?.exists === true ? rows.map(({ name, type }) => ({ name, type: tableType(type) })) : undefined;
+  }
 
-/** COPY's text format: tab-separated, `\N` for NULL, backslash escapes for the separators. */
-function copyField(value: Value): string {
-  if (value === null) return '\\N';
-  if (typeof value === 'number') return String(value);
-  return /[\\\t\n\r]/.test(value) ? value.replace(/[\\\t\n\r]/g, escapeChar) : value;
-}
+  /** Brings the table in line with the schema; `final`: also creates the columns that only held null. */
+  async #sync(final: boolean): Promise<void> {
+    const { schema, table } = this.#options;
+    const version = schema.version;
+    if (this.#columns === undefined) {
+      let columns = schema.columns.filter((column) => column.type !== 'unknown' || schema.strict || final);
+      if (columns.length === 0) columns = schema.columns;
+      const defs = columns.map((c) => `${quoteIdent(c.name)} ${SQL_TYPE[DIALECT.typeFor(c)]}`);
+      await this.#ddl(`CREATE TABLE IF NOT EXISTS ${this.#name} (${defs.join(', ')})`, 'create table', table);
+      await this.#readTable(); // what is there now, whoever created it
+      this.changes.created = true;
+    }
+    const existing = byIdentity(this.#columns as TableColumn[], schema);
+    const plan = planChanges(schema, existing, DIALECT, {
+      strict: schema.strict,
+      tableName: table,
+      target: this.target,
+    });
+    if (final) {
+      schema.columns.forEach((column, index) => {
+        if (column.type === 'unknown' && !existing.has(schema.identity(column.name)))
+          plan.add.push({ index, type: 'text' });
+      });
+    }
+    if (plan.add.length > 0) {
+      const adds = plan.add.map(({ index, type }) => {
+        const name = (schema.columns[index] as { name: string }).name;
+        return `ADD COLUMN IF NOT EXISTS ${quoteIdent(name)} ${SQL_TYPE[type]}`;
+      });
+      const all = plan.add.map(({ index }) => (schema.columns[index] as { name: string }).name);
+      const names = all.length <= 5 ? all.join(', ') : `${all.slice(0, 5).join(', ')} and ${all.length - 5} more`;
+      await this.#ddl(`ALTER TABLE ${this.#name} ${adds.join(', ')}`, `add column(s) ${names} to`, table, ADD_HINT);
+      for (const { index, type } of plan.add)
+        (this.#columns as TableColumn[]).push({ name: (schema.columns[index] as { name: string }).name, type });
+      this.changes.added += plan.add.length;
+    }
+    for (const { column, to } of plan.widen) await this.#widen(column, to);
+    this.#prepare();
+    this.#version = version;
+  }
 
-function escapeChar(char: string): string {
-  switch (char) {
-    case '\t':
-      return '\\t';
-    case '\n':
-      return '\\n';
-    case '\r':
-      return '\\r';
-    default:
-      return '\\\\';
+  /** DDL the run cannot do without: a failure stops it (exit 2), unless the run is giving up anyway. */
+  async #ddl(sql: string, what: string, table: string, hint = ''): Promise<void> {
+    try {
+      await this.#client.query(sql);
+    } catch (error) {
+      if (this.#options.signal.aborted || this.isFatal(error)) throw error;
+      throw schemaError(`cannot ${what} table ${table} of ${this.target}: ${pgMessage(error)}${hint}`, error);
+    }
+  }
+
+  /** Alters the column's type in place, converting what it holds; if PostgreSQL refuses, values go as they are. */
+  async #widen(column: TableColumn, to: TableType): Promise<void> {
+    const name = quoteIdent(column.name);
+    const using =
+      to === 'json'
+        ? `to_jsonb(${name})`
+        : to === 'text'
+          ? `${name}::text`
+          : column.type === 'boolean'
+            ? `${name}::int::${SQL_TYPE[to]}`
+            : `${name}::${SQL_TYPE[to]}`;
+    try {
+      await this.#client.query(`ALTER TABLE ${this.#name} ALTER COLUMN ${name} TYPE ${SQL_TYPE[to]} USING ${using}`);
+      column.type = to;
+      this.changes.widened++;
+    } catch (error) {
+      if (this.#options.signal.aborted || this.isFatal(error)) throw error;
+      this.#options.warn(
+        `cannot make column ${column.name} of table ${this.#options.table} ${SQL_TYPE[to]}: ${pgMessage(error)}; its values are sent as they come`,
+      );
+      column.type = 'other';
+    }
+  }
+
+  #prepare(): void {
+    const { schema } = this.#options;
+    const existing = byIdentity(this.#columns as TableColumn[], schema);
+    this.#indexes = [];
+    this.#types = [];
+    const names: string[] = [];
+    schema.columns.forEach((column, index) => {
+      const target = existing.get(schema.identity(column.name));
+      if (target === undefined) return; // only nulls so far
+      names.push(quoteIdent(column.name));
+      this.#indexes.push(index);
+      this.#types.push(target.type);
+    });
+    this.#columnList = names.join(', ');
+    this.#copySql = `COPY ${this.#name} (${this.#columnList}) FROM STDIN`;
+    this.#insertSql.clear();
+  }
+
+  #insertText(count: number): string {
+    let text = this.#insertSql.get(count);
+    if (text === undefined) {
+      const width = this.#indexes.length;
+      const tuples: string[] = [];
+      for (let r = 0; r < count; r++) {
+        const params: string[] = [];
+        for (let c = 0; c < width; c++) params.push(`$${r * width + c + 1}`);
+        tuples.push(`(${params.join(', ')})`);
+      }
+      text = `INSERT INTO ${this.#name} (${this.#columnList}) VALUES ${tuples.join(', ')}`;
+      if (this.#insertSql.size >= INSERT_CACHE_SIZE)
+        this.#insertSql.delete(this.#insertSql.keys().next().value as number);
+      this.#insertSql.set(count, text);
+    }
+    return text;
+  }
+
+  /** The parameters of rows[start..end), as text PostgreSQL parses for each column's type. */
+  #params(rows: Row[], start: number, end: number): (string | null)[] {
+    const indexes = this.#indexes;
+    const types = this.#types;
+    const params: (string | null)[] = [];
+    for (let r = start; r < end; r++) {
+      const values = (rows[r] as Row).values;
+      for (let c = 0; c < indexes.length; c++) params.push(pgText(values[indexes[c] as number], types[c] as TableType));
+    }
+    return params;
+  }
+
+  #copy(rows: Row[]): Promise<void> {
+    const indexes = this.#indexes;
+    const types = this.#types;
+    let text = '';
+    for (const row of rows) {
+      const values = row.values;
+      for (let c = 0; c < indexes.length; c++)
+        text += (c === 0 ? '' : '\t') + copyField(pgText(values[indexes[c] as number], types[c] as TableType));
+      text += '\n';
+    }
+    return new Promise((resolve, reject) => {
+      this.#client.query(
+        new CopyFrom(this.#copySql, Buffer.from(text), (error) => (error ? reject(error) : resolve())) as never,
+      );
+    });
   }
 }
 
-interface PgConnection {
-  query(text: string): void;
-  sendCopyFromChunk(chunk: Buffer): void;
-  endCopyFrom(): void;
+/** Resolves or rejects as `work` does, or rejects with the signal's reason as soon as it aborts (after `onAbort`). */
+function untilAborted<T>(work: Promise<T>, signal: AbortSignal, onAbort: () => void): Promise<T> {
+  work.catch(() => undefined); // settles after an abort too; nobody waits for it then
+  if (signal.aborted) {
+    onAbort();
+    return Promise.reject(signal.reason as Error);
+  }
+  return new Promise<T>((resolve, reject) => {
+    const aborted = (): void => {
+      onAbort();
+      reject(signal.reason as Error);
+    };
+    signal.addEventListener('abort', aborted, { once: true });
+    work.then(
+      (value) => {
+        signal.removeEventListener('abort', aborted);
+        resolve(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', aborted);
+        reject(error);
+      },
+    );
+  });
 }
 
-/**
- * A `COPY ... FROM STDIN` with the whole batch as its data, as a pg "submittable"
- * (the interface pg-cursor and pg-copy-streams use), so that no extra package is
- * needed for one buffer per batch.
- */
-class CopyFrom {
-  readonly #text: string;
-  readonly #payload: Buffer;
-  #done: ((error?: Error) => void) | undefined;
-
-  constructor(text: string, payload: Buffer, done: (error?: Error) => void) {
-    this.#text = text;
-    this.#payload = payload;
-    this.#done = done;
-  }
-
-  submit(connection: PgConnection): void {
-    connection.query(this.#text);
-  }
-
-  handleCopyInResponse(connection: PgConnection): void {
-    connection.sendCopyFromChunk(this.#payload);
-    connection.endCopyFrom();
-  }
-
-  handleCommandComplete(): void {}
-
-  handleReadyForQuery(): void {
-    this.#settle();
-  }
-
-  /** A server error (ReadyForQuery follows) or a dead connection (nothing follows): settle now either way; pg queues the next query until ReadyForQuery. */
-  handleError(error: Error): void {
-    this.#settle(error);
-  }
-
-  #settle(error?: Error): void {
-    const done = this.#done;
-    this.#done = undefined;
-    done?.(error);
-  }
-}
-
-function redact(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password !== '') parsed.password = '***';
-    return parsed.toString();
-  } catch {
-    return url.replace(/:[^:@/]*@/, ':***@');
-  }
-}
-
-/** pg's connect errors can be an AggregateError (IPv4 and IPv6) with an empty message. */
-function pgMessage(error: unknown): string {
-  if (error instanceof AggregateError && error.message === '') return error.errors.map(pgMessage).join('; ');
-  const text = describe(error);
-  return text === '' ? errorCode(error) || 'unknown error' : text;
+/** Closes the client's socket, connected or not. */
+function destroy(client: Pg.Client): void {
+  const connection = (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection;
+  connection?.stream?.destroy();
 }

@@ -1,22 +1,124 @@
-import type { Column, Row } from '../parse';
+import { CliError, ExitCode } from '../errors';
+import type { FlushResult } from '../../index';
+import type { Row } from '../parse';
+import type { Column, ColumnType, Schema } from '../schema';
 
 /** A database the CLI inserts rows into. */
 export interface Sink {
   /** The target as shown to the user (no password). */
   readonly target: string;
-  /** Creates the table when it does not exist (types from the first record) and prepares the insert. */
-  prepare(table: string, columns: Column[]): Promise<void>;
-  /** Inserts all rows or none (one transaction); throws what the database said. */
-  insert(rows: Row[]): void | Promise<void>;
+  /** What the run did to the table's shape, for the summary. */
+  readonly changes: TableChanges;
+  /**
+   * Brings the table in line with the schema first (creates it, adds columns,
+   * widens types: cheap when the schema has not changed), then inserts the rows:
+   * all or none (one transaction), throwing what the database said; or, when the
+   * database names the row it refused, the others, resolving a FlushResult that
+   * lists the refused ones (the sluice isolates those further).
+   */
+  insert(rows: Row[]): Promise<FlushResult<Row> | undefined>;
+  /** The run is over and went well: columns that only ever held null are created now (untyped or TEXT). */
+  finish(): Promise<void>;
   /** True when `error` means the database is gone for good, so retrying more rows is pointless. */
   isFatal(error: unknown): boolean;
+  /** True when the same statement may succeed if tried again (a deadlock, a lock timeout), unlike a refused row. */
+  isTransient(error: unknown): boolean;
   /**
    * The run gave up on what is in flight (its rows are in the rejects file): make sure a
    * statement still running does not commit them after all.
    */
   abort(): Promise<void>;
-  count(table: string): Promise<number>;
   close(): Promise<void>;
+}
+
+export interface TableChanges {
+  created: boolean;
+  added: number;
+  widened: number;
+}
+
+/** What a sink needs besides its target. */
+export interface SinkOptions {
+  table: string;
+  schema: Schema;
+  /** Aborted when the run gives up: waits (a lock, a connection) end at once. */
+  signal: AbortSignal;
+  /** One line on stderr, for what the user should know but that does not stop the run. */
+  warn(message: string): void;
+}
+
+/**
+ * A column type as the table has it, in the terms the CLI reasons in. `any`: a
+ * SQLite column without a type, which stores every value as it is. `other`: a
+ * type the CLI does not manage (a date, a UUID, NUMERIC in SQLite...): values are
+ * passed as they are and the database converts or refuses them.
+ */
+export type TableType = 'boolean' | 'integer' | 'real' | 'text' | 'json' | 'any' | 'other';
+
+export interface TableColumn {
+  name: string;
+  type: TableType;
+}
+
+/**
+ * The schema error that stops a run (exit 2): the table lacks a column under
+ * --strict-schema, or one cannot be added.
+ */
+export function schemaError(message: string, cause?: unknown): CliError {
+  return new CliError(ExitCode.USAGE, message, cause);
+}
+
+/** Said when a column cannot be added: how to keep the columns as they are. */
+export const ADD_HINT = ' (--columns or --strict-schema keep the columns the table has)';
+
+/** The table's columns by identity (SQLite ignores case, PostgreSQL truncates to 63 bytes). */
+export function byIdentity(columns: TableColumn[], schema: Schema): Map<string, TableColumn> {
+  return new Map(columns.map((column) => [schema.identity(column.name), column]));
+}
+
+/** What a target does with a schema: the types it gives new columns and what its columns hold. */
+export interface Dialect {
+  /** The table type of a new column. */
+  typeFor(column: Column): TableType;
+  /** The table type a column of type `from` must become to hold values of type `data`, or `from` if it holds them. */
+  widened(from: TableType, data: ColumnType): TableType;
+}
+
+/** The changes that bring a table in line with the schema. */
+export interface Plan {
+  /** Schema indexes of the columns to add, with their types. */
+  add: { index: number; type: TableType }[];
+  /** Existing columns to widen. */
+  widen: { index: number; column: TableColumn; to: TableType }[];
+}
+
+/**
+ * Compares the schema with the table's columns. Columns only ever null (`unknown`)
+ * wait for a typed value (or the end of the run); under --strict-schema nothing is
+ * added or widened, and a missing column is an error.
+ */
+export function planChanges(
+  schema: Schema,
+  columns: Map<string, TableColumn>,
+  dialect: Dialect,
+  options: { strict: boolean; tableName: string; target: string },
+): Plan {
+  const plan: Plan = { add: [], widen: [] };
+  schema.columns.forEach((column, index) => {
+    const existing = columns.get(schema.identity(column.name));
+    if (existing === undefined) {
+      if (options.strict)
+        throw schemaError(
+          `table ${options.tableName} of ${options.target} has no column named ${column.name} (--strict-schema adds no columns)`,
+        );
+      if (column.type !== 'unknown') plan.add.push({ index, type: dialect.typeFor(column) });
+      return;
+    }
+    if (options.strict || !schema.typed) return;
+    const to = dialect.widened(existing.type, column.type);
+    if (to !== existing.type) plan.widen.push({ index, column: existing, to });
+  });
+  return plan;
 }
 
 /** Double-quotes an SQL identifier (both SQLite and PostgreSQL); `schema.table` quotes each part. */
@@ -26,4 +128,20 @@ export function quoteIdent(name: string): string {
 
 export function quoteTable(name: string): string {
   return name.split('.').map(quoteIdent).join('.');
+}
+
+/** Waits `ms`, or rejects with the signal's reason as soon as it aborts. */
+export function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason as Error);
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      reject(signal.reason as Error);
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
 }
