@@ -1,4 +1,5 @@
 import { BatchSizer } from './batch-sizer';
+import { criticalCount } from './thresholds';
 import type { Delivery, Batch } from './delivery';
 import type { KeepAlive } from './keep-alive';
 import type { Ledger } from './ledger';
@@ -17,6 +18,8 @@ import type { Signals } from './signals';
  */
 
 export interface SchedulerConfig {
+  readonly maxBufferSize: number;
+  readonly highWatermark: number;
   readonly batchSize: number;
   readonly batchBounds: { readonly min: number; readonly max: number } | undefined;
   readonly maxConcurrentFlushes: number;
@@ -70,7 +73,16 @@ export class Scheduler<T> {
     this.#host = host;
     this.interval = config.minFlushIntervalMs;
     const bounds = config.batchBounds;
-    this.#sizer = bounds === undefined ? undefined : new BatchSizer(bounds.min, bounds.max, config.targetLatencyMs);
+    // A batch larger than the critical count could never fill while a block producer waits at critical:
+    // it would go on the interval timer only. Adaptive sizes stay at or below it.
+    this.#sizer =
+      bounds === undefined
+        ? undefined
+        : new BatchSizer(
+            bounds.min,
+            Math.max(bounds.min, Math.min(bounds.max, criticalCount(config))),
+            config.targetLatencyMs,
+          );
     this.batchSize = config.batchSize;
   }
 
