@@ -1,0 +1,285 @@
+/**
+ * The shape every broker source shares: an object-mode Readable of messages that
+ * never holds more than `maxUnacked` of them unsettled, and settles each one once.
+ *
+ * Owns: the count of messages received and not yet settled (the bound), the map of
+ * unsettled messages by broker identity, the pull loop and stop/close. Does not own
+ * the broker calls: a subclass pulls, acks, nacks, dead-letters and releases.
+ */
+import { Readable } from 'node:stream';
+import { BrokerError, type BrokerName } from './errors';
+import { asBuffer, decodeJson, functionOption, integerOption, type Bytes } from './options';
+
+/**
+ * A message read from a broker. Settle it once: `ack()` after it is stored, `nack()` to have
+ * it delivered again. Later calls on a settled message do nothing.
+ *
+ * @example
+ * ```ts
+ * for await (const message of source) {
+ *   await db.insert(message.payload);
+ *   await message.ack();
+ * }
+ * ```
+ */
+export interface BrokerMessage<P = unknown> {
+  /** The decoded payload (JSON by default; see the source's `decode` option). */
+  readonly payload: P;
+  /** The broker identity: Redis entry id, JetStream stream sequence, AMQP delivery tag. */
+  readonly id: string;
+  /** Whether the broker delivered it before (to this consumer or to one that died). */
+  readonly redelivered: boolean;
+  /** The payload's bytes as the broker delivered them. */
+  readonly body: Buffer;
+  /** Stored: the broker forgets the message. Resolves once the broker was told. */
+  ack(): Promise<void>;
+  /** Not stored: the broker delivers it again (Redis: left pending for a claim; NATS: nak; AMQP: requeue). */
+  nack(): Promise<void>;
+}
+
+/** One message as a subclass hands it to the base; `handle` is the client's own object. */
+export interface Delivery<H> {
+  id: string;
+  body: Bytes;
+  redelivered: boolean;
+  handle: H;
+}
+
+/** Options every source takes. */
+export interface SourceOptions<P> {
+  /**
+   * Messages held unsettled at most: received (in this stream's queue, in a sluice, in a flush)
+   * and not yet acked, nacked or dead-lettered. Each fetch asks the broker for the free space
+   * left under it, so the consumer never pulls more than it can hold.
+   * @default 1000
+   */
+  maxUnacked?: number;
+  /**
+   * Turns a payload's bytes into the message's `payload`. A throw sends the message to the
+   * dead-letter route (with `ERR_BROKER_DECODE_FAILED`) and emits `'invalid'`.
+   * @default JSON.parse of the UTF-8 text
+   */
+  decode?: (body: Buffer) => P;
+}
+
+/** A message of a {@link BrokerSource}; the broker client's own object is `raw`. */
+export class SourceMessage<P, H> implements BrokerMessage<P> {
+  readonly payload: P;
+  readonly id: string;
+  readonly redelivered: boolean;
+  readonly body: Buffer;
+  /** @internal The newest delivery's handle (a redelivery of a held message replaces it). */
+  handle: H;
+  readonly #source: BrokerSource<P, H>;
+
+  /** @internal */
+  constructor(source: BrokerSource<P, H>, delivery: Delivery<H>, payload: P) {
+    this.#source = source;
+    this.id = delivery.id;
+    this.body = asBuffer(delivery.body);
+    this.redelivered = delivery.redelivered;
+    this.handle = delivery.handle;
+    this.payload = payload;
+  }
+
+  /** The broker client's own message object (a JetStream `JsMsg`, an amqplib message; Redis: the entry's fields). */
+  get raw(): H {
+    return this.handle;
+  }
+
+  ack(): Promise<void> {
+    return this.#source.ack([this]);
+  }
+
+  nack(): Promise<void> {
+    return this.#source.nack([this]);
+  }
+}
+
+/**
+ * An object-mode Readable of {@link BrokerMessage}s with acknowledgement: the base of
+ * `RedisStreamSource`, `JetStreamSource` and `AmqpSource`.
+ *
+ * @example
+ * ```ts
+ * const run = endToEnd(source, insertRows, { batchSize: 500 });
+ * await run.done;
+ * ```
+ */
+export abstract class BrokerSource<P, H = unknown> extends Readable {
+  /** The most messages held unsettled at once. */
+  readonly maxUnacked: number;
+  readonly #decode: (body: Buffer) => P;
+  readonly #broker: BrokerName;
+  /** Received and not yet settled, by broker identity; a message leaves it when its settling starts. */
+  readonly #unsettled = new Map<string, SourceMessage<P, H>>();
+  /** Received and whose settling has not completed: `#unsettled.size` plus settles in flight. Never above maxUnacked. */
+  #outstanding = 0;
+  #pumping = false;
+  #stopping = false;
+  #ended = false;
+  /** Wakes a pull loop waiting for room; undefined when nobody waits. */
+  #wake: (() => void) | undefined;
+
+  protected constructor(broker: BrokerName, options: SourceOptions<P>) {
+    const maxUnacked = integerOption('maxUnacked', options.maxUnacked, 1000, 1);
+    // Read-ahead of a quarter of the bound: the next fetch overlaps the sluice's flush.
+    super({ objectMode: true, highWaterMark: Math.max(1, Math.ceil(maxUnacked / 4)), autoDestroy: false });
+    this.maxUnacked = maxUnacked;
+    this.#broker = broker;
+    this.#decode = functionOption('decode', options.decode, decodeJson as (body: Buffer) => P);
+  }
+
+  /** Messages received and not yet settled (acked, nacked or dead-lettered). */
+  get unacked(): number {
+    return this.#outstanding;
+  }
+
+  /** Pull-based sources fetch at most `max` messages; push-based ones (AMQP) leave it out and call `receive()`. */
+  protected pull?(max: number): Promise<Iterable<Delivery<H>> | AsyncIterable<Delivery<H>>>;
+  /** Tells the broker these messages are stored. */
+  protected abstract acknowledge(messages: SourceMessage<P, H>[]): Promise<void>;
+  /** Tells the broker to deliver these messages again. */
+  protected abstract redeliver(messages: SourceMessage<P, H>[]): Promise<void>;
+  /** Sends these messages to the dead-letter route (a configured target, else the broker's own reject). */
+  protected abstract reject(messages: SourceMessage<P, H>[], reason: unknown): Promise<void>;
+  /** Stops a pull in progress (or the push consumer) so that `stop()` does not wait for a long poll. */
+  protected abstract interrupt(): Promise<void>;
+  /** Closes what the source opened; called once, from `destroy()`/`close()`. */
+  protected abstract release(): Promise<void>;
+
+  /** Acks `messages` (those of this source not yet settled) in one broker call where the broker allows. */
+  ack(messages: readonly BrokerMessage<P>[]): Promise<void> {
+    return this.#settle(messages, (batch) => this.acknowledge(batch));
+  }
+
+  /** Nacks `messages`: the broker delivers them again. */
+  nack(messages: readonly BrokerMessage<P>[]): Promise<void> {
+    return this.#settle(messages, (batch) => this.redeliver(batch));
+  }
+
+  /** Gives up on `messages`: sends them to the dead-letter route, never acks them as stored. */
+  deadLetter(messages: readonly BrokerMessage<P>[], reason: unknown): Promise<void> {
+    return this.#settle(messages, (batch) => this.reject(batch, reason));
+  }
+
+  /**
+   * Stops fetching; the stream ends once a fetch in progress has been pushed. Messages
+   * already received can still be acked: close the source after they are settled.
+   */
+  async stop(): Promise<void> {
+    if (this.#stopping) return;
+    this.#stopping = true;
+    this.#wake?.();
+    await this.interrupt();
+    if (!this.#pumping) this.#end();
+  }
+
+  /** Stops and closes the connections the source opened. Unsettled messages stay with the broker. */
+  async close(): Promise<void> {
+    await this.stop();
+    if (this.destroyed) return;
+    await new Promise<void>((resolve) => this.once('close', () => resolve()).destroy());
+  }
+
+  /** For push-based subclasses: one message arrived. Returns what `push()` returned. */
+  protected receive(delivery: Delivery<H>): boolean {
+    const held = this.#unsettled.get(delivery.id);
+    if (held !== undefined) {
+      // Delivered again while still held here (a claim, a redelivery): keep one message, newest handle.
+      held.handle = delivery.handle;
+      return true;
+    }
+    this.#outstanding++;
+    let payload: P;
+    try {
+      payload = this.#decode(asBuffer(delivery.body));
+    } catch (cause) {
+      const message = new SourceMessage<P, H>(this, delivery, undefined as P);
+      this.#unsettled.set(delivery.id, message);
+      const error = BrokerError.decodeFailed(this.#broker, delivery.id, cause);
+      this.emit('invalid', error, message);
+      this.deadLetter([message], error).catch((failure: unknown) => this.destroy(failure as Error));
+      return true;
+    }
+    const message = new SourceMessage(this, delivery, payload);
+    this.#unsettled.set(delivery.id, message);
+    return this.push(message);
+  }
+
+  /** Messages received and not settled, oldest first (for progress acks and claim refreshes). */
+  protected unsettledMessages(): IterableIterator<SourceMessage<P, H>> {
+    return this.#unsettled.values();
+  }
+
+  /** Whether `stop()`, `close()` or `destroy()` was called. */
+  protected get stopping(): boolean {
+    return this.#stopping;
+  }
+
+  override _read(): void {
+    if (this.#pumping || this.#stopping || this.pull === undefined) return;
+    this.#pumping = true;
+    this.#pump().then(
+      () => {
+        this.#pumping = false;
+        if (this.#stopping) this.#end();
+      },
+      (error: unknown) => {
+        this.#pumping = false;
+        if (this.#stopping) this.#end();
+        else this.destroy(error as Error);
+      },
+    );
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.#stopping = true;
+    this.#wake?.();
+    this.release().then(
+      () => callback(error),
+      (failure: unknown) => callback(error ?? (failure as Error)),
+    );
+  }
+
+  /** Fetches while there is room and the stream wants more; returns when `push()` says stop. */
+  async #pump(): Promise<void> {
+    while (!this.#stopping) {
+      const room = this.maxUnacked - this.#outstanding;
+      if (room <= 0) {
+        await new Promise<void>((resolve) => (this.#wake = resolve));
+        this.#wake = undefined;
+        continue;
+      }
+      let more = true;
+      for await (const delivery of await this.pull!(room)) more = this.receive(delivery) && more;
+      if (!more) return;
+    }
+  }
+
+  async #settle(
+    messages: readonly BrokerMessage<P>[],
+    hook: (batch: SourceMessage<P, H>[]) => Promise<void>,
+  ): Promise<void> {
+    const batch: SourceMessage<P, H>[] = [];
+    for (const message of messages) {
+      const held = this.#unsettled.get(message.id);
+      if (held !== message) continue;
+      this.#unsettled.delete(message.id);
+      batch.push(held);
+    }
+    if (batch.length === 0) return;
+    try {
+      await hook(batch);
+    } finally {
+      this.#outstanding -= batch.length;
+      this.#wake?.();
+    }
+  }
+
+  #end(): void {
+    if (this.#ended || this.destroyed) return;
+    this.#ended = true;
+    this.push(null);
+  }
+}
