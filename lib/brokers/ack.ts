@@ -13,6 +13,9 @@ import type { BackpressureOptions, FlushContext, FlushFunction, FlushResult } fr
 import { functionOption, optionsObject } from './options';
 import { BrokerSource, type BrokerMessage } from './source';
 
+/** The sluice's own default batch size, lowered to half the bound when that is smaller. */
+const DEFAULT_BATCH_SIZE = 100;
+
 /**
  * Options of {@link endToEnd}: the sluice's own options (the strategy is always block, and the
  * dead-letter path is the source's), plus where acknowledgement failures are reported.
@@ -60,7 +63,8 @@ export interface EndToEndRun<P> {
  * the payloads of one batch; the messages it delivered are acked after it resolves, those it
  * names in `failedItems` are retried and acked once delivered; messages the sluice dead-letters
  * go to the source's dead-letter route (never acked as stored); messages still held when the
- * run is destroyed are nacked. The sluice's `maxBufferSize` defaults to `source.maxUnacked`.
+ * run is destroyed are nacked. The sluice's `maxBufferSize` defaults to `source.maxUnacked`, its
+ * `batchSize` to 100 or half the bound, whichever is smaller.
  *
  * @example
  * ```ts
@@ -120,8 +124,11 @@ export function endToEnd<P>(
     return { success: result.success, failed: result.failed, errors: result.errors, failedItems: failed };
   };
 
+  const bound = typeof sluiceOptions.maxBufferSize === 'number' ? sluiceOptions.maxBufferSize : source.maxUnacked;
   const sluice = new BlockingWritable<BrokerMessage<P>>(flush, {
     maxBufferSize: source.maxUnacked,
+    // Two batches fit under the bound by default, so one can fill while the other is flushed.
+    batchSize: Math.min(DEFAULT_BATCH_SIZE, Math.max(1, Math.ceil(bound / 2))),
     // The source never holds more than the bound unsettled, so a write never has to wait for
     // room; no wait may end in a 'timeout' drop either.
     maxBlockTimeMs: Infinity,

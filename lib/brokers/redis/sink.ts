@@ -75,8 +75,12 @@ export function redisStreamSink<T>(options: RedisStreamSinkOptions<T>): BrokerSi
     const replies = queued.length === 0 ? [] : await pipe.exec();
     if (replies === null) throw new Error('The Redis pipeline was discarded');
     replies.forEach(([error], i) => {
+      if (!error) return;
+      // A reply error is Redis refusing this entry; anything else (a lost connection) leaves the
+      // whole batch in doubt, so it fails whole and is retried whole.
+      if (error.name !== 'ReplyError') throw error;
       const index = queued[i]!;
-      if (error) failedAt.set(index, BrokerError.refused('redis', `XADD of item ${index} of the batch`, error));
+      failedAt.set(index, BrokerError.refused('redis', `XADD of item ${index} of the batch`, error));
     });
     if (failedAt.size === 0) return undefined;
     const result: FlushResult<T> = {

@@ -87,6 +87,7 @@ export class RedisStreamSource<P = unknown> extends BrokerSource<P, Fields> {
   readonly #owned: boolean;
   /** The blocking XREADGROUP only; always owned here. */
   readonly #reader: RedisClient;
+  #readerOpen = true;
   readonly #ready: Promise<void>;
   /** Where the re-read of this consumer's own pending entries stands; undefined once done. */
   #ownCursor: string | undefined = '0';
@@ -170,12 +171,14 @@ export class RedisStreamSource<P = unknown> extends BrokerSource<P, Fields> {
   }
 
   protected override async interrupt(): Promise<void> {
-    // Ends a blocking XREADGROUP at once (it rejects, and the pull loop sees the stop).
-    this.#reader.disconnect();
+    // Ends a blocking XREADGROUP at once (it rejects, and the pull loop sees the stop). Only once:
+    // ioredis arms a 2 s timer per disconnect() that only the socket's (single) 'close' clears.
+    if (this.#readerOpen) this.#reader.disconnect();
+    this.#readerOpen = false;
   }
 
   protected override async release(): Promise<void> {
-    this.#reader.disconnect();
+    await this.interrupt();
     if (this.#owned && this.#client.status !== 'end') await this.#client.quit().catch(() => undefined);
   }
 
@@ -190,8 +193,10 @@ export class RedisStreamSource<P = unknown> extends BrokerSource<P, Fields> {
   async #read(client: RedisClient, max: number, from: string, blockMs?: number): Promise<Entry[]> {
     const block = blockMs === undefined ? [] : ['BLOCK', blockMs];
     const args = ['GROUP', this.group, this.consumer, 'COUNT', max, ...block, 'STREAMS', this.stream, from];
-    const reply = (await client.callBuffer('XREADGROUP', ...args)) as [Buffer, Entry[]][] | null;
-    return reply?.[0]?.[1] ?? [];
+    const reply = (await client.callBuffer('XREADGROUP', ...args)) as [Buffer, Entry[]][] | [Buffer, Entry[]] | null;
+    if (reply === null || reply.length === 0) return [];
+    // RESP2 answers [[stream, entries]]; RESP3 (ioredis 6's default) a map, which ioredis flattens to [stream, entries].
+    return Buffer.isBuffer(reply[0]) ? (reply[1] as Entry[]) : (reply as [Buffer, Entry[]][])[0]![1];
   }
 
   async #claim(max: number): Promise<Delivery<Fields>[]> {
