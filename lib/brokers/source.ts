@@ -175,7 +175,10 @@ export abstract class BrokerSource<P, H = unknown> extends Readable {
     if (!this.#pumping) this.#end();
   }
 
-  /** Stops and closes the connections the source opened. Unsettled messages stay with the broker. */
+  /**
+   * Stops, nacks the messages still unsettled (the broker delivers them again) and closes the
+   * connections the source opened. `destroy()` does the same.
+   */
   async close(): Promise<void> {
     await this.stop();
     if (this.destroyed) return;
@@ -236,10 +239,16 @@ export abstract class BrokerSource<P, H = unknown> extends Readable {
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     this.#stopping = true;
     this.#wake?.();
-    this.release().then(
-      () => callback(error),
-      (failure: unknown) => callback(error ?? (failure as Error)),
-    );
+    // Hand back what is still unsettled (queued here, or read and never acked) so that the broker
+    // redelivers it now rather than after a timeout; best effort, the broker redelivers it anyway.
+    const left = [...this.#unsettled.values()];
+    const handedBack = left.length === 0 ? Promise.resolve() : this.nack(left).catch(() => undefined);
+    handedBack
+      .then(() => this.release())
+      .then(
+        () => callback(error),
+        (failure: unknown) => callback(error ?? (failure as Error)),
+      );
   }
 
   /** Fetches while there is room and the stream wants more; returns when `push()` says stop. */

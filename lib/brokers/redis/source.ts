@@ -138,20 +138,13 @@ export class RedisStreamSource<P = unknown> extends BrokerSource<P, Fields> {
     await this.#client.call('XACK', this.stream, this.group, ...messages.map((message) => message.id));
   }
 
-  /** Redis cannot refuse an entry: make it idle for `claimIdleMs` at once, so the next claim pass takes it. */
+  /**
+   * Redis cannot refuse an entry: date its last delivery back to the epoch (`TIME 0`), so that the
+   * next claim pass of any consumer in the group takes it, whatever its `claimIdleMs`.
+   */
   protected override async redeliver(messages: SourceMessage<P, Fields>[]): Promise<void> {
     const ids = messages.map((message) => message.id);
-    await this.#client.call(
-      'XCLAIM',
-      this.stream,
-      this.group,
-      this.consumer,
-      0,
-      ...ids,
-      'IDLE',
-      this.#claimIdleMs,
-      'JUSTID',
-    );
+    await this.#client.call('XCLAIM', this.stream, this.group, this.consumer, 0, ...ids, 'TIME', 0, 'JUSTID');
     this.#nextClaimAt = 0;
     this.#claimCursor = '0-0';
   }
