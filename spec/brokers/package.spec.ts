@@ -40,13 +40,14 @@ describe('sluice/nats, sluice/redis, sluice/amqp without their clients', () => {
         expect.arrayContaining(['BlockingWritable', 'BackpressureError']),
         expect.arrayContaining(['natsSink', 'JetStreamSource', 'endToEnd', 'BrokerSource', 'BrokerError']),
         expect.arrayContaining(['redisStreamSink', 'RedisStreamSource', 'endToEnd', 'BrokerSource', 'BrokerError']),
-        expect.arrayContaining(['endToEnd', 'BrokerSource', 'BrokerError']),
+        expect.arrayContaining(['amqpSink', 'AmqpSource', 'endToEnd', 'BrokerSource', 'BrokerError']),
       ],
       foreign: [],
     });
   });
 
   const REDIS_INSTALL = 'sluice/redis needs the "ioredis" package: npm install ioredis';
+  const AMQP_INSTALL = 'sluice/amqp needs the "amqplib" package: npm install amqplib';
   const NATS_INSTALL =
     'sluice/nats needs the "@nats-io/transport-node" and "@nats-io/jetstream" packages: npm install @nats-io/transport-node @nats-io/jetstream';
   it.each([
@@ -54,6 +55,8 @@ describe('sluice/nats, sluice/redis, sluice/amqp without their clients', () => {
     ['sluice/redis', `new edges.RedisStreamSource({ stream: 'events', group: 'g', consumer: 'c' })`, REDIS_INSTALL],
     ['sluice/nats', `edges.natsSink({ subject: 'events' })`, NATS_INSTALL],
     ['sluice/nats', `new edges.JetStreamSource({ stream: 'EVENTS', consumer: 'c' })`, NATS_INSTALL],
+    ['sluice/amqp', `edges.amqpSink({ routingKey: 'events' })`, AMQP_INSTALL],
+    ['sluice/amqp', `new edges.AmqpSource({ queue: 'events' })`, AMQP_INSTALL],
   ])('%s: %s fails with ERR_BROKER_CLIENT_MISSING naming the install', (subpath, build, message) => {
     const outcome = run(`
       const edges = require('${subpath}');

@@ -1,0 +1,189 @@
+/**
+ * `AmqpSource`: a consumer of one RabbitMQ queue with manual acks.
+ *
+ * RabbitMQ pushes; the channel's `prefetch` is set to `maxUnacked`, so the broker itself never
+ * sends more than the bound holds unsettled. Acks, nacks and rejects go on the channel the
+ * message came on; closing it (or losing the connection) requeues whatever is unsettled.
+ */
+import type { Channel, ConfirmChannel, ConsumeMessage, Options } from 'amqplib';
+import { invalidArgValue } from '../../errors';
+import { BrokerError } from '../errors';
+import { optionsObject, stringOption } from '../options';
+import { BrokerSource, type SourceMessage, type SourceOptions } from '../source';
+import { AmqpLink, type AmqpConnectionOptions } from './connection';
+
+/**
+ * Options of {@link AmqpSource}.
+ *
+ * @example
+ * ```ts
+ * new AmqpSource<Event>({ url: 'amqp://guest:guest@127.0.0.1:5672', queue: 'events', maxUnacked: 2000 });
+ * ```
+ */
+export interface AmqpSourceOptions<P> extends AmqpConnectionOptions, SourceOptions<P> {
+  /** The queue. */
+  queue: string;
+  /**
+   * Declares the queue first (`assertQueue`) with these options; leave out for a queue that exists.
+   * @default undefined
+   */
+  assertQueue?: Options.AssertQueue;
+  /**
+   * What happens to a dead-lettered message: `'requeue'` (RabbitMQ delivers it again),
+   * `'reject'` (nack without requeue: the queue's dead-letter exchange gets it — a queue without
+   * one drops it, so use this only with a DLX), or `{ queue }`: it is published there (persistent,
+   * confirmed; headers `Sluice-Error` and `Sluice-Queue` added), then acked.
+   * @default 'requeue'
+   */
+  deadLetter?: 'requeue' | 'reject' | { queue: string };
+}
+
+/**
+ * An object-mode Readable of the messages of a RabbitMQ queue, each a {@link BrokerMessage}
+ * whose `ack()` is a `basic.ack` and whose `nack()` requeues it. The `id` is the delivery tag.
+ *
+ * @example
+ * ```ts
+ * const source = new AmqpSource<Event>({ url: 'amqp://guest:guest@127.0.0.1:5672', queue: 'events' });
+ * const run = endToEnd(source, insertEvents, { batchSize: 500 });
+ * await run.done;
+ * ```
+ */
+export class AmqpSource<P = unknown> extends BrokerSource<P, ConsumeMessage> {
+  readonly queue: string;
+  readonly #link: AmqpLink;
+  readonly #assertQueue: Options.AssertQueue | undefined;
+  readonly #deadLetter: 'requeue' | 'reject' | { queue: string };
+  #channel: Channel | undefined;
+  #started: Promise<void> | undefined;
+  #consumerTag: string | undefined;
+  #deadLetterChannel: Promise<ConfirmChannel> | undefined;
+
+  constructor(options: AmqpSourceOptions<P>) {
+    options = optionsObject('options', options);
+    super('amqp', options);
+    this.queue = stringOption('queue', options.queue);
+    this.#assertQueue =
+      options.assertQueue === undefined ? undefined : optionsObject('assertQueue', options.assertQueue);
+    this.#deadLetter = deadLetterOption(options.deadLetter);
+    this.#link = new AmqpLink(options);
+  }
+
+  /** RabbitMQ pushes: the first read opens the channel and starts consuming. */
+  override _read(): void {
+    this.#started ??= this.#start().catch((error: unknown) => {
+      if (!this.stopping) this.destroy(error as Error);
+    });
+  }
+
+  protected override async acknowledge(messages: SourceMessage<P, ConsumeMessage>[]): Promise<void> {
+    const channel = this.#open();
+    for (const message of messages) channel.ack(message.handle);
+    await this.#processed(channel);
+  }
+
+  protected override async redeliver(messages: SourceMessage<P, ConsumeMessage>[]): Promise<void> {
+    const channel = this.#open();
+    for (const message of messages) channel.nack(message.handle, false, true);
+    await this.#processed(channel);
+  }
+
+  protected override async reject(messages: SourceMessage<P, ConsumeMessage>[], reason: unknown): Promise<void> {
+    const target = this.#deadLetter;
+    if (target === 'requeue') return this.redeliver(messages);
+    const channel = this.#open();
+    if (target === 'reject') {
+      for (const message of messages) channel.nack(message.handle, false, false);
+      return this.#processed(channel);
+    }
+    const deadLetters = await (this.#deadLetterChannel ??= this.#link.channel(
+      true,
+      () => (this.#deadLetterChannel = undefined),
+    ));
+    await Promise.all(
+      messages.map(
+        (message) =>
+          new Promise<void>((resolve, reject) => {
+            const headers = {
+              ...(message.handle.properties.headers ?? {}),
+              'Sluice-Error': BrokerError.deadLettered('amqp', message.id, reason).message,
+              'Sluice-Queue': this.queue,
+            };
+            const { contentType, messageId } = message.handle.properties as {
+              contentType?: string;
+              messageId?: string;
+            };
+            const properties = { persistent: true, headers, contentType, messageId };
+            deadLetters.sendToQueue(target.queue, message.body, properties, (error: unknown) =>
+              error
+                ? reject(BrokerError.refused('amqp', `the dead letter of message ${message.id}`, error))
+                : resolve(),
+            );
+          }),
+      ),
+    );
+    for (const message of messages) channel.ack(message.handle);
+    await this.#processed(channel);
+  }
+
+  protected override async interrupt(): Promise<void> {
+    await this.#started;
+    const tag = this.#consumerTag;
+    this.#consumerTag = undefined;
+    if (tag !== undefined && this.#channel !== undefined) await this.#channel.cancel(tag).catch(() => undefined);
+  }
+
+  protected override async release(): Promise<void> {
+    await this.interrupt();
+    await this.#link.close();
+  }
+
+  async #start(): Promise<void> {
+    const channel = await this.#link.channel(false, (error) => {
+      this.#channel = undefined;
+      if (!this.stopping) this.destroy(error ?? new Error(`The AMQP channel consuming "${this.queue}" was closed`));
+    });
+    this.#channel = channel;
+    if (this.#assertQueue !== undefined) await channel.assertQueue(this.queue, this.#assertQueue);
+    await channel.prefetch(this.maxUnacked);
+    if (this.stopping) return;
+    const { consumerTag } = await channel.consume(
+      this.queue,
+      (message) => {
+        // null: RabbitMQ cancelled the consumer (the queue was deleted).
+        if (message === null) void this.stop();
+        else {
+          const delivery = { id: String(message.fields.deliveryTag), body: message.content, handle: message };
+          this.receive({ ...delivery, redelivered: message.fields.redelivered });
+        }
+      },
+      { noAck: false },
+    );
+    this.#consumerTag = consumerTag;
+  }
+
+  /**
+   * Resolves once RabbitMQ has processed what was sent on `channel` so far. AMQP 0-9-1 does not
+   * confirm acks; a channel handles its methods in order, so the reply to a synchronous method
+   * sent after them (`basic.qos` with the same prefetch: no change) says they arrived. Without
+   * it an ack still in the client's buffer is lost with the process, and its message delivered
+   * again although it was reported acked.
+   */
+  async #processed(channel: Channel): Promise<void> {
+    await channel.prefetch(this.maxUnacked);
+  }
+
+  /** The consuming channel; acks must go on the channel the message came on. */
+  #open(): Channel {
+    if (this.#channel === undefined)
+      throw new Error(`The AMQP channel consuming "${this.queue}" is closed; RabbitMQ requeued its unacked messages`);
+    return this.#channel;
+  }
+}
+
+function deadLetterOption(value: unknown): 'requeue' | 'reject' | { queue: string } {
+  if (value === undefined || value === 'requeue' || value === 'reject') return value ?? 'requeue';
+  if (value !== null && typeof value === 'object' && 'queue' in value)
+    return { queue: stringOption('deadLetter.queue', value.queue) };
+  throw invalidArgValue('The option "deadLetter"', "must be 'requeue', 'reject' or { queue }", value);
+}
