@@ -8,42 +8,10 @@
  */
 import { Readable } from 'node:stream';
 import { BrokerError, type BrokerName } from './errors';
-import { asBuffer, decodeJson, functionOption, integerOption, type Bytes } from './options';
+import { SourceMessage, type BrokerMessage, type Delivery } from './message';
+import { asBuffer, decodeJson, functionOption, integerOption } from './options';
 
-/**
- * A message read from a broker. Settle it once: `ack()` after it is stored, `nack()` to have
- * it delivered again. Later calls on a settled message do nothing.
- *
- * @example
- * ```ts
- * for await (const message of source) {
- *   await db.insert(message.payload);
- *   await message.ack();
- * }
- * ```
- */
-export interface BrokerMessage<P = unknown> {
-  /** The decoded payload (JSON by default; see the source's `decode` option). */
-  readonly payload: P;
-  /** The broker identity: Redis entry id, JetStream stream sequence, AMQP delivery tag. */
-  readonly id: string;
-  /** Whether the broker delivered it before (to this consumer or to one that died). */
-  readonly redelivered: boolean;
-  /** The payload's bytes as the broker delivered them. */
-  readonly body: Buffer;
-  /** Stored: the broker forgets the message. Resolves once the broker was told. */
-  ack(): Promise<void>;
-  /** Not stored: the broker delivers it again (Redis: left pending for a claim; NATS: nak; AMQP: requeue). */
-  nack(): Promise<void>;
-}
-
-/** One message as a subclass hands it to the base; `handle` is the client's own object. */
-export interface Delivery<H> {
-  id: string;
-  body: Bytes;
-  redelivered: boolean;
-  handle: H;
-}
+export { SourceMessage, type BrokerMessage, type Delivery } from './message';
 
 /** Options every source takes. */
 export interface SourceOptions<P> {
@@ -60,40 +28,6 @@ export interface SourceOptions<P> {
    * @default JSON.parse of the UTF-8 text
    */
   decode?: (body: Buffer) => P;
-}
-
-/** A message of a {@link BrokerSource}; the broker client's own object is `raw`. */
-export class SourceMessage<P, H> implements BrokerMessage<P> {
-  readonly payload: P;
-  readonly id: string;
-  readonly redelivered: boolean;
-  readonly body: Buffer;
-  /** @internal The newest delivery's handle (a redelivery of a held message replaces it). */
-  handle: H;
-  readonly #source: BrokerSource<P, H>;
-
-  /** @internal */
-  constructor(source: BrokerSource<P, H>, delivery: Delivery<H>, payload: P) {
-    this.#source = source;
-    this.id = delivery.id;
-    this.body = asBuffer(delivery.body);
-    this.redelivered = delivery.redelivered;
-    this.handle = delivery.handle;
-    this.payload = payload;
-  }
-
-  /** The broker client's own message object (a JetStream `JsMsg`, an amqplib message; Redis: the entry's fields). */
-  get raw(): H {
-    return this.handle;
-  }
-
-  ack(): Promise<void> {
-    return this.#source.ack([this]);
-  }
-
-  nack(): Promise<void> {
-    return this.#source.nack([this]);
-  }
 }
 
 /**
