@@ -213,6 +213,32 @@ describeBroker('RabbitMQ', AMQP_URL, () => {
       }
     });
 
+    it('concurrent flushes, retries and dead letters: acks one frame per batch only where that acks nothing else', async () => {
+      const name = await queue('concurrent');
+      const deadLetters = await queue('dlq');
+      const items = events(60).map((event) => ({ ...event, bad: event.n % 7 === 3 }));
+      await publish(name, items);
+      const stored: number[] = [];
+      const run = endToEnd(
+        source({ queue: name, maxUnacked: 30, deadLetter: { queue: deadLetters } }),
+        async (batch: Event[], { attempt }) => {
+          // Uneven latencies so that batches finish out of order; good items fail their first try.
+          await new Promise((resolve) => setTimeout(resolve, (batch[0]!.n * 7) % 20));
+          const failedItems = batch.filter((event) => event.bad || (attempt === 1 && event.n % 5 === 0));
+          stored.push(...batch.filter((event) => !failedItems.includes(event)).map((event) => event.n));
+          return { success: batch.length - failedItems.length, failed: failedItems.length, errors: [], failedItems };
+        },
+        { batchSize: 5, maxConcurrentFlushes: 3, retry: { maxRetries: 1, initialDelayMs: 1, maxDelayMs: 5 } },
+      );
+      await waitFor('every message settled', () => run.summary().acked + run.summary().deadLettered === 60);
+      expect(await run.stop()).toEqual({ acked: 51, deadLettered: 9, nacked: 0, ackFailures: 0 });
+      expect(stored.sort((a, b) => a - b)).toEqual(items.filter((e) => !e.bad).map((e) => e.n));
+      expect(await ready(name)).toBe(0); // after the channel closed: nothing was left unacked to requeue
+      expect((await drain(deadLetters)).map((event) => (event as Event).n).sort((a, b) => a - b)).toEqual(
+        items.filter((e) => e.bad).map((e) => e.n),
+      );
+    });
+
     it('a payload that is not JSON: "invalid" with ERR_BROKER_DECODE_FAILED, dead-lettered, never pushed', async () => {
       const name = await queue('decode');
       const deadLetters = await queue('dlq');

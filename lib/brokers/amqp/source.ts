@@ -58,6 +58,8 @@ export class AmqpSource<P = unknown> extends BrokerSource<P, ConsumeMessage> {
   #started: Promise<void> | undefined;
   #consumerTag: string | undefined;
   #deadLetterChannel: Promise<ConfirmChannel> | undefined;
+  /** Delivery tags settled here whose dead letters are not yet confirmed: still unacked on the channel. */
+  readonly #limbo = new Set<number>();
 
   constructor(options: AmqpSourceOptions<P>) {
     options = optionsObject('options', options);
@@ -78,7 +80,7 @@ export class AmqpSource<P = unknown> extends BrokerSource<P, ConsumeMessage> {
 
   protected override async acknowledge(messages: SourceMessage<P, ConsumeMessage>[]): Promise<void> {
     const channel = this.#open();
-    for (const message of messages) channel.ack(message.handle);
+    this.#ack(channel, messages);
     await this.#processed(channel);
   }
 
@@ -96,34 +98,70 @@ export class AmqpSource<P = unknown> extends BrokerSource<P, ConsumeMessage> {
       for (const message of messages) channel.nack(message.handle, false, false);
       return this.#processed(channel);
     }
-    const deadLetters = await (this.#deadLetterChannel ??= this.#link.channel(
-      true,
-      () => (this.#deadLetterChannel = undefined),
-    ));
-    await Promise.all(
-      messages.map(
-        (message) =>
-          new Promise<void>((resolve, reject) => {
-            const headers = {
-              ...(message.handle.properties.headers ?? {}),
-              'Sluice-Error': BrokerError.deadLettered('amqp', message.id, reason).message,
-              'Sluice-Queue': this.queue,
-            };
-            const { contentType, messageId } = message.handle.properties as {
-              contentType?: string;
-              messageId?: string;
-            };
-            const properties = { persistent: true, headers, contentType, messageId };
-            deadLetters.sendToQueue(target.queue, message.body, properties, (error: unknown) =>
-              error
-                ? reject(BrokerError.refused('amqp', `the dead letter of message ${message.id}`, error))
-                : resolve(),
-            );
-          }),
+    // Until their dead letters are confirmed these stay unacked on the channel, though settled here.
+    for (const message of messages) this.#limbo.add(message.handle.fields.deliveryTag);
+    try {
+      const deadLetters = await (this.#deadLetterChannel ??= this.#link.channel(
+        true,
+        () => (this.#deadLetterChannel = undefined),
+      ));
+      await Promise.all(messages.map((message) => this.#sendDeadLetter(deadLetters, target.queue, message, reason)));
+    } catch (error) {
+      // Not moved: hand them back to the queue rather than leave them unacked on the channel (a
+      // channel that closed meanwhile has requeued them already).
+      if (this.#channel === channel) for (const message of messages) channel.nack(message.handle, false, true);
+      throw error;
+    } finally {
+      for (const message of messages) this.#limbo.delete(message.handle.fields.deliveryTag);
+    }
+    this.#ack(channel, messages);
+    await this.#processed(channel);
+  }
+
+  /** Publishes one dead letter (persistent, confirmed), its cause in the `Sluice-Error` header. */
+  #sendDeadLetter(
+    channel: ConfirmChannel,
+    queue: string,
+    message: SourceMessage<P, ConsumeMessage>,
+    reason: unknown,
+  ): Promise<void> {
+    const { headers, contentType, messageId } = message.handle.properties as {
+      headers?: Record<string, unknown>;
+      contentType?: string;
+      messageId?: string;
+    };
+    const properties = {
+      persistent: true,
+      contentType,
+      messageId,
+      headers: {
+        ...headers,
+        'Sluice-Error': BrokerError.deadLettered('amqp', message.id, reason).message,
+        'Sluice-Queue': this.queue,
+      },
+    };
+    return new Promise<void>((resolve, reject) =>
+      channel.sendToQueue(queue, message.body, properties, (error: unknown) =>
+        error ? reject(BrokerError.refused('amqp', `the dead letter of message ${message.id}`, error)) : resolve(),
       ),
     );
-    for (const message of messages) channel.ack(message.handle);
-    await this.#processed(channel);
+  }
+
+  /**
+   * Acks `messages`: with one `multiple` ack (one frame for the batch, not one per message) when
+   * every delivery on the channel up to the batch's last tag is in the batch or already settled,
+   * which is the usual case (batches are delivered in order); else one ack each.
+   */
+  #ack(channel: Channel, messages: SourceMessage<P, ConsumeMessage>[]): void {
+    let last = messages[0]!.handle;
+    for (const message of messages)
+      if (message.handle.fields.deliveryTag > last.fields.deliveryTag) last = message.handle;
+    const lastTag = last.fields.deliveryTag;
+    const oldestHeld = this.unsettledMessages().next().value as SourceMessage<P, ConsumeMessage> | undefined;
+    let contiguous = oldestHeld === undefined || oldestHeld.handle.fields.deliveryTag > lastTag;
+    for (const tag of this.#limbo) if (tag < lastTag) contiguous = false;
+    if (contiguous) channel.ack(last, true);
+    else for (const message of messages) channel.ack(message.handle);
   }
 
   protected override async interrupt(): Promise<void> {
