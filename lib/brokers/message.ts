@@ -1,6 +1,6 @@
 /** The message a broker source emits, and its settling through the source that read it. */
 import type { BrokerSource } from './source';
-import { asBuffer, type Bytes } from './options';
+import { asBuffer } from './options';
 
 /**
  * A message read from a broker. Settle it once: `ack()` after it is stored, `nack()` to have
@@ -29,11 +29,23 @@ export interface BrokerMessage<P = unknown> {
   nack(): Promise<void>;
 }
 
-/** One message as a subclass hands it to the base; `handle` is the client's own object. */
+/**
+ * One message as a {@link BrokerSource} subclass hands it to the base (from `pull()` or to
+ * `receive()`), for those who write an edge of their own.
+ *
+ * @example
+ * ```ts
+ * const delivery: Delivery<KafkaMessage> = { id: `${partition}:${offset}`, body: value, redelivered: false, handle: message };
+ * ```
+ */
 export interface Delivery<H> {
+  /** The broker identity, unique among the messages the source holds. */
   id: string;
-  body: Bytes;
+  /** The payload's bytes, decoded by the source's `decode`. */
+  body: Buffer | Uint8Array;
+  /** Whether the broker delivered it before. */
   redelivered: boolean;
+  /** The client's own message object, kept as the message's `raw`. */
   handle: H;
 }
 

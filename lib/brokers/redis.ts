@@ -9,6 +9,6 @@
  * - {@link endToEnd}: source → sluice → sink, each message acked once its batch is stored.
  */
 export { redisStreamSink, type RedisStreamSinkOptions } from './redis/sink';
-export { RedisStreamSource, type RedisStreamSourceOptions } from './redis/source';
+export { RedisStreamSource, type RedisEntryFields, type RedisStreamSourceOptions } from './redis/source';
 export type { RedisConnectionOptions } from './redis/connection';
 export * from './shared';

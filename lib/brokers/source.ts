@@ -154,6 +154,7 @@ export abstract class BrokerSource<P, H = unknown> extends Readable {
     return this.#stopping;
   }
 
+  /** @internal */
   override _read(): void {
     if (this.#pumping || this.#stopping || this.pull === undefined) return;
     this.#pumping = true;
@@ -170,6 +171,7 @@ export abstract class BrokerSource<P, H = unknown> extends Readable {
     );
   }
 
+  /** @internal */
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     this.#stopping = true;
     this.#wake?.();

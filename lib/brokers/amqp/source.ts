@@ -35,7 +35,13 @@ export interface AmqpSourceOptions<P> extends AmqpConnectionOptions, SourceOptio
    * confirmed; headers `Sluice-Error` and `Sluice-Queue` added), then acked.
    * @default 'requeue'
    */
-  deadLetter?: 'requeue' | 'reject' | { queue: string };
+  deadLetter?:
+    | 'requeue'
+    | 'reject'
+    | {
+        /** The queue dead letters are sent to (through the default exchange). */
+        queue: string;
+      };
 }
 
 /**
@@ -50,6 +56,7 @@ export interface AmqpSourceOptions<P> extends AmqpConnectionOptions, SourceOptio
  * ```
  */
 export class AmqpSource<P = unknown> extends BrokerSource<P, ConsumeMessage> {
+  /** The queue. */
   readonly queue: string;
   readonly #link: AmqpLink;
   readonly #assertQueue: Options.AssertQueue | undefined;
@@ -71,7 +78,7 @@ export class AmqpSource<P = unknown> extends BrokerSource<P, ConsumeMessage> {
     this.#link = new AmqpLink(options);
   }
 
-  /** RabbitMQ pushes: the first read opens the channel and starts consuming. */
+  /** @internal RabbitMQ pushes: the first read opens the channel and starts consuming. */
   override _read(): void {
     this.#started ??= this.#start().catch((error: unknown) => {
       if (!this.stopping) this.destroy(error as Error);

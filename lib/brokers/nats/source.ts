@@ -52,7 +52,13 @@ export interface JetStreamSourceOptions<P> extends NatsConnectionOptions, Source
    * `Sluice-Sequence`, message id `stream:sequence`), then acked.
    * @default 'nak'
    */
-  deadLetter?: 'nak' | 'term' | { subject: string };
+  deadLetter?:
+    | 'nak'
+    | 'term'
+    | {
+        /** The subject dead letters are published to; a stream must capture it. */
+        subject: string;
+      };
   /**
    * How long JetStream waits before delivering a nacked message again.
    * @default 0
@@ -72,7 +78,9 @@ export interface JetStreamSourceOptions<P> extends NatsConnectionOptions, Source
  * ```
  */
 export class JetStreamSource<P = unknown> extends BrokerSource<P, JsMsg> {
+  /** The stream. */
   readonly stream: string;
+  /** The durable consumer's name. */
   readonly consumer: string;
   readonly #link: NatsLink;
   readonly #create: false | Partial<ConsumerConfig>;

@@ -14,8 +14,9 @@ import { integerOption, optionsObject, stringOption } from '../options';
 import { BrokerSource, type Delivery, type SourceMessage, type SourceOptions } from '../source';
 import { connectRedis, type RedisConnectionOptions } from './connection';
 
-/** Redis hands fields back as a flat [name, value, name, value, …] list. */
-type Fields = Buffer[] | null;
+/** An entry's fields as Redis hands them back: a flat [name, value, name, value, …] list (`null`: deleted). */
+export type RedisEntryFields = Buffer[] | null;
+type Fields = RedisEntryFields;
 type Entry = [id: Buffer, fields: Fields];
 
 /**
@@ -75,8 +76,11 @@ export interface RedisStreamSourceOptions<P> extends RedisConnectionOptions, Sou
  * ```
  */
 export class RedisStreamSource<P = unknown> extends BrokerSource<P, Fields> {
+  /** The stream key. */
   readonly stream: string;
+  /** The consumer group. */
   readonly group: string;
+  /** This consumer's name in the group. */
   readonly consumer: string;
   readonly #field: Buffer;
   readonly #blockMs: number;
