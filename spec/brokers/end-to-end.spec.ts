@@ -81,10 +81,8 @@ describeBroker('end-to-end acknowledgement (Redis Streams)', REDIS_URL, () => {
 
     const idOf = (n: number): string => ids[n]!;
     const retries = pendingAtCall.filter((call) => call.attempt === 2);
-    expect(retries.map((call) => call.items)).toEqual([
-      [0, 4, 8],
-      [12, 16],
-    ]);
+    // Where batches were cut depends on timing; which items were retried does not.
+    expect(retries.flatMap((call) => call.items).sort((a, b) => a - b)).toEqual([0, 4, 8, 12, 16]);
     for (const retry of retries) {
       const first = pendingAtCall.find((call) => call.attempt === 1 && call.items.includes(retry.items[0]!))!;
       // At the retry, the items that failed are still pending; the rest of their first batch is acked.
