@@ -11,10 +11,30 @@ import { join } from 'node:path';
  */
 const ROOT = join(__dirname, '..', '..');
 
+/**
+ * A temporary directory none of whose ancestors holds a node_modules with a broker client: Node
+ * resolves packages up the directory tree, so a stray /tmp/node_modules would hide a missing client.
+ */
+function isolatedTempDir(): string {
+  const bases = [tmpdir(), '/dev/shm', '/var/tmp'];
+  for (const base of bases) {
+    const hasClient = ['ioredis', 'amqplib', '@nats-io/transport-node'].some((name) => {
+      try {
+        require.resolve(name, { paths: [base] });
+        return true;
+      } catch {
+        return false;
+      }
+    });
+    if (!hasClient) return mkdtempSync(join(base, 'sluice-peers-'));
+  }
+  throw new Error(`every candidate temporary directory (${bases.join(', ')}) can resolve a broker client above it`);
+}
+
 describe('sluice/nats, sluice/redis, sluice/amqp without their clients', () => {
   let dir: string;
   beforeAll(() => {
-    dir = mkdtempSync(join(tmpdir(), 'sluice-peers-'));
+    dir = isolatedTempDir();
     const installed = join(dir, 'node_modules', 'sluice');
     cpSync(join(ROOT, 'dist'), join(installed, 'dist'), { recursive: true });
     cpSync(join(ROOT, 'package.json'), join(installed, 'package.json'));
