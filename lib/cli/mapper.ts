@@ -34,9 +34,10 @@ export class RowMapper {
 
   map(record: Record<string, unknown>): Value[] {
     if (!this.#initialised) this.#init(record);
-    // The hot path: a record with the known fields in the known order (JSON.parse keeps the order of the
-    // text) is matched by comparing names while reading the values. A Map lookup per field made the
-    // mapping half again as slow (docs/cli.md, Performance).
+    // The hot path: a record whose fields come in the columns' order (JSON.parse keeps the order of the
+    // text), some perhaps absent, is matched by comparing names while reading the values. A Map lookup
+    // per field made the mapping half again as slow (docs/cli.md, Performance). A field out of that
+    // order, or new, takes #mapAny.
     const names = this.#names;
     const columns = this.schema.columns;
     const n = names.length;
@@ -44,7 +45,8 @@ export class RowMapper {
     const evolve = !this.#strict;
     let i = 0;
     for (const key in record) {
-      if (i === n || key !== names[i]) return this.#mapAny(record);
+      while (i < n && key !== names[i]) i++; // columns this record does not have stay undefined: NULL
+      if (i === n) return this.#mapAny(record);
       const value = record[key] as Value;
       if (evolve) {
         const type = typeOf(value);

@@ -165,9 +165,10 @@ describe('sluice ingest into SQLite', () => {
       '{"id":4,"extra":0,"name":"d","n":4.5}',
       '{"n":5.5,"name":"e","id":5,"extra":0}',
       '{"id":6,"name":"f","n":6.5,"extra":0}',
+      '{"id":7,"extra":7}', // in the columns' order, two absent between
     ].join('\n');
     const result = await ingest('-', 'shuffled', [], lines);
-    expect(summaryOf(result)).toMatchObject({ read: 6, inserted: 6, rejected: 0 });
+    expect(summaryOf(result)).toMatchObject({ read: 7, inserted: 7, rejected: 0 });
     expect(selectAll(join(dir, 'out.db'), 'SELECT * FROM shuffled ORDER BY id')).toEqual([
       { id: 1, name: 'a', n: 1.5, extra: null },
       { id: 2, name: 'b', n: 2.5, extra: null },
@@ -175,12 +176,13 @@ describe('sluice ingest into SQLite', () => {
       { id: 4, name: 'd', n: 4.5, extra: 0 },
       { id: 5, name: 'e', n: 5.5, extra: 0 },
       { id: 6, name: 'f', n: 6.5, extra: 0 },
+      { id: 7, name: null, n: null, extra: 7 },
     ]);
 
     const strict = await ingest('-', 'strict', ['--strict-schema'], lines);
-    expect(summaryOf(strict)).toMatchObject({ read: 6, inserted: 3, rejected: 3 });
+    expect(summaryOf(strict)).toMatchObject({ read: 7, inserted: 3, rejected: 4 });
     const rejects = readRejects(join(dir, 'rejects.ndjson'));
-    expect(rejects.map(({ line }) => line)).toEqual([4, 5, 6]);
+    expect(rejects.map(({ line }) => line)).toEqual([4, 5, 6, 7]);
     for (const reject of rejects) expect(reject.error).toMatch(/field "extra" is not a column/);
   });
 
