@@ -2,7 +2,7 @@
 // Reports: reports/mutation/mutation.html and reports/mutation/mutation.json. Results: docs/quality.md.
 
 // Each mutant reruns the property tests that cover it; fewer runs per property keep a mutation run
-// affordable (the default `npm test` uses 200, the soak 10000). Override with SLUICE_PROPERTY_RUNS.
+// affordable (the default `npm test` uses 2000, the soak 10000). Override with SLUICE_PROPERTY_RUNS.
 process.env.SLUICE_PROPERTY_RUNS ??= '15';
 
 /** @type {import('@stryker-mutator/api/core').PartialStrykerOptions} */

@@ -1,3 +1,4 @@
+import type { SizePoint } from './contenders';
 import type { BurstSchedule, TracePoint } from './workloads/workload';
 
 /** Hand-written SVG: small enough to read, no chart library. */
@@ -174,4 +175,51 @@ export function barsSvg(title: string, groups: readonly { title: string; bars: r
     `</svg>`,
   );
   return `${out.join('\n')}\n`;
+}
+
+/** The batch size over a run (a step line), with dashed reference lines (e.g. the best fixed size). */
+export function sizeTraceSvg(
+  title: string,
+  trace: readonly SizePoint[],
+  references: readonly { label: string; size: number }[],
+): string {
+  const width = 900;
+  const height = 320;
+  const left = 70;
+  const right = 170;
+  const top = 40;
+  const bottom = 40;
+  const plotWidth = width - left - right;
+  const plotHeight = height - top - bottom;
+  const endMs = Math.max(1, ...trace.map((p) => p.t));
+  const maxSize = Math.max(1, ...trace.map((p) => p.size), ...references.map((r) => r.size)) * 1.1;
+  const x = (t: number): number => left + (t / endMs) * plotWidth;
+  const y = (size: number): number => top + plotHeight - (size / maxSize) * plotHeight;
+  const out: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${width} ${height}" width="${width}" height="${height}" ${FONT} font-size="12">`,
+    `<title>${esc(title)}</title>`,
+    `<rect width="${width}" height="${height}" fill="#ffffff"/>`,
+    `<text x="${left}" y="22" font-size="14" font-weight="600">${esc(title)}</text>`,
+    `<line x1="${left}" y1="${top + plotHeight}" x2="${left + plotWidth}" y2="${top + plotHeight}" stroke="#999"/>`,
+    `<line x1="${left}" y1="${top}" x2="${left}" y2="${top + plotHeight}" stroke="#999"/>`,
+  ];
+  for (const fraction of [0, 0.25, 0.5, 0.75, 1]) {
+    const size = (maxSize / 1.1) * fraction;
+    out.push(`<text x="${left - 6}" y="${n(y(size) + 4)}" text-anchor="end" fill="#555">${Math.round(size)}</text>`);
+  }
+  out.push(
+    `<text x="${left + plotWidth / 2}" y="${height - 8}" text-anchor="middle" fill="#555">ms since the start (${Math.round(endMs)} ms in all)</text>`,
+  );
+  for (const ref of references) {
+    out.push(
+      `<line x1="${left}" y1="${n(y(ref.size))}" x2="${left + plotWidth}" y2="${n(y(ref.size))}" stroke="#888" stroke-dasharray="5,4"/>`,
+      `<text x="${left + plotWidth + 6}" y="${n(y(ref.size) + 4)}" fill="#555">${esc(ref.label)}</text>`,
+    );
+  }
+  let d = '';
+  trace.forEach((p, i) => {
+    d += i === 0 ? `M${n(x(p.t))},${n(y(p.size))}` : `H${n(x(p.t))}V${n(y(p.size))}`;
+  });
+  out.push(`<path d="${d}" fill="none" stroke="#1e88e5" stroke-width="2"/>`, '</svg>');
+  return out.join('\n');
 }

@@ -13,6 +13,8 @@ import type {
   BackpressureStrategy,
   BackpressureTransform,
   BackpressureWritable,
+  WritevCallback,
+  WritevChunks,
 } from '../lib/index';
 
 /**
@@ -24,6 +26,16 @@ import type {
 
 export interface Options {
   batchSize: number;
+  /** Adaptive batching's bounds, for the contenders that adapt (sluice-adaptive). */
+  batchRange?: { min: number; max: number };
+  /** The buffer bound; also the uncapped native contender's highWaterMark. Default 10,000. */
+  maxBufferSize?: number;
+}
+
+/** The batch size at a moment of a run (ms since it started). */
+export interface SizePoint {
+  t: number;
+  size: number;
 }
 
 export interface Target {
@@ -43,7 +55,11 @@ export interface Target {
 export interface Contender {
   readonly name: string;
   readonly description: string;
-  run?(count: number, sink: BatchSink, options: Options): Promise<Partial<BackpressureMetrics> | void>;
+  run?(
+    count: number,
+    sink: BatchSink,
+    options: Options,
+  ): Promise<(Partial<BackpressureMetrics> & { sizeTrace?: SizePoint[] }) | void>;
   target?(sink: BatchSink, options: Options): Target;
 }
 
@@ -65,6 +81,33 @@ function nativeWritable(sink: BatchSink, options: Options): Writable {
         chunks.map((c) => c.chunk as Item),
         callback,
       );
+    },
+  });
+}
+
+/**
+ * A native Writable whose highWaterMark is the whole buffer (maxBufferSize). `cap` undefined: writev
+ * passes everything it got in one sink call (whatever piled up); a number: it sends what it got in
+ * sequential calls of at most `cap` items (a fixed batch size on native buffering).
+ */
+function bufferedNativeWritable(sink: BatchSink, options: Options, cap: number | undefined): Writable {
+  return new Writable({
+    objectMode: true,
+    highWaterMark: options.maxBufferSize ?? 10_000,
+    writev(chunks, callback) {
+      const batch = chunks.map((c) => c.chunk as Item);
+      if (cap === undefined) {
+        settle(sink, batch, callback);
+        return;
+      }
+      const sendFrom = (from: number): void => {
+        if (from >= batch.length) {
+          callback();
+          return;
+        }
+        settle(sink, batch.slice(from, from + cap), (error) => (error ? callback(error) : sendFrom(from + cap)));
+      };
+      sendFrom(0);
     },
   });
 }
@@ -97,6 +140,24 @@ const native: Contender = {
   target(sink, options) {
     const stream = nativeWritable(sink, options);
     return streamTarget(stream, finished(stream));
+  },
+};
+
+const nativeUncapped: Contender = {
+  name: 'native-uncapped',
+  description:
+    'object-mode `Writable`, `highWaterMark` = the buffer (10,000); `writev` passes everything it got in one sink call',
+  async run(count, sink, options) {
+    await pipeline(Readable.from(items(count)), bufferedNativeWritable(sink, options, undefined));
+  },
+};
+
+const nativeChopped: Contender = {
+  name: 'native-100',
+  description:
+    'object-mode `Writable`, `highWaterMark` = the buffer (10,000); `writev` sends what it got in calls of 100',
+  async run(count, sink, options) {
+    await pipeline(Readable.from(items(count)), bufferedNativeWritable(sink, options, 100));
   },
 };
 
@@ -207,7 +268,11 @@ const rx: Contender = {
 
 function sluiceContender(strategy: BackpressureStrategy): Contender {
   const make = (sink: BatchSink, options: Options) =>
-    sluice.createBackpressureStream<Item>(sink, { strategy, batchSize: options.batchSize });
+    sluice.createBackpressureStream<Item>(sink, {
+      strategy,
+      batchSize: options.batchSize,
+      maxBufferSize: options.maxBufferSize ?? 10_000,
+    });
   return {
     name: `sluice-${strategy}`,
     description: `\`createBackpressureStream(sink, { strategy: '${strategy}' })\` fed by \`pipeline(Readable.from(...))\``,
@@ -229,6 +294,60 @@ function sluiceContender(strategy: BackpressureStrategy): Contender {
     },
   };
 }
+
+/** Batch sizes the peaked-sink workload sweeps with a fixed size, to show where the best one lies. */
+export const SWEEP = [100, 200, 400, 800, 1600, 3200, 6400] as const;
+
+/** sluice block with a fixed batch size of `size` (the sweep) or, without one, adaptive batching. */
+function sluiceBatching(size: number | undefined): Contender {
+  return {
+    name: size === undefined ? 'sluice-adaptive' : `sluice-fixed-${size}`,
+    description:
+      size === undefined
+        ? '`BlockingWritable(sink, { batchSize: { min: 100, max: 10000 } })`: adaptive batching'
+        : `\`BlockingWritable(sink, { batchSize: ${size} })\``,
+    async run(count, sink, options) {
+      const stream = new sluice.BlockingWritable<Item>(sink, {
+        batchSize: size ?? options.batchRange ?? { min: 100, max: 10_000 },
+        maxBufferSize: options.maxBufferSize ?? 10_000,
+      });
+      const sizes: { t: number; size: number }[] = [];
+      const started = performance.now();
+      const sample = setInterval(() => {
+        sizes.push({ t: performance.now() - started, size: stream.getMetrics().currentBatchSize });
+      }, 20);
+      await pipeline(Readable.from(items(count)), asWritable(stream));
+      clearInterval(sample);
+      return { ...stream.getMetrics(), sizeTrace: sizes };
+    },
+  };
+}
+
+/**
+ * The `_writev` form (issue 10): a sink written as for a plain `Writable`, in a subclass of
+ * `BlockingWritable`, unwrapping its chunks as a user would. Against `sluice-block` (the flush-function
+ * form) it measures the adapter: one `{ chunk, encoding }` per item, the array and the callback per batch.
+ */
+function writevSink(sink: BatchSink, options: Options): BackpressureWritable<Item> {
+  class Sink extends sluice.BlockingWritable<Item> {
+    override _writev(chunks: WritevChunks<Item>, callback: WritevCallback<Item>): void {
+      // As a user writes it; Promise.resolve() also takes a synchronous sink (SQLite).
+      Promise.resolve(sink(chunks.map((c) => c.chunk))).then(() => callback(), callback);
+    }
+  }
+  return new Sink({ batchSize: options.batchSize });
+}
+
+const writev: Contender = {
+  name: 'sluice-writev',
+  description:
+    'a `BlockingWritable` subclass with `_writev(chunks, callback)` (strategy block), fed by `pipeline(Readable.from(...))`',
+  async run(count, sink, options) {
+    const stream = writevSink(sink, options);
+    await pipeline(Readable.from(items(count)), asWritable(stream));
+    return stream.getMetrics();
+  },
+};
 
 /**
  * sluice's streams type `write(chunk: T)`, which @types/node's `pipeline()` overloads do not
@@ -282,16 +401,21 @@ const transform: Contender = {
 
 export const contenders: readonly Contender[] = [
   native,
+  nativeUncapped,
+  nativeChopped,
   nativeIgnoring,
   reference,
   forLoop,
   cargo,
   rx,
   sluiceContender(sluice.BackpressureStrategy.BLOCK),
+  writev,
   sluiceContender(sluice.BackpressureStrategy.DROP_OLDEST),
   sluiceContender(sluice.BackpressureStrategy.DROP_NEWEST),
   sluiceContender(sluice.BackpressureStrategy.SAMPLE),
   transform,
+  sluiceBatching(undefined),
+  ...SWEEP.map((size) => sluiceBatching(size)),
 ];
 
 export function contender(name: string): Contender {

@@ -1,8 +1,8 @@
 import { Writable } from 'node:stream';
 import { resolveConfig } from './config';
 import { Engine, criticalCount } from './engine';
-import { invalidArgType } from './errors';
 import { shutdown, watchSignal } from './lifecycle';
+import { hookOf, optionsOf, writevFlush } from './sink';
 import {
   destroyThroughEngine,
   endThroughEngine,
@@ -13,6 +13,8 @@ import {
   writeToEngine,
 } from './stream-shell';
 import type { AdmissionPolicy } from './engine';
+import type { BackpressureEvents, AnyListener, ListenerOf, OtherEvent } from './events';
+import type { BackpressureWritableOptions } from './sink';
 import type {
   BackpressureMetrics,
   BackpressureOptions,
@@ -26,15 +28,24 @@ import type {
 /**
  * The abstract base of the four strategy streams: an object-mode `Writable`
  * whose `write()` and `'drain'` follow the buffer states, and which delivers
- * items to `flush` in batches.
+ * items in batches through its one delivery hook: a `_writev(chunks, callback)`
+ * method (Node's shape), or a flush function (the first argument, or the
+ * `flush` option), or the `writev` option.
  *
  * Node's own `Writable` buffers without bound and fires `'drain'` only when
  * empty, so `write()` is taken over here: items go straight into sluice's
- * bounded ring and leave it in batches through the flush engine.
+ * bounded ring and leave it in batches through the flush engine, which calls
+ * the hook with one batch at a time, at most `maxConcurrentFlushes` at once.
  *
  * @example
  * ```ts
- * await pipeline(Readable.from(rows), new BlockingWritable(async (batch) => { await db.insert(batch); }));
+ * class RowSink extends BlockingWritable<Row> {
+ *   override _writev(chunks: WritevChunks<Row>, callback: WritevCallback<Row>): void {
+ *     db.insertMany(chunks.map((c) => c.chunk)).then(() => callback(), callback);
+ *   }
+ * }
+ * await pipeline(Readable.from(rows), new RowSink({ batchSize: 500 }));
+ * await pipeline(Readable.from(rows), new BlockingWritable<Row>(async (batch) => { await db.insertMany(batch); }));
  * ```
  */
 export abstract class BackpressureWritable<T> extends Writable {
@@ -44,26 +55,37 @@ export abstract class BackpressureWritable<T> extends Writable {
   #shutdown: Promise<ShutdownResult<T>> | undefined;
 
   /**
-   * @param flush delivers one batch; see {@link FlushFunction}.
-   * @param config options, validated at once; see {@link BackpressureConfig}.
+   * @param hook a flush function (see {@link FlushFunction}), or the options with the hook among
+   *   them (`flush`, `writev`) or, for a class with a `_writev()` method, without one.
+   * @param config with a flush function first: the options, validated at once; see {@link BackpressureConfig}.
    * @param policy the strategy's admission hook, given by the subclass.
+   * @throws a `TypeError` with code `ERR_MISSING_ARGS` without a delivery hook, or
+   *   `ERR_INCOMPATIBLE_OPTION_PAIR` with more than one.
    */
   protected constructor(
-    flush: FlushFunction<T>,
+    hook: FlushFunction<T> | BackpressureWritableOptions<T> | undefined,
     config: BackpressureOptions<T> | undefined,
     policy: AdmissionPolicy<T>,
   ) {
-    if (typeof flush !== 'function') throw invalidArgType('The "flush" argument', 'a function', flush);
-    const resolved = resolveConfig(config, policy.strategy, new.target.name);
+    const options = optionsOf(hook, config);
+    const resolved = resolveConfig(options, policy.strategy, new.target.name);
+    const found = hookOf(hook, options, new.target.prototype as object);
     super({ objectMode: true, highWaterMark: criticalCount(resolved) });
+    const flush = 'flush' in found ? found.flush : writevFlush(this, found.writev);
     this[kEngine] = new Engine(resolved, flush, engineHost(this), policy, new.target.name);
     this.#unwatchSignal = watchSignal(this, resolved.signal);
   }
 
   /**
    * Offers `chunk`. Returns `false` when the producer should wait for `'drain'`
-   * (block, from `critical` on); drop strategies always return `true`. The
-   * callback gets `accepted === false` when the item was dropped.
+   * (block, from `critical` on); drop strategies always return `true`.
+   *
+   * The callback means *accepted*, not *delivered* (Node calls it once `_write`
+   * handled the chunk): it runs as soon as the strategy took or dropped the item,
+   * with `accepted === false` when it was dropped. Delivery happens later, per
+   * batch, possibly after retries; learn of it from the sink itself (the flush
+   * function resolving, the `_writev` callback), from `getMetrics().eventsFlushed`,
+   * from `await sink.drain()`, or from `'finish'` (`await pipeline(...)`).
    */
   override write(chunk: T, callback?: WriteCallback): boolean;
   override write(chunk: T, encoding: BufferEncoding | undefined, callback?: WriteCallback): boolean;
@@ -78,6 +100,27 @@ export abstract class BackpressureWritable<T> extends Writable {
   override end(chunk?: unknown, encoding?: unknown, callback?: unknown): this {
     endThroughEngine(this, chunk, encoding, callback);
     return this;
+  }
+
+  /** Adds a listener; the events of {@link BackpressureEvents} are typed. */
+  override on<E extends keyof BackpressureEvents<T>>(event: E, listener: ListenerOf<BackpressureEvents<T>, E>): this;
+  override on<E extends string | symbol>(event: OtherEvent<BackpressureEvents<T>, E>, listener: AnyListener): this;
+  override on(event: string | symbol, listener: AnyListener): this {
+    return super.on(event, listener);
+  }
+
+  /** Adds a one-time listener; the events of {@link BackpressureEvents} are typed. */
+  override once<E extends keyof BackpressureEvents<T>>(event: E, listener: ListenerOf<BackpressureEvents<T>, E>): this;
+  override once<E extends string | symbol>(event: OtherEvent<BackpressureEvents<T>, E>, listener: AnyListener): this;
+  override once(event: string | symbol, listener: AnyListener): this {
+    return super.once(event, listener);
+  }
+
+  /** Removes a listener; the events of {@link BackpressureEvents} are typed. */
+  override off<E extends keyof BackpressureEvents<T>>(event: E, listener: ListenerOf<BackpressureEvents<T>, E>): this;
+  override off<E extends string | symbol>(event: OtherEvent<BackpressureEvents<T>, E>, listener: AnyListener): this;
+  override off(event: string | symbol, listener: AnyListener): this {
+    return super.off(event, listener);
   }
 
   /** @internal */

@@ -1,6 +1,6 @@
 import { invalidArgType, invalidArgValue, outOfRange } from './errors';
 import { BackpressureStrategy } from './types';
-import type { BackpressureConfig, BackpressureOptions, RetryOptions } from './types';
+import type { BackpressureConfig, BackpressureOptions, BatchSizeRange, RetryOptions } from './types';
 
 /** Node caps timers at 2^31 - 1 ms; a longer delay would fire at once. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -45,12 +45,28 @@ export const DEFAULT_CONFIG: Readonly<BackpressureConfig> = Object.freeze({
   signal: undefined,
 });
 
-const OPTION_NAMES = new Set(Object.keys(DEFAULT_CONFIG));
+/**
+ * Names a constructor takes besides the configuration: the delivery hooks of the Writables (checked
+ * by lib/sink.ts; the Transform refuses them) and Node's `objectMode`, which must be `true`.
+ */
+const HOOK_NAMES = ['flush', 'writev'] as const;
+const OPTION_NAMES = new Set([...Object.keys(DEFAULT_CONFIG), ...HOOK_NAMES, 'objectMode']);
+/** Node's Writable options a migrating subclass may pass, and what to use instead. */
+const NODE_HINTS: Readonly<Record<string, string>> = {
+  write: 'sluice delivers batches: use "writev" (or a flush function)',
+  _writev: 'as an option it is "writev"',
+  highWaterMark: 'sluice derives it from "maxBufferSize" × "highWatermark"',
+  writableHighWaterMark: 'sluice derives it from "maxBufferSize" × "highWatermark"',
+};
 const RETRY_NAMES = new Set(Object.keys(DEFAULT_CONFIG.retry));
 const STRATEGIES = new Set<string>(Object.values(BackpressureStrategy));
 
 /** A validated configuration with every default filled in; frozen. */
-export type ResolvedConfig<T> = Readonly<Omit<BackpressureConfig<T>, 'isolateFailures'>> & {
+export type ResolvedConfig<T> = Readonly<Omit<BackpressureConfig<T>, 'isolateFailures' | 'batchSize'>> & {
+  /** The fixed batch size, or the first one (`min`) with adaptive batching. */
+  readonly batchSize: number;
+  /** Adaptive batching's bounds; undefined for a fixed size. */
+  readonly batchBounds: Readonly<BatchSizeRange> | undefined;
   readonly strategy: BackpressureStrategy;
   readonly retry: Readonly<RetryOptions>;
   /** `fallbackToSequential` folded in; `'none'` when unset. */
@@ -58,6 +74,7 @@ export type ResolvedConfig<T> = Readonly<Omit<BackpressureConfig<T>, 'isolateFai
 };
 
 const ISOLATION_MODES = ['bisect', 'sequential'];
+const BATCH_RANGE_NAMES = new Set(['min', 'max']);
 
 /**
  * Validates `options` and merges them over the defaults. Throws a coded
@@ -74,6 +91,16 @@ export function resolveConfig<T>(
   if (options === undefined || options === null) options = {};
   if (typeof options !== 'object') throw invalidArgType('The "config" argument', 'an object', options);
   checkKnown(options, OPTION_NAMES, 'The option');
+  if ((options as { objectMode?: unknown }).objectMode !== undefined) {
+    const { objectMode } = options as { objectMode?: unknown };
+    if (objectMode !== true) {
+      throw invalidArgValue(
+        'The option "objectMode"',
+        'must be true or left out (a sluice is always in object mode)',
+        objectMode,
+      );
+    }
+  }
   if (options.retry !== undefined) {
     if (options.retry === null || typeof options.retry !== 'object') {
       throw invalidArgType('The option "retry"', 'an object', options.retry);
@@ -92,7 +119,7 @@ export function resolveConfig<T>(
     strategy: pick('strategy'),
     sampleRate: integer('sampleRate', pick('sampleRate'), 1),
     maxBlockTimeMs: duration('maxBlockTimeMs', pick('maxBlockTimeMs'), true),
-    batchSize: integer('batchSize', pick('batchSize'), 1),
+    ...batchSize(pick('batchSize')),
     minFlushIntervalMs: duration('minFlushIntervalMs', pick('minFlushIntervalMs'), false),
     maxFlushIntervalMs: duration('maxFlushIntervalMs', pick('maxFlushIntervalMs'), false),
     targetLatencyMs: positive('targetLatencyMs', pick('targetLatencyMs')),
@@ -138,8 +165,10 @@ export function resolveConfig<T>(
       config.minFlushIntervalMs,
     );
   }
-  if (!(config.batchSize <= config.maxBufferSize)) {
-    throw outOfRange('The option "batchSize"', `<= "maxBufferSize" (${config.maxBufferSize})`, config.batchSize);
+  const largest = config.batchBounds?.max ?? config.batchSize;
+  if (!(largest <= config.maxBufferSize)) {
+    const name = config.batchBounds === undefined ? 'batchSize' : 'batchSize.max';
+    throw outOfRange(`The option "${name}"`, `<= "maxBufferSize" (${config.maxBufferSize})`, largest);
   }
   return Object.freeze(config) as ResolvedConfig<T>;
 }
@@ -165,7 +194,9 @@ function checkKnown(options: object, known: Set<string>, prefix: string): void {
   for (const key of Object.keys(options)) {
     if (known.has(key)) continue;
     const close = [...known].find((name) => name.toLowerCase() === key.toLowerCase());
-    const hint = close === undefined ? '' : ` (did you mean "${close}"?)`;
+    const nodeHint = known === OPTION_NAMES && Object.hasOwn(NODE_HINTS, key) ? NODE_HINTS[key] : undefined;
+    // Node's own option names first: "highWaterMark" is not a misspelt "highWatermark".
+    const hint = nodeHint !== undefined ? ` (${nodeHint})` : close === undefined ? '' : ` (did you mean "${close}"?)`;
     const label = prefix.endsWith('.') ? `${prefix}${key}"` : `${prefix} "${key}"`;
     throw invalidArgValue(label, `is not a sluice option${hint}`, (options as Record<string, unknown>)[key]);
   }
@@ -218,6 +249,21 @@ function positive(name: string, value: unknown, max = Number.MAX_VALUE): number 
 function bool(name: string, value: unknown): boolean {
   if (typeof value !== 'boolean') throw invalidArgType(label(name), 'of type boolean', value);
   return value;
+}
+
+/** A number fixes the batch size; `{ min, max }` makes it adaptive, starting at `min`. */
+function batchSize(value: unknown): { batchSize: number; batchBounds: Readonly<BatchSizeRange> | undefined } {
+  if (typeof value === 'number') return { batchSize: integer('batchSize', value, 1), batchBounds: undefined };
+  if (value === null || typeof value !== 'object') {
+    throw invalidArgType('The option "batchSize"', 'a number or an object { min, max }', value);
+  }
+  checkKnown(value, BATCH_RANGE_NAMES, 'The option "batchSize.');
+  const { min, max } = value as Partial<BatchSizeRange>;
+  const bounds = { min: integer('batchSize.min', min, 1), max: integer('batchSize.max', max, 1) };
+  if (!(bounds.min <= bounds.max)) {
+    throw outOfRange('The option "batchSize.min"', `<= "batchSize.max" (${bounds.max})`, bounds.min);
+  }
+  return { batchSize: bounds.min, batchBounds: Object.freeze(bounds) };
 }
 
 function isolation(mode: unknown, fallbackToSequential: unknown): 'bisect' | 'sequential' | 'none' {

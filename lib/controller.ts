@@ -1,6 +1,7 @@
 import { createBackpressureStream } from './create';
 import { kEngine } from './stream-shell';
 import type { BackpressureWritable } from './backpressure-writable';
+import type { BackpressureWritableOptions } from './sink';
 import type { BackpressureMetrics, BackpressureOptions, FlushFunction, ShutdownOptions, ShutdownResult } from './types';
 
 /**
@@ -24,11 +25,17 @@ export class BackpressureController<T> {
   #error: Error | undefined;
 
   /**
+   * @param options options with the delivery hook (`flush` or `writev`); the strategy picks the stream class.
+   */
+  constructor(options: BackpressureWritableOptions<T>);
+  /**
    * @param flush delivers one batch; see {@link FlushFunction}.
    * @param config options; the strategy picks the stream class.
    */
-  constructor(flush: FlushFunction<T>, config: BackpressureOptions<T> = {}) {
-    this.stream = createBackpressureStream(flush, config);
+  constructor(flush: FlushFunction<T>, config?: BackpressureOptions<T>);
+  constructor(hook: FlushFunction<T> | BackpressureWritableOptions<T>, config?: BackpressureOptions<T>) {
+    // Either form: createBackpressureStream and the class check the arguments as they come.
+    this.stream = createBackpressureStream(hook as FlushFunction<T>, config);
     this.stream[kEngine].setPaused(true);
     this.stream.on('error', (error: Error) => {
       this.#error = error;

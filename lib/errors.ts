@@ -28,7 +28,12 @@ export type BackpressureErrorCode =
  * }
  * ```
  */
-export type ArgumentErrorCode = 'ERR_INVALID_ARG_TYPE' | 'ERR_INVALID_ARG_VALUE' | 'ERR_OUT_OF_RANGE';
+export type ArgumentErrorCode =
+  | 'ERR_INVALID_ARG_TYPE'
+  | 'ERR_INVALID_ARG_VALUE'
+  | 'ERR_OUT_OF_RANGE'
+  | 'ERR_MISSING_ARGS'
+  | 'ERR_INCOMPATIBLE_OPTION_PAIR';
 
 /**
  * An error about items: a failed or timed-out flush, a malformed flush result, a
@@ -140,6 +145,30 @@ export function outOfRange(name: string, range: string, value: unknown): RangeEr
 /** `RangeError` for a value that is not allowed, e.g. an unknown strategy or option. */
 export function invalidArgValue(name: string, problem: string, value: unknown): RangeError & CodedError {
   return coded(new RangeError(`${name} ${problem}. Received ${received(value)}`), 'ERR_INVALID_ARG_VALUE');
+}
+
+/** `TypeError` for a required argument that is missing, e.g. a sluice Writable given no delivery hook. */
+export function missingArgs(message: string): TypeError & CodedError {
+  return coded(new TypeError(message), 'ERR_MISSING_ARGS');
+}
+
+/** `TypeError` for two arguments or options that exclude each other, e.g. two delivery hooks. */
+export function incompatiblePair(message: string): TypeError & CodedError {
+  return coded(new TypeError(message), 'ERR_INCOMPATIBLE_OPTION_PAIR');
+}
+
+/**
+ * The error a stream is destroyed with when a `_writev()` callback is called a second time
+ * (or the call threw after calling it), as Node does for `_write`/`_writev`. `cause` is what
+ * the second call passed (or threw), if anything.
+ */
+export function multipleCallback(batchLength: number, cause: unknown): Error & { code: 'ERR_MULTIPLE_CALLBACK' } {
+  const error = new Error(
+    `Callback called multiple times: the _writev() callback of a batch of ${batchLength === 1 ? '1 item' : `${batchLength} items`}`,
+    cause === undefined || cause === null ? undefined : { cause },
+  ) as Error & { code: 'ERR_MULTIPLE_CALLBACK' };
+  error.code = 'ERR_MULTIPLE_CALLBACK';
+  return error;
 }
 
 /** The error an aborted `signal` destroys a stream with, as Node makes it. */

@@ -3,6 +3,7 @@ export type {
   BackpressureConfig,
   BackpressureOptions,
   BackpressureMetrics,
+  BatchSizeRange,
   DeadLetterHandler,
   DeadLetterReason,
   DropReason,
@@ -14,6 +15,8 @@ export type {
   ShutdownResult,
   WriteCallback,
 } from './types';
+export type { BackpressureWritableOptions, WritevCallback, WritevChunk, WritevChunks, WritevFunction } from './sink';
+export type { BackpressureEvents, BackpressureTransformEvents } from './events';
 export { DEFAULT_CONFIG } from './config';
 export { BackpressureError } from './errors';
 export type { ArgumentErrorCode, BackpressureErrorCode } from './errors';

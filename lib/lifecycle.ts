@@ -43,6 +43,7 @@ export function shutdown<T>(
   }
   if (stream.destroyed) return Promise.resolve({ undelivered: [] });
   const lostBefore = engine.lost.length;
+  engine.beginShutdown();
   return new Promise((resolve, reject) => {
     const settle = (): void => {
       clearTimeout(deadline);

@@ -18,6 +18,7 @@ export type SluiceStream<T> = Writable & { readonly [kEngine]: Engine<T> };
 interface NodeWritableState {
   needDrain: boolean;
   length: number;
+  finished: boolean;
 }
 
 function nodeState(stream: Writable): NodeWritableState {
@@ -38,8 +39,8 @@ const nodeEnd = Writable.prototype.end as (this: Writable, ...args: unknown[]) =
 /** The engine's view of its stream. */
 export function engineHost(stream: Writable): EngineHost {
   return {
-    emit: (event, ...args) => stream.emit(event, ...args),
-    listenerCount: (event) => stream.listenerCount(event),
+    emit: stream.emit.bind(stream),
+    listenerCount: stream.listenerCount.bind(stream),
     destroy: (error) => stream.destroy(error),
     // pipe()'s cleanup reads Node's own needDrain to decide whether to resume the source on unpipe().
     setNeedDrain: (needDrain) => {
@@ -84,18 +85,12 @@ export function endThroughEngine<T>(
   if (stream[kEngine].length > 0 && !stream.destroyed) nodeState(stream).length = 1;
 }
 
-/**
- * _final: the engine flushes everything, then Node may emit 'finish'. Called back a
- * tick later, and not at all once destroyed: Node would emit 'finish' after a
- * destroy() that came in the same tick as end().
- */
+/** _final: the engine flushes everything, then Node may emit 'finish' (not once destroyed). */
 export function finalThroughEngine<T>(stream: SluiceStream<T>, done: () => void): void {
   stream[kEngine].end(() => {
-    process.nextTick(() => {
-      if (stream.destroyed) return;
-      nodeState(stream).length = 0;
-      done();
-    });
+    if (stream.destroyed) return;
+    nodeState(stream).length = 0;
+    done();
   });
 }
 
@@ -111,9 +106,48 @@ export function destroyThroughEngine<T>(stream: SluiceStream<T>, error: Error | 
   return result;
 }
 
-/** Node keeps these in its own (unused here) buffer state; report sluice's instead. */
+/**
+ * Node keeps these in its own (unused here) buffer state; report sluice's instead.
+ * Also: no 'finish' once destroyed. Node's `_final` path schedules 'finish' a tick
+ * after the final callback without checking again (a plain Writable does check), so
+ * `end()` and `destroy()` in the same tick would otherwise give 'finish' after 'close'.
+ */
 export function reportEngineBuffer(prototype: SluiceStream<unknown>): void {
+  /* eslint-disable @typescript-eslint/unbound-method */
+  const emit = prototype.emit;
+  const cork = prototype.cork;
+  const uncork = prototype.uncork;
+  /* eslint-enable @typescript-eslint/unbound-method */
   Object.defineProperties(prototype, {
+    // cork(): partial batches wait for the last uncork(), which sends them at once; full batches still
+    // go, so the memory bound holds. Admission, the bound and the states apply as ever. end() uncorks.
+    cork: {
+      value: function (this: SluiceStream<unknown>): void {
+        cork.call(this);
+        this[kEngine].setCorked(true);
+      },
+      writable: true,
+      configurable: true,
+    },
+    uncork: {
+      value: function (this: SluiceStream<unknown>): void {
+        uncork.call(this);
+        if (this.writableCorked === 0) this[kEngine].setCorked(false);
+      },
+      writable: true,
+      configurable: true,
+    },
+    emit: {
+      value: function (this: SluiceStream<unknown>, event: string | symbol, ...args: unknown[]): boolean {
+        if (event === 'finish' && this.destroyed) {
+          nodeState(this).finished = false; // Node set it just before; a destroyed stream did not finish
+          return false;
+        }
+        return emit.call(this, event, ...args);
+      },
+      writable: true,
+      configurable: true,
+    },
     writableLength: {
       get(this: SluiceStream<unknown>): number {
         return this[kEngine].length;

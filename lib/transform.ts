@@ -13,6 +13,8 @@ import {
   reportEngineBuffer,
   writeToEngine,
 } from './stream-shell';
+import type { BackpressureTransformEvents, AnyListener, ListenerOf, OtherEvent } from './events';
+import type { BackpressureWritableOptions } from './sink';
 import type {
   BackpressureMetrics,
   BackpressureOptions,
@@ -22,8 +24,15 @@ import type {
   WriteCallback,
 } from './types';
 
-/** Options about a failing sink; pushing a batch downstream cannot fail, so they cannot apply. */
-const SINK_OPTIONS = ['flushTimeoutMs', 'retry', 'fallbackToSequential', 'isolateFailures'] as const;
+/** Options about a sink, which the Transform has not: it pushes its batches downstream. */
+const SINK_OPTIONS: readonly [keyof BackpressureWritableOptions, string][] = [
+  ['flush', 'it has no sink: its batches are pushed downstream; pipe them into one'],
+  ['writev', 'it has no sink: its batches are pushed downstream; pipe them into one'],
+  ['flushTimeoutMs', 'pushing a batch downstream cannot fail'],
+  ['retry', 'pushing a batch downstream cannot fail'],
+  ['fallbackToSequential', 'pushing a batch downstream cannot fail'],
+  ['isolateFailures', 'pushing a batch downstream cannot fail'],
+];
 
 /**
  * An object-mode Duplex: items in, `T[]` batches out, with the same states and
@@ -46,13 +55,11 @@ export class BackpressureTransform<T> extends Duplex {
   /** @param config the same options as the Writables, less those about a failing sink. */
   constructor(config?: BackpressureOptions<T>) {
     const resolved = resolveConfig(config);
-    for (const name of SINK_OPTIONS) {
-      if (config?.[name] !== undefined) {
-        throw invalidArgValue(
-          `The option "${name}"`,
-          'does not apply to BackpressureTransform (pushing a batch downstream cannot fail)',
-          config[name],
-        );
+    for (const [name, why] of SINK_OPTIONS) {
+      // Read as a record: a JavaScript caller may pass the Writables' own options here.
+      const value = (config as Record<string, unknown> | undefined)?.[name];
+      if (value !== undefined) {
+        throw invalidArgValue(`The option "${name}"`, `does not apply to BackpressureTransform (${why})`, value);
       }
     }
     // One batch may wait on the readable side; more would be memory outside the bound.
@@ -101,6 +108,60 @@ export class BackpressureTransform<T> extends Duplex {
   override end(chunk?: unknown, encoding?: unknown, callback?: unknown): this {
     endThroughEngine(this, chunk, encoding, callback);
     return this;
+  }
+
+  /**
+   * Reads one batch, or `null` when none is buffered on the readable side.
+   *
+   * (`for await (const batch of transform)` yields `T[]` too, but stays typed as Node's iterator of
+   * `any`: a `T[]` iterator would not fit the `NodeJS.ReadableStream` that @types/node's `pipeline()`
+   * asks of a middle stage, and TypeScript's `for await` reads every overload of the iterator at once.)
+   */
+  override read(size?: number): T[] | null;
+  // Lets the type checker match NodeJS.ReadableStream's read(): string | Buffer, so that pipeline()
+  // accepts the Transform; no call can pick it (its `this` is never).
+  override read(this: never, size?: number): never;
+  override read(size?: number): T[] | null {
+    return super.read(size) as T[] | null;
+  }
+
+  /** Adds a listener; the events of {@link BackpressureTransformEvents} are typed. */
+  override on<E extends keyof BackpressureTransformEvents<T>>(
+    event: E,
+    listener: ListenerOf<BackpressureTransformEvents<T>, E>,
+  ): this;
+  override on<E extends string | symbol>(
+    event: OtherEvent<BackpressureTransformEvents<T>, E>,
+    listener: AnyListener,
+  ): this;
+  override on(event: string | symbol, listener: AnyListener): this {
+    return super.on(event, listener);
+  }
+
+  /** Adds a one-time listener; the events of {@link BackpressureTransformEvents} are typed. */
+  override once<E extends keyof BackpressureTransformEvents<T>>(
+    event: E,
+    listener: ListenerOf<BackpressureTransformEvents<T>, E>,
+  ): this;
+  override once<E extends string | symbol>(
+    event: OtherEvent<BackpressureTransformEvents<T>, E>,
+    listener: AnyListener,
+  ): this;
+  override once(event: string | symbol, listener: AnyListener): this {
+    return super.once(event, listener);
+  }
+
+  /** Removes a listener; the events of {@link BackpressureTransformEvents} are typed. */
+  override off<E extends keyof BackpressureTransformEvents<T>>(
+    event: E,
+    listener: ListenerOf<BackpressureTransformEvents<T>, E>,
+  ): this;
+  override off<E extends string | symbol>(
+    event: OtherEvent<BackpressureTransformEvents<T>, E>,
+    listener: AnyListener,
+  ): this;
+  override off(event: string | symbol, listener: AnyListener): this {
+    return super.off(event, listener);
   }
 
   /** @internal */

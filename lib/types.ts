@@ -186,6 +186,19 @@ export interface RetryOptions {
 }
 
 /**
+ * Bounds of an adaptive batch size: integers, 1 <= min <= max <= maxBufferSize.
+ *
+ * @example
+ * ```ts
+ * new BlockingWritable(insertRows, { batchSize: { min: 100, max: 10_000 }, targetLatencyMs: 500 });
+ * ```
+ */
+export interface BatchSizeRange {
+  min: number;
+  max: number;
+}
+
+/**
  * Options of every sluice. All are optional when passed to a constructor;
  * unknown names and bad values throw at once.
  *
@@ -226,10 +239,12 @@ export interface BackpressureConfig<T = unknown> {
    */
   maxBlockTimeMs: number;
   /**
-   * Items per flush; a full batch flushes at once.
+   * Items per flush; a full batch flushes at once. A number fixes it; `{ min, max }` turns on adaptive
+   * batching: the size starts at `min` and follows the sink's measured throughput (items per second of
+   * sink time) between the bounds, with `targetLatencyMs` as a ceiling (see docs/design.md).
    * @default 100
    */
-  batchSize: number;
+  batchSize: number | BatchSizeRange;
   /**
    * Lower bound of the adaptive flush interval.
    * @default 100
@@ -309,6 +324,11 @@ export interface BackpressureConfig<T = unknown> {
 export type BackpressureOptions<T = unknown> = Partial<Omit<BackpressureConfig<T>, 'retry'>> & {
   /** Retry policy; fields left out keep their defaults. */
   retry?: Partial<RetryOptions>;
+  /**
+   * Accepted for Node compatibility (a `Writable` subclass that passes `{ objectMode: true }` to
+   * `super()` keeps working); a sluice is always in object mode, so only `true` is allowed.
+   */
+  objectMode?: true;
 };
 
 /**
@@ -358,6 +378,8 @@ export interface BackpressureMetrics {
   lastFlushLatencyMs: number;
   /** The adaptive interval now: how long a partial batch may wait (a full batch never waits). */
   currentFlushIntervalMs: number;
+  /** The batch size batches are cut at now: `batchSize`, or where adaptive batching has steered it. */
+  currentBatchSize: number;
 }
 
 /**

@@ -229,7 +229,9 @@ test('equal items in a batch are each accounted for in the one-by-one pass', asy
     retry: { maxRetries: 0 },
     fallbackToSequential: true,
   });
-  const failed = new Promise<BackpressureError<number>>((resolve) => stream.on('error', resolve));
+  const failed = new Promise<BackpressureError<number>>((resolve) =>
+    stream.on('error', (error) => resolve(error as BackpressureError<number>)),
+  );
   for (const value of [0, 1, 2, 0, 1]) stream.write(value);
   const error = await failed;
   expect(sink.delivered).toEqual([0, 2, 0]);
@@ -245,7 +247,7 @@ describe('with no dead-letter path', () => {
       .otherwise({ kind: 'manual' });
     const stream = new DropOldestWritable(sink.flush, { batchSize: 2, retry: { maxRetries: 0 } });
     const errors: BackpressureError<number>[] = [];
-    stream.on('error', (error: BackpressureError<number>) => errors.push(error));
+    stream.on('error', (error) => errors.push(error as BackpressureError<number>));
     for (const id of range(0, 5)) stream.write(id);
     await settle();
     expect(errors).toHaveLength(1);
@@ -268,7 +270,9 @@ describe('with no dead-letter path', () => {
         throw new Error('dead-letter file not writable');
       },
     });
-    const failed = new Promise<BackpressureError<number>>((resolve) => stream.on('error', resolve));
+    const failed = new Promise<BackpressureError<number>>((resolve) =>
+      stream.on('error', (error) => resolve(error as BackpressureError<number>)),
+    );
     stream.write(0);
     stream.write(1);
     const error = await failed;

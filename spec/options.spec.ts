@@ -195,7 +195,7 @@ describe('other bad arguments', () => {
     expect(() => new BlockingWritable('insert' as never)).toThrow(
       expect.objectContaining({
         code: 'ERR_INVALID_ARG_TYPE',
-        message: expect.stringMatching(/"flush" argument must be a function\. Received 'insert'/),
+        message: expect.stringMatching(/"flush" argument must be a function or an options object\. Received 'insert'/),
       }),
     );
   });

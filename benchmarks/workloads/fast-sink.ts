@@ -23,6 +23,7 @@ export const fastSinkWorkload: Workload = {
     'async-cargoQueue',
     'rxjs',
     'sluice-block',
+    'sluice-writev',
     'sluice-drop_oldest',
     'sluice-drop_newest',
     'sluice-sample',

@@ -1,5 +1,6 @@
 import { burstWorkload } from './burst';
 import { fastSinkWorkload } from './fast-sink';
+import { peakedSinkWorkload } from './peaked-sink';
 import { slowSinkWorkload } from './slow-sink';
 import { sqliteWorkload } from './sqlite';
 import { stallWorkload } from './stall';
@@ -9,6 +10,7 @@ import type { Workload } from './workload';
 export const workloads: readonly Workload[] = [
   fastSinkWorkload,
   slowSinkWorkload,
+  peakedSinkWorkload,
   stallWorkload,
   sqliteWorkload,
   burstWorkload,

@@ -1,7 +1,7 @@
 import { setImmediate as yieldToLoop, setTimeout as sleep } from 'node:timers/promises';
 import { Delivery, MemoryWatch, makeItem } from '../common';
 import type { BackpressureMetrics } from '../../lib/index';
-import type { Contender, Options, Target } from '../contenders';
+import type { Contender, Options, SizePoint, Target } from '../contenders';
 import type { SinkSpec } from '../common';
 
 /** One point of a state trace. */
@@ -22,6 +22,11 @@ export interface RunResult {
   elapsedMs: number;
   /** delivered items per second of wall time */
   itemsPerSec: number;
+  /**
+   * delivered items per second of this process's CPU time (user + system, all threads): on a shared
+   * machine it moves much less with the neighbours' load than wall time does
+   */
+  itemsPerCpuSec: number;
   /** delivered / sink calls */
   avgBatch: number;
   peakHeapGrowthMB: number;
@@ -35,6 +40,8 @@ export interface RunResult {
   boundMB?: number;
   itemBytes?: number;
   trace?: TracePoint[];
+  /** The batch size over the run, for the contenders that adapt it. */
+  sizeTrace?: SizePoint[];
 }
 
 export interface Scale {
@@ -54,13 +61,15 @@ export async function measure(
   offered: number,
   sinkSpec: SinkSpec,
   latencyCapacity: number,
-  body: (delivery: Delivery) => Promise<Partial<BackpressureMetrics> | void>,
-): Promise<RunResult & { metrics: Partial<BackpressureMetrics> | void }> {
+  body: (delivery: Delivery) => Promise<(Partial<BackpressureMetrics> & { sizeTrace?: SizePoint[] }) | void>,
+): Promise<RunResult & { metrics: (Partial<BackpressureMetrics> & { sizeTrace?: SizePoint[] }) | void }> {
   const delivery = new Delivery(latencyCapacity);
   const watch = new MemoryWatch();
   const started = performance.now();
+  const cpuStarted = process.cpuUsage();
   const metrics = await body(delivery);
   const elapsedMs = performance.now() - started;
+  const cpu = process.cpuUsage(cpuStarted);
   const memory = watch.stop();
   return {
     offered,
@@ -68,6 +77,7 @@ export async function measure(
     lost: offered - delivery.delivered,
     elapsedMs,
     itemsPerSec: delivery.delivered / (elapsedMs / 1000),
+    itemsPerCpuSec: delivery.delivered / ((cpu.user + cpu.system) / 1e6),
     avgBatch: delivery.batches === 0 ? 0 : delivery.delivered / delivery.batches,
     ...memory,
     metrics,
@@ -83,9 +93,10 @@ export async function runHonouring(
 ): Promise<RunResult> {
   if (contender.run === undefined) throw new Error(`${contender.name} has no honouring producer`);
   const run = contender.run.bind(contender);
-  const { metrics: _metrics, ...result } = await measure(count, sinkSpec, 0, (delivery) =>
+  const { metrics, ...result } = await measure(count, sinkSpec, 0, (delivery) =>
     run(count, sinkSpec.create(delivery), options),
   );
+  if (metrics?.sizeTrace !== undefined) result.sizeTrace = metrics.sizeTrace;
   return result;
 }
 

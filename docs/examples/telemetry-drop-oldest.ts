@@ -7,7 +7,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 // #region telemetry
 import { finished } from 'node:stream/promises';
-import { DropOldestWritable, type DropReason } from '../../lib';
+import { BackpressureState, DropOldestWritable, type DropReason } from '../../lib';
 
 interface Point {
   name: string;
@@ -26,7 +26,7 @@ export function createExporter(send: (points: Point[]) => Promise<void>): DropOl
     dropped[reason] = (dropped[reason] ?? 0) + 1; // or: a counter in your metrics system
   });
   exporter.on('state', (next, previous) => {
-    if (next === 'blocked')
+    if (next === BackpressureState.BLOCKED)
       console.warn(`telemetry exporter is behind (${previous} → ${next}): dropping oldest points`);
   });
   return exporter;

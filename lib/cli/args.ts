@@ -11,7 +11,8 @@ export type InputFormat = 'ndjson' | 'csv';
 export type PgMethod = 'copy' | 'insert';
 
 export interface CommonOptions {
-  batchSize: number;
+  /** A fixed size, or adaptive batching's bounds (`--batch-size auto`, the default). */
+  batchSize: number | { min: number; max: number };
   maxBuffer: number;
   quiet: boolean;
   json: boolean;
@@ -193,13 +194,33 @@ type Values = Record<string, string | boolean | undefined>;
 
 function commonOptions(values: Values): CommonOptions {
   return {
-    batchSize: integer(values, 'batch-size', 1, 1000),
+    batchSize: batchSize(values, integer(values, 'max-buffer', 1, 10_000)),
     maxBuffer: integer(values, 'max-buffer', 1, 10_000),
     quiet: values.quiet === true,
     json: values.json === true,
     verbose: values.verbose === true,
     statusIntervalMs: integer(values, 'status-interval', 100, undefined),
   };
+}
+
+/** Adaptive batching's bounds for `--batch-size auto`: 100 to 10,000 rows, within the buffer. */
+export const AUTO_BATCH = { min: 100, max: 10_000 } as const;
+
+/** `--batch-size auto` (the default): adaptive between AUTO_BATCH's bounds; `--batch-size N`: fixed. */
+function batchSize(values: Values, maxBuffer: number): number | { min: number; max: number } {
+  if (values['batch-size'] === undefined || values['batch-size'] === 'auto') {
+    const max = Math.min(AUTO_BATCH.max, maxBuffer);
+    return { min: Math.min(AUTO_BATCH.min, max), max };
+  }
+  const raw = values['batch-size'];
+  if (typeof raw !== 'string' || !/^\d[\d_,]*$/.test(raw) || !(Number(raw.replace(/[_,]/g, '')) >= 1)) {
+    throw usageError(`The option --batch-size must be 'auto' or an integer >= 1. Received ${JSON.stringify(raw)}`);
+  }
+  const fixed = integer(values, 'batch-size', 1, 1000);
+  if (fixed > maxBuffer) {
+    throw usageError(`The option --batch-size must be at most --max-buffer (${maxBuffer}). Received ${fixed}`);
+  }
+  return fixed;
 }
 
 function integer(values: Values, flag: string, min: number, fallback: number): number;

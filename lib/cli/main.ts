@@ -18,7 +18,8 @@ ingest options:
   --columns a,b,c            only these fields, as these columns (default: every field; new ones add columns)
   --strict-schema            the first record fixes columns and types; other fields and types are rejects
   --strategy NAME            block (default), drop_oldest, drop_newest, sample
-  --batch-size N             rows per transaction (default 1000)
+  --batch-size auto|N        rows per transaction: auto adapts it to the database's
+                             measured throughput between 100 and 10,000 (default); N fixes it
   --max-buffer N             rows held at most (default 10000)
   --max-buffer-bytes N       bytes held at most (default: no byte bound)
   --max-record-bytes N       a longer line/record is rejected (default 16777216, 16 MiB)

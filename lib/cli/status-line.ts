@@ -103,7 +103,7 @@ export class StatusLine {
       .extra()
       .map(([label, n]) => `${label} ${fmt(n)}`)
       .join('  ');
-    return `${m.state.padEnd(8)} ${gauge} ${fmt(m.bufferSize)}/${fmt(max)}  ${fmt(Math.round(this.#rate))}/s  flush ${m.lastFlushLatencyMs.toFixed(1)} ms  batch ${Math.round(m.averageBatchSize)}  ${extra}`;
+    return `${m.state.padEnd(8)} ${gauge} ${fmt(m.bufferSize)}/${fmt(max)}  ${fmt(Math.round(this.#rate))}/s  flush ${m.lastFlushLatencyMs.toFixed(1)} ms  batch ${m.currentBatchSize}  ${extra}`;
   }
 
   #plainLine(m: BackpressureMetrics): string {
@@ -111,7 +111,7 @@ export class StatusLine {
       .extra()
       .map(([label, n]) => `${label}=${n}`)
       .join(' ');
-    return `sluice: state=${m.state} buffer=${m.bufferSize}/${this.#source.maxBufferSize} rate=${Math.round(this.#rate)}/s flush_ms=${m.lastFlushLatencyMs.toFixed(1)} batch=${Math.round(m.averageBatchSize)} delivered=${m.eventsFlushed} ${extra}`;
+    return `sluice: state=${m.state} buffer=${m.bufferSize}/${this.#source.maxBufferSize} rate=${Math.round(this.#rate)}/s flush_ms=${m.lastFlushLatencyMs.toFixed(1)} batch=${m.currentBatchSize} delivered=${m.eventsFlushed} ${extra}`;
   }
 }
 

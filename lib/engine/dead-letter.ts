@@ -7,9 +7,10 @@ import type { DeadLetterHandler } from '../types';
  * warnings of last resort. Owns no counter: the caller accounts for the items.
  */
 
+/** Bound functions of the stream (callable detached). */
 export interface EventHost {
-  emit(event: string, ...args: unknown[]): boolean;
-  listenerCount(event: string): number;
+  readonly emit: (event: string, ...args: unknown[]) => boolean;
+  readonly listenerCount: (event: string) => number;
 }
 
 export class DeadLetters<T> {

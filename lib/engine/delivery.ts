@@ -1,76 +1,43 @@
 import { BackpressureError } from '../errors';
 import { warnHandlerFailed } from './dead-letter';
-import { judge } from './judge';
+import { SinkCalls } from './call';
 import type { ResolvedConfig } from '../config';
-import type { FlushContext, FlushFunction } from '../types';
+import type { FlushFunction } from '../types';
+import type { Batch } from './call';
 import type { DeadLetters } from './dead-letter';
 import type { KeepAlive } from './keep-alive';
 import type { Ledger } from './ledger';
 import type { Outcome } from './judge';
 
+export type { Batch } from './call';
+
 /**
- * One batch through the sink: a call with its `{ signal, attempt }` context and
- * timeout, retries with backoff, failure isolation (bisect or one by one), dead
- * letters. Counts through the ledger; knows nothing of admission, states or
- * streams, and tells its host when room was freed.
+ * One batch through the sink: calls (see ./call), retries with backoff, failure
+ * isolation (bisect or one by one), dead letters. Counts through the ledger;
+ * knows nothing of admission, states or streams, and tells its host when room
+ * was freed.
  *
  * A batch's unresolved items are `items[start..]`: every path resolves them in
  * order (delivered or dead-lettered), so what a destroy() takes is a suffix.
  */
-
-export interface Batch<T> {
-  items: T[];
-  /** Sizes of `items`, taken once at admission; only with a byte bound. */
-  sizes: number[] | undefined;
-  /** Items before it are resolved. */
-  start: number;
-  /** Sink calls made for this batch so far (the context's `attempt` of the last one). */
-  attempt: number;
-  /** Taken over by destroy() or a shutdown deadline: its outcome no longer counts. */
-  abandoned: boolean;
-  /** The call in progress. */
-  controller: AbortController | undefined;
-  /** The call's timeout or the retry backoff, whichever the batch waits on. */
-  timer: NodeJS.Timeout | undefined;
-  /** Ends the current wait early (on destroy). */
-  wake: (() => void) | undefined;
-}
 
 export interface DeliveryHost {
   /** Room was freed (items delivered or dead-lettered). */
   released(): void;
   /** A dead-letter failure the stream must fail with. */
   fail(error: BackpressureError<unknown>): void;
-  recordLatency(latencyMs: number): void;
+  recordLatency(latencyMs: number, delivered: number): void;
 }
 
 type Failed<T> = Outcome<T> & { kind: 'failed' };
 
-const ABANDONED: Outcome<never> = Object.freeze({
-  kind: 'failed',
-  failed: undefined,
-  cause: undefined,
-  timedOut: false,
-});
-const TIMED_OUT: Outcome<never> = Object.freeze({
-  kind: 'failed',
-  failed: undefined,
-  cause: undefined,
-  timedOut: true,
-});
-const now = (): number => performance.now();
-
 export class Delivery<T> {
   readonly #config: ResolvedConfig<T>;
-  readonly #flush: FlushFunction<T>;
+  readonly #calls: SinkCalls<T>;
   readonly #ledger: Ledger;
   readonly #keepAlive: KeepAlive;
   readonly #deadLetters: DeadLetters<T>;
   readonly #host: DeliveryHost;
-  /** Sink calls not yet settled, abandoned (timed-out) ones included; at most 2 × maxConcurrentFlushes. */
-  #unsettled = 0;
-  /** Batches waiting for #unsettled to fall below its bound, in arrival order. */
-  readonly #gateQueue: (() => void)[] = [];
 
   constructor(
     config: ResolvedConfig<T>,
@@ -81,7 +48,9 @@ export class Delivery<T> {
     host: DeliveryHost,
   ) {
     this.#config = config;
-    this.#flush = flush;
+    this.#calls = new SinkCalls(config, flush, keepAlive, (latencyMs, delivered) =>
+      host.recordLatency(latencyMs, delivered),
+    );
     this.#ledger = ledger;
     this.#keepAlive = keepAlive;
     this.#deadLetters = deadLetters;
@@ -91,14 +60,16 @@ export class Delivery<T> {
   async run(batch: Batch<T>): Promise<void> {
     for (;;) {
       const count = batch.items.length - batch.start;
-      const outcome = await this.#call(batch, count);
+      const outcome = await this.#calls.call(batch, count);
       if (batch.abandoned) return;
       if (outcome.kind === 'delivered') return this.#deliver(batch, count);
       if (outcome.kind === 'invalid') return this.#deadLetter(batch, count, outcome.error);
       const failing = outcome.failed === undefined ? count : this.#narrow(batch, count, outcome.failed);
-      if (batch.attempt <= this.#config.retry.maxRetries) {
+      // The release in #narrow runs listeners: one may have destroyed the stream and taken the rest.
+      if (batch.abandoned) return;
+      if (batch.tries <= this.#config.retry.maxRetries) {
         this.#ledger.retries++;
-        await this.#backoff(batch);
+        await this.#calls.backoff(batch);
         if (batch.abandoned) return;
         continue;
       }
@@ -115,7 +86,7 @@ export class Delivery<T> {
    */
   abandon(batch: Batch<T>, reason: BackpressureError<T>): T[] {
     batch.abandoned = true;
-    batch.controller?.abort(reason);
+    batch.context?.abort(reason);
     this.#keepAlive.clearTimeout(batch.timer);
     batch.timer = undefined;
     batch.wake?.();
@@ -137,11 +108,12 @@ export class Delivery<T> {
 
   /** One call with the first `count` unresolved items; what fails is isolated further or dead-lettered. */
   async #probe(batch: Batch<T>, count: number): Promise<void> {
-    const outcome = await this.#call(batch, count);
+    const outcome = await this.#calls.call(batch, count);
     if (batch.abandoned) return;
     if (outcome.kind === 'delivered') return this.#deliver(batch, count);
     if (outcome.kind === 'invalid') return this.#deadLetter(batch, count, outcome.error);
     const failing = outcome.failed === undefined ? count : this.#narrow(batch, count, outcome.failed);
+    if (batch.abandoned) return;
     if (failing === 1 || this.#config.isolateFailures === 'sequential') {
       // Sequential probes one item at a time; a narrowed part may still hold several.
       if (failing === 1) return this.#deadLetter(batch, 1, this.#exhausted(batch, 1, outcome));
@@ -149,143 +121,6 @@ export class Delivery<T> {
       return;
     }
     return this.#isolate(batch, failing);
-  }
-
-  // ---- one sink call
-
-  /** Calls the sink with the first `count` unresolved items, under the call bound and the timeout. */
-  async #call(batch: Batch<T>, count: number): Promise<Outcome<T>> {
-    // The common case takes its place under the call bound synchronously, so the first call of a
-    // batch starts in the same turn as the write that cut it.
-    if (this.#unsettled < 2 * this.#config.maxConcurrentFlushes) this.#unsettled++;
-    else {
-      const waited = await this.#acquire(batch);
-      if (waited === 'abandoned') return ABANDONED;
-      if (batch.abandoned) {
-        this.#releaseCall();
-        return ABANDONED;
-      }
-      if (waited === 'timeout') {
-        // No call could start within flushTimeoutMs: a try that timed out, so a black-holed sink
-        // that ignores its signal still ends in retries and dead letters, never in a stall.
-        batch.attempt++;
-        return TIMED_OUT;
-      }
-    }
-    const items =
-      batch.start === 0 && count === batch.items.length
-        ? batch.items
-        : batch.items.slice(batch.start, batch.start + count);
-    const controller = new AbortController();
-    const context: FlushContext = { signal: controller.signal, attempt: ++batch.attempt };
-    batch.controller = controller;
-    const started = now();
-    return new Promise<Outcome<T>>((resolve) => {
-      let done = false;
-      const finish = (outcome: Outcome<T>): void => {
-        if (done) return;
-        done = true;
-        this.#keepAlive.clearTimeout(batch.timer);
-        batch.timer = undefined;
-        batch.wake = undefined;
-        batch.controller = undefined;
-        resolve(outcome);
-      };
-      batch.wake = () => finish(ABANDONED);
-      const timeoutMs = this.#config.flushTimeoutMs;
-      if (timeoutMs !== Infinity) {
-        batch.timer = this.#keepAlive.setTimeout(() => {
-          batch.timer = undefined;
-          // The call is abandoned, not settled: it keeps its place under the call bound until it settles.
-          controller.abort(BackpressureError.flushTimeout(items, 'retries_exhausted', timeoutMs));
-          finish(TIMED_OUT);
-        }, timeoutMs);
-      }
-      let pending: Promise<unknown>;
-      try {
-        const flush = this.#flush; // called bare: the sink's `this` is not the engine
-        pending = Promise.resolve(flush(items, context));
-      } catch (cause) {
-        pending = Promise.reject(cause);
-      }
-      pending.then(
-        (result) => {
-          this.#releaseCall();
-          if (done) return;
-          this.#host.recordLatency(now() - started);
-          finish(judge(items, result));
-        },
-        (cause: unknown) => {
-          this.#releaseCall();
-          if (done) return;
-          this.#host.recordLatency(now() - started);
-          finish({ kind: 'failed', failed: undefined, cause, timedOut: false });
-        },
-      );
-    });
-  }
-
-  /**
-   * Waits for room under the call bound, at most flushTimeoutMs. Resolves 'acquired'
-   * (the caller holds a place), 'timeout' or 'abandoned' (it holds none).
-   */
-  async #acquire(batch: Batch<T>): Promise<'acquired' | 'timeout' | 'abandoned'> {
-    const timeoutMs = this.#config.flushTimeoutMs;
-    let timedOut = false;
-    let wake: (() => void) | undefined;
-    const leaveQueue = (): void => {
-      const index = this.#gateQueue.indexOf(wake as () => void);
-      if (index >= 0) this.#gateQueue.splice(index, 1);
-    };
-    if (timeoutMs !== Infinity) {
-      batch.timer = this.#keepAlive.setTimeout(() => {
-        batch.timer = undefined;
-        timedOut = true;
-        leaveQueue();
-        wake?.();
-      }, timeoutMs);
-    }
-    try {
-      do {
-        await new Promise<void>((resolve) => {
-          wake = resolve;
-          batch.wake = resolve;
-          this.#gateQueue.push(resolve);
-        });
-        batch.wake = undefined;
-        // Woken by abandon() or the timeout, not by a settled call: leave the queue to the others.
-        if (batch.abandoned || timedOut) {
-          leaveQueue();
-          return batch.abandoned ? 'abandoned' : 'timeout';
-        }
-      } while (this.#unsettled >= 2 * this.#config.maxConcurrentFlushes);
-      this.#unsettled++;
-      return 'acquired';
-    } finally {
-      this.#keepAlive.clearTimeout(batch.timer);
-      batch.timer = undefined;
-    }
-  }
-
-  #releaseCall(): void {
-    this.#unsettled--;
-    this.#gateQueue.shift()?.();
-  }
-
-  #backoff(batch: Batch<T>): Promise<void> {
-    const { initialDelayMs, maxDelayMs } = this.#config.retry;
-    // Full jitter: a random delay up to a doubling bound, so failed writers do not retry in step.
-    const bound = Math.min(maxDelayMs, initialDelayMs * 2 ** (batch.attempt - 1));
-    return new Promise((resolve) => {
-      const wake = (): void => {
-        this.#keepAlive.clearTimeout(batch.timer);
-        batch.timer = undefined;
-        batch.wake = undefined;
-        resolve();
-      };
-      batch.wake = wake;
-      batch.timer = this.#keepAlive.setTimeout(wake, Math.random() * bound);
-    });
   }
 
   // ---- resolving items (always the first unresolved ones)

@@ -1,8 +1,10 @@
 /**
- * Items held when the process exits die with it. This registry knows which
- * sluices hold items and, at `'exit'`, writes one warning per such sluice
+ * Items held when the process exits die with it. This registry knows every
+ * sluice (weakly: a sluice nobody references can be collected) and, at
+ * `'exit'`, writes one warning per sluice that still holds items
  * (synchronously: nothing asynchronous runs after `'exit'`). One process
- * listener for all sluices, installed with the first one that holds an item.
+ * listener for all sluices, installed with the first one. Registering costs
+ * nothing per item: a sluice is registered once, when it is made.
  */
 
 export interface Watched {
@@ -11,25 +13,28 @@ export interface Watched {
   readonly className: string;
 }
 
-const holding = new Set<Watched>();
+let watched = new Set<WeakRef<Watched>>();
 let installed = false;
+/** Prune collected entries when the set has doubled since the last pruning. */
+let pruneAt = 64;
 
-export function watchHolding(sluice: Watched): void {
+export function watchForExit(sluice: Watched): void {
   if (!installed) {
     installed = true;
     process.on('exit', warnAtExit);
   }
-  holding.add(sluice);
-}
-
-export function unwatchHolding(sluice: Watched): void {
-  holding.delete(sluice);
+  watched.add(new WeakRef(sluice));
+  if (watched.size >= pruneAt) {
+    watched = new Set([...watched].filter((ref) => ref.deref() !== undefined));
+    pruneAt = Math.max(64, watched.size * 2);
+  }
 }
 
 function warnAtExit(): void {
-  for (const sluice of holding) {
-    const count = sluice.length;
-    if (count === 0) continue;
+  for (const ref of watched) {
+    const sluice = ref.deref();
+    const count = sluice?.length ?? 0;
+    if (sluice === undefined || count === 0) continue;
     const warning = new Error(
       `${sluice.className} still held ${count} item(s) when the process exited: they were neither delivered nor dead-lettered. End the stream and wait for 'finish' (or await pipeline()), or call shutdown(), before exiting.`,
     );
@@ -38,5 +43,5 @@ function warnAtExit(): void {
     // process.emitWarning() defers to the next tick, which never comes after 'exit'.
     process.emit('warning', warning);
   }
-  holding.clear();
+  watched.clear();
 }

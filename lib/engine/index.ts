@@ -1,3 +1,4 @@
 export { Engine } from './engine';
-export type { AdmissionPolicy, EngineHost, Gate, Settle } from './engine';
+export type { EngineHost } from './engine';
+export type { AdmissionPolicy, Gate, Settle } from './admission';
 export { criticalCount } from './thresholds';

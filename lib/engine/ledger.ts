@@ -1,4 +1,4 @@
-import type { DropReason } from '../types';
+import type { BackpressureMetrics, DropReason } from '../types';
 
 /**
  * Every counter of a sluice, and the transitions that move items between them.
@@ -93,6 +93,40 @@ export class Ledger {
 
   droppedView(): Readonly<Record<DropReason, number>> {
     return (this.#droppedView ??= Object.freeze({ ...this.droppedByReason }));
+  }
+
+  /** The metrics snapshot: the counters, plus what the other parts know. Walks nothing. */
+  snapshot(
+    rest: Pick<
+      BackpressureMetrics,
+      | 'state'
+      | 'bufferUtilization'
+      | 'waitingWrites'
+      | 'lastFlushLatencyMs'
+      | 'currentFlushIntervalMs'
+      | 'currentBatchSize'
+    >,
+  ): BackpressureMetrics {
+    return {
+      state: rest.state,
+      bufferSize: this.held,
+      bufferUtilization: rest.bufferUtilization,
+      bufferBytes: this.heldBytes,
+      eventsOffered: this.offered,
+      eventsAccepted: this.accepted,
+      eventsDropped: this.dropped,
+      droppedByReason: this.droppedView(),
+      eventsFlushed: this.delivered,
+      deadLettered: this.deadLettered,
+      inFlight: this.inFlight,
+      waitingWrites: rest.waitingWrites,
+      retries: this.retries,
+      batches: this.batches,
+      averageBatchSize: this.batches === 0 ? 0 : this.itemsCut / this.batches,
+      lastFlushLatencyMs: rest.lastFlushLatencyMs,
+      currentFlushIntervalMs: rest.currentFlushIntervalMs,
+      currentBatchSize: rest.currentBatchSize,
+    };
   }
 
   /** Throws if the identity does not hold; for tests and assertions. */

@@ -1,35 +1,196 @@
+import { BatchSizer } from './batch-sizer';
+import { criticalCount } from './thresholds';
+import type { Delivery, Batch } from './delivery';
+import type { KeepAlive } from './keep-alive';
+import type { Ledger } from './ledger';
+import type { Queue } from './queue';
+import type { Signals } from './signals';
+
 /**
- * When a partial batch may go: the adaptive interval of the design doc
- * (latency above 1.5 × target: × 1.5 up to the max; below 0.5 × target: × 0.8
- * down to the min). It decides only for partial batches: a full batch goes as
- * soon as a flush slot is free, since spacing full batches only throttles a slow
- * sink further while the producer waits. Owns the interval and the last latency.
+ * When to cut a batch. A full batch goes as soon as a flush slot is free; a
+ * partial batch waits for the adaptive interval of the design doc (latency above
+ * 1.5 × target: × 1.5 up to the max; below 0.5 × target: × 0.8 down to the min)
+ * since its oldest item arrived; on `end()`/`drain()` everything goes at once.
+ * The interval decides only for partial batches: spacing full batches only
+ * throttles a slow sink further while the producer waits. Owns the flush slots,
+ * the flush timer, the interval and the pause/cork holds; hands each batch to
+ * delivery and tells its host when one is done.
  */
-export interface IntervalConfig {
+
+export interface SchedulerConfig {
+  readonly maxBufferSize: number;
+  readonly highWatermark: number;
+  readonly batchSize: number;
+  readonly batchBounds: { readonly min: number; readonly max: number } | undefined;
+  readonly maxConcurrentFlushes: number;
   readonly targetLatencyMs: number;
   readonly minFlushIntervalMs: number;
   readonly maxFlushIntervalMs: number;
 }
 
-export class Scheduler {
-  readonly #config: IntervalConfig;
+export interface SchedulerHost {
+  /** A batch left its slot (delivered, dead-lettered or abandoned). */
+  batchDone(): void;
+}
+
+const now = (): number => performance.now();
+
+export class Scheduler<T> {
+  readonly #config: SchedulerConfig;
+  readonly #queue: Queue<T>;
+  readonly #ledger: Ledger;
+  readonly #keepAlive: KeepAlive;
+  readonly #delivery: Delivery<T>;
+  /** destroyed; ending or drainRequested (urgent: flush everything now, holds and timers aside). */
+  readonly #signals: Signals;
+  readonly #host: SchedulerHost;
+  /** Batches in a flush slot, in the order they were cut; at most maxConcurrentFlushes. */
+  readonly batches = new Set<Batch<T>>();
+  /** Armed for the oldest partial batch, undefined otherwise. */
+  #flushTimer: NodeJS.Timeout | undefined;
+  /** Flushing halted by the controller's stop(); drain() and end() still flush. */
+  #paused = false;
+  /** cork(): partial batches wait for uncork() (no interval flush); full batches still go. */
+  #corked = false;
+  /** Items queued at the last uncork() not yet cut into a batch: they go without waiting for the interval. */
+  #uncorked = 0;
   interval: number;
   lastLatencyMs = 0;
+  /** Adaptive batching; undefined for a fixed batch size. */
+  readonly #sizer: BatchSizer | undefined;
 
-  constructor(config: IntervalConfig) {
+  constructor(
+    config: SchedulerConfig,
+    parts: { queue: Queue<T>; ledger: Ledger; keepAlive: KeepAlive; delivery: Delivery<T>; signals: Signals },
+    host: SchedulerHost,
+  ) {
     this.#config = config;
+    this.#queue = parts.queue;
+    this.#ledger = parts.ledger;
+    this.#keepAlive = parts.keepAlive;
+    this.#delivery = parts.delivery;
+    this.#signals = parts.signals;
+    this.#host = host;
     this.interval = config.minFlushIntervalMs;
+    const bounds = config.batchBounds;
+    // A batch larger than the critical count could never fill while a block producer waits at critical:
+    // it would go on the interval timer only. Adaptive sizes stay at or below it.
+    this.#sizer =
+      bounds === undefined
+        ? undefined
+        : new BatchSizer(
+            bounds.min,
+            Math.max(bounds.min, Math.min(bounds.max, criticalCount(config))),
+            config.targetLatencyMs,
+          );
+    this.batchSize = config.batchSize;
   }
 
-  recordLatency(latencyMs: number): void {
+  /** The size batches are cut at now (a field: the hot path reads it per item). */
+  batchSize: number;
+
+  /** A call settled after `latencyMs` of sink time, delivering `delivered` items (0 if it failed). */
+  recordLatency(latencyMs: number, delivered: number): void {
     const { targetLatencyMs, minFlushIntervalMs, maxFlushIntervalMs } = this.#config;
     this.lastLatencyMs = latencyMs;
+    if (delivered > 0 && this.#sizer !== undefined) {
+      this.#sizer.observe(delivered, latencyMs);
+      this.batchSize = this.#sizer.size;
+    }
     if (latencyMs > targetLatencyMs * 1.5) this.interval = Math.min(this.interval * 1.5, maxFlushIntervalMs);
     else if (latencyMs < targetLatencyMs * 0.5) this.interval = Math.max(this.interval * 0.8, minFlushIntervalMs);
   }
 
-  /** When a partial batch whose oldest item arrived at `arrival` is due. */
-  dueAt(arrival: number): number {
-    return arrival + this.interval;
+  /** Whether one more queued item could start a flush now (the hot path's cheap test before pump()). */
+  mayStart(): boolean {
+    return (
+      this.batches.size < this.#config.maxConcurrentFlushes &&
+      (this.#flushTimer === undefined || this.#queue.size >= this.batchSize || this.#signals.urgent)
+    );
+  }
+
+  /**
+   * Starts every flush that is due and arms the timer for the next partial batch. Urgent (end(),
+   * drain(), what waited for uncork()): everything goes now. Corked: full batches only, so that
+   * nothing corked waits on a full buffer (a drop strategy would drop it).
+   */
+  pump(): void {
+    if (this.#signals.destroyed) return;
+    const urgent = this.#signals.urgent;
+    if (this.#paused && !urgent) return;
+    const maxConcurrentFlushes = this.#config.maxConcurrentFlushes;
+    const batchSize = this.batchSize;
+    const queue = this.#queue;
+    while (this.batches.size < maxConcurrentFlushes && queue.size > 0) {
+      if (!urgent && this.#uncorked === 0 && queue.size < batchSize) {
+        // A timer already armed will call back here; reading the clock per item is what it saves.
+        if (this.#corked || this.#flushTimer !== undefined) return;
+        const due = (queue.oldestArrival as number) + this.interval;
+        const time = now();
+        if (time < due) {
+          this.#flushTimer = this.#keepAlive.setTimeout(this.#onFlushTimer, due - time);
+          return;
+        }
+      }
+      const count = Math.min(batchSize, queue.size);
+      if (this.#uncorked > 0) this.#uncorked = Math.max(0, this.#uncorked - count);
+      this.#startBatch(count);
+    }
+  }
+
+  readonly #onFlushTimer = (): void => {
+    this.#flushTimer = undefined;
+    this.pump();
+  };
+
+  setPaused(paused: boolean): void {
+    this.#paused = paused;
+    if (paused) this.#clearFlushTimer();
+    else this.pump();
+  }
+
+  setCorked(corked: boolean): void {
+    this.#corked = corked;
+    if (corked) this.#clearFlushTimer();
+    else {
+      this.#uncorked = this.#queue.size;
+      this.pump();
+    }
+  }
+
+  /** destroy() and the shutdown deadline: no batch is cut any more (timers are the caller's). */
+  stop(): void {
+    this.#flushTimer = undefined;
+    this.batches.clear();
+  }
+
+  #clearFlushTimer(): void {
+    this.#keepAlive.clearTimeout(this.#flushTimer);
+    this.#flushTimer = undefined;
+  }
+
+  #startBatch(count: number): void {
+    const { items, sizes } = this.#queue.take(count);
+    this.#ledger.cut(count);
+    const batch: Batch<T> = {
+      items,
+      sizes,
+      start: 0,
+      attempt: 0,
+      tries: 0,
+      abandoned: false,
+      context: undefined,
+      timer: undefined,
+      wake: undefined,
+    };
+    this.batches.add(batch);
+    void this.#delivery.run(batch).then(() => this.#batchDone(batch));
+  }
+
+  #batchDone(batch: Batch<T>): void {
+    this.batches.delete(batch);
+    if (this.#signals.destroyed) return;
+    this.pump();
+    this.#host.batchDone();
   }
 }

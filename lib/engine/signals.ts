@@ -27,6 +27,8 @@ export class Signals {
   needDrain = false;
   ending = false;
   drainRequested = false;
+  /** ending || drainRequested: flush everything now (read per item by the scheduler). */
+  urgent = false;
   /** No event of any kind after destroy. */
   destroyed = false;
 
@@ -68,6 +70,7 @@ export class Signals {
 
   setEnding(): void {
     this.ending = true;
+    this.urgent = true;
     // Node: no 'drain' once ending; the producer has nothing left to write.
     if (this.needDrain) this.#setNeedDrain(false);
     this.#refreshAwaited();
@@ -76,6 +79,7 @@ export class Signals {
 
   setDrainRequested(requested: boolean): void {
     this.drainRequested = requested;
+    this.urgent = this.ending || requested;
     this.#refreshAwaited();
     this.show();
   }

@@ -67,9 +67,4 @@ export class Thresholds {
     if (utilization >= config.highWatermark) return BackpressureState.CRITICAL;
     return utilization >= config.lowWatermark ? BackpressureState.ELEVATED : BackpressureState.NORMAL;
   }
-
-  /** Whether an item of `size` bytes fits beside what is held. */
-  fits(held: number, bytes: number, size: number): boolean {
-    return held < this.#config.maxBufferSize && bytes + size <= this.#config.maxBufferBytes;
-  }
 }

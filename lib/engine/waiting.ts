@@ -25,8 +25,8 @@ export class WaitQueue<T> {
   readonly #all: BoundedBuffer<Waiter<T>>;
   /** The waiters with a finite deadline, oldest (= earliest deadline) first. */
   readonly #timed: BoundedBuffer<Waiter<T>>;
-  /** Waiters not expired: what counts against the bound and as `waitingWrites`. */
-  #live = 0;
+  /** Waiters not expired: what counts against the bound and as `waitingWrites` (a field: read per offer). */
+  size = 0;
   readonly #capacity: number;
 
   constructor(capacity: number) {
@@ -35,12 +35,8 @@ export class WaitQueue<T> {
     this.#timed = new BoundedBuffer(capacity);
   }
 
-  get size(): number {
-    return this.#live;
-  }
-
   isFull(): boolean {
-    return this.#live >= this.#capacity;
+    return this.size >= this.#capacity;
   }
 
   push(waiter: Waiter<T>): void {
@@ -48,7 +44,7 @@ export class WaitQueue<T> {
     if (this.#all.isFull()) this.#compact();
     this.#all.push(waiter);
     if (waiter.deadline !== Infinity) this.#timed.push(waiter);
-    this.#live++;
+    this.size++;
   }
 
   /** The oldest live waiter, without removing it. */
@@ -63,7 +59,7 @@ export class WaitQueue<T> {
     const waiter = this.#all.shift();
     if (waiter === undefined) return undefined;
     if (this.#timed.peek() === waiter) this.#timed.shift();
-    this.#live--;
+    this.size--;
     return waiter;
   }
 
@@ -78,7 +74,7 @@ export class WaitQueue<T> {
     while (!this.#timed.isEmpty() && (this.#timed.peek() as Waiter<T>).deadline <= time) {
       const waiter = this.#timed.shift() as Waiter<T>;
       waiter.expired = true;
-      this.#live--;
+      this.size--;
       expired.push(waiter);
     }
     return expired;
@@ -88,7 +84,7 @@ export class WaitQueue<T> {
   clear(): Waiter<T>[] {
     const live = this.#all.clear().filter((waiter) => !waiter.expired);
     this.#timed.clear();
-    this.#live = 0;
+    this.size = 0;
     return live;
   }
 

@@ -1,5 +1,6 @@
 import { BackpressureWritable } from '../backpressure-writable';
 import { BlockPolicy } from '../policies';
+import type { BackpressureWritableOptions } from '../sink';
 import type { BackpressureOptions, FlushFunction } from '../types';
 
 /**
@@ -8,14 +9,22 @@ import type { BackpressureOptions, FlushFunction } from '../types';
  * @example
  * ```ts
  * const sink = new BlockingWritable<Row>(async (rows) => { await insert(rows); }, { maxBufferSize: 5000 });
+ * // or Node's way: a subclass with _writev(chunks, callback), or the writev option
+ * const other = new BlockingWritable<Row>({ writev: (chunks, cb) => void insert(chunks.map((c) => c.chunk)).then(() => cb(), cb), maxBufferSize: 5000 });
  * ```
  */
 export class BlockingWritable<T> extends BackpressureWritable<T> {
   /**
+   * @param options options, validated at once, with the delivery hook (`flush` or `writev`), or
+   *   without one in a subclass that has a `_writev()` method; `strategy` may be left out.
+   */
+  constructor(options?: BackpressureWritableOptions<T>);
+  /**
    * @param flush delivers one batch; see {@link FlushFunction}.
    * @param config options, validated at once; `strategy` may be left out.
    */
-  constructor(flush: FlushFunction<T>, config?: BackpressureOptions<T>) {
-    super(flush, config, new BlockPolicy<T>());
+  constructor(flush: FlushFunction<T>, config?: BackpressureOptions<T>);
+  constructor(hook?: FlushFunction<T> | BackpressureWritableOptions<T>, config?: BackpressureOptions<T>) {
+    super(hook, config, new BlockPolicy<T>());
   }
 }

@@ -27,7 +27,17 @@ describe('sluice command line: usage errors exit 2 with one line naming the prob
     [
       'a batch size of 0',
       ['ingest', 'x.ndjson', '--into', 'sqlite:x.db', '--table', 't', '--batch-size', '0'],
-      /--batch-size must be an integer >= 1. Received "0"/,
+      /--batch-size must be 'auto' or an integer >= 1. Received "0"/,
+    ],
+    [
+      'a batch size that is neither auto nor a number',
+      ['ingest', 'x.ndjson', '--into', 'sqlite:x.db', '--table', 't', '--batch-size', 'adaptive'],
+      /--batch-size must be 'auto' or an integer >= 1. Received "adaptive"/,
+    ],
+    [
+      'a batch size above the buffer',
+      ['ingest', 'x.ndjson', '--into', 'sqlite:x.db', '--table', 't', '--max-buffer', '500', '--batch-size', '600'],
+      /--batch-size must be at most --max-buffer \(500\). Received 600/,
     ],
     [
       'an unknown strategy',

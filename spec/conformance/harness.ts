@@ -167,7 +167,7 @@ const transformKind: Kind = {
       stream,
       delivered,
       releaseOne: () => {
-        const batch = stream.read() as unknown[] | null;
+        const batch = stream.read();
         if (batch === null) throw new Error('transform: nothing pending');
         delivered.push(...batch);
       },

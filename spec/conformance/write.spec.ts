@@ -1,4 +1,7 @@
-import { ALL_KINDS, FAILING_KINDS, HWM, flags, item, likeNative, nativeWritable, run } from './harness';
+import { Writable } from 'node:stream';
+import { BlockingWritable, DropNewestWritable, DropOldestWritable, SamplingWritable } from '../../lib';
+import { ALL_KINDS, FAILING_KINDS, HWM, SLUICE_OPTIONS, flags, item, likeNative, nativeWritable, run } from './harness';
+import type { Kind, Subject, Trace } from './harness';
 import { settle, useStreamFakeTimers } from '../support/test-sink';
 
 /**
@@ -185,17 +188,47 @@ describe('test-stream-writable-properties.js', () => {
 });
 
 describe('cork() holds writes (test-stream-writev.js, test-stream-writable-clear-buffer.js, in object mode)', () => {
+  const corkedWrites = async (subject: Subject, t: Trace): Promise<void> => {
+    subject.stream.cork();
+    for (const id of [1, 2, 3]) subject.stream.write(item(id));
+    await settle();
+    t.mark(`while corked: ${subject.delivered.map((x) => (x as { id: number }).id).join(',')}`);
+    subject.stream.uncork();
+    await settle();
+    t.mark(`after uncork(): ${subject.delivered.map((x) => (x as { id: number }).id).join(',')}`);
+  };
+
+  // A corked sluice holds partial batches: with a batch larger than the writes, that is Node's cork().
   likeNative('nothing reaches the sink while corked; uncork() lets everything through, in order', {
+    scenario: corkedWrites,
+    make: (kind) => kind.make('ok', { batchSize: 10 }),
+    native: ['while corked: ', 'after uncork(): 1,2,3'],
+  });
+
+  // A full batch goes even while corked: holding it would let a corked stream outgrow its bound.
+  likeNative('cork() with full batches (batchSize 1)', {
+    scenario: corkedWrites,
+    native: ['while corked: ', 'after uncork(): 1,2,3'],
+    intended: {
+      difference: 'full batches go while corked',
+      sluice: ['while corked: 1,2,3', 'after uncork(): 1,2,3'],
+    },
+  });
+
+  likeNative('uncork() as many times as cork(): partial batches wait for the last one', {
     scenario: async (subject, t) => {
       subject.stream.cork();
-      for (const id of [1, 2, 3]) subject.stream.write(item(id));
-      await settle();
-      t.mark(`while corked: ${subject.delivered.length}`);
+      subject.stream.cork();
+      subject.stream.write(item(1));
       subject.stream.uncork();
       await settle();
-      t.mark(`after uncork(): ${subject.delivered.map((x) => (x as { id: number }).id).join(',')}`);
+      t.mark(`after one uncork(): ${subject.delivered.length}`);
+      subject.stream.uncork();
+      await settle();
+      t.mark(`after two: ${subject.delivered.length}`);
     },
-    native: ['while corked: 0', 'after uncork(): 1,2,3'],
+    make: (kind) => kind.make('ok', { batchSize: 10 }),
+    native: ['after one uncork(): 0', 'after two: 1'],
   });
 
   likeNative('end() uncorks', {
@@ -206,8 +239,48 @@ describe('cork() holds writes (test-stream-writev.js, test-stream-writable-clear
       await settle();
       t.mark(`delivered: ${subject.delivered.length}`);
     },
+    make: (kind) => kind.make('ok', { batchSize: 10 }),
     native: ['finish', 'close', 'delivered: 1'],
   });
+});
+
+describe('test-stream-writable-write-cb-twice.js (with the writev delivery hook)', () => {
+  const WRITEV_CLASSES: Record<string, typeof BlockingWritable> = {
+    BlockingWritable,
+    DropOldestWritable,
+    DropNewestWritable,
+    SamplingWritable,
+  };
+  /** A subject whose sink is `writev`, on both sides; nothing is held back, so only the trace matters. */
+  const withWritev = (stream: Writable): Subject => ({
+    stream,
+    delivered: [],
+    releaseOne: () => undefined,
+    pending: 0,
+    releaseAll: () => undefined,
+    metrics: () => undefined,
+  });
+  // Fits both Node's writev option and sluice's.
+  const twice = (_chunks: unknown[], callback: (error?: Error | null) => void): void => {
+    callback();
+    callback();
+  };
+
+  likeNative(
+    'a writev callback called twice: "error" with ERR_MULTIPLE_CALLBACK, then writes get ERR_STREAM_DESTROYED',
+    {
+      scenario: ({ stream }, t) => {
+        stream.write(item(1), t.cb('write1'));
+        stream.write(item(2), t.cb('write2'));
+      },
+      makeNative: () => withWritev(new Writable({ objectMode: true, highWaterMark: HWM, writev: twice })),
+      make: (kind: Kind) =>
+        withWritev(new (WRITEV_CLASSES[kind.name] as typeof BlockingWritable)({ ...SLUICE_OPTIONS, writev: twice })),
+      kinds: FAILING_KINDS,
+      quietDeadLetters: true,
+      native: ['write1:ok', 'error:ERR_MULTIPLE_CALLBACK', 'close', 'write2:ERR_STREAM_DESTROYED'],
+    },
+  );
 });
 
 describe('test-stream-error-once.js', () => {

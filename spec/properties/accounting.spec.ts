@@ -1,5 +1,12 @@
 import fc from 'fast-check';
-import { PROPERTY_RUNS, explain, runScenario, scenarioArb, terminalViolations } from '../support/property-harness';
+import {
+  checkProperty,
+  propertyTimeout,
+  explain,
+  runScenario,
+  scenarioArb,
+  terminalViolations,
+} from '../support/property-harness';
 import type { Scenario } from '../support/property-harness';
 
 async function holds(scenario: Scenario): Promise<void> {
@@ -20,36 +27,48 @@ async function holds(scenario: Scenario): Promise<void> {
  * write callback once, one aggregated warning for unheard drops.
  */
 describe('property: nothing is lost silently, memory stays bounded', () => {
-  test('random writes, sinks, configurations and endings', async () => {
-    await fc.assert(fc.asyncProperty(scenarioArb(), holds), { numRuns: PROPERTY_RUNS });
-  });
+  test(
+    'random writes, sinks, configurations and endings',
+    async () => {
+      await checkProperty(scenarioArb(), holds);
+    },
+    propertyTimeout(),
+  );
 
   // Regression for B2 (docs/quality.md): a timed-out call settling late cleared the timer of the batch's next wait.
-  test('timed-out calls that settle late never stall a retry — B2', async () => {
-    const scenarios = scenarioArb({ lateSettle: true }).map((s) => ({
-      ...s,
-      config: {
-        ...s.config,
-        flushTimeoutMs: 45,
-        retry: { ...s.config.retry, maxRetries: Math.max(1, s.config.retry.maxRetries) },
-      },
-      script: [{ kind: 'delay' as const, ms: 120 }, ...s.script],
-    }));
-    await fc.assert(fc.asyncProperty(scenarios, holds), { numRuns: PROPERTY_RUNS });
-  });
+  test(
+    'timed-out calls that settle late never stall a retry — B2',
+    async () => {
+      const scenarios = scenarioArb({ lateSettle: true }).map((s) => ({
+        ...s,
+        config: {
+          ...s.config,
+          flushTimeoutMs: 45,
+          retry: { ...s.config.retry, maxRetries: Math.max(1, s.config.retry.maxRetries) },
+        },
+        script: [{ kind: 'delay' as const, ms: 120 }, ...s.script],
+      }));
+      await checkProperty(scenarios, holds);
+    },
+    propertyTimeout(),
+  );
 
   // Regression for B3 (docs/quality.md): destroy() or a shutdown deadline while an async onDeadLetter was pending
   // handed the same items to the dead-letter path a second time.
-  test('destroy or shutdown while an async dead-letter handler is pending — B3', async () => {
-    const endings = fc.constantFrom(
-      { kind: 'destroy' as const, withError: false },
-      { kind: 'shutdown' as const, timeoutMs: 0 },
-    );
-    const scenarios = scenarioArb({ endings }).map((s) => ({
-      ...s,
-      deadLetter: 'handler' as const,
-      handlerDelayMs: 35,
-    }));
-    await fc.assert(fc.asyncProperty(scenarios, holds), { numRuns: PROPERTY_RUNS });
-  });
+  test(
+    'destroy or shutdown while an async dead-letter handler is pending — B3',
+    async () => {
+      const endings = fc.constantFrom(
+        { kind: 'destroy' as const, withError: false },
+        { kind: 'shutdown' as const, timeoutMs: 0 },
+      );
+      const scenarios = scenarioArb({ endings }).map((s) => ({
+        ...s,
+        deadLetter: 'handler' as const,
+        handlerDelayMs: 35,
+      }));
+      await checkProperty(scenarios, holds);
+    },
+    propertyTimeout(),
+  );
 });

@@ -1,7 +1,8 @@
 import fc from 'fast-check';
 import { BackpressureStrategy } from '../../lib';
 import {
-  PROPERTY_RUNS,
+  checkProperty,
+  propertyTimeout,
   Run,
   configArb,
   explain,
@@ -60,25 +61,37 @@ async function honoured({ scenario, count }: { scenario: Scenario; count: number
 }
 
 describe('property: block never drops from an honouring producer', () => {
-  test('pipeline(Readable.from(items), BlockingWritable), item bound only', async () => {
-    await fc.assert(fc.asyncProperty(honouringScenarios({ byteBound: false }), honoured), { numRuns: PROPERTY_RUNS });
-  });
+  test(
+    'pipeline(Readable.from(items), BlockingWritable), item bound only',
+    async () => {
+      await checkProperty(honouringScenarios({ byteBound: false }), honoured);
+    },
+    propertyTimeout(),
+  );
 
-  test('with a byte bound too', async () => {
-    await fc.assert(fc.asyncProperty(honouringScenarios({ byteBound: true }), honoured), { numRuns: PROPERTY_RUNS });
-  });
+  test(
+    'with a byte bound too',
+    async () => {
+      await checkProperty(honouringScenarios({ byteBound: true }), honoured);
+    },
+    propertyTimeout(),
+  );
 
   // Regression for B4 (docs/quality.md): with a byte bound one write can take utilization from below highWatermark
   // to over 1, so an honouring producer's write was held at `blocked` and dropped after maxBlockTimeMs.
-  test('with a byte bound, a short maxBlockTimeMs and a slow first flush — B4', async () => {
-    const scenarios = honouringScenarios({ byteBound: true }).map(({ scenario, count }) => ({
-      count,
-      scenario: {
-        ...scenario,
-        config: { ...scenario.config, maxBufferBytes: 4, maxBlockTimeMs: 25 },
-        script: [{ kind: 'delay' as const, ms: 120 }, ...scenario.script],
-      },
-    }));
-    await fc.assert(fc.asyncProperty(scenarios, honoured), { numRuns: PROPERTY_RUNS });
-  });
+  test(
+    'with a byte bound, a short maxBlockTimeMs and a slow first flush — B4',
+    async () => {
+      const scenarios = honouringScenarios({ byteBound: true }).map(({ scenario, count }) => ({
+        count,
+        scenario: {
+          ...scenario,
+          config: { ...scenario.config, maxBufferBytes: 4, maxBlockTimeMs: 25 },
+          script: [{ kind: 'delay' as const, ms: 120 }, ...scenario.script],
+        },
+      }));
+      await checkProperty(scenarios, honoured);
+    },
+    propertyTimeout(),
+  );
 });

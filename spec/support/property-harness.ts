@@ -1,33 +1,33 @@
 import fc from 'fast-check';
 import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import { BackpressureError, BackpressureStrategy, createBackpressureStream } from '../../lib';
+import { finished, pipeline } from 'node:stream/promises';
+import { BackpressureController, BackpressureError, BackpressureStrategy, createBackpressureStream } from '../../lib';
 import type { BackpressureMetrics, BackpressureOptions, BackpressureWritable, DropReason } from '../../lib';
-import { TestSink, settle, useStreamFakeTimers } from './test-sink';
-import type { SinkBehaviour } from './test-sink';
+import { ModelSink } from './property-sink';
+import type { SinkCall, Step } from './property-sink';
+import { settle, useStreamFakeTimers } from './test-sink';
+
+import { IGNORED_VIOLATIONS } from './property-runner';
+
+export { PROPERTY_RUNS, checkProperty, propertyTimeout } from './property-runner';
+export type { Step } from './property-sink';
 
 /**
  * A model-based driver for sluice's property tests: a random configuration, a
- * scripted faulty sink, a random producer (honouring or ignoring `write()`'s
- * return value) and a random ending (end, shutdown, destroy). It records what
- * every observer saw (sink, 'drop', dead letters, write callbacks, errors) and
- * checks the contract's invariants at every quiet point and at the end.
+ * scripted faulty sink (property-sink.ts), a random producer (honouring or
+ * ignoring `write()`'s return value, through the stream or a
+ * BackpressureController), random interleavings of write, end, drain(),
+ * destroy, shutdown and abort, listeners that act on the same stream from
+ * inside its events, and dead-letter handlers that fail. It records what every
+ * observer saw and checks the contract's invariants after every operation
+ * (synchronously, inside listeners too) and at every quiet point; the checks at
+ * the end are in property-checks.ts.
  *
  * Everything runs on fake timers, one timer at a time with the real event loop
  * drained in between (so promise chains run between timers, as in Node), and
  * with `Math.random` seeded (retry jitter), so a run is reproducible from its
  * fast-check seed and shrinks to a deterministic counterexample.
  */
-
-/** Runs per property: `SLUICE_PROPERTY_RUNS` (the soak run sets 10000), default 200. */
-export const PROPERTY_RUNS: number = (() => {
-  const raw = process.env.SLUICE_PROPERTY_RUNS;
-  if (raw === undefined || raw === '') return 200;
-  const runs = Number(raw);
-  if (!Number.isSafeInteger(runs) || runs < 1)
-    throw new RangeError(`SLUICE_PROPERTY_RUNS must be an integer >= 1. Received ${raw}`);
-  return runs;
-})();
 
 /** A 32-bit seeded PRNG (mulberry32), standing in for Math.random during a run. */
 export function seededRandom(seed: number): () => number {
@@ -43,20 +43,39 @@ export function seededRandom(seed: number): () => number {
 
 // ---- what a scenario is ------------------------------------------------------
 
-/** One scripted sink call. `hang` needs a finite flushTimeoutMs (else it is a `reject`). */
-export type Step =
-  | { kind: 'ok' }
-  | { kind: 'delay'; ms: number }
-  | { kind: 'reject' }
-  | { kind: 'throw' }
-  | { kind: 'hang' }
-  | { kind: 'fail-some'; mod: number }
-  | { kind: 'malformed'; variant: 0 | 1 | 2 | 3 };
+export type Op =
+  | { kind: 'write'; n: number }
+  /** Several control operations in the same tick (e.g. end() then destroy(): no 'finish' may follow). */
+  | { kind: 'same-tick'; ops: ControlOp[] }
+  | { kind: 'tick'; ms: number }
+  /** end(), or end(chunk); after end() the chunk must be refused with ERR_STREAM_WRITE_AFTER_END. */
+  | { kind: 'end'; chunk: boolean }
+  | { kind: 'drain' }
+  | { kind: 'destroy'; withError: boolean }
+  | { kind: 'shutdown'; timeoutMs: number }
+  /** Aborts the AbortSignal given in the options (only with `signal: true`). */
+  | { kind: 'abort' }
+  /** BackpressureController only. */
+  | { kind: 'stop' }
+  | { kind: 'start' };
 
-export type Op = { kind: 'write'; n: number } | { kind: 'tick'; ms: number };
+/** Operations that end, flush or stop a stream; `same-tick` runs two or three of them in one synchronous turn. */
+export type ControlOp = Extract<Op, { kind: 'end' | 'drain' | 'destroy' | 'shutdown' | 'abort' }>;
 
 export type Ending =
   { kind: 'end' } | { kind: 'shutdown'; timeoutMs: number } | { kind: 'destroy'; withError: boolean };
+
+export type ListenedEvent = 'drop' | 'drain' | 'state' | 'deadletter';
+
+export type ReentryAction = { kind: 'write'; n: number } | { kind: 'end' } | { kind: 'destroy'; withError: boolean };
+
+/** A listener that acts on its own stream from inside an event: from the `nth` emission on, `times` times. */
+export interface Reentry {
+  event: ListenedEvent;
+  action: ReentryAction;
+  nth: number;
+  times: number;
+}
 
 export interface StreamConfig {
   strategy: BackpressureStrategy;
@@ -80,14 +99,17 @@ export interface Scenario {
   config: StreamConfig;
   /** Where dead letters go: an `onDeadLetter` handler, a `'deadletter'` listener, or nowhere (the stream errors). */
   deadLetter: 'handler' | 'event' | 'none';
-  /** `onDeadLetter` resolves after this many ms (0: synchronous). */
+  /** `onDeadLetter` settles after this many ms (0: synchronously). */
   handlerDelayMs: number;
+  /** `onDeadLetter` fails: throws (synchronously) or rejects (after handlerDelayMs). */
+  handlerFails?: 'throw' | 'reject';
   listenDrop: boolean;
   script: Step[];
   /** Items with `id % 5 === poison` fail in every call after the script (null: none). */
   poison: number | null;
   producer: 'ignore' | 'honour';
   ops: Op[];
+  /** How the run ends if the operations did not end it. */
   ending: Ending;
   /**
    * Let a timed-out call settle late (a `delay` longer than flushTimeoutMs). When false such a delay becomes a
@@ -97,6 +119,12 @@ export interface Scenario {
   seed: number;
   /** Write `id % duplicates` instead of `id`, so equal values repeat (undefined: every item distinct). */
   duplicates?: number;
+  /** Listeners that write to, end or destroy the same stream from inside its events. */
+  reentry?: Reentry[];
+  /** Produce through a BackpressureController (push, stop, start, drain) instead of the stream's write(). */
+  api?: 'stream' | 'controller';
+  /** Give the stream an AbortSignal (the 'abort' operation aborts it). */
+  signal?: boolean;
 }
 
 // ---- generators --------------------------------------------------------------
@@ -159,6 +187,8 @@ export function configArb(constraints: ConfigConstraints = {}): fc.Arbitrary<Str
     }));
 }
 
+const variant = fc.constantFrom(0 as const, 1 as const, 2 as const, 3 as const);
+
 export const stepArb: fc.Arbitrary<Step> = fc.oneof(
   { weight: 4, arbitrary: fc.constant({ kind: 'ok' as const }) },
   { weight: 3, arbitrary: fc.record({ kind: fc.constant('delay' as const), ms: fc.constantFrom(3, 30, 120, 700) }) },
@@ -166,22 +196,59 @@ export const stepArb: fc.Arbitrary<Step> = fc.oneof(
   { weight: 1, arbitrary: fc.constant({ kind: 'throw' as const }) },
   { weight: 1, arbitrary: fc.constant({ kind: 'hang' as const }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('fail-some' as const), mod: fc.constantFrom(2, 3) }) },
-  {
-    weight: 1,
-    arbitrary: fc.record({
-      kind: fc.constant('malformed' as const),
-      variant: fc.constantFrom(0 as const, 1 as const, 2 as const, 3 as const),
-    }),
-  },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('malformed' as const), variant }) },
 );
 
+/** The sink steps of the fault properties: more hangs, calls that honour their AbortSignal, ordinary values. */
+export const faultStepArb: fc.Arbitrary<Step> = fc.oneof(
+  { weight: 3, arbitrary: stepArb },
+  { weight: 1, arbitrary: fc.constant({ kind: 'hang' as const }) },
+  { weight: 1, arbitrary: fc.constant({ kind: 'abortable' as const }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('ordinary' as const), variant }) },
+);
+
+const writeOp = fc.record({ kind: fc.constant('write' as const), n: fc.integer({ min: 1, max: 8 }) });
+
 export const opArb: fc.Arbitrary<Op> = fc.oneof(
-  { weight: 3, arbitrary: fc.record({ kind: fc.constant('write' as const), n: fc.integer({ min: 1, max: 8 }) }) },
+  { weight: 3, arbitrary: writeOp },
   {
     weight: 2,
     arbitrary: fc.record({ kind: fc.constant('tick' as const), ms: fc.constantFrom(1, 20, 100, 600, 3000) }),
   },
 );
+
+const controlOpArb: fc.Arbitrary<ControlOp> = fc.oneof(
+  fc.record({ kind: fc.constant('end' as const), chunk: fc.boolean() }),
+  fc.constant({ kind: 'drain' as const }),
+  fc.record({ kind: fc.constant('destroy' as const), withError: fc.boolean() }),
+  fc.record({ kind: fc.constant('shutdown' as const), timeoutMs: fc.constantFrom(0, 50, 500, 60000) }),
+  fc.constant({ kind: 'abort' as const }),
+);
+
+/**
+ * Operations of the fault properties: writes and pauses, interleaved with every way to end or flush. Ending ones are
+ * rare enough that a run usually writes a dozen items or more before the first of them.
+ */
+export function faultOpArb(api: 'stream' | 'controller'): fc.Arbitrary<Op> {
+  const common = [
+    { weight: 20, arbitrary: opArb },
+    { weight: 2, arbitrary: fc.constant({ kind: 'drain' as const }) },
+    { weight: 4, arbitrary: controlOpArb },
+    {
+      weight: 1,
+      arbitrary: fc.record({
+        kind: fc.constant('same-tick' as const),
+        ops: fc.array(controlOpArb, { minLength: 2, maxLength: 3 }),
+      }),
+    },
+  ];
+  if (api === 'stream') return fc.oneof(...common);
+  return fc.oneof(
+    ...common,
+    { weight: 3, arbitrary: fc.constant({ kind: 'stop' as const }) },
+    { weight: 3, arbitrary: fc.constant({ kind: 'start' as const }) },
+  );
+}
 
 export const endingArb: fc.Arbitrary<Ending> = fc.oneof(
   { weight: 4, arbitrary: fc.constant({ kind: 'end' as const }) },
@@ -191,6 +258,17 @@ export const endingArb: fc.Arbitrary<Ending> = fc.oneof(
   },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('destroy' as const), withError: fc.boolean() }) },
 );
+
+export const reentryArb: fc.Arbitrary<Reentry> = fc.record({
+  event: fc.constantFrom<ListenedEvent>('drop', 'drain', 'state', 'deadletter'),
+  action: fc.oneof(
+    { weight: 4, arbitrary: fc.record({ kind: fc.constant('write' as const), n: fc.integer({ min: 1, max: 3 }) }) },
+    { weight: 1, arbitrary: fc.constant({ kind: 'end' as const }) },
+    { weight: 1, arbitrary: fc.record({ kind: fc.constant('destroy' as const), withError: fc.boolean() }) },
+  ),
+  nth: fc.integer({ min: 1, max: 3 }),
+  times: fc.integer({ min: 1, max: 2 }),
+});
 
 export function scenarioArb(
   constraints: ConfigConstraints & { producer?: 'ignore' | 'honour'; endings?: fc.Arbitrary<Ending> } = {},
@@ -216,167 +294,489 @@ export function scenarioArb(
   return scenarios.map((s) => (s.ending.kind === 'end' ? s : { ...s, handlerDelayMs: 0 }));
 }
 
+export interface FaultConstraints extends ConfigConstraints {
+  api?: 'stream' | 'controller';
+  /** Always at least one re-entrant listener (default: zero to three). */
+  reentry?: 'always' | 'sometimes';
+  /** Let onDeadLetter throw or reject (default true). */
+  failingHandlers?: boolean;
+  /** Sink steps (default {@link faultStepArb}). */
+  steps?: fc.Arbitrary<Step>;
+}
+
+/**
+ * Scenarios with every fault class of issue 9 (defect 16): interleaved end/drain/destroy/shutdown/abort,
+ * re-entrant listeners, failing dead-letter handlers, hanging and abortable sink calls.
+ */
+export function faultScenarioArb(constraints: FaultConstraints = {}): fc.Arbitrary<Scenario> {
+  const api = constraints.api ?? 'stream';
+  const reentries = fc.array(reentryArb, { minLength: constraints.reentry === 'always' ? 1 : 0, maxLength: 3 });
+  return fc
+    .record({
+      config: configArb(constraints),
+      deadLetter: fc.constantFrom('handler' as const, 'handler' as const, 'event' as const, 'none' as const),
+      handlerDelayMs: fc.constantFrom(0, 0, 35),
+      handlerFails:
+        constraints.failingHandlers === false
+          ? fc.constant(undefined)
+          : fc.constantFrom(undefined, undefined, 'throw' as const, 'reject' as const),
+      listenDrop: fc.constantFrom(true, true, true, false),
+      script: fc.array(constraints.steps ?? faultStepArb, { maxLength: 10 }),
+      poison: fc.option(fc.integer({ min: 0, max: 4 }), { nil: null, freq: 3 }),
+      producer: fc.constantFrom('ignore' as const, 'honour' as const),
+      ops: fc.array(faultOpArb(api), { minLength: 1, maxLength: 20, size: 'medium' }),
+      ending: endingArb,
+      lateSettle: fc.constant(constraints.lateSettle ?? true),
+      seed: fc.integer(),
+      reentry: reentries,
+      api: fc.constant(api),
+      signal: fc.constant(true),
+    })
+    .map((s) => ({
+      ...s,
+      // A 'drop' listener that acts is a listener: its drops are heard, so they are recorded too.
+      listenDrop: s.listenDrop || s.reentry.some((r) => r.event === 'drop'),
+      // A 'deadletter' listener would be a dead-letter path; without one, the stream must fail instead.
+      reentry: s.deadLetter === 'none' ? s.reentry.filter((r) => r.event !== 'deadletter') : s.reentry,
+      ...(s.deadLetter === 'handler' ? {} : { handlerFails: undefined }),
+    }));
+}
+
 // ---- running one -------------------------------------------------------------
 
 /** Byte size of an item when a byte bound is on: 1 to 3, fixed per item. */
 export const sizeOf = (id: number): number => (id % 3) + 1;
 
-const isPoison =
-  (poison: number | null) =>
-  (id: number): boolean =>
-    poison !== null && id % 5 === poison;
-
-function toBehaviour(step: Step, config: StreamConfig, lateSettle: boolean): SinkBehaviour<number> {
-  switch (step.kind) {
-    case 'ok':
-    case 'reject':
-    case 'throw':
-      return { kind: step.kind };
-    case 'delay':
-      return !lateSettle && step.ms >= config.flushTimeoutMs ? { kind: 'hang' } : { kind: 'delay', ms: step.ms };
-    case 'hang':
-      return config.flushTimeoutMs === Infinity ? { kind: 'reject' } : { kind: 'hang' };
-    case 'fail-some':
-      return { kind: 'fail-items', predicate: (id) => id % step.mod === 0 };
-    case 'malformed':
-      switch (step.variant) {
-        case 0:
-          return { kind: 'result', result: { success: -1, failed: 0, errors: [] } };
-        case 1:
-          return { kind: 'result', result: { success: 0, failed: 0, errors: [] } };
-        case 2:
-          return {
-            kind: 'result-for',
-            make: (batch) => ({ success: batch.length - 1, failed: 1, errors: [], failedItems: [-1] }),
-          };
-        case 3:
-          return { kind: 'result-for', make: (batch) => ({ success: batch.length, failed: 0.5, errors: [] }) };
-      }
-  }
-}
-
-/** A sink call that may outlive `flushTimeoutMs`: its items may be delivered late, after a retry or a dead letter. */
-function mayTimeOut(behaviour: SinkBehaviour<number>, flushTimeoutMs: number): boolean {
-  return behaviour.kind === 'hang' || (behaviour.kind === 'delay' && behaviour.ms >= flushTimeoutMs);
+export interface DeadLetterRecord {
+  ids: number[];
+  error: BackpressureError<number>;
+  /** Handler still running: the engine may count these items as held or as dead-lettered. */
+  pending: boolean;
 }
 
 export interface Observations {
   scenario: Scenario;
   stream: BackpressureWritable<number>;
-  sink: TestSink<number>;
-  /** Ids given to write() while the stream was writable, in order. */
+  controller: BackpressureController<number> | undefined;
+  sink: ModelSink;
+  /** Ids offered (given to write()/push()/end(chunk) while the stream was writable), in order. */
   written: number[];
   /** Calls of each write callback: [error, accepted]. */
   callbacks: Map<number, { error: Error | null | undefined; accepted: boolean | undefined }[]>;
+  /** What each controller push() settled with (controller runs). */
+  pushes: Map<number, 'pending' | 'accepted' | 'dropped' | 'rejected'>;
   dropped: { id: number; reason: DropReason }[];
-  deadLettered: { ids: number[]; error: BackpressureError<number> }[];
+  deadLettered: DeadLetterRecord[];
+  /** Errors the dead-letter handler threw or rejected with. */
+  handlerErrors: Error[];
   streamErrors: Error[];
-  warnings: { code: string | undefined; message?: string }[];
-  finish: { metrics: BackpressureMetrics; sinkInFlight: number } | undefined;
+  warnings: CapturedWarning[];
+  finish: { metrics: BackpressureMetrics; sinkUnsettled: number } | undefined;
   closed: boolean;
   drains: number;
-  undelivered: number[] | undefined;
-  shutdownError: unknown;
-  /** Items of sink calls still open when the stream gave up on them (shutdown deadline, destroy). */
-  openAtAbandon: Set<number>;
-  /** Every quiet-point violation, with where it happened. */
+  /** What `finished(stream)` settled with. */
+  finished: 'pending' | 'resolved' | { error: unknown };
+  /** drain() calls and how each settled. */
+  drainCalls: { settled: boolean; error: unknown }[];
+  shutdown: { heardBefore: number; settled: boolean; undelivered: number[] | undefined; error: unknown } | undefined;
+  /** The first destroy of the stream, when this run caused it (not the engine). */
+  firstDestroy:
+    | { kind: 'destroy'; error: Error | undefined }
+    | { kind: 'abort' }
+    | { kind: 'write-after-end'; callbackErrors: (Error | null | undefined)[] }
+    | undefined;
+  /** Every violation, with where it happened. */
   violations: string[];
 }
 
-const CHECK_EVERY_TIMER = true;
+export interface CapturedWarning {
+  code: string | undefined;
+  message: string;
+  warning: unknown;
+}
+
 /** A run that needs more timer firings than this is stuck in a loop: a finding. */
 const MAX_TIMERS_PER_WAIT = 20000;
+/** Re-entrant writes per run, so that a listener writing on every event cannot recurse without end. */
+const REENTRANT_WRITE_BUDGET = 12;
+/** More violations than this are not recorded: the first ones say what broke. */
+const MAX_VIOLATIONS = 20;
 
 export class Run {
   readonly obs: Observations;
   #nextId = 0;
+  /** Ids offered and not yet gone (dropped, delivered by the engine, dead-lettered). */
+  readonly #live = new Set<number>();
+  /** How often sizeOf() saw each value. */
+  readonly #sized = new Map<number, number>();
+  /**
+   * block: when each write, if held, must be dropped at the latest (engine-api 3): maxBlockTimeMs after it reached
+   * the stream, for writes made while the producer had been told to wait (a false and no 'drain' since).
+   */
+  readonly #deadlines = new Map<number, number>();
+  /** Items the engine should count as delivered: what non-abandoned calls stored. */
+  #engineDelivered = 0;
+  /** A write() returned false and no 'drain' has fired since. */
+  #falseSinceDrain = false;
+  readonly #abort = new AbortController();
+  /** Controller runs: flushing stopped (the controller starts stopped). */
+  #stopped: boolean;
+  /** `batches` when flushing was last seen stopped with nothing urgent; no new batch may be cut meanwhile. */
+  #batchesWhileStopped: number | undefined;
+  #reentrantWrites = 0;
+  /** Fake time when the run began: violations say when they happened relative to it. */
+  readonly #t0 = jest.now();
+  readonly #reentry: (Reentry & { seen: number; fired: number })[];
 
   constructor(scenario: Scenario) {
     const { config } = scenario;
-    const sink = new TestSink<number>({ kind: 'fail-items', predicate: isPoison(scenario.poison) });
-    for (const step of scenario.script) sink.script(toBehaviour(step, config, scenario.lateSettle));
+    const sink = new ModelSink(scenario.script, scenario.poison, config, scenario.lateSettle);
     const obs: Observations = {
       scenario,
       stream: undefined as unknown as BackpressureWritable<number>,
+      controller: undefined,
       sink,
       written: [],
       callbacks: new Map(),
+      pushes: new Map(),
       dropped: [],
       deadLettered: [],
+      handlerErrors: [],
       streamErrors: [],
       warnings: [],
       finish: undefined,
       closed: false,
       drains: 0,
-      undelivered: undefined,
-      shutdownError: undefined,
-      openAtAbandon: new Set(),
+      finished: 'pending',
+      drainCalls: [],
+      shutdown: undefined,
+      firstDestroy: undefined,
       violations: [],
     };
     this.obs = obs;
-    const recordDeadLetter = (items: number[], error: BackpressureError<number>): void => {
-      obs.deadLettered.push({ ids: [...items], error });
-      if (error.reason === 'shutdown_timeout' || error.reason === 'destroyed') {
-        for (const batch of sink.openBatches()) for (const id of batch) obs.openAtAbandon.add(id);
-      }
-    };
+    this.#stopped = scenario.api === 'controller';
+    this.#reentry = (scenario.reentry ?? []).map((r) => ({ ...r, seen: 0, fired: 0 }));
+
     const options: BackpressureOptions<number> = {
       ...config,
       retry: { ...config.retry },
-      sizeOf,
-      ...(scenario.deadLetter === 'handler'
-        ? {
-            onDeadLetter: (items: number[], error: BackpressureError<number>) => {
-              recordDeadLetter(items, error);
-              if (scenario.handlerDelayMs === 0) return undefined;
-              return new Promise<void>((resolve) => setTimeout(resolve, scenario.handlerDelayMs));
-            },
-          }
-        : {}),
+      sizeOf: (value: number) => {
+        this.#sized.set(value, (this.#sized.get(value) ?? 0) + 1);
+        return sizeOf(value);
+      },
+      ...(scenario.signal === true ? { signal: this.#abort.signal } : {}),
+      ...(scenario.deadLetter === 'handler' ? { onDeadLetter: this.#onDeadLetter } : {}),
     };
-    const stream = createBackpressureStream<number>(sink.flush, options);
-    obs.stream = stream;
-    if (scenario.deadLetter === 'event') stream.on('deadletter', recordDeadLetter);
-    if (scenario.listenDrop) stream.on('drop', (id: number, reason: DropReason) => obs.dropped.push({ id, reason }));
+    if (scenario.api === 'controller') {
+      obs.controller = new BackpressureController<number>(sink.fn, options);
+      obs.stream = obs.controller.stream;
+    } else {
+      obs.stream = createBackpressureStream<number>(sink.fn, options);
+    }
+    const { stream } = obs;
+    sink.onCall = this.#onSinkCall;
+    sink.onSettle = this.#onSinkSettle;
+
+    // Observers first, so that they see each event before a re-entrant listener acts on it.
+    const write = stream.write.bind(stream) as (...args: unknown[]) => boolean;
+    stream.write = (...args: unknown[]): boolean => {
+      const ok = write(...args);
+      if (!ok) this.#falseSinceDrain = true;
+      return ok;
+    };
+    if (scenario.deadLetter === 'event') {
+      stream.on('deadletter', (items: number[], error: BackpressureError<number>) => {
+        this.#heard(items, error, false);
+      });
+    }
+    if (scenario.listenDrop) {
+      stream.on('drop', (id: number, reason: DropReason) => {
+        obs.dropped.push({ id, reason });
+        this.#live.delete(id);
+      });
+    }
     stream.on('error', (error) => obs.streamErrors.push(error));
-    stream.on('drain', () => obs.drains++);
+    stream.on('drain', this.#onDrain);
     stream.on('finish', () => {
-      obs.finish = { metrics: stream.getMetrics(), sinkInFlight: sink.inFlight };
+      if (stream.destroyed) this.#violation("'finish'", "'finish' after destroy()");
+      obs.finish = { metrics: stream.getMetrics(), sinkUnsettled: sink.unsettled };
     });
     stream.on('close', () => {
       obs.closed = true;
     });
+    finished(stream).then(
+      () => (obs.finished = 'resolved'),
+      (error: unknown) => (obs.finished = { error }),
+    );
+    for (const rule of this.#reentry) {
+      if (rule.event === 'drop' && !scenario.listenDrop) continue;
+      stream.on(rule.event, () => this.#react(rule));
+    }
+  }
+
+  get stream(): BackpressureWritable<number> {
+    return this.obs.stream;
   }
 
   /** Any sink call so far that may have outlived flushTimeoutMs. */
   get anyTimeout(): boolean {
-    const { sink, scenario } = this.obs;
-    return sink.behaviours.some((b) => mayTimeOut(b, scenario.config.flushTimeoutMs));
+    return this.obs.sink.calls.some((call) => call.mayOutliveTimeout);
   }
 
-  /** Items of calls that may have outlived flushTimeoutMs. */
+  /** Items of calls that may have outlived flushTimeoutMs (they may be delivered twice). */
   timeoutTainted(): Set<number> {
-    const { sink, scenario } = this.obs;
     const tainted = new Set<number>();
-    sink.behaviours.forEach((behaviour, i) => {
-      if (mayTimeOut(behaviour, scenario.config.flushTimeoutMs)) for (const id of sink.calls[i] ?? []) tainted.add(id);
-    });
+    for (const call of this.obs.sink.calls) if (call.mayOutliveTimeout) for (const id of call.items) tainted.add(id);
     return tainted;
   }
 
+  // ---- observers --------------------------------------------------------------
+
+  #violation(where: string, what: string): void {
+    if (this.obs.violations.length >= MAX_VIOLATIONS || IGNORED_VIOLATIONS?.test(what) === true) return;
+    const m = this.stream.getMetrics();
+    this.obs.violations.push(`${where} @${jest.now() - this.#t0}ms: ${what} — metrics ${JSON.stringify(m)}`);
+  }
+
+  readonly #onDrain = (): void => {
+    this.obs.drains++;
+    const { stream } = this;
+    const m = stream.getMetrics();
+    const low = this.obs.scenario.config.lowWatermark;
+    if (!this.#falseSinceDrain)
+      this.#violation("'drain'", "'drain' without a write() that returned false since the last one");
+    if (!(m.bufferUtilization < low))
+      this.#violation("'drain'", `'drain' at utilization ${m.bufferUtilization}, not below lowWatermark ${low}`);
+    if (stream.writableEnded) this.#violation("'drain'", "'drain' after end()");
+    if (stream.destroyed) this.#violation("'drain'", "'drain' after destroy()");
+    this.#falseSinceDrain = false;
+  };
+
+  readonly #onDeadLetter = (items: number[], error: BackpressureError<number>): Promise<void> | undefined => {
+    const { handlerDelayMs, handlerFails } = this.obs.scenario;
+    const failure = new Error('dead-letter store down');
+    if (handlerFails === 'throw') {
+      this.#heard(items, error, false);
+      this.obs.handlerErrors.push(failure);
+      throw failure;
+    }
+    if (handlerDelayMs === 0) {
+      this.#heard(items, error, false);
+      if (handlerFails !== 'reject') return undefined;
+      this.obs.handlerErrors.push(failure);
+      return Promise.reject(failure);
+    }
+    const record = this.#heard(items, error, true);
+    return new Promise<void>((resolve, reject) =>
+      setTimeout(() => {
+        record.pending = false;
+        for (const id of record.ids) this.#live.delete(id);
+        if (handlerFails !== 'reject') return resolve();
+        this.obs.handlerErrors.push(failure);
+        reject(failure);
+      }, handlerDelayMs),
+    );
+  };
+
+  #heard(items: number[], error: BackpressureError<number>, pending: boolean): DeadLetterRecord {
+    const record: DeadLetterRecord = { ids: [...items], error, pending };
+    this.obs.deadLettered.push(record);
+    if (!pending) for (const id of items) this.#live.delete(id);
+    return record;
+  }
+
+  readonly #onSinkCall = (call: SinkCall): void => {
+    const { config } = this.obs.scenario;
+    const limit = 2 * config.maxConcurrentFlushes;
+    if (this.obs.sink.unsettled > limit)
+      this.#violation(
+        `sink call ${call.index}`,
+        `${this.obs.sink.unsettled} sink calls unsettled, more than 2 × maxConcurrentFlushes = ${limit}`,
+      );
+    const context = call.context;
+    if (context === undefined) return;
+    if (context.signal?.aborted === true)
+      this.#violation(`sink call ${call.index}`, 'the flush context signal was already aborted when the call started');
+    if (!(Number.isSafeInteger(context.attempt) && (context.attempt as number) >= 1))
+      this.#violation(
+        `sink call ${call.index}`,
+        `flush context attempt ${String(context.attempt)} is not an integer >= 1`,
+      );
+    // With a timeout, a batch's first tries may find no free call slot (every slot held by an abandoned call):
+    // its items then reach the sink first in an isolation call, which goes on counting.
+    else if (call.fresh && context.attempt !== 1 && config.flushTimeoutMs === Infinity)
+      this.#violation(`sink call ${call.index}`, `a freshly cut batch was called with attempt ${context.attempt}`);
+  };
+
+  /** Whether the engine has given up on an open or just-settled call (its result does not count). */
+  #abandoned(call: SinkCall): boolean {
+    return (
+      call.context?.signal?.aborted === true ||
+      jest.now() - call.startedAt >= this.obs.scenario.config.flushTimeoutMs ||
+      this.stream.destroyed
+    );
+  }
+
+  readonly #onSinkSettle = (call: SinkCall): void => {
+    if (this.#abandoned(call)) {
+      const reason = call.context?.signal?.reason as unknown;
+      if (call.context?.signal?.aborted === true && !isAbortReason(reason))
+        this.#violation(
+          `sink call ${call.index}`,
+          `signal.reason is not a BackpressureError with code ERR_FLUSH_TIMEOUT, ERR_STREAM_DESTROYED or ERR_SHUTDOWN_TIMEOUT: ${String(reason)}`,
+        );
+      return;
+    }
+    this.#engineDelivered += call.stored.length;
+    for (const id of call.stored) this.#live.delete(id);
+  };
+
+  /** A re-entrant listener: acts on the stream from inside the event, checking the bounds before and after. */
+  #react(rule: Reentry & { seen: number; fired: number }): void {
+    rule.seen++;
+    if (rule.seen < rule.nth || rule.fired >= rule.times) return;
+    rule.fired++;
+    const where = `in a '${rule.event}' listener`;
+    this.checkBounds(`${where}, before it acts`);
+    const { action } = rule;
+    if (action.kind === 'write') {
+      for (let k = 0; k < action.n && this.#reentrantWrites < REENTRANT_WRITE_BUDGET; k++) {
+        this.#reentrantWrites++;
+        if (this.write() === undefined) break;
+        this.checkBounds(`${where}, after its write()`);
+      }
+    } else if (action.kind === 'end') {
+      this.#end(false);
+    } else {
+      this.#destroy(action.withError);
+    }
+    this.checkBounds(`${where}, after it acted`);
+  }
+
+  // ---- operations ---------------------------------------------------------------
+
+  /** Offers the next id (write() or push()); undefined when the stream no longer takes writes. */
   write(): boolean | undefined {
-    const { stream, written, callbacks } = this.obs;
+    const { stream, controller } = this.obs;
     if (!stream.writable) return undefined;
-    const id = this.#nextId++;
-    written.push(id);
-    callbacks.set(id, []);
-    const value = this.obs.scenario.duplicates === undefined ? id : id % this.obs.scenario.duplicates;
+    const id = this.#offer();
+    const value = this.#value(id);
+    if (controller !== undefined) {
+      this.obs.pushes.set(id, 'pending');
+      controller.push(value).then(
+        (accepted) => {
+          this.obs.pushes.set(id, accepted ? 'accepted' : 'dropped');
+          if (accepted) this.#admittedInTime(id);
+        },
+        () => this.obs.pushes.set(id, 'rejected'),
+      );
+      return true;
+    }
+    this.obs.callbacks.set(id, []);
     return stream.write(value, (error, accepted) => {
-      callbacks.get(id)?.push({ error, accepted });
+      this.obs.callbacks.get(id)?.push({ error, accepted });
+      if (error == null && accepted === true) this.#admittedInTime(id);
     });
   }
 
-  /** Fires timers one at a time (draining the event loop after each) until `done()` or `ms` of fake time passed. */
+  /** A held write is admitted no later than its maxBlockTimeMs deadline (else it is dropped with 'timeout'). */
+  #admittedInTime(id: number): void {
+    const deadline = this.#deadlines.get(id);
+    if (deadline !== undefined && jest.now() > deadline)
+      this.#violation(
+        `write ${id} accepted`,
+        `write ${id} was accepted ${jest.now() - deadline} ms after its maxBlockTimeMs deadline`,
+      );
+  }
+
+  #offer(): number {
+    const id = this.#nextId++;
+    this.#offered(id);
+    return id;
+  }
+
+  #offered(id: number): void {
+    this.obs.written.push(id);
+    this.#live.add(id);
+    const { maxBlockTimeMs } = this.obs.scenario.config;
+    if (this.#falseSinceDrain && maxBlockTimeMs !== Infinity) this.#deadlines.set(id, jest.now() + maxBlockTimeMs);
+  }
+
+  #value(id: number): number {
+    const { duplicates } = this.obs.scenario;
+    return duplicates === undefined ? id : id % duplicates;
+  }
+
+  #end(chunk: boolean): void {
+    const { stream } = this;
+    if (stream.writable) {
+      if (chunk) stream.end(this.#value(this.#offer()));
+      else stream.end();
+      return;
+    }
+    if (!chunk) {
+      stream.end();
+      return;
+    }
+    // end(chunk) after end(): the chunk is not offered; Node's rule is ERR_STREAM_WRITE_AFTER_END to the callback
+    // and as 'error' (engine-api 6).
+    const refused = this.#nextId++;
+    const callbackErrors: (Error | null | undefined)[] = [];
+    if (stream.writableEnded && !stream.destroyed && this.obs.firstDestroy === undefined)
+      this.obs.firstDestroy = { kind: 'write-after-end', callbackErrors };
+    stream.end(this.#value(refused), (error?: Error | null) => callbackErrors.push(error));
+  }
+
+  #destroy(withError: boolean): void {
+    const { stream } = this;
+    const error = withError ? new Error('destroyed by the producer') : undefined;
+    if (!stream.destroyed) this.obs.firstDestroy ??= { kind: 'destroy', error };
+    stream.destroy(error);
+  }
+
+  #abortSignal(): void {
+    if (this.obs.scenario.signal !== true || this.#abort.signal.aborted) return;
+    if (!this.stream.destroyed) this.obs.firstDestroy ??= { kind: 'abort' };
+    this.#abort.abort(new Error('aborted by the producer'));
+  }
+
+  #drain(): void {
+    const { stream, controller } = this.obs;
+    const record = { settled: false, error: undefined as unknown };
+    this.obs.drainCalls.push(record);
+    (controller ?? stream).drain().then(
+      () => (record.settled = true),
+      (error: unknown) => {
+        record.settled = true;
+        record.error = error ?? new Error('drain() rejected with nothing');
+      },
+    );
+  }
+
+  #shutdown(timeoutMs: number): void {
+    const { stream, controller } = this.obs;
+    const first = this.obs.shutdown === undefined;
+    const record = this.obs.shutdown ?? {
+      heardBefore: this.obs.deadLettered.length,
+      settled: false,
+      undelivered: undefined,
+      error: undefined,
+    };
+    this.obs.shutdown = record;
+    (controller ?? stream).shutdown({ timeoutMs }).then(
+      ({ undelivered }) => {
+        record.settled = true;
+        if (!first) return;
+        record.undelivered = [...undelivered];
+      },
+      (error: unknown) => {
+        record.settled = true;
+        if (first) record.error = error;
+      },
+    );
+  }
+
+  /** Fires timers one at a time (draining the event loop after each) until `ms` of fake time passed. */
   async tick(ms: number): Promise<void> {
     const target = jest.now() + ms;
     await this.#quiet('tick');
@@ -391,14 +791,22 @@ export class Run {
     await this.#quiet('tick end');
   }
 
-  /** Fires timers one at a time until `done()`; false if nothing is left to fire and it still is not done. */
+  /**
+   * Fires timers one at a time until `done()`; false if nothing is left to fire and it still is not done. A sink
+   * call that never answers holds the stream up legitimately once the engine has given up on as many calls as it
+   * may leave unsettled (maxConcurrentFlushes, engine-api 1): then the oldest such call answers late, and the
+   * wait goes on.
+   */
   async until(done: () => boolean, where: string): Promise<boolean> {
     await this.#quiet(where);
     for (let fired = 0; fired < MAX_TIMERS_PER_WAIT; fired++) {
       if (done()) return true;
       if (jest.getTimerCount() === 0) {
         await settle(4);
-        return done();
+        if (done()) return true;
+        if (!this.#releaseStalledCall()) return false;
+        await this.#quiet(`${where} (a stalled sink call answered late)`);
+        continue;
       }
       jest.advanceTimersToNextTimer();
       await this.#quiet(where);
@@ -406,28 +814,54 @@ export class Run {
     return done();
   }
 
-  async #quiet(where: string): Promise<void> {
-    await settle(2);
-    if (CHECK_EVERY_TIMER) this.checkQuiet(where);
+  #releaseStalledCall(): boolean {
+    const open = this.obs.sink.open().filter((call) => call.release !== undefined);
+    const abandoned = open.filter((call) => this.#abandoned(call));
+    if (!this.stream.destroyed && abandoned.length < this.obs.scenario.config.maxConcurrentFlushes) return false;
+    const call = abandoned[0] ?? open[0];
+    if (call?.release === undefined) return false;
+    call.release();
+    return true;
   }
 
-  /** The invariants that hold at every quiet point. */
-  checkQuiet(where: string): void {
-    const { stream, sink, scenario, written, violations } = this.obs;
+  async #quiet(where: string): Promise<void> {
+    await settle(2);
+    this.checkAll(where, true);
+  }
+
+  // ---- invariants -----------------------------------------------------------------
+
+  /** What must hold at every instant, even inside a listener in the middle of an admission. */
+  checkBounds(where: string): void {
+    const { stream, sink, scenario } = this.obs;
     const { config } = scenario;
     const m = stream.getMetrics();
-    const fail = (what: string): void => {
-      violations.push(`${where} @${jest.now()}ms: ${what} — metrics ${JSON.stringify(m)}`);
-    };
     if (!(m.bufferSize <= config.maxBufferSize))
-      fail(`bufferSize ${m.bufferSize} > maxBufferSize ${config.maxBufferSize}`);
+      this.#violation(where, `bufferSize ${m.bufferSize} > maxBufferSize ${config.maxBufferSize}`);
     if (!(m.bufferBytes <= config.maxBufferBytes))
-      fail(`bufferBytes ${m.bufferBytes} > maxBufferBytes ${config.maxBufferBytes}`);
+      this.#violation(where, `bufferBytes ${m.bufferBytes} > maxBufferBytes ${config.maxBufferBytes}`);
     if (!(m.waitingWrites <= stream.writableHighWaterMark))
-      fail(`waitingWrites ${m.waitingWrites} > writableHighWaterMark ${stream.writableHighWaterMark}`);
+      this.#violation(
+        where,
+        `waitingWrites ${m.waitingWrites} > writableHighWaterMark ${stream.writableHighWaterMark}`,
+      );
+    const limit = 2 * config.maxConcurrentFlushes;
+    if (sink.unsettled > limit)
+      this.#violation(where, `${sink.unsettled} sink calls unsettled, more than 2 × maxConcurrentFlushes = ${limit}`);
+  }
+
+  /**
+   * The invariants after every operation (synchronously) and at every quiet point (`quiet`: the event loop has
+   * been drained, so errors and late handler results have been seen too).
+   */
+  checkAll(where: string, quiet: boolean): void {
+    this.checkBounds(where);
+    const { stream, scenario, written } = this.obs;
+    const m = stream.getMetrics();
+    const fail = (what: string): void => this.#violation(where, what);
     if (!(m.inFlight >= 0 && m.inFlight <= m.bufferSize)) fail(`inFlight ${m.inFlight} outside [0, bufferSize]`);
     if (m.eventsOffered !== written.length)
-      fail(`eventsOffered ${m.eventsOffered} !== items written ${written.length}`);
+      fail(`eventsOffered ${m.eventsOffered} !== items offered ${written.length}`);
     const byReason = Object.values(m.droppedByReason).reduce((a, b) => a + b, 0);
     if (byReason !== m.eventsDropped) fail(`droppedByReason sums to ${byReason}, eventsDropped ${m.eventsDropped}`);
     const offeredSide = m.eventsFlushed + m.deadLettered + m.eventsDropped + m.bufferSize + m.waitingWrites;
@@ -438,49 +872,152 @@ export class Run {
       fail(`accepted ${m.eventsAccepted} !== flushed + deadLettered + evicted + held = ${acceptedSide}`);
     if (scenario.listenDrop && this.obs.dropped.length !== m.eventsDropped)
       fail(`'drop' events ${this.obs.dropped.length} !== eventsDropped ${m.eventsDropped}`);
-    if (scenario.deadLetter !== 'none') {
+    if (quiet && scenario.deadLetter !== 'none' && this.obs.handlerErrors.length === 0) {
       const heard = this.obs.deadLettered.reduce((n, d) => n + d.ids.length, 0);
-      // A dead letter is counted when its handler has settled; the handler hears it first.
+      // A dead letter may be counted when its handler has settled; the handler hears it first.
       if (!(heard >= m.deadLettered)) fail(`dead-letter path heard ${heard} items, deadLettered ${m.deadLettered}`);
     }
-    // The sink's own record of deliveries agrees with the engine's, unless a call may have outlived its timeout
-    // or the stream gave up on open calls (their late results are ignored by design).
-    if (
-      !this.anyTimeout &&
-      this.obs.openAtAbandon.size === 0 &&
-      !stream.destroyed &&
-      m.eventsFlushed !== sink.delivered.length
-    ) {
-      fail(`eventsFlushed ${m.eventsFlushed} !== items the sink delivered ${sink.delivered.length}`);
-    }
+    // The engine counts as delivered exactly what the sink stored in calls it had not given up on.
+    if (!stream.destroyed && m.eventsFlushed !== this.#engineDelivered)
+      fail(
+        `eventsFlushed ${m.eventsFlushed} !== items the sink stored in calls the engine listened to ${this.#engineDelivered}`,
+      );
+    if (stream.destroyed && (m.bufferSize !== 0 || m.bufferBytes !== 0 || m.waitingWrites !== 0))
+      fail(`destroyed, yet holds ${m.bufferSize} items (${m.bufferBytes} bytes), ${m.waitingWrites} waiting`);
+    this.#checkHeldModel(m, fail);
+    this.#checkStopped(m, fail);
   }
 
-  /** Plays the producer's operations. */
+  /**
+   * bufferSize and bufferBytes against the model of what is held: every item offered that was not dropped,
+   * delivered (in a call the engine listened to) or dead-lettered, minus the newest `waitingWrites` of them (block
+   * admits waiting writes oldest first). Items whose async dead-letter handler is still running may be counted
+   * either way. Needs every drop to be heard and distinct items.
+   */
+  #checkHeldModel(m: BackpressureMetrics, fail: (what: string) => void): void {
+    const { scenario, stream, written } = this.obs;
+    const finiteBytes = scenario.config.maxBufferBytes !== Infinity;
+    if (scenario.duplicates !== undefined) return;
+    if (finiteBytes) {
+      for (const [value, n] of this.#sized) if (n > 1) fail(`sizeOf was called ${n} times for item ${value}`);
+    }
+    if (!scenario.listenDrop || stream.destroyed) return;
+    const live = written.filter((id) => this.#live.has(id));
+    const held = live.slice(0, Math.max(0, live.length - m.waitingWrites));
+    for (const id of live.slice(held.length)) {
+      const deadline = this.#deadlines.get(id);
+      if (deadline !== undefined && jest.now() > deadline)
+        fail(`write ${id} still waits ${jest.now() - deadline} ms past its maxBlockTimeMs deadline`);
+    }
+    const pending = this.obs.deadLettered.filter((d) => d.pending).map((d) => d.ids);
+    const heldBytes = held.reduce((sum, id) => sum + sizeOf(id), 0);
+    const options = pendingSplits(pending);
+    const fits = options.some(
+      (o) => m.bufferSize === held.length + o.count && (!finiteBytes || m.bufferBytes === heldBytes + o.bytes),
+    );
+    if (!fits) {
+      fail(
+        `held ${m.bufferSize} items / ${m.bufferBytes} bytes, but the items offered and not yet dropped, delivered or dead-lettered are ${JSON.stringify(held)} (${held.length} items / ${heldBytes} bytes)` +
+          (pending.length > 0 ? `, plus ${JSON.stringify(pending)} with a dead-letter handler still running` : ''),
+      );
+    }
+    if (finiteBytes) for (const id of held) if (!this.#sized.has(id)) fail(`held item ${id} was never sized`);
+  }
+
+  /** Controller: while stopped and nothing urgent (end, drain(), shutdown) is in progress, no new batch is cut. */
+  #checkStopped(m: BackpressureMetrics, fail: (what: string) => void): void {
+    if (this.obs.controller === undefined) return;
+    const { stream } = this;
+    const urgent =
+      stream.writableEnded ||
+      stream.destroyed ||
+      this.obs.drainCalls.some((d) => !d.settled) ||
+      (this.obs.shutdown !== undefined && !this.obs.shutdown.settled);
+    if (!this.#stopped || urgent) {
+      this.#batchesWhileStopped = undefined;
+      return;
+    }
+    this.#batchesWhileStopped ??= m.batches;
+    if (m.batches !== this.#batchesWhileStopped)
+      fail(`a batch was cut while the controller was stopped (batches ${this.#batchesWhileStopped} → ${m.batches})`);
+  }
+
+  // ---- playing a scenario -------------------------------------------------------
+
+  /** Plays the producer's operations, checking after each one. */
   async play(): Promise<void> {
     const { scenario } = this.obs;
     for (const op of scenario.ops) {
+      if (this.obs.violations.length > 0) return;
       if (op.kind === 'tick') {
         await this.tick(op.ms);
         continue;
       }
-      for (let k = 0; k < op.n; k++) {
-        const ok = this.write();
-        if (ok === undefined) break;
-        if (ok || scenario.producer === 'ignore') continue;
-        const drainsBefore = this.obs.drains;
-        const resumed = await this.until(
-          () => this.obs.drains > drainsBefore || !this.obs.stream.writable,
-          'awaiting drain',
-        );
-        if (!resumed) {
-          this.obs.violations.push(
-            `liveness: write() returned false and 'drain' never came (metrics ${JSON.stringify(this.obs.stream.getMetrics())}, state ${this.obs.stream.state})`,
-          );
-          return;
-        }
+      if (op.kind === 'write') {
+        if (!(await this.#writeMany(op.n))) return;
+      } else {
+        this.#apply(op);
+        this.checkAll(`after ${op.kind}`, false);
       }
-      await this.#quiet('after write op');
+      await this.#quiet(`after ${op.kind} op`);
     }
+  }
+
+  #apply(op: Exclude<Op, { kind: 'write' } | { kind: 'tick' }>): void {
+    switch (op.kind) {
+      case 'end':
+        return this.#end(op.chunk);
+      case 'drain':
+        return this.#drain();
+      case 'destroy':
+        return this.#destroy(op.withError);
+      case 'shutdown':
+        return this.#shutdown(op.timeoutMs);
+      case 'abort':
+        return this.#abortSignal();
+      case 'stop':
+        this.#stopped = true;
+        return this.obs.controller?.stop();
+      case 'start':
+        this.#stopped = false;
+        return this.obs.controller?.start();
+      case 'same-tick':
+        for (const inner of op.ops) {
+          this.#apply(inner);
+          this.checkAll(`after ${inner.kind} (same tick)`, false);
+        }
+    }
+  }
+
+  /** Writes `n` items; an honouring producer waits for 'drain' after a false (a controller one, for each push). */
+  async #writeMany(n: number): Promise<boolean> {
+    const { scenario } = this.obs;
+    for (let k = 0; k < n; k++) {
+      const id = this.#nextId;
+      const ok = this.write();
+      if (ok === undefined) break;
+      this.checkAll('after write()', false);
+      if (scenario.producer === 'ignore') continue;
+      if (this.obs.controller !== undefined) {
+        const settled = await this.until(() => this.obs.pushes.get(id) !== 'pending', 'awaiting push()');
+        if (!settled && !this.#stopped) {
+          this.#violation('awaiting push()', `push() never settled (state ${this.stream.state})`);
+          return false;
+        }
+        continue;
+      }
+      if (ok) continue;
+      const drainsBefore = this.obs.drains;
+      const resumed = await this.until(() => this.obs.drains > drainsBefore || !this.stream.writable, 'awaiting drain');
+      if (!resumed) {
+        this.#violation(
+          'awaiting drain',
+          `liveness: write() returned false and 'drain' never came (state ${this.stream.state})`,
+        );
+        return false;
+      }
+    }
+    return true;
   }
 
   /**
@@ -488,11 +1025,13 @@ export class Run {
    * Records what reaches `write()`. Returns how the pipeline settled, or 'stuck' if it never did.
    */
   async pipeFrom(count: number): Promise<'resolved' | 'rejected' | 'stuck'> {
-    const { stream, written } = this.obs;
+    const { stream } = this;
     const write = stream.write.bind(stream) as (chunk: number, ...rest: unknown[]) => boolean;
     stream.write = (chunk: number, ...rest: unknown[]) => {
-      if (stream.writable) written.push(chunk);
-      return write(chunk, ...rest);
+      if (stream.writable) this.#offered(chunk);
+      const ok = write(chunk, ...rest);
+      this.checkAll('after a piped write()', false);
+      return ok;
     };
     const ids = Array.from({ length: count }, (_, i) => i);
     let outcome: 'resolved' | 'rejected' | undefined;
@@ -502,8 +1041,9 @@ export class Run {
     );
     const settled = await this.until(() => outcome !== undefined, 'pipeline');
     if (!settled) {
-      this.obs.violations.push(
-        `liveness: the pipeline never settled (written ${written.length} of ${count}, metrics ${JSON.stringify(stream.getMetrics())}, state ${stream.state})`,
+      this.#violation(
+        'pipeline',
+        `liveness: the pipeline never settled (written ${this.obs.written.length} of ${count}, state ${stream.state})`,
       );
       return 'stuck';
     }
@@ -512,55 +1052,60 @@ export class Run {
     return outcome ?? 'stuck';
   }
 
-  /** Ends the run as the scenario says and waits for 'close'. */
+  /** Ends the run as the scenario says (unless the operations already did) and waits for 'close'. */
   async finish(): Promise<void> {
-    const { stream, sink, scenario } = this.obs;
+    const { stream, scenario } = this.obs;
     const { ending } = scenario;
-    if (ending.kind === 'end') {
-      stream.end();
-    } else if (ending.kind === 'shutdown') {
-      let settled = false;
-      stream.shutdown({ timeoutMs: ending.timeoutMs }).then(
-        ({ undelivered }) => {
-          settled = true;
-          this.obs.undelivered = undelivered;
-          for (const batch of sink.openBatches())
-            for (const id of batch) if (undelivered.includes(id)) this.obs.openAtAbandon.add(id);
-        },
-        (error: unknown) => {
-          settled = true;
-          this.obs.shutdownError = error;
-        },
-      );
-      if (!(await this.until(() => settled, 'shutdown')))
-        this.obs.violations.push('liveness: shutdown() never settled');
-    } else {
-      for (const batch of sink.openBatches()) for (const id of batch) this.obs.openAtAbandon.add(id);
-      stream.destroy(ending.withError ? new Error('boom') : undefined);
-    }
+    const untouched = !stream.destroyed && !stream.writableEnded && this.obs.shutdown === undefined;
+    if (untouched && ending.kind === 'end') this.#end(false);
+    else if (untouched && ending.kind === 'shutdown') this.#shutdown(ending.timeoutMs);
+    else if (untouched && ending.kind === 'destroy') this.#destroy(ending.withError);
+    this.checkAll(`after the ending (${ending.kind})`, false);
+    const shutdown = this.obs.shutdown;
+    if (shutdown !== undefined && !(await this.until(() => shutdown.settled, 'shutdown')))
+      this.#violation('shutdown', 'liveness: shutdown() never settled');
     if (!(await this.until(() => this.obs.closed, 'ending'))) {
-      this.obs.violations.push(
-        `liveness: no 'close' after ${ending.kind} (metrics ${JSON.stringify(stream.getMetrics())}, state ${stream.state})`,
+      this.#violation(
+        'ending',
+        `liveness: no 'close' after ${untouched ? ending.kind : 'the operations'} (state ${stream.state})`,
       );
       return;
     }
     // Late calls (hangs are never released; delays finish) must not change the books.
     await this.until(() => false, 'after close');
+    for (const [i, call] of this.obs.drainCalls.entries())
+      if (!call.settled) this.#violation('end', `liveness: drain() call ${i} never settled`);
+    for (const [id, outcome] of this.obs.pushes)
+      if (outcome === 'pending') this.#violation('end', `liveness: push() of item ${id} never settled`);
   }
 }
 
+/** The (count, bytes) the engine may count for dead-letter batches whose handler is still running: any subset. */
+function pendingSplits(pending: number[][]): { count: number; bytes: number }[] {
+  let splits = [{ count: 0, bytes: 0 }];
+  for (const ids of pending.slice(0, 8)) {
+    const bytes = ids.reduce((sum, id) => sum + sizeOf(id), 0);
+    splits = [...splits, ...splits.map((s) => ({ count: s.count + ids.length, bytes: s.bytes + bytes }))];
+  }
+  return splits;
+}
+
+function isAbortReason(reason: unknown): boolean {
+  return (
+    reason instanceof BackpressureError &&
+    ['ERR_FLUSH_TIMEOUT', 'ERR_STREAM_DESTROYED', 'ERR_SHUTDOWN_TIMEOUT'].includes(reason.code)
+  );
+}
+
 /** Runs `body` with fake timers, a seeded Math.random and captured process warnings. */
-export async function inFakeWorld<R>(
-  seed: number,
-  body: (warnings: { code: string | undefined; message?: string }[]) => Promise<R>,
-): Promise<R> {
+export async function inFakeWorld<R>(seed: number, body: (warnings: CapturedWarning[]) => Promise<R>): Promise<R> {
   useStreamFakeTimers();
   const random = jest.spyOn(Math, 'random').mockImplementation(seededRandom(seed));
-  const warnings: { code: string | undefined; message?: string }[] = [];
+  const warnings: CapturedWarning[] = [];
   const warn = jest.spyOn(process, 'emitWarning').mockImplementation((warning: unknown, options?: unknown) => {
     const code = typeof options === 'object' && options !== null ? (options as { code?: string }).code : undefined;
-    const message = typeof warning === 'string' ? warning : String((warning as { message?: string }).message);
-    warnings.push({ code: code ?? (warning as { code?: string }).code, message });
+    const message = warning instanceof Error ? warning.message : String(warning);
+    warnings.push({ code: code ?? (warning as { code?: string }).code, message, warning });
   });
   try {
     return await body(warnings);
@@ -583,251 +1128,4 @@ export async function runScenario(scenario: Scenario): Promise<{ run: Run; obs: 
   });
 }
 
-// ---- end-of-run checks -------------------------------------------------------
-
-function count<T>(values: Iterable<T>): Map<T, number> {
-  const counts = new Map<T, number>();
-  for (const v of values) counts.set(v, (counts.get(v) ?? 0) + 1);
-  return counts;
-}
-
-/** Items a plain destroy() discarded for want of a dead-letter path, as its warnings count them. */
-export function discardedCount(obs: Observations): number {
-  let n = 0;
-  for (const w of obs.warnings) {
-    if (w.code !== 'SLUICE_ITEMS_DISCARDED') continue;
-    n += Number(/held (\d+) item/.exec(w.message ?? '')?.[1] ?? NaN);
-  }
-  return n;
-}
-
-/** Dead-lettered ids, from the handler/listener or, without one, from the stream error and shutdown's result. */
-export function deadLetteredIds(obs: Observations): number[] {
-  if (obs.scenario.deadLetter !== 'none') return obs.deadLettered.flatMap((d) => d.ids);
-  const ids: number[] = [];
-  for (const error of obs.streamErrors) if (error instanceof BackpressureError) ids.push(...(error.items as number[]));
-  if (obs.shutdownError instanceof BackpressureError) {
-    // shutdown() rejected with the stream's own error: already counted above.
-  }
-  if (obs.undelivered !== undefined) ids.push(...obs.undelivered);
-  return ids;
-}
-
-/**
- * The terminal invariants: nothing held, every offered item delivered,
- * dead-lettered or dropped (and told), order, duplicates, callbacks, warnings.
- * Returns the violations (empty when all hold).
- */
-export function terminalViolations(run: Run): string[] {
-  const { obs } = run;
-  const { stream, sink, scenario, written } = obs;
-  const { config } = scenario;
-  const out: string[] = [...obs.violations];
-  if (out.length > 0) return out;
-  const m = stream.getMetrics();
-  const fail = (what: string): void => {
-    out.push(`${what} — metrics ${JSON.stringify(m)}`);
-  };
-  if (!obs.closed) fail("no 'close'");
-  if (m.bufferSize !== 0 || m.waitingWrites !== 0 || m.inFlight !== 0)
-    fail(`held ${m.bufferSize}, waiting ${m.waitingWrites}, inFlight ${m.inFlight} after 'close'`);
-  if (m.bufferBytes !== 0) fail(`bufferBytes ${m.bufferBytes} after 'close'`);
-  if (m.eventsOffered !== m.eventsFlushed + m.deadLettered + m.eventsDropped)
-    fail('offered !== flushed + deadLettered + dropped at the end');
-  if (obs.finish !== undefined) {
-    if (obs.finish.metrics.bufferSize !== 0) fail(`bufferSize ${obs.finish.metrics.bufferSize} at 'finish'`);
-    if (!run.anyTimeout && obs.finish.sinkInFlight !== 0)
-      fail(`'finish' while ${obs.finish.sinkInFlight} sink call(s) had not settled`);
-  }
-
-  const tainted = run.timeoutTainted();
-  const writtenSet = new Set(written);
-  const delivered = sink.delivered;
-  const deliveredCounts = count(delivered);
-  const dl = deadLetteredIds(obs);
-  const dlCounts = count(dl);
-  const dlSet = new Set(dl);
-  const deliveredSet = new Set(delivered);
-
-  for (const id of deliveredSet) if (!writtenSet.has(id)) fail(`the sink got ${id}, which was never offered`);
-  for (const [id, n] of deliveredCounts)
-    if (n > 1 && !tainted.has(id)) fail(`item ${id} delivered ${n} times with no timeout involved`);
-  for (const [id, n] of dlCounts) if (n > 1) fail(`item ${id} dead-lettered ${n} times`);
-  // A plain destroy() with no dead-letter path discards what is held, counted in a warning (no ids).
-  const discarded = discardedCount(obs);
-  if (dl.length + discarded !== m.deadLettered)
-    fail(`dead-letter path got ${dl.length} items (+${discarded} discarded), deadLettered ${m.deadLettered}`);
-  if (obs.undelivered !== undefined && scenario.deadLetter !== 'none') {
-    const shutdownDl = obs.deadLettered.filter((d) => d.error.reason === 'shutdown_timeout').flatMap((d) => d.ids);
-    if (
-      JSON.stringify([...shutdownDl].sort((a, b) => a - b)) !==
-      JSON.stringify([...obs.undelivered].sort((a, b) => a - b))
-    ) {
-      fail(
-        `shutdown resolved undelivered ${JSON.stringify(obs.undelivered)} but dead-lettered ${JSON.stringify(shutdownDl)} with shutdown_timeout`,
-      );
-    }
-  }
-  // Delivered and dead-lettered: only after a timeout, or when the stream gave up (destroy, error, shutdown
-  // deadline) on a call whose result it had not processed yet, i.e. the item's last call delivered it.
-  const abandoned = stream.destroyed;
-  const lastCallDelivered = deliveredByLastCall(sink);
-  for (const id of dlSet) {
-    if (!writtenSet.has(id)) fail(`item ${id} dead-lettered but never offered`);
-    if (deliveredSet.has(id) && !tainted.has(id) && !(abandoned && lastCallDelivered.has(id))) {
-      fail(`item ${id} both delivered and dead-lettered with no timeout or abandoned call`);
-    }
-  }
-  for (const d of obs.deadLettered) {
-    if (!(d.error instanceof BackpressureError) || !d.error.code.startsWith('ERR_') || d.error.reason === undefined)
-      fail(`dead letter without a coded BackpressureError: ${String(d.error)}`);
-  }
-
-  if (scenario.listenDrop) {
-    const droppedCounts = count(obs.dropped.map((d) => d.id));
-    for (const [id, n] of droppedCounts) if (n > 1) fail(`item ${id} dropped ${n} times`);
-    for (const { id } of obs.dropped) {
-      if (deliveredSet.has(id)) fail(`item ${id} dropped and delivered`);
-      if (dlSet.has(id)) fail(`item ${id} dropped and dead-lettered`);
-    }
-    const byReason = count(obs.dropped.map((d) => d.reason));
-    for (const [reason, n] of Object.entries(m.droppedByReason)) {
-      if ((byReason.get(reason as DropReason) ?? 0) !== n)
-        fail(`droppedByReason.${reason} ${n}, 'drop' events ${byReason.get(reason as DropReason) ?? 0}`);
-    }
-    const droppedSet = new Set(droppedCounts.keys());
-    const lost = written.filter((id) => !deliveredSet.has(id) && !dlSet.has(id) && !droppedSet.has(id));
-    // A discarded item may still have been delivered by the call the destroy() abandoned.
-    if (lost.length > discarded) fail(`lost silently: ${JSON.stringify(lost)} (${discarded} discarded with a warning)`);
-  } else {
-    const unaccounted = written.filter((id) => !deliveredSet.has(id) && !dlSet.has(id)).length;
-    if (unaccounted < m.eventsDropped || unaccounted > m.eventsDropped + discarded)
-      fail(`${unaccounted} items neither delivered nor dead-lettered, eventsDropped ${m.eventsDropped}`);
-  }
-
-  // Warnings: one aggregated drop warning when nobody listened, none otherwise.
-  const dropWarnings = obs.warnings.filter((w) => w.code === 'SLUICE_ITEMS_DROPPED').length;
-  const expectWarnings = !scenario.listenDrop && m.eventsDropped > 0 ? 1 : 0;
-  if (dropWarnings !== expectWarnings) fail(`${dropWarnings} drop warning(s), expected ${expectWarnings}`);
-
-  // Write callbacks: each exactly once; `accepted === false` exactly for items dropped at the door.
-  const droppedIds = new Map(obs.dropped.map((d) => [d.id, d.reason]));
-  for (const id of written) {
-    const calls = obs.callbacks.get(id);
-    if (calls === undefined) continue; // written by pipe(), which passes no callback
-    if (calls.length !== 1) {
-      fail(`write callback of ${id} called ${calls.length} times`);
-      continue;
-    }
-    const [call] = calls;
-    if (call === undefined) continue;
-    if (call.error != null) {
-      if (!dlSet.has(id) && discarded === 0)
-        fail(`write callback of ${id} got an error but the item was not dead-lettered`);
-    } else if (scenario.listenDrop) {
-      const reason = droppedIds.get(id);
-      if (call.accepted === false && reason === undefined)
-        fail(`write callback of ${id} said not accepted, but no 'drop' for it`);
-      if (call.accepted === true && reason !== undefined && reason !== 'evicted')
-        fail(`write callback of ${id} said accepted, but it was dropped (${reason})`);
-    }
-  }
-
-  // Order: each call in write order; fresh batches cut in write order; one slot delivers batch by batch.
-  const seen = new Set<number>();
-  const batchOf = new Map<number, number>();
-  let lastFresh = -1;
-  sink.calls.forEach((call, i) => {
-    for (let k = 1; k < call.length; k++) {
-      if (!((call[k - 1] as number) < (call[k] as number)))
-        fail(`sink call ${i} out of write order: ${JSON.stringify(call)}`);
-    }
-    const fresh = call.filter((id) => !seen.has(id));
-    if (fresh.length > 0 && fresh.length !== call.length)
-      fail(`sink call ${i} mixes new and retried items: ${JSON.stringify(call)}`);
-    for (const id of fresh) {
-      if (!(id > lastFresh)) fail(`batch ${i} (${JSON.stringify(call)}) cut out of write order`);
-      lastFresh = id;
-      seen.add(id);
-      batchOf.set(id, i);
-    }
-  });
-  if (config.maxConcurrentFlushes === 1) {
-    let lastBatch = -1;
-    const firstDelivery = new Set<number>();
-    for (const id of delivered) {
-      if (firstDelivery.has(id) || tainted.has(id)) continue;
-      firstDelivery.add(id);
-      const batch = batchOf.get(id) ?? -1;
-      if (batch < lastBatch)
-        fail(`with one flush slot, ${id} (batch ${batch}) delivered after an item of batch ${lastBatch}`);
-      lastBatch = Math.max(lastBatch, batch);
-    }
-  }
-  // Every batch cut is one fresh sink call: the batch metrics count exactly those.
-  const freshCalls = sink.calls.filter((call, i) => call.some((id) => batchOf.get(id) === i));
-  const freshItems = freshCalls.reduce((n, call) => n + call.length, 0);
-  // With timeouts, a batch may fail before its first call: every call slot held by an abandoned call.
-  if (run.anyTimeout ? m.batches < freshCalls.length : m.batches !== freshCalls.length)
-    fail(`batches ${m.batches}, fresh sink calls ${freshCalls.length}`);
-  const average = freshCalls.length === 0 ? 0 : freshItems / freshCalls.length;
-  if (!run.anyTimeout && !(Math.abs(m.averageBatchSize - average) < 1e-9))
-    fail(`averageBatchSize ${m.averageBatchSize}, expected ${average}`);
-  if (sink.maxInFlight > 2 * config.maxConcurrentFlushes)
-    fail(`${sink.maxInFlight} sink calls at once, over 2 × maxConcurrentFlushes (${config.maxConcurrentFlushes})`);
-  for (const d of obs.deadLettered) if (d.ids.length === 0) fail(`an empty dead letter (${d.error.code})`);
-  if (!run.anyTimeout && sink.maxInFlight > config.maxConcurrentFlushes)
-    fail(`${sink.maxInFlight} sink calls at once, maxConcurrentFlushes ${config.maxConcurrentFlushes}`);
-  return out;
-}
-
-/** Items that the last sink call containing them delivered (as the sink recorded it). */
-function deliveredByLastCall(sink: TestSink<number>): Set<number> {
-  const last = new Map<number, boolean>();
-  sink.calls.forEach((call, i) => {
-    const behaviour = sink.behaviours[i];
-    for (const id of call) {
-      let ok = false;
-      if (behaviour?.kind === 'ok' || behaviour?.kind === 'delay') ok = true;
-      else if (behaviour?.kind === 'fail-items') ok = !behaviour.predicate(id);
-      last.set(id, ok);
-    }
-  });
-  return new Set([...last].filter(([, ok]) => ok).map(([id]) => id));
-}
-
-/**
- * The end-of-run checks that hold even when items repeat (no per-item identity): nothing held, the books
- * balance, the dead-letter path heard exactly what was counted, every write callback once.
- */
-export function countViolations(run: Run): string[] {
-  const { obs } = run;
-  const out: string[] = [...obs.violations];
-  if (out.length > 0) return out;
-  const m = obs.stream.getMetrics();
-  const fail = (what: string): void => {
-    out.push(`${what} — metrics ${JSON.stringify(m)}`);
-  };
-  if (!obs.closed) fail("no 'close'");
-  if (m.bufferSize !== 0 || m.waitingWrites !== 0 || m.inFlight !== 0)
-    fail(`held ${m.bufferSize}, waiting ${m.waitingWrites}, inFlight ${m.inFlight} after 'close'`);
-  if (m.eventsOffered !== obs.written.length) fail(`eventsOffered ${m.eventsOffered}, written ${obs.written.length}`);
-  if (m.eventsOffered !== m.eventsFlushed + m.deadLettered + m.eventsDropped)
-    fail('offered !== flushed + deadLettered + dropped at the end');
-  if (m.eventsAccepted !== m.eventsFlushed + m.deadLettered + m.droppedByReason.evicted)
-    fail('accepted !== flushed + deadLettered + evicted at the end');
-  const dl = deadLetteredIds(obs);
-  const discarded = discardedCount(obs);
-  if (dl.length + discarded !== m.deadLettered)
-    fail(`dead-letter path got ${dl.length} items (+${discarded} discarded), deadLettered ${m.deadLettered}`);
-  if (obs.scenario.listenDrop && obs.dropped.length !== m.eventsDropped)
-    fail(`'drop' events ${obs.dropped.length}, eventsDropped ${m.eventsDropped}`);
-  for (const [id, calls] of obs.callbacks)
-    if (calls.length !== 1) fail(`write callback of write #${id} called ${calls.length} times`);
-  return out;
-}
-
-/** Formats a failure for fast-check's report. */
-export function explain(scenario: Scenario, violations: string[]): string {
-  return `${violations.slice(0, 5).join('\n')}\nscenario: ${JSON.stringify(scenario, (_k, v: unknown) => (v === Infinity ? 'Infinity' : v))}`;
-}
+export { countViolations, deadLetteredIds, explain, terminalViolations } from './property-checks';

@@ -1,0 +1,260 @@
+import { BackpressureError } from '../errors';
+import { judge } from './judge';
+import type { FlushContext, FlushFunction } from '../types';
+import type { KeepAlive } from './keep-alive';
+import type { Outcome } from './judge';
+
+/**
+ * Sink calls: one call of the flush function with its `{ signal, attempt }`
+ * context, its timeout (which aborts the signal and abandons the call), and the
+ * bound on unsettled calls: a call abandoned at its timeout may still be running,
+ * so at most 2 × maxConcurrentFlushes calls are unsettled at once, and a try that
+ * finds no room within flushTimeoutMs times out too. Also the retry backoff.
+ * Knows nothing of counters or what an outcome means for the items.
+ */
+
+export interface Batch<T> {
+  items: T[];
+  /** Sizes of `items`, taken once at admission; only with a byte bound. */
+  sizes: number[] | undefined;
+  /** Items before it are resolved. */
+  start: number;
+  /** Sink calls made for this batch so far (the context's `attempt` of the last one). */
+  attempt: number;
+  /** Tries so far: calls, and waits for a call slot that timed out (what the retry budget counts). */
+  tries: number;
+  /** Taken over by destroy() or a shutdown deadline: its outcome no longer counts. */
+  abandoned: boolean;
+  /** The call in progress. */
+  /** The context of the call in progress (its signal is aborted on destroy). */
+  context: CallContext | undefined;
+  /** The call's timeout or the retry backoff, whichever the batch waits on. */
+  timer: NodeJS.Timeout | undefined;
+  /** Ends the current wait early (on destroy). */
+  wake: (() => void) | undefined;
+}
+
+export interface CallConfig {
+  readonly maxConcurrentFlushes: number;
+  readonly flushTimeoutMs: number;
+  readonly retry: { readonly initialDelayMs: number; readonly maxDelayMs: number };
+}
+
+export const ABANDONED: Outcome<never> = Object.freeze({
+  kind: 'failed',
+  failed: undefined,
+  cause: undefined,
+  timedOut: false,
+});
+const TIMED_OUT: Outcome<never> = Object.freeze({
+  kind: 'failed',
+  failed: undefined,
+  cause: undefined,
+  timedOut: true,
+});
+const now = (): number => performance.now();
+
+/**
+ * The flush context. Its AbortController is made only when the sink reads
+ * `signal`: creating one per call costs more than the rest of a fast sink's call
+ * (an EventTarget, and garbage). An abort before that is kept and applied then.
+ */
+export class CallContext implements FlushContext {
+  readonly attempt: number;
+  #controller: AbortController | undefined;
+  #aborted = false;
+  #reason: unknown;
+
+  constructor(attempt: number) {
+    this.attempt = attempt;
+  }
+
+  get signal(): AbortSignal {
+    if (this.#controller === undefined) {
+      this.#controller = new AbortController();
+      if (this.#aborted) this.#controller.abort(this.#reason);
+    }
+    return this.#controller.signal;
+  }
+
+  abort(reason: unknown): void {
+    if (this.#aborted) return;
+    this.#aborted = true;
+    this.#reason = reason;
+    this.#controller?.abort(reason);
+  }
+}
+
+export class SinkCalls<T> {
+  readonly #config: CallConfig;
+  readonly #flush: FlushFunction<T>;
+  readonly #keepAlive: KeepAlive;
+  /** Told every settled call's sink time; `delivered` is the number of items it delivered (0 if it failed). */
+  readonly #recordLatency: (latencyMs: number, delivered: number) => void;
+  /** Sink calls not yet settled, abandoned (timed-out) ones included; at most 2 × maxConcurrentFlushes. */
+  #unsettled = 0;
+  /** Batches waiting for #unsettled to fall below its bound, in arrival order. */
+  readonly #gateQueue: (() => void)[] = [];
+
+  constructor(
+    config: CallConfig,
+    flush: FlushFunction<T>,
+    keepAlive: KeepAlive,
+    recordLatency: (latencyMs: number, delivered: number) => void,
+  ) {
+    this.#config = config;
+    this.#flush = flush;
+    this.#keepAlive = keepAlive;
+    this.#recordLatency = recordLatency;
+  }
+
+  /** Calls the sink with the first `count` unresolved items, under the call bound and the timeout. */
+  async call(batch: Batch<T>, count: number): Promise<Outcome<T>> {
+    // The common case takes its place under the call bound synchronously, so the first call of a
+    // batch starts in the same turn as the write that cut it.
+    if (this.#unsettled < 2 * this.#config.maxConcurrentFlushes) this.#unsettled++;
+    else {
+      const waited = await this.#acquire(batch);
+      if (waited === 'timeout') {
+        // No call could start within flushTimeoutMs: a try that timed out, so a black-holed sink
+        // that ignores its signal still ends in retries and dead letters, never in a stall.
+        batch.tries++;
+        return TIMED_OUT;
+      }
+      if (waited === 'abandoned') return ABANDONED;
+      if (batch.abandoned) {
+        this.#releaseCall();
+        return ABANDONED;
+      }
+    }
+    const items =
+      batch.start === 0 && count === batch.items.length
+        ? batch.items
+        : batch.items.slice(batch.start, batch.start + count);
+    batch.tries++;
+    const context = new CallContext(++batch.attempt);
+    batch.context = context;
+    const started = now();
+    if (this.#config.flushTimeoutMs === Infinity) return this.#untimed(batch, items, context, started);
+    return new Promise<Outcome<T>>((resolve) => {
+      let done = false;
+      const finish = (outcome: Outcome<T>): void => {
+        if (done) return;
+        done = true;
+        this.#keepAlive.clearTimeout(batch.timer);
+        batch.timer = undefined;
+        batch.wake = undefined;
+        batch.context = undefined;
+        resolve(outcome);
+      };
+      batch.wake = () => finish(ABANDONED);
+      const timeoutMs = this.#config.flushTimeoutMs;
+      if (timeoutMs !== Infinity) {
+        batch.timer = this.#keepAlive.setTimeout(() => {
+          batch.timer = undefined;
+          // The call is abandoned, not settled: it keeps its place under the call bound until it settles.
+          context.abort(BackpressureError.flushTimeout(items, 'retries_exhausted', timeoutMs));
+          finish(TIMED_OUT);
+        }, timeoutMs);
+      }
+      let pending: Promise<unknown>;
+      try {
+        const flush = this.#flush; // called bare: the sink's `this` is not the engine
+        pending = Promise.resolve(flush(items, context));
+      } catch (cause) {
+        pending = Promise.reject(cause);
+      }
+      pending.then(
+        (result) => {
+          this.#releaseCall();
+          if (done) return;
+          const outcome = judge(items, result);
+          this.#recordLatency(now() - started, outcome.kind === 'delivered' ? items.length : 0);
+          finish(outcome);
+        },
+        (cause: unknown) => {
+          this.#releaseCall();
+          if (done) return;
+          this.#recordLatency(now() - started, 0);
+          finish({ kind: 'failed', failed: undefined, cause, timedOut: false });
+        },
+      );
+    });
+  }
+
+  /**
+   * A call without a timeout: awaited directly (the fast path: no wrapper promise, no
+   * closures). A destroy() meanwhile only marks the batch abandoned; the caller
+   * ignores the outcome when the call settles.
+   */
+  async #untimed(batch: Batch<T>, items: T[], context: CallContext, started: number): Promise<Outcome<T>> {
+    let outcome: Outcome<T>;
+    try {
+      const flush = this.#flush; // called bare: the sink's `this` is not the engine
+      const result: unknown = await flush(items, context);
+      outcome = judge(items, result);
+      this.#recordLatency(now() - started, outcome.kind === 'delivered' ? items.length : 0);
+    } catch (cause) {
+      this.#recordLatency(now() - started, 0);
+      outcome = { kind: 'failed', failed: undefined, cause, timedOut: false };
+    }
+    this.#releaseCall();
+    if (batch.context === context) batch.context = undefined;
+    return batch.abandoned ? ABANDONED : outcome;
+  }
+
+  /**
+   * Waits for room under the call bound, at most flushTimeoutMs, in arrival order (a
+   * settling call hands its place to the oldest waiter). Resolves 'acquired' (the
+   * caller holds a place), 'timeout' or 'abandoned' (it holds none).
+   */
+  async #acquire(batch: Batch<T>): Promise<'acquired' | 'timeout' | 'abandoned'> {
+    const timeoutMs = this.#config.flushTimeoutMs;
+    let timedOut = false;
+    const granted = await new Promise<boolean>((resolve) => {
+      const grant = (): void => resolve(true);
+      const leave = (): void => {
+        const index = this.#gateQueue.indexOf(grant);
+        if (index >= 0) this.#gateQueue.splice(index, 1);
+        resolve(false);
+      };
+      this.#gateQueue.push(grant);
+      batch.wake = leave;
+      if (timeoutMs !== Infinity) {
+        batch.timer = this.#keepAlive.setTimeout(() => {
+          batch.timer = undefined;
+          timedOut = true;
+          leave();
+        }, timeoutMs);
+      }
+    });
+    batch.wake = undefined;
+    this.#keepAlive.clearTimeout(batch.timer);
+    batch.timer = undefined;
+    if (granted) return 'acquired';
+    return timedOut && !batch.abandoned ? 'timeout' : 'abandoned';
+  }
+
+  /** A call settled: its place under the bound goes to the oldest waiting batch, or is freed. */
+  #releaseCall(): void {
+    const next = this.#gateQueue.shift();
+    if (next !== undefined) next();
+    else this.#unsettled--;
+  }
+
+  backoff(batch: Batch<T>): Promise<void> {
+    const { initialDelayMs, maxDelayMs } = this.#config.retry;
+    // Full jitter: a random delay up to a doubling bound, so failed writers do not retry in step.
+    const bound = Math.min(maxDelayMs, initialDelayMs * 2 ** (batch.tries - 1));
+    return new Promise((resolve) => {
+      const wake = (): void => {
+        this.#keepAlive.clearTimeout(batch.timer);
+        batch.timer = undefined;
+        batch.wake = undefined;
+        resolve();
+      };
+      batch.wake = wake;
+      batch.timer = this.#keepAlive.setTimeout(wake, Math.random() * bound);
+    });
+  }
+}

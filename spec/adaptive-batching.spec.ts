@@ -1,0 +1,209 @@
+/**
+ * Adaptive batching (`batchSize: { min, max }`), driven by a simulated sink whose
+ * cost per call is a model (fixed overhead + per item + superlinear), on fake
+ * timers: the measured latency of a call is exactly its modelled cost.
+ */
+import { BlockingWritable } from '../lib';
+import { useStreamFakeTimers } from './support/test-sink';
+
+beforeEach(useStreamFakeTimers);
+afterEach(() => jest.useRealTimers());
+
+/** Milliseconds a call of `n` items costs: a + b·n + c·n², rounded to the fake clock's whole ms. */
+type CostModel = (n: number) => number;
+const peaked =
+  (a: number, b: number, c: number): CostModel =>
+  (n) =>
+    Math.max(1, Math.round(a + b * n + c * n * n));
+
+/** The top of n / (a + b·n + c·n²): sqrt(a / c). */
+const best = (a: number, c: number): number => Math.sqrt(a / c);
+
+interface Call {
+  size: number;
+  latency: number;
+}
+
+/** A sink that takes `model(n)` ms per call; `model` can be swapped while it runs. */
+function modelSink(initial: CostModel): {
+  flush: (items: number[]) => Promise<void>;
+  calls: Call[];
+  setModel: (model: CostModel) => void;
+} {
+  let model = initial;
+  const calls: Call[] = [];
+  return {
+    calls,
+    setModel: (next) => {
+      model = next;
+    },
+    flush: (items) => {
+      const latency = model(items.length);
+      calls.push({ size: items.length, latency });
+      return new Promise((resolve) => setTimeout(resolve, latency));
+    },
+  };
+}
+
+/** Writes 0, 1, 2, … as fast as `write()` allows (honouring `false`/'drain') until `calls` reaches `until`. */
+async function produce(stream: BlockingWritable<number>, calls: Call[], until: number): Promise<void> {
+  let next = 0;
+  const fill = (): void => {
+    while (stream.write(next++));
+  };
+  stream.on('drain', fill);
+  fill();
+  while (calls.length < until) await jest.advanceTimersByTimeAsync(5);
+  stream.off('drain', fill);
+}
+
+const median = (values: number[]): number => {
+  const sorted = [...values].sort((x, y) => x - y);
+  return sorted[Math.floor(sorted.length / 2)] as number;
+};
+
+describe('adaptive batching', () => {
+  // 10 ms per call + 0.02 ms per item + 0.000004 ms per item²: the best fixed size is sqrt(10 / 0.000004) ≈ 1581.
+  const A = 10;
+  const B = 0.02;
+  const C = 0.000004;
+
+  test('converges to within 20 % of the best fixed batch size on a peaked cost curve', async () => {
+    const sink = modelSink(peaked(A, B, C));
+    const stream = new BlockingWritable(sink.flush, {
+      maxBufferSize: 20_000,
+      batchSize: { min: 100, max: 10_000 },
+      targetLatencyMs: 10_000,
+    });
+    await produce(stream, sink.calls, 60);
+    const settled = sink.calls.slice(40, 60).map((call) => call.size);
+    const top = best(A, C);
+    expect(median(settled)).toBeGreaterThan(top * 0.8);
+    expect(median(settled)).toBeLessThan(top * 1.2);
+    // It started at min and climbed: the first calls are small.
+    expect(sink.calls[0]?.size).toBe(100);
+    stream.destroy();
+  });
+
+  test('follows a step change of the sink: the best size halves, then doubles', async () => {
+    const sink = modelSink(peaked(A, B, C));
+    const stream = new BlockingWritable(sink.flush, {
+      maxBufferSize: 20_000,
+      batchSize: { min: 100, max: 10_000 },
+      targetLatencyMs: 10_000,
+    });
+    await produce(stream, sink.calls, 60);
+    // c × 4: the best size halves (≈ 791).
+    sink.setModel(peaked(A, B, C * 4));
+    await produce(stream, sink.calls, 120);
+    const halved = median(sink.calls.slice(100, 120).map((call) => call.size));
+    expect(halved).toBeGreaterThan(best(A, C * 4) * 0.8);
+    expect(halved).toBeLessThan(best(A, C * 4) * 1.2);
+    // c / 4: back to ≈ 1581, double the last best.
+    sink.setModel(peaked(A, B, C));
+    await produce(stream, sink.calls, 180);
+    const doubled = median(sink.calls.slice(160, 180).map((call) => call.size));
+    expect(doubled).toBeGreaterThan(best(A, C) * 0.8);
+    expect(doubled).toBeLessThan(best(A, C) * 1.2);
+    stream.destroy();
+  });
+
+  test('never exceeds max, the memory bound or the buffer', async () => {
+    const sink = modelSink(peaked(A, B, C));
+    const stream = new BlockingWritable(sink.flush, {
+      maxBufferSize: 2_000,
+      batchSize: { min: 50, max: 700 },
+      targetLatencyMs: 10_000,
+    });
+    let next = 0;
+    let maxHeld = 0;
+    const fill = (): void => {
+      while (stream.write(next++)) maxHeld = Math.max(maxHeld, stream.getMetrics().bufferSize);
+    };
+    stream.on('drain', fill);
+    fill();
+    while (sink.calls.length < 60) await jest.advanceTimersByTimeAsync(5);
+    expect(Math.max(...sink.calls.map((call) => call.size))).toBeLessThanOrEqual(700);
+    // The best size (1581) lies above max: the size settles at max.
+    expect(median(sink.calls.slice(40).map((call) => call.size))).toBeGreaterThan(600);
+    expect(maxHeld).toBeLessThanOrEqual(2_000);
+    expect(stream.getMetrics().currentBatchSize).toBeLessThanOrEqual(700);
+    stream.destroy();
+  });
+
+  test('never sends a batch over the latency target twice in a row when a smaller size meets it', async () => {
+    // Linear: 5 ms + 0.05 ms per item, so bigger is always faster per item, and only the target stops the climb.
+    const sink = modelSink((n) => Math.round(5 + 0.05 * n));
+    const stream = new BlockingWritable(sink.flush, {
+      maxBufferSize: 20_000,
+      batchSize: { min: 10, max: 10_000 },
+      targetLatencyMs: 40, // met by batches up to 700 items
+    });
+    await produce(stream, sink.calls, 80);
+    for (let i = 1; i < sink.calls.length; i++) {
+      const both = (sink.calls[i - 1] as Call).latency > 40 && (sink.calls[i] as Call).latency > 40;
+      expect({ call: i, overTargetTwiceInARow: both }).toEqual({ call: i, overTargetTwiceInARow: false });
+    }
+    // And it does climb to near the largest size within the target.
+    const settled = median(sink.calls.slice(50).map((call) => call.size));
+    expect(settled).toBeGreaterThan(400);
+    expect(settled).toBeLessThanOrEqual(700);
+    stream.destroy();
+  });
+
+  test('a fixed number behaves as before: every full batch has exactly that size', async () => {
+    const sink = modelSink(peaked(A, B, C));
+    const stream = new BlockingWritable(sink.flush, { maxBufferSize: 5_000, batchSize: 250 });
+    await produce(stream, sink.calls, 20);
+    expect(new Set(sink.calls.map((call) => call.size))).toEqual(new Set([250]));
+    expect(stream.getMetrics().currentBatchSize).toBe(250);
+    stream.destroy();
+  });
+
+  test('getMetrics().currentBatchSize reports the size batches are cut at', async () => {
+    const model = peaked(A, B, C);
+    const seen: { size: number; reported: number }[] = [];
+    const calls: Call[] = [];
+    // eslint-disable-next-line prefer-const -- the sink reads the stream it is given to
+    let stream: BlockingWritable<number>;
+    const flush = (items: number[]): Promise<void> => {
+      // Called in the same turn as the batch is cut: the reported size is the one it was cut at.
+      seen.push({ size: items.length, reported: stream.getMetrics().currentBatchSize });
+      calls.push({ size: items.length, latency: model(items.length) });
+      return new Promise((resolve) => setTimeout(resolve, model(items.length)));
+    };
+    stream = new BlockingWritable(flush, {
+      maxBufferSize: 20_000,
+      batchSize: { min: 100, max: 10_000 },
+      targetLatencyMs: 10_000,
+    });
+    expect(stream.getMetrics().currentBatchSize).toBe(100);
+    await produce(stream, calls, 30);
+    expect(seen.map((s) => s.size)).toEqual(seen.map((s) => s.reported));
+    expect(new Set(seen.map((s) => s.size)).size).toBeGreaterThan(3);
+    stream.destroy();
+  });
+});
+
+describe('adaptive batching options', () => {
+  const flush = async (): Promise<void> => undefined;
+  test.each([
+    [{ min: 0, max: 10 }, RangeError, /"batchSize.min" must be an integer >= 1. Received 0/],
+    [{ min: 10, max: 5 }, RangeError, /"batchSize.min" must be <= "batchSize.max" \(5\). Received 10/],
+    [{ min: 1, max: 20_000 }, RangeError, /"batchSize.max" must be <= "maxBufferSize" \(10000\). Received 20000/],
+    [{ min: 1.5, max: 10 }, RangeError, /"batchSize.min" must be an integer >= 1/],
+    [{ min: 1 }, TypeError, /"batchSize.max" must be of type number. Received undefined/],
+    [{ min: 1, max: 10, step: 2 }, RangeError, /"batchSize.step" is not a sluice option/],
+    ['auto', TypeError, /"batchSize" must be a number or an object \{ min, max \}. Received 'auto'/],
+  ])('batchSize %p is refused', (batchSize, type, message) => {
+    const attempt = (): unknown => new BlockingWritable(flush, { batchSize: batchSize as never });
+    expect(attempt).toThrow(type);
+    expect(attempt).toThrow(message);
+  });
+
+  test('a valid range is accepted and starts at min', () => {
+    const stream = new BlockingWritable(flush, { batchSize: { min: 7, max: 700 } });
+    expect(stream.getMetrics().currentBatchSize).toBe(7);
+    stream.destroy();
+  });
+});

@@ -1,0 +1,75 @@
+/**
+ * Shared by the broker specs, which run against the real local servers (never mocks):
+ * NATS with JetStream (127.0.0.1:4222), Redis (6379), RabbitMQ (5672, guest/guest).
+ *
+ * A suite whose server is unreachable is skipped with a message saying so; with
+ * SLUICE_REQUIRE_BROKERS=1 (CI, see .ci/run) its availability test fails instead.
+ */
+import { spawnSync } from 'node:child_process';
+
+export const REDIS_URL = process.env.SLUICE_REDIS_URL ?? 'redis://127.0.0.1:6379';
+export const NATS_URL = process.env.SLUICE_NATS_URL ?? 'nats://127.0.0.1:4222';
+export const AMQP_URL = process.env.SLUICE_AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
+
+const REQUIRED = process.env.SLUICE_REQUIRE_BROKERS === '1';
+
+/** Whether a TCP connection to `url`'s host and port opens, asked in a child so that it can run at load time. */
+function probe(url: string): string {
+  const { hostname, port } = new URL(url);
+  const script = `require('node:net').connect({ host: process.argv[1], port: Number(process.argv[2]) })
+    .setTimeout(3000, function () { this.destroy(new Error('timed out')); })
+    .on('connect', function () { this.end(); process.exit(0); })
+    .on('error', (e) => { console.error(e.code || e.message); process.exit(1); });`;
+  const result = spawnSync(process.execPath, ['-e', script, hostname, port], { encoding: 'utf8', timeout: 10_000 });
+  return result.status === 0 ? '' : `${hostname}:${port}: ${result.stderr.trim() || 'no answer'}`;
+}
+
+/**
+ * `describe` for a suite that needs `name`'s server at `url`: skipped, with a warning, when it
+ * is unreachable, unless SLUICE_REQUIRE_BROKERS=1, where an availability test fails instead.
+ */
+export function describeBroker(name: string, url: string, suite: () => void): void {
+  const why = probe(url);
+  if (why !== '' && !REQUIRED) {
+    console.warn(
+      `SKIPPING the ${name} tests: ${name} is unreachable (${why}). Set SLUICE_REQUIRE_BROKERS=1 to make this a failure.`,
+    );
+  }
+  describe(`${name} availability`, () => {
+    (REQUIRED ? it : it.skip)('is reachable when SLUICE_REQUIRE_BROKERS=1', () => {
+      expect({ reachable: why === '', why }).toEqual({ reachable: true, why: '' });
+    });
+  });
+  (why === '' ? describe : describe.skip)(name, suite);
+}
+
+let counter = 0;
+/** A name no other test (or run) uses, for streams, groups, queues and subjects. */
+export function uniqueName(prefix: string): string {
+  return `sluice_${prefix}_${process.pid}_${Date.now().toString(36)}_${counter++}`;
+}
+
+/**
+ * Polls `check` until it returns a value other than undefined/false; fails after `timeoutMs`.
+ * A bounded wait on a real server, not a timing assertion: the test asserts what it returns.
+ */
+export async function waitFor<R>(
+  what: string,
+  check: () => R | Promise<R>,
+  timeoutMs = 15_000,
+): Promise<Exclude<R, false | undefined>> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined && value !== false) return value as Exclude<R, false | undefined>;
+    if (Date.now() > deadline) throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/** A promise with its resolve function, for sinks a test releases by hand. */
+export function deferred<T = void>(): { promise: Promise<T>; resolve: (value: T) => void } {
+  let resolve!: (value: T) => void;
+  const promise = new Promise<T>((r) => (resolve = r));
+  return { promise, resolve };
+}
