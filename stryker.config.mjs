@@ -14,6 +14,8 @@ export default {
   tsconfigFile: 'tsconfig.build.json',
   mutate: ['lib/**/*.ts', '!lib/cli/**'],
   coverageAnalysis: 'perTest',
+  // `--incremental` reuses a previous run's results for mutants whose code and covering tests did not change.
+  incrementalFile: 'reports/stryker-incremental.json',
   concurrency: 2,
   jest: {
     projectType: 'custom',
@@ -29,13 +31,14 @@ export default {
         '<rootDir>/spec/properties/**/*.spec.ts',
         '<rootDir>/spec/mutants/**/*.spec.ts',
         '<rootDir>/spec/regressions/**/*.spec.ts',
+        '<rootDir>/spec/writev/**/*.spec.ts',
         '!**/spec/regressions/exit-warning.spec.ts',
       ],
     },
     enableFindRelatedTests: false,
   },
   // A mutant that hangs a stream is caught by the specs' own liveness checks, so a short timeout is enough.
-  timeoutMS: 8000,
+  timeoutMS: 4000,
   reporters: ['clear-text', 'progress-append-only', 'html', 'json'],
   htmlReporter: { fileName: 'reports/mutation/mutation.html' },
   jsonReporter: { fileName: 'reports/mutation/mutation.json' },
