@@ -1,6 +1,6 @@
 import { Writable } from 'node:stream';
 import { incompatiblePair, invalidArgType, missingArgs, multipleCallback } from './errors';
-import type { BackpressureOptions, FlushFunction, FlushResult } from './types';
+import type { BackpressureOptions, FlushContext, FlushFunction, FlushResult } from './types';
 
 /**
  * The delivery hook of a sluice Writable: which one it was given (the flush
@@ -167,6 +167,23 @@ function toChunk<T>(chunk: T): WritevChunk<T> {
   return { chunk, encoding: NO_ENCODING };
 }
 
+/** Where a batch of chunks keeps its call's context (internal; `signal` reads it). */
+const kContext = Symbol('sluice.context');
+
+/**
+ * `signal` on the chunks is a getter, so the call's AbortController is made only if the sink reads
+ * it (see CallContext): reading the context's `signal` eagerly cost one AbortController per call,
+ * more than the rest of the adapter's work on a fast sink. One descriptor for every call.
+ */
+const SIGNAL: PropertyDescriptorMap = {
+  signal: {
+    get(this: { [kContext]: FlushContext }): AbortSignal {
+      return this[kContext].signal;
+    },
+    enumerable: true,
+  },
+};
+
 /**
  * `writev` as a flush function, bound to `stream` once. Per call: one `{ chunk, encoding }` per
  * item, the array, the callback and the promise. The promise settles on the first call of the
@@ -176,8 +193,9 @@ function toChunk<T>(chunk: T): WritevChunk<T> {
 export function writevFlush<T>(stream: Writable, writev: WritevFunction<T>): FlushFunction<T> {
   return (items, context) =>
     new Promise((resolve, reject) => {
-      const chunks = items.map(toChunk) as WritevChunk<T>[] & { signal: AbortSignal; attempt: number };
-      chunks.signal = context.signal;
+      const chunks = items.map(toChunk) as WritevChunk<T>[] & { [kContext]: FlushContext; attempt: number };
+      chunks[kContext] = context;
+      Object.defineProperties(chunks, SIGNAL);
       chunks.attempt = context.attempt;
       let called = false;
       const settle = (failed: boolean, error: unknown, result: unknown): void => {
@@ -190,7 +208,9 @@ export function writevFlush<T>(stream: Writable, writev: WritevFunction<T>): Flu
         else resolve(result);
       };
       try {
-        writev.call(stream, chunks, (error, result) => settle(Boolean(error), error, result));
+        writev.call(stream, chunks as unknown as WritevChunks<T>, (error, result) =>
+          settle(Boolean(error), error, result),
+        );
       } catch (error) {
         settle(true, error, undefined);
       }

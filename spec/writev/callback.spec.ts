@@ -192,6 +192,34 @@ describe('what _writev receives', () => {
     expect(stream.getMetrics()).toMatchObject({ eventsFlushed: 2, retries: 1 });
   });
 
+  test('the AbortController behind `signal` is made only for a sink that reads it', async () => {
+    const RealAbortController = globalThis.AbortController;
+    let made = 0;
+    globalThis.AbortController = class extends RealAbortController {
+      constructor() {
+        super();
+        made++;
+      }
+    };
+    try {
+      const reads: boolean[] = [];
+      const stream = new BlockingWritable<number>({
+        writev(chunks, callback) {
+          if (chunks.attempt === 1 && chunks[0]?.chunk === 0) reads.push(chunks.signal.aborted);
+          callback();
+        },
+        batchSize: 2,
+      });
+      for (let i = 0; i < 8; i++) stream.write(i);
+      await settle();
+      expect(stream.getMetrics()).toMatchObject({ eventsFlushed: 8, batches: 4 });
+      expect(reads).toEqual([false]);
+      expect(made).toBe(1); // the first call's, read by the sink; the other three calls made none
+    } finally {
+      globalThis.AbortController = RealAbortController;
+    }
+  });
+
   test('destroy() aborts the signal of the call in flight', async () => {
     const calls: WritevChunks<number>[] = [];
     const stream = new BlockingWritable<number>({ writev: (chunks) => void calls.push(chunks), batchSize: 1 });
