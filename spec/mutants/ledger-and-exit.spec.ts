@@ -169,7 +169,12 @@ describe('the exit watch', () => {
 
   test('a real sluice is watched from construction, with its class name and held count', async () => {
     const sink = new TestSink<number>({ kind: 'hang' });
-    const stream = new BlockingWritable<number>(sink.flush, { maxBufferSize: 10, batchSize: 10, minFlushIntervalMs: 60_000, maxFlushIntervalMs: 60_000 });
+    const stream = new BlockingWritable<number>(sink.flush, {
+      maxBufferSize: 10,
+      batchSize: 10,
+      minFlushIntervalMs: 60_000,
+      maxFlushIntervalMs: 60_000,
+    });
     stream.write(1);
     stream.write(2);
     exitListener();
