@@ -135,7 +135,8 @@ export interface FlushContext {
  * Delivers one batch. May resolve a {@link FlushResult}, resolve anything else (all delivered)
  * or throw (the batch is retried). Only an object with numeric `success` and `failed` is read as a
  * `FlushResult`, so a driver's own return value (`pool.query()`'s result, better-sqlite3's
- * `RunResult`, `true`) means "delivered". The array is the sluice's: read it, do not change it.
+ * `RunResult`, `true`) means "delivered". The array is a fresh one per call: the sink may keep it or
+ * empty it (`items.shift()`, `items.splice()`); a retry gets the batch's items again in a new array.
  *
  * @example
  * ```ts

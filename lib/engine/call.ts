@@ -127,10 +127,9 @@ export class SinkCalls<T> {
         return ABANDONED;
       }
     }
-    const items =
-      batch.start === 0 && count === batch.items.length
-        ? batch.items
-        : batch.items.slice(batch.start, batch.start + count);
+    // The sink gets an array of its own: one that empties it as it goes (`while (items.length)
+    // insert(items.shift())`) and then fails must not empty the batch that is retried.
+    const items = batch.items.slice(batch.start, batch.start + count);
     batch.tries++;
     const context = new CallContext(++batch.attempt);
     batch.context = context;
