@@ -114,12 +114,8 @@ export class Delivery<T> {
     if (outcome.kind === 'invalid') return this.#deadLetter(batch, count, outcome.error);
     const failing = outcome.failed === undefined ? count : this.#narrow(batch, count, outcome.failed);
     if (batch.abandoned) return;
-    if (failing === 1 || this.#config.isolateFailures === 'sequential') {
-      // Sequential probes one item at a time; a narrowed part may still hold several.
-      if (failing === 1) return this.#deadLetter(batch, 1, this.#exhausted(batch, 1, outcome));
-      for (let i = 0; i < failing && !batch.abandoned; i++) await this.#probe(batch, 1);
-      return;
-    }
+    // A sequential probe holds one item, so only a bisecting one can leave several failing.
+    if (failing === 1) return this.#deadLetter(batch, 1, this.#exhausted(batch, 1, outcome));
     return this.#isolate(batch, failing);
   }
 
