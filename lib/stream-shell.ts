@@ -85,10 +85,12 @@ export function endThroughEngine<T>(
   if (stream[kEngine].length > 0 && !stream.destroyed) nodeState(stream).length = 1;
 }
 
-/** _final: the engine flushes everything, then Node may emit 'finish' (not once destroyed). */
+/**
+ * _final: the engine flushes everything, then Node may emit 'finish'. The engine calls back only
+ * if nothing was lost: never once destroyed (a destroy() gives its idle callbacks an error).
+ */
 export function finalThroughEngine<T>(stream: SluiceStream<T>, done: () => void): void {
   stream[kEngine].end(() => {
-    if (stream.destroyed) return;
     nodeState(stream).length = 0;
     done();
   });
@@ -153,9 +155,11 @@ export function reportEngineBuffer(prototype: SluiceStream<unknown>): void {
         return this[kEngine].length;
       },
     },
+    // Node's is `!destroyed && !ending && needDrain`; the engine's needDrain is already false once
+    // ending (end() runs _final, which tells the engine, in the same call).
     writableNeedDrain: {
       get(this: SluiceStream<unknown>): boolean {
-        return !this.destroyed && !this.writableEnded && this[kEngine].needDrain;
+        return !this.destroyed && this[kEngine].needDrain;
       },
     },
   });
