@@ -377,7 +377,8 @@ class BrokerIngestRun {
     }
     printSummary(summary, options.json, this.#io.out);
     if (failure instanceof CliError) throw failure;
-    if (this.#fatal instanceof CliError) throw new CliError(this.#fatal.exitCode, summary.error as string, this.#fatal);
+    if (this.#fatal instanceof CliError)
+      throw new CliError(this.#fatal.exitCode, `ingest failed: ${summary.error}`, this.#fatal, this.#fatal.code);
     if (summary.error !== undefined) throw new CliError(ExitCode.FAILED, `ingest failed: ${summary.error}`);
     if (this.#signal !== undefined) return this.#signal === 'SIGINT' ? ExitCode.SIGINT : ExitCode.SIGTERM;
     if (options.failOnRejects && summary.rejected > 0)

@@ -187,6 +187,8 @@ export async function publish(options: PublishOptions, io: Io): Promise<number> 
     throw new CliError(
       error instanceof CliError ? error.exitCode : ExitCode.FAILED,
       `publish failed: ${summary.error}`,
+      error,
+      error instanceof CliError ? error.code : undefined,
     );
   if (stopping.signal !== undefined) return stopping.signal === 'SIGINT' ? ExitCode.SIGINT : ExitCode.SIGTERM;
   return ExitCode.OK;

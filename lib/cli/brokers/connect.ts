@@ -62,9 +62,19 @@ export async function openBroker(url: BrokerUrl, reconnectTimeoutMs: number, pur
     return await open(url, new Watchdog(reconnectTimeoutMs, url));
   } catch (error) {
     if (error instanceof BrokerError && error.code === 'ERR_BROKER_CLIENT_MISSING')
-      throw new CliError(ExitCode.USAGE, `${purpose} ${error.message.replace(/^sluice\/\w+ /, '')}`, error);
+      throw new CliError(
+        ExitCode.USAGE,
+        `${purpose} ${error.message.replace(/^sluice\/\w+ /, '')}`,
+        error,
+        'ERR_CLI_CLIENT_MISSING',
+      );
     if (error instanceof CliError) throw error;
-    throw new CliError(ExitCode.USAGE, `cannot connect to ${url.display}: ${brokerMessage(error, url)}`, error);
+    throw new CliError(
+      ExitCode.USAGE,
+      `cannot connect to ${url.display}: ${brokerMessage(error, url)}`,
+      error,
+      'ERR_CLI_BROKER_UNREACHABLE',
+    );
   }
 }
 
@@ -99,7 +109,12 @@ class Watchdog {
     this.#timer = setTimeout(() => {
       this.#fired = true;
       this.#listener?.(
-        new Error(`lost ${this.#url.display} for more than ${this.#timeoutMs} ms (--reconnect-timeout): ${why}`),
+        new CliError(
+          ExitCode.FAILED,
+          `lost ${this.#url.display} for more than ${this.#timeoutMs} ms (--reconnect-timeout): ${why}`,
+          undefined,
+          'ERR_CLI_BROKER_LOST',
+        ),
       );
     }, this.#timeoutMs);
     this.#timer.unref();
