@@ -132,7 +132,7 @@ function fields(entry: unknown): Record<string, unknown> {
 
 function ingestUrl(broker: Broker, name: string, group: string, consumer: string): string {
   return broker === 'nats'
-    ? `nats://${NATS_HOST}/${name}?consumer=${group}&ack-wait-ms=5000`
+    ? `nats://${NATS_HOST}/${name}?consumer=${group}&ack-wait-ms=3000`
     : `redis://${REDIS_HOST}/${name}?group=${group}&consumer=${consumer}&claim-idle-ms=5000`;
 }
 
@@ -171,12 +171,16 @@ function samplePeakRss(running: Running): void {
 
 function sluiceConsumer(broker: Broker, name: string, group: string, consumer: string, table: string, o: Options) {
   const args = [CLI, 'ingest', ingestUrl(broker, name, group, consumer), '--into', PG_URL, '--table', table];
-  args.push('--dedupe', '--batch-size', String(o.batch), '--max-buffer', String(o.bound), '--idle-exit', '3000', '-q');
+  args.push('--dedupe', '--batch-size', String(o.batch), '--max-buffer', String(o.bound), '--idle-exit', '8000', '-q');
   return run(args);
 }
 
-function handConsumer(broker: Broker, name: string, group: string, consumer: string, table: string, o: Options) {
-  return run([__filename, '--hand', broker, name, group, consumer, table, JSON.stringify(o)]);
+/** The consumers compared: `hand` acks as sluice does (NATS: ackAck, confirmed; Redis: XACK awaited); `hand-unconfirmed` (NATS only): ack() and one flush per batch. */
+type Kind = 'sluice' | 'hand' | 'hand-unconfirmed';
+
+function handConsumer(kind: Kind) {
+  return (broker: Broker, name: string, group: string, consumer: string, table: string, o: Options) =>
+    run([__filename, '--hand', kind, broker, name, group, consumer, table, JSON.stringify(o)]);
 }
 
 const until = async (what: string, check: () => Promise<boolean>, timeoutMs = 600_000): Promise<void> => {
@@ -190,7 +194,15 @@ const until = async (what: string, check: () => Promise<boolean>, timeoutMs = 60
 // ---------------------------------------------------------------- the hand-written consumer loop
 
 /** Fetch a batch, insert it in one statement (ON CONFLICT DO NOTHING), ack it; until 3 s without a message. */
-async function handLoop(broker: Broker, name: string, group: string, consumer: string, table: string, o: Options) {
+async function handLoop(
+  variant: Kind,
+  broker: Broker,
+  name: string,
+  group: string,
+  consumer: string,
+  table: string,
+  o: Options,
+) {
   const db = await pg();
   const insert = async (rows: { brokerId: string; body: string }[]): Promise<void> => {
     const params: unknown[] = [];
@@ -221,8 +233,12 @@ async function handLoop(broker: Broker, name: string, group: string, consumer: s
       for await (const m of await source.fetch({ max_messages: o.batch, expires: 1000 })) batch.push(m);
       if (batch.length === 0) continue;
       await insert(batch.map((m) => ({ brokerId: `${name}:${m.seq}`, body: m.string() })));
-      for (const m of batch) m.ack();
-      await nc.flush();
+      // 'hand': confirmed acks, the guarantee sluice's JetStream source gives; 'hand-unconfirmed': ack() and one flush.
+      if (variant === 'hand') await Promise.all(batch.map((m) => m.ackAck()));
+      else {
+        for (const m of batch) m.ack();
+        await nc.flush();
+      }
       idleSince = Date.now();
     }
     await nc.close();
@@ -333,13 +349,13 @@ async function scenario(broker: Broker, o: Options, dir: string): Promise<Scenar
 }
 
 /** Two consumers of one kind drain the stream as it is (a new durable / group, a new table); rows/s. */
-async function drain(broker: Broker, kind: 'sluice' | 'hand', round: number, o: Options): Promise<number> {
+async function drain(broker: Broker, kind: Kind, round: number, o: Options): Promise<number> {
   const name = `SLUICE_DIST_${broker.toUpperCase()}`;
   const table = `sluice_dist_${broker}_${kind}`;
   const group = `drain_${kind}_${round}`;
   const db = await pg();
   await createTable(db, table);
-  const start = kind === 'sluice' ? sluiceConsumer : handConsumer;
+  const start = kind === 'sluice' ? sluiceConsumer : handConsumer(kind);
   const started = performance.now();
   const consumers = ['a', 'b'].map((c) => start(broker, name, group, c, table, o));
   await until(`${kind} consumers on ${broker}`, async () => (await rowCount(db, table)) >= o.events);
@@ -367,8 +383,9 @@ function flag(args: string[], name: string, fallback: string): string {
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
   if (args[0] === '--hand') {
-    const [, broker, name, group, consumer, table, json] = args as [
+    const [, kind, broker, name, group, consumer, table, json] = args as [
       string,
+      Kind,
       Broker,
       string,
       string,
@@ -376,7 +393,7 @@ async function main(): Promise<void> {
       string,
       string,
     ];
-    await handLoop(broker, name, group, consumer, table, JSON.parse(json) as Options);
+    await handLoop(kind, broker, name, group, consumer, table, JSON.parse(json) as Options);
     return;
   }
   const o: Options = {
@@ -392,8 +409,8 @@ async function main(): Promise<void> {
       `batch ${o.batch}, --max-buffer ${o.bound}; consumer comparison: median of ${rounds} alternated round(s)\n`,
   );
   const table: string[] = [
-    '| broker | end to end (publish → stored, kill + restart included) | rows / distinct event ids / distinct broker ids | peak RSS per consumer | sluice consumers | hand-written loops | ratio |',
-    '| --- | --- | --- | --- | --- | --- | --- |',
+    '| broker | end to end (publish → stored, kill + restart included) | rows / distinct event ids / distinct broker ids | peak RSS per consumer | sluice consumers | hand-written loops, same acks | ratio | hand-written, unconfirmed acks | ratio |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
   ];
   try {
     for (const broker of brokers) {
@@ -412,21 +429,29 @@ async function main(): Promise<void> {
           [{ label: `${fmt(o.events)} events`, size: o.events }],
         ),
       );
-      const rates: Record<'sluice' | 'hand', number[]> = { sluice: [], hand: [] };
+      const rates: Record<Kind, number[]> = { sluice: [], hand: [], 'hand-unconfirmed': [] };
+      const kinds: Kind[] = broker === 'nats' ? ['sluice', 'hand', 'hand-unconfirmed'] : ['sluice', 'hand'];
       for (let round = 0; round < rounds; round++) {
-        for (const kind of round % 2 === 0 ? (['sluice', 'hand'] as const) : (['hand', 'sluice'] as const))
+        // Rotated each round, so that no kind always runs first (or last) on a machine whose load drifts.
+        for (let k = 0; k < kinds.length; k++) {
+          const kind = kinds[(k + round) % kinds.length]!;
           rates[kind].push(await drain(broker, kind, round, o));
+        }
       }
       const sluiceRate = median(rates.sluice);
       const handRate = median(rates.hand);
+      const unconfirmed = rates['hand-unconfirmed'].length === 0 ? undefined : median(rates['hand-unconfirmed']);
       console.log(
-        `${broker}: end to end ${s.seconds.toFixed(1)} s; drains sluice ${rates.sluice.map(fmt).join(', ')} rows/s, hand ${rates.hand.map(fmt).join(', ')} rows/s`,
+        `${broker}: end to end ${s.seconds.toFixed(1)} s; drains (rows/s) ${kinds.map((k) => `${k} ${rates[k].map(fmt).join(', ')}`).join('; ')}`,
       );
       table.push(
         `| ${broker === 'nats' ? 'NATS JetStream' : 'Redis Streams'} | ${fmt(o.events / s.seconds)} events/s (${s.seconds.toFixed(1)} s) | ` +
           `${fmt(s.rows)} / ${fmt(s.distinctIds)} / ${fmt(s.distinctBrokerIds)}${exact ? ' ✓' : ' ✗'} | ` +
           `${s.peakRss.map((r) => `${r.label.replace('consumer ', '')} ${mib(r.bytes)}`).join(', ')} | ` +
-          `${fmt(sluiceRate)} rows/s | ${fmt(handRate)} rows/s | ${(sluiceRate / handRate).toFixed(2)}× |`,
+          `${fmt(sluiceRate)} rows/s | ${fmt(handRate)} rows/s | ${(sluiceRate / handRate).toFixed(2)}× | ` +
+          (unconfirmed === undefined
+            ? '– | – |'
+            : `${fmt(unconfirmed)} rows/s | ${(sluiceRate / unconfirmed).toFixed(2)}× |`),
       );
       await resetBroker(broker, `SLUICE_DIST_${broker.toUpperCase()}`);
       if (broker === 'nats') await natsAdmin((jsm) => jsm.streams.delete(`SLUICE_DIST_NATS`));

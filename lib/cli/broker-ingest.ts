@@ -63,6 +63,8 @@ class BrokerIngestRun {
   /** Messages decoded (each delivery once per run), rows stored, messages rejected. */
   #read = 0;
   #inserted = 0;
+  /** Messages the sluice dead-lettered, by what the CLI's route did with them. */
+  readonly #deadLettersSettled = { acked: 0, handedBack: 0 };
   #signal: NodeJS.Signals | undefined;
   /** Why the run could not go on (a lost broker or database, a schema error). */
   #fatal: unknown;
@@ -113,7 +115,10 @@ class BrokerIngestRun {
     const source = this.#link.source<Incoming>({
       maxUnacked: options.maxBuffer,
       decode: (body, delivery) => this.#decode(body, delivery),
-      route: (messages, reason) => this.#deadLetter(messages as never, reason),
+      deadLetters: {
+        route: (messages, reason) => this.#deadLetter(messages as never, reason),
+        settled: (how, count) => (this.#deadLettersSettled[how] += count),
+      },
     });
     this.#source = source;
     const half = Math.max(1, Math.floor(options.maxBuffer / 2));
@@ -360,8 +365,8 @@ class BrokerIngestRun {
       durationMs: Math.round(durationMs),
       rowsPerSecond: Math.round(inserted / (durationMs / 1000)),
       broker: {
-        acked: settled.acked + settled.deadLettered,
-        handedBack: settled.nacked,
+        acked: settled.acked + this.#deadLettersSettled.acked,
+        handedBack: settled.nacked + this.#deadLettersSettled.handedBack,
         ackFailures: settled.ackFailures,
         duplicates,
       },
@@ -370,10 +375,11 @@ class BrokerIngestRun {
     if (this.#fatal !== undefined) summary.error = brokerMessage(this.#fatal, broker);
     if (failure !== undefined) summary.error = brokerMessage(failure, broker);
     // Every message read is stored, skipped as a duplicate, rejected or handed back: checked, not assumed.
-    const accounted = inserted + duplicates + this.#rejects.total + settled.nacked + settled.ackFailures;
+    const handedBack = settled.nacked + this.#deadLettersSettled.handedBack;
+    const accounted = inserted + duplicates + this.#rejects.total + handedBack + settled.ackFailures;
     if (!broken && this.#signal === undefined && accounted < this.#read) {
       summary.status = 'failed';
-      summary.error = `accounting mismatch: read ${this.#read} > stored ${inserted} + duplicates ${duplicates} + rejected ${this.#rejects.total} + handed back ${settled.nacked + settled.ackFailures} (please report this)`;
+      summary.error = `accounting mismatch: read ${this.#read} > stored ${inserted} + duplicates ${duplicates} + rejected ${this.#rejects.total} + handed back ${handedBack + settled.ackFailures} (please report this)`;
     }
     printSummary(summary, options.json, this.#io.out);
     if (failure instanceof CliError) throw failure;

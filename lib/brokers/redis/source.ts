@@ -117,6 +117,9 @@ export class RedisStreamSource<P = unknown> extends BrokerSource<P, Fields> {
     }
     ({ client: this.#client, owned: this.#owned } = connectRedis(options));
     this.#reader = this.#client.duplicate();
+    // Its failures reach the pull loop through the rejected XREADGROUP; without a listener ioredis
+    // also prints each one as an "Unhandled error event".
+    this.#reader.on('error', () => undefined);
     this.#ready = this.#createGroup(startId);
     // A failure here surfaces from the first pull; keep it from being an unhandled rejection meanwhile.
     this.#ready.catch(() => undefined);

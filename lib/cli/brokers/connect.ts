@@ -37,7 +37,14 @@ export type DeadLetterRoute = (messages: SourceMessage<unknown, unknown>[], reas
 export interface SourceSettings<P> {
   maxUnacked: number;
   decode: (body: Buffer, delivery: Readonly<Delivery<unknown>>) => P;
+  deadLetters: DeadLetterHooks;
+}
+
+/** The CLI's dead-letter route, and how it reports what it did (endToEnd counts them all as dead-lettered). */
+export interface DeadLetterHooks {
   route: DeadLetterRoute;
+  /** `count` dead letters were acked (their reject lines written) or handed back to the broker. */
+  settled(how: 'acked' | 'handedBack', count: number): void;
 }
 
 /** An open broker connection, for a source or a sink. */
@@ -89,14 +96,16 @@ export function brokerMessage(error: unknown, url: BrokerUrl): string {
 
 /** Gives the run up when the connection stays down longer than the timeout; a reconnect in time resets it. */
 class Watchdog {
-  readonly #timeoutMs: number;
+  readonly timeoutMs: number;
   readonly #url: BrokerUrl;
   #timer: NodeJS.Timeout | undefined;
   #listener: ((error: Error) => void) | undefined;
   #fired = false;
+  /** Cuts the connection for good before the run is told, so that commands waiting for a reconnect fail now. */
+  sever: () => void = () => undefined;
 
   constructor(timeoutMs: number, url: BrokerUrl) {
-    this.#timeoutMs = timeoutMs;
+    this.timeoutMs = timeoutMs;
     this.#url = url;
   }
 
@@ -108,15 +117,16 @@ class Watchdog {
     if (this.#timer !== undefined || this.#fired) return;
     this.#timer = setTimeout(() => {
       this.#fired = true;
+      this.sever();
       this.#listener?.(
         new CliError(
           ExitCode.FAILED,
-          `lost ${this.#url.display} for more than ${this.#timeoutMs} ms (--reconnect-timeout): ${why}`,
+          `lost ${this.#url.display} for more than ${this.timeoutMs} ms (--reconnect-timeout): ${why}`,
           undefined,
           'ERR_CLI_BROKER_LOST',
         ),
       );
-    }, this.#timeoutMs);
+    }, this.timeoutMs);
     this.#timer.unref();
   }
 
@@ -148,6 +158,7 @@ async function openNats(url: BrokerUrl, watchdog: Watchdog): Promise<BrokerLink>
     reconnectTimeWait: 1_000,
     waitOnFirstConnect: false,
   })) as NatsConnection;
+  watchdog.sever = () => void connection.close().catch(() => undefined);
   void (async () => {
     for await (const status of connection.status()) {
       if (status.type === 'disconnect') watchdog.down('disconnected');
@@ -180,7 +191,7 @@ async function openNats(url: BrokerUrl, watchdog: Watchdog): Promise<BrokerLink>
           // cap all consumers sharing it together.
           create: { max_ack_pending: -1, ...(url.ackWaitMs === undefined ? {} : { ack_wait: url.ackWaitMs * 1e6 }) },
         },
-        settings.route,
+        settings.deadLetters,
       ),
     sink: async <T>(options: { encode: (item: T) => Buffer; messageId: (item: T) => string }) => {
       const { jetstream } = loadNats();
@@ -220,8 +231,14 @@ async function openRedis(url: BrokerUrl, watchdog: Watchdog): Promise<BrokerLink
     // commands wait for it; the watchdog decides when to give up.
     retryStrategy: (times: number) => (ready ? Math.min(2_000, 100 * 2 ** Math.min(times, 5)) : null),
     maxRetriesPerRequest: null,
+    // A safety net: disconnect() while ioredis waits to reconnect leaves queued commands unsettled (its
+    // close handler does not run again), and a flush awaiting its XACK would wait for ever. Above the
+    // source's blocking read (2 s) and the reconnect timeout, so a healthy run never meets it.
+    commandTimeout: watchdog.timeoutMs + 10_000,
   });
   client.on('error', (error: unknown) => (lastError = error));
+  // Commands wait for a reconnect (maxRetriesPerRequest: null); giving up must fail them, or a nack would wait for ever.
+  watchdog.sever = () => client.disconnect();
   client.on('close', () => ready && watchdog.down(lastError === undefined ? 'connection closed' : describe(lastError)));
   client.on('ready', () => watchdog.up());
   try {
@@ -247,7 +264,7 @@ async function openRedis(url: BrokerUrl, watchdog: Watchdog): Promise<BrokerLink
           decode: settings.decode,
           ...(url.claimIdleMs === undefined ? {} : { claimIdleMs: url.claimIdleMs }),
         },
-        settings.route,
+        settings.deadLetters,
       ),
     sink: async <T>(options: { encode: (item: T) => Buffer }) =>
       redisStreamSink<T>({ client, stream: url.name, encode: options.encode }),
@@ -291,7 +308,7 @@ async function openAmqp(url: BrokerUrl, watchdog: Watchdog): Promise<BrokerLink>
     source: <P>(settings: SourceSettings<P>) =>
       new CliAmqpSource<P>(
         { connection, queue: url.name, maxUnacked: settings.maxUnacked, decode: settings.decode },
-        settings.route,
+        settings.deadLetters,
       ),
     sink: async <T>(options: { encode: (item: T) => Buffer; messageId: (item: T) => string }) =>
       amqpSink<T>({ connection, routingKey: url.name, encode: options.encode, messageId: options.messageId }),
@@ -311,37 +328,51 @@ async function openAmqp(url: BrokerUrl, watchdog: Watchdog): Promise<BrokerLink>
  */
 
 class CliJetStreamSource<P> extends JetStreamSource<P> {
-  readonly #route: DeadLetterRoute;
-  constructor(options: ConstructorParameters<typeof JetStreamSource<P>>[0], route: DeadLetterRoute) {
+  readonly #hooks: DeadLetterHooks;
+  constructor(options: ConstructorParameters<typeof JetStreamSource<P>>[0], hooks: DeadLetterHooks) {
     super(options);
-    this.#route = route;
+    this.#hooks = hooks;
   }
   protected override async reject(messages: SourceMessage<P, JsMsg>[], reason: unknown): Promise<void> {
-    if (this.#route(messages, reason)) await this.acknowledge(messages);
-    else await this.redeliver(messages);
+    await routeDeadLetters(this.#hooks, messages, reason, this.acknowledge.bind(this), this.redeliver.bind(this));
   }
 }
 
 class CliRedisSource<P> extends RedisStreamSource<P> {
-  readonly #route: DeadLetterRoute;
-  constructor(options: ConstructorParameters<typeof RedisStreamSource<P>>[0], route: DeadLetterRoute) {
+  readonly #hooks: DeadLetterHooks;
+  constructor(options: ConstructorParameters<typeof RedisStreamSource<P>>[0], hooks: DeadLetterHooks) {
     super(options);
-    this.#route = route;
+    this.#hooks = hooks;
   }
   protected override async reject(messages: SourceMessage<P, RedisEntryFields>[], reason: unknown): Promise<void> {
-    if (this.#route(messages, reason)) await this.acknowledge(messages);
-    else await this.redeliver(messages);
+    await routeDeadLetters(this.#hooks, messages, reason, this.acknowledge.bind(this), this.redeliver.bind(this));
   }
 }
 
 class CliAmqpSource<P> extends AmqpSource<P> {
-  readonly #route: DeadLetterRoute;
-  constructor(options: ConstructorParameters<typeof AmqpSource<P>>[0], route: DeadLetterRoute) {
+  readonly #hooks: DeadLetterHooks;
+  constructor(options: ConstructorParameters<typeof AmqpSource<P>>[0], hooks: DeadLetterHooks) {
     super(options);
-    this.#route = route;
+    this.#hooks = hooks;
   }
   protected override async reject(messages: SourceMessage<P, ConsumeMessage>[], reason: unknown): Promise<void> {
-    if (this.#route(messages, reason)) await this.acknowledge(messages);
-    else await this.redeliver(messages);
+    await routeDeadLetters(this.#hooks, messages, reason, this.acknowledge.bind(this), this.redeliver.bind(this));
+  }
+}
+
+/** Writes the rejects and acks, or hands back; reports which once the broker call succeeded. */
+async function routeDeadLetters<M extends SourceMessage<unknown, unknown>>(
+  hooks: DeadLetterHooks,
+  messages: M[],
+  reason: unknown,
+  acknowledge: (messages: M[]) => Promise<void>,
+  redeliver: (messages: M[]) => Promise<void>,
+): Promise<void> {
+  if (hooks.route(messages, reason)) {
+    await acknowledge(messages);
+    hooks.settled('acked', messages.length);
+  } else {
+    await redeliver(messages);
+    hooks.settled('handedBack', messages.length);
   }
 }
