@@ -351,8 +351,8 @@ async function scenario(broker: Broker, o: Options, dir: string): Promise<Scenar
 /** Two consumers of one kind drain the stream as it is (a new durable / group, a new table); rows/s. */
 async function drain(broker: Broker, kind: Kind, round: number, o: Options): Promise<number> {
   const name = `SLUICE_DIST_${broker.toUpperCase()}`;
-  const table = `sluice_dist_${broker}_${kind}`;
-  const group = `drain_${kind}_${round}`;
+  const table = `sluice_dist_${broker}_${kind.replace('-', '_')}`;
+  const group = `drain_${kind.replace('-', '_')}_${round}`;
   const db = await pg();
   await createTable(db, table);
   const start = kind === 'sluice' ? sluiceConsumer : handConsumer(kind);
