@@ -24,10 +24,12 @@ export interface SourceOptions<P> {
   maxUnacked?: number;
   /**
    * Turns a payload's bytes into the message's `payload`. A throw sends the message to the
-   * dead-letter route (with `ERR_BROKER_DECODE_FAILED`) and emits `'invalid'`.
+   * dead-letter route (with `ERR_BROKER_DECODE_FAILED`) and emits `'invalid'`. The second
+   * argument is the delivery (its broker `id`, `redelivered`, and the client's own message as
+   * `handle`), for a payload that should carry its broker identity.
    * @default JSON.parse of the UTF-8 text
    */
-  decode?: (body: Buffer) => P;
+  decode?: (body: Buffer, delivery: Readonly<Delivery<unknown>>) => P;
 }
 
 /**
@@ -43,7 +45,7 @@ export interface SourceOptions<P> {
 export abstract class BrokerSource<P, H = unknown> extends Readable {
   /** The most messages held unsettled at once. */
   readonly maxUnacked: number;
-  readonly #decode: (body: Buffer) => P;
+  readonly #decode: (body: Buffer, delivery: Readonly<Delivery<unknown>>) => P;
   readonly #broker: BrokerName;
   /** Received and not yet settled, by broker identity; a message leaves it when its settling starts. */
   readonly #unsettled = new Map<string, SourceMessage<P, H>>();
@@ -130,7 +132,7 @@ export abstract class BrokerSource<P, H = unknown> extends Readable {
     this.#outstanding++;
     let payload: P;
     try {
-      payload = this.#decode(asBuffer(delivery.body));
+      payload = this.#decode(asBuffer(delivery.body), delivery);
     } catch (cause) {
       const message = new SourceMessage<P, H>(this, delivery, undefined as P);
       this.#unsettled.set(delivery.id, message);

@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import { BackpressureStrategy } from '../index';
 import { usageError } from './errors';
 import { DEFAULT_MAX_RECORD_BYTES } from './parse';
+import { isBrokerUrl, parseBrokerUrl, type BrokerUrl } from './brokers/url';
 import type { ParseArgsConfig } from 'node:util';
 
 /** Where rows go, as given to `--into`. */
@@ -43,6 +44,30 @@ export interface IngestOptions extends CommonOptions {
   retries: number;
   failOnRejects: boolean;
   pgMethod: PgMethod;
+  /** The input is a broker (`nats://`, `redis://`, `amqp://`): messages are acked once stored. */
+  broker: BrokerUrl | undefined;
+  /** `--dedupe`: each message's broker identity goes into `idColumn`, unique; a redelivery is skipped. */
+  dedupe: boolean;
+  /** `--id-column`: the column of the broker identity with `--dedupe`. */
+  idColumn: string;
+  /** `--idle-exit`: a broker run ends (exit 0) once no message arrived for this long and none is held. */
+  idleExitMs: number | undefined;
+  /** `--reconnect-timeout`: a broker connection down longer than this ends the run (exit 1). */
+  reconnectTimeoutMs: number;
+}
+
+/** `sluice publish`: NDJSON lines in, one message each, the broker's acks as the flush result. */
+export interface PublishOptions extends CommonOptions {
+  input: string;
+  broker: BrokerUrl;
+  /** `--id-field`: the message id (dedupe key for the broker and for `ingest --dedupe`) is this field's value. */
+  idField: string | undefined;
+  rejects: string;
+  rejectsAppend: boolean;
+  maxRecordBytes: number;
+  shutdownTimeoutMs: number;
+  retries: number;
+  reconnectTimeoutMs: number;
 }
 
 export interface DemoOptions extends CommonOptions {
@@ -76,6 +101,22 @@ const ingestFlags = {
   retries: { type: 'string' },
   'fail-on-rejects': { type: 'boolean' },
   'pg-method': { type: 'string' },
+  dedupe: { type: 'boolean' },
+  'id-column': { type: 'string' },
+  'idle-exit': { type: 'string' },
+  'reconnect-timeout': { type: 'string' },
+} as const satisfies ParseArgsConfig['options'];
+
+const publishFlags = {
+  ...common,
+  into: { type: 'string' },
+  'id-field': { type: 'string' },
+  rejects: { type: 'string' },
+  'rejects-append': { type: 'boolean' },
+  'max-record-bytes': { type: 'string' },
+  'shutdown-timeout': { type: 'string' },
+  retries: { type: 'string' },
+  'reconnect-timeout': { type: 'string' },
 } as const satisfies ParseArgsConfig['options'];
 
 const demoFlags = {
@@ -116,10 +157,39 @@ export function parseIngestArgs(argv: string[]): IngestOptions | undefined {
       `The option --strategy must be one of ${strategies.join(', ')}. Received ${JSON.stringify(strategy)}`,
     );
   }
-  const pgMethod = values['pg-method'] ?? 'copy';
+  const broker = isBrokerUrl(input) ? parseBrokerUrl(input, 'ingest') : undefined;
+  const dedupe = values.dedupe === true;
+  const idColumn = values['id-column'] ?? 'broker_id';
+  if (broker === undefined) {
+    for (const flag of ['dedupe', 'id-column', 'idle-exit', 'reconnect-timeout'] as const)
+      if (values[flag] !== undefined)
+        throw usageError(
+          `The option --${flag} needs a broker as input (nats://, redis://, amqp://). Received ${JSON.stringify(input)}`,
+        );
+  } else {
+    if (values.format !== undefined && values.format !== 'ndjson')
+      throw usageError(
+        `A broker's messages are JSON: --format must be ndjson. Received ${JSON.stringify(values.format)}`,
+      );
+    if (strategy !== (BackpressureStrategy.BLOCK as string))
+      throw usageError(
+        `From a broker the strategy is block (what waits stays in the broker). Received --strategy ${strategy}`,
+      );
+    if (values['max-buffer-bytes'] !== undefined)
+      throw usageError('--max-buffer-bytes is for files; from a broker --max-buffer bounds the messages held unacked');
+    if (!TABLE_NAME.test(idColumn))
+      throw usageError(
+        `The option --id-column must be an identifier (letters, digits, _). Received ${JSON.stringify(idColumn)}`,
+      );
+    if (values['id-column'] !== undefined && !dedupe) throw usageError('The option --id-column needs --dedupe');
+  }
+  if (dedupe && target.kind === 'postgres' && values['pg-method'] === 'copy')
+    throw usageError('--dedupe needs --pg-method insert (COPY cannot skip rows already stored)');
+  const pgMethod = values['pg-method'] ?? (dedupe ? 'insert' : 'copy');
   if (pgMethod !== 'copy' && pgMethod !== 'insert')
     throw usageError(`The option --pg-method must be copy or insert. Received ${JSON.stringify(pgMethod)}`);
-  const columns = values.columns === undefined ? undefined : parseColumns(values.columns);
+  let columns = values.columns === undefined ? undefined : parseColumns(values.columns);
+  if (dedupe && columns !== undefined && !columns.includes(idColumn)) columns = [idColumn, ...columns];
   return {
     ...commonOptions(values),
     input,
@@ -138,6 +208,41 @@ export function parseIngestArgs(argv: string[]): IngestOptions | undefined {
     retries: integer(values, 'retries', 0, 1),
     failOnRejects: values['fail-on-rejects'] === true,
     pgMethod,
+    broker,
+    dedupe,
+    idColumn,
+    idleExitMs: integer(values, 'idle-exit', 1, undefined),
+    reconnectTimeoutMs: integer(values, 'reconnect-timeout', 0, 30_000),
+  };
+}
+
+/** `undefined` when the user asked for help. */
+export function parsePublishArgs(argv: string[]): PublishOptions | undefined {
+  const { values, positionals } = parse(argv, publishFlags);
+  if (values.help === true) return undefined;
+  if (positionals.length > 1)
+    throw usageError(
+      `sluice publish takes one input (a file or -). Received ${positionals.length}: ${positionals.join(' ')}`,
+    );
+  if (values.into === undefined)
+    throw usageError('sluice publish needs --into nats://HOST/SUBJECT, redis://HOST/STREAM or amqp://HOST/QUEUE');
+  if (!isBrokerUrl(values.into))
+    throw usageError(
+      `The option --into of sluice publish must be a nats://, redis:// or amqp:// URL. Received ${JSON.stringify(values.into)}`,
+    );
+  const idField = values['id-field'];
+  if (idField === '') throw usageError('The option --id-field needs a field name');
+  return {
+    ...commonOptions(values),
+    input: positionals[0] ?? '-',
+    broker: parseBrokerUrl(values.into, 'publish'),
+    idField,
+    rejects: values.rejects ?? 'sluice-rejects.ndjson',
+    rejectsAppend: values['rejects-append'] === true,
+    maxRecordBytes: integer(values, 'max-record-bytes', 1, DEFAULT_MAX_RECORD_BYTES),
+    shutdownTimeoutMs: integer(values, 'shutdown-timeout', 0, 10_000),
+    retries: integer(values, 'retries', 0, 5),
+    reconnectTimeoutMs: integer(values, 'reconnect-timeout', 0, 30_000),
   };
 }
 

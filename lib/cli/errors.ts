@@ -17,10 +17,17 @@ export const ExitCode = {
 export class CliError extends Error {
   override readonly name = 'CliError';
   readonly exitCode: number;
+  /**
+   * What went wrong, stable unlike the message: `ERR_CLI_USAGE` (exit 2) and `ERR_CLI_FAILED`
+   * (exit 1) unless a more precise one is given (`ERR_CLI_BROKER_UNREACHABLE`,
+   * `ERR_CLI_BROKER_LOST`, `ERR_CLI_CLIENT_MISSING`; docs/cli.md, "Exit codes").
+   */
+  readonly code: string;
 
-  constructor(exitCode: number, message: string, cause?: unknown) {
+  constructor(exitCode: number, message: string, cause?: unknown, code?: string) {
     super(message, cause === undefined ? undefined : { cause });
     this.exitCode = exitCode;
+    this.code = code ?? (exitCode === ExitCode.USAGE ? 'ERR_CLI_USAGE' : 'ERR_CLI_FAILED');
   }
 }
 

@@ -1,9 +1,11 @@
 #!/usr/bin/env node
 import { resolve } from 'node:path';
-import { parseDemoArgs, parseIngestArgs } from './args';
+import { parseDemoArgs, parseIngestArgs, parsePublishArgs } from './args';
+import { ingestFromBroker } from './broker-ingest';
 import { demo } from './demo';
 import { CliError, ExitCode, describe } from './errors';
 import { ingest } from './ingest';
+import { publish } from './publish';
 import type { Io } from './ingest';
 
 /** docs/cli.md ships in the package (package.json "files"), next to dist/: its path works in a clone and once installed. */
@@ -11,7 +13,14 @@ const DOCS = resolve(__dirname, '..', '..', 'docs', 'cli.md');
 
 const USAGE = `Usage:
   sluice ingest [FILE|-] --into sqlite:PATH|postgres://URL --table NAME [options]
+  sluice ingest BROKER-URL --into sqlite:PATH|postgres://URL --table NAME [options]
+  sluice publish [FILE|-] --into BROKER-URL [options]
   sluice demo [--events N] [--db PATH]
+
+BROKER-URL (ingest: what to consume; publish: where to send):
+  nats://[USER:PASS@]HOST[:PORT]/STREAM?consumer=NAME[&ack-wait-ms=N]   (publish: /SUBJECT)
+  redis://[USER:PASS@]HOST[:PORT]/STREAM?group=G&consumer=C[&db=N&claim-idle-ms=N]
+  amqp://[USER:PASS@]HOST[:PORT]/QUEUE[?vhost=V]
 
 ingest options:
   --format ndjson|csv        input format (default: from the extension, else ndjson; .tsv is tab-separated)
@@ -28,7 +37,16 @@ ingest options:
   --shutdown-timeout MS      on SIGINT/SIGTERM, time left to insert what was read (default 10000)
   --retries N                retries of a failed batch before isolating its bad rows (default 1)
   --fail-on-rejects          exit 1 when any record was rejected
-  --pg-method copy|insert    how a batch goes into PostgreSQL (default copy)
+  --pg-method copy|insert    how a batch goes into PostgreSQL (default copy; insert with --dedupe)
+ingest from a broker (each message acked once its batch is stored; --max-buffer = messages held unacked):
+  --dedupe                   store each message once: its broker identity goes into a unique column
+  --id-column NAME           that column (default broker_id)
+  --idle-exit MS             exit 0 once no message arrived for MS and none is held (default: run until a signal)
+  --reconnect-timeout MS     give up (exit 1) when the broker stays unreachable this long (default 30000)
+publish options:
+  --id-field NAME            the message id is this field's value (default RUN:LINE); dedupe key downstream
+  --retries N                retries of a batch the broker refused, with backoff (default 5)
+  --rejects FILE, --rejects-append, --max-record-bytes N, --shutdown-timeout MS, --reconnect-timeout MS: as above
 common options:
   --status-interval MS       time between status lines (default 100 on a TTY, 2000 otherwise)
   -q, --quiet                no status line
@@ -37,7 +55,7 @@ common options:
   -h, --help                 this help
 
 sqlite:PATH and sqlite://PATH are relative to the working directory; sqlite:///PATH is absolute.
-Exit codes: 0 done, 1 failed (see message), 2 usage or target error, 130 SIGINT, 143 SIGTERM.
+Exit codes: 0 done, 1 failed (see message), 2 usage error, or a target or broker unreachable at start, 130 SIGINT, 143 SIGTERM.
 Docs: ${DOCS}`;
 
 export async function main(argv: string[], io: Io): Promise<number> {
@@ -46,7 +64,12 @@ export async function main(argv: string[], io: Io): Promise<number> {
     case 'ingest': {
       const options = parseIngestArgs(rest);
       if (options === undefined) return help(io);
-      return ingest(options, io);
+      return options.broker === undefined ? ingest(options, io) : ingestFromBroker(options, io);
+    }
+    case 'publish': {
+      const options = parsePublishArgs(rest);
+      if (options === undefined) return help(io);
+      return publish(options, io);
     }
     case 'demo': {
       const options = parseDemoArgs(rest);
@@ -61,7 +84,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
     default:
       throw new CliError(
         ExitCode.USAGE,
-        `unknown command ${JSON.stringify(command)}: use ingest or demo (sluice --help)`,
+        `unknown command ${JSON.stringify(command)}: use ingest, publish or demo (sluice --help)`,
       );
   }
 }

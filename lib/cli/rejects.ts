@@ -13,6 +13,8 @@ export type RejectStage = 'parse' | 'database' | 'dropped' | 'undelivered';
 export interface RejectedRecord {
   line: number;
   raw: string;
+  /** The message's broker identity (`STREAM:SEQ`, `KEY:ENTRY-ID`, the AMQP message id), for a broker input. */
+  id?: string;
 }
 
 /**
@@ -72,7 +74,8 @@ export class RejectsFile {
       return;
     }
     let text = '';
-    for (const { line, raw } of records) text += JSON.stringify({ line, stage, error, raw }) + '\n';
+    for (const { line, raw, id } of records)
+      text += JSON.stringify(id === undefined ? { line, stage, error, raw } : { line, id, stage, error, raw }) + '\n';
     try {
       const buffer = Buffer.from(text, 'utf8');
       // writeSync may write less than asked (a full disk, a signal): write the rest, or fail.

@@ -26,9 +26,13 @@ export class Stopping {
   /** Called when reading stops (the parser discards a partial last line). */
   onStopReading: () => void = () => undefined;
 
-  constructor(shutdownTimeoutMs: number, say: (message: string) => void) {
+  /** What the run does with what it read, in its messages: `insert` (ingest) or `publish`. */
+  readonly #verb: string;
+
+  constructor(shutdownTimeoutMs: number, say: (message: string) => void, verb: 'insert' | 'publish' = 'insert') {
     this.#shutdownTimeoutMs = shutdownTimeoutMs;
     this.#say = say;
+    this.#verb = verb;
   }
 
   install(): void {
@@ -49,7 +53,7 @@ export class Stopping {
     this.reading.abort();
     const ms = this.#shutdownTimeoutMs;
     this.#deadline = setTimeout(
-      () => this.giveUp.abort(new Error(`not inserted within --shutdown-timeout (${ms} ms)`)),
+      () => this.giveUp.abort(new Error(`not ${this.#verb}ed within --shutdown-timeout (${ms} ms)`)),
       ms,
     );
   }
@@ -64,20 +68,24 @@ export class Stopping {
     if (this.fatal !== undefined) return;
     this.fatal = error;
     this.giveUp.abort(
-      new Error(lost ? `the database was lost: ${describe(error)}` : `not inserted: ${describe(error)}`),
+      new Error(
+        lost
+          ? `the ${this.#verb === 'insert' ? 'database' : 'broker'} was lost: ${describe(error)}`
+          : `not ${this.#verb}ed: ${describe(error)}`,
+      ),
     );
   }
 
   readonly #onSignal = (name: NodeJS.Signals): void => {
     if (this.signal !== undefined) {
       if (this.giveUp.signal.aborted) return;
-      this.#say(`${name} again: giving up; what is not inserted goes to the rejects file`);
+      this.#say(`${name} again: giving up; what is not ${this.#verb}ed goes to the rejects file`);
       this.giveUp.abort(new Error(`interrupted by a second ${name}`));
       return;
     }
     this.signal = name;
     this.#say(
-      `${name}: reading stopped; inserting what was read for up to ${this.#shutdownTimeoutMs} ms (--shutdown-timeout); a second signal gives up`,
+      `${name}: reading stopped; ${this.#verb}ing what was read for up to ${this.#shutdownTimeoutMs} ms (--shutdown-timeout); a second signal gives up`,
     );
     this.stopReading();
   };

@@ -31,6 +31,8 @@ export interface IngestSummary {
   rowsPerSecond: number;
   signal?: NodeJS.Signals;
   error?: string;
+  /** A broker input: messages acked (stored or rejected), handed back for redelivery, whose ack failed, skipped as already stored. */
+  broker?: { acked: number; handedBack: number; ackFailures: number; duplicates: number };
 }
 
 export function printSummary(s: IngestSummary, json: boolean, out: NodeJS.WritableStream): void {
@@ -53,6 +55,11 @@ export function printSummary(s: IngestSummary, json: boolean, out: NodeJS.Writab
     `sluice ingest ${s.status}${s.signal === undefined ? '' : ` (${s.signal})`}: ${s.input} → ${s.target} table ${s.table}`,
     `  read ${fmt(s.read)}, inserted ${fmt(s.inserted)}, rejected ${fmt(s.rejected)}${by === '' ? '' : ` (${by}) → ${s.rejectsFile}`}${unwritten}`,
     ...schema,
+    ...(s.broker === undefined
+      ? []
+      : [
+          `  acked ${fmt(s.broker.acked)}, handed back ${fmt(s.broker.handedBack)}, ack failures ${fmt(s.broker.ackFailures)}, duplicates skipped ${fmt(s.broker.duplicates)}`,
+        ]),
     `  peak buffer ${fmt(s.peakBuffer)}/${fmt(s.maxBuffer)}, peak RSS ${mib(s.peakRssBytes)}, ${(s.durationMs / 1000).toFixed(2)} s, ${fmt(s.rowsPerSecond)} rows/s`,
   ];
   out.write(`${lines.join('\n')}\n`);

@@ -124,7 +124,7 @@ export class JetStreamSource<P = unknown> extends BrokerSource<P, JsMsg> {
 
   protected override async redeliver(messages: SourceMessage<P, JsMsg>[]): Promise<void> {
     for (const message of messages) message.handle.nak(this.#nakDelayMs);
-    await (await this.#link.connection()).flush();
+    await this.#flush();
   }
 
   protected override async reject(messages: SourceMessage<P, JsMsg>[], reason: unknown): Promise<void> {
@@ -133,7 +133,7 @@ export class JetStreamSource<P = unknown> extends BrokerSource<P, JsMsg> {
     if (target === 'term') {
       // No reason text: servers before 2.10.4 ignore a `+TERM` that carries one.
       for (const message of messages) message.handle.term();
-      await (await this.#link.connection()).flush();
+      await this.#flush();
       return;
     }
     const js = await this.#link.jetstream();
@@ -161,6 +161,23 @@ export class JetStreamSource<P = unknown> extends BrokerSource<P, JsMsg> {
     this.#progress = undefined;
     await this.interrupt();
     await this.#link.close();
+  }
+
+  /**
+   * Waits until the server has what was sent. A connection that is (or gets) closed fails it: nats.js's
+   * flush() would never settle then, and a destroy() handing messages back would hang. The server
+   * delivers those messages again after ack_wait anyway.
+   */
+  async #flush(): Promise<void> {
+    const connection = await this.#link.connection();
+    const closed = (): Error => new Error(`The NATS connection of consumer ${this.consumer} is closed`);
+    if (connection.isClosed()) throw closed();
+    await Promise.race([
+      connection.flush(),
+      connection.closed().then(() => {
+        throw closed();
+      }),
+    ]);
   }
 
   async *#deliveries(fetch: ConsumerMessages): AsyncGenerator<Delivery<JsMsg>> {

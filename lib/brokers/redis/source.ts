@@ -117,6 +117,12 @@ export class RedisStreamSource<P = unknown> extends BrokerSource<P, Fields> {
     }
     ({ client: this.#client, owned: this.#owned } = connectRedis(options));
     this.#reader = this.#client.duplicate();
+    // Its failures reach the pull loop through the rejected XREADGROUP; without a listener ioredis
+    // also prints each one as an "Unhandled error event".
+    this.#reader.on('error', () => undefined);
+    // A read whose reply was lost with the connection left its entries pending under this consumer,
+    // unseen: read this consumer's own pending entries again after a reconnect (held ones are kept once).
+    this.#reader.on('reconnecting', () => (this.#ownCursor = '0'));
     this.#ready = this.#createGroup(startId);
     // A failure here surfaces from the first pull; keep it from being an unhandled rejection meanwhile.
     this.#ready.catch(() => undefined);

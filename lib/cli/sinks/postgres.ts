@@ -1,7 +1,7 @@
 import { CliError, ExitCode, describe, errorCode, loadPeer } from '../errors';
 import { CopyFrom, copyField } from './pg-copy';
 import { DIALECT, SQL_TYPE, copyLine, pgMessage, pgText, redact, tableType } from './pg-values';
-import { ADD_HINT, byIdentity, planChanges, quoteIdent, quoteTable, schemaError } from './sink';
+import { ADD_HINT, byIdentity, planChanges, quoteIdent, quoteTable, schemaError, uniqueIndexName } from './sink';
 import type { Sink, SinkOptions, TableChanges, TableColumn, TableType } from './sink';
 import type { FlushResult } from '../../index';
 import type { PgMethod } from '../args';
@@ -33,6 +33,7 @@ const TRANSIENT_SQLSTATE = /^(40001|40P01|55P03|57014|53|58)/;
 export class PostgresSink implements Sink {
   readonly target: string;
   readonly changes: TableChanges = { created: false, added: 0, widened: 0 };
+  duplicates = 0;
   readonly #client: Pg.Client;
   readonly #method: PgMethod;
   readonly #options: SinkOptions;
@@ -51,6 +52,8 @@ export class PostgresSink implements Sink {
   /** INSERT text per row count, at most INSERT_CACHE_SIZE of them (oldest out first). */
   readonly #insertSql = new Map<number, string>();
   #aborting: Promise<void> | undefined;
+  /** `--dedupe`: the unique index on options.uniqueColumn exists; INSERTs then skip rows already there. */
+  #uniqueReady = false;
 
   private constructor(url: string, target: string, client: Pg.Client, method: PgMethod, options: SinkOptions) {
     this.#url = url;
@@ -142,15 +145,21 @@ export class PostgresSink implements Sink {
 
   async #insertAll(rows: Row[]): Promise<void> {
     const perStatement = Math.max(1, Math.floor(MAX_PARAMS / this.#indexes.length));
-    if (rows.length <= perStatement)
-      return void (await this.#client.query(this.#insertText(rows.length), this.#params(rows, 0, rows.length)));
+    if (rows.length <= perStatement) {
+      const result = await this.#client.query(this.#insertText(rows.length), this.#params(rows, 0, rows.length));
+      this.duplicates += rows.length - (result.rowCount ?? rows.length);
+      return;
+    }
     await this.#client.query('BEGIN');
     try {
+      let inserted = 0;
       for (let start = 0; start < rows.length; start += perStatement) {
         const end = Math.min(rows.length, start + perStatement);
-        await this.#client.query(this.#insertText(end - start), this.#params(rows, start, end));
+        const result = await this.#client.query(this.#insertText(end - start), this.#params(rows, start, end));
+        inserted += result.rowCount ?? end - start;
       }
       await this.#client.query('COMMIT');
+      this.duplicates += rows.length - inserted;
     } catch (error) {
       await this.#client.query('ROLLBACK').catch(() => undefined);
       throw error;
@@ -259,8 +268,24 @@ export class PostgresSink implements Sink {
       this.changes.added += plan.add.length;
     }
     for (const { column, to } of plan.widen) await this.#widen(column, to);
+    await this.#ensureUnique();
     this.#prepare();
     this.#version = version;
+  }
+
+  /** `--dedupe`: a unique index on the id column, once the table has it (ON CONFLICT needs one to name). */
+  async #ensureUnique(): Promise<void> {
+    const { uniqueColumn, schema, table } = this.#options;
+    if (uniqueColumn === undefined || this.#uniqueReady) return;
+    if (!(this.#columns as TableColumn[]).some((c) => schema.identity(c.name) === schema.identity(uniqueColumn)))
+      return;
+    const index = quoteIdent(uniqueIndexName(table, uniqueColumn));
+    await this.#ddl(
+      `CREATE UNIQUE INDEX IF NOT EXISTS ${index} ON ${this.#name} (${quoteIdent(uniqueColumn)})`,
+      `make column ${uniqueColumn} unique (--dedupe) in`,
+      table,
+    );
+    this.#uniqueReady = true;
   }
 
   /** DDL the run cannot do without: a failure stops it (exit 2), unless the run is giving up anyway. */
@@ -325,7 +350,10 @@ export class PostgresSink implements Sink {
         for (let c = 0; c < width; c++) params.push(`$${r * width + c + 1}`);
         tuples.push(`(${params.join(', ')})`);
       }
-      text = `INSERT INTO ${this.#name} (${this.#columnList}) VALUES ${tuples.join(', ')}`;
+      const unique = this.#uniqueReady
+        ? ` ON CONFLICT (${quoteIdent(this.#options.uniqueColumn as string)}) DO NOTHING`
+        : '';
+      text = `INSERT INTO ${this.#name} (${this.#columnList}) VALUES ${tuples.join(', ')}${unique}`;
       if (this.#insertSql.size >= INSERT_CACHE_SIZE)
         this.#insertSql.delete(this.#insertSql.keys().next().value as number);
       this.#insertSql.set(count, text);

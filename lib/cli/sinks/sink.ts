@@ -9,6 +9,8 @@ export interface Sink {
   readonly target: string;
   /** What the run did to the table's shape, for the summary. */
   readonly changes: TableChanges;
+  /** Rows not inserted because their `uniqueColumn` value was in the table already (`--dedupe`). */
+  readonly duplicates: number;
   /**
    * Brings the table in line with the schema first (creates it, adds columns,
    * widens types: cheap when the schema has not changed), then inserts the rows:
@@ -45,6 +47,16 @@ export interface SinkOptions {
   signal: AbortSignal;
   /** One line on stderr, for what the user should know but that does not stop the run. */
   warn(message: string): void;
+  /**
+   * `--dedupe`: a column given a unique index once the table has it; a row whose value is in the
+   * table already is skipped (`ON CONFLICT (column) DO NOTHING`) and counted in `duplicates`.
+   */
+  uniqueColumn?: string;
+}
+
+/** The name of the unique index on `column` of `table` (unqualified: it lives in the table's schema). */
+export function uniqueIndexName(table: string, column: string): string {
+  return `${table.split('.').pop() as string}_${column}_sluice_key`;
 }
 
 /**

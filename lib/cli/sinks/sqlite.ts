@@ -1,5 +1,5 @@
 import { CliError, ExitCode, describe, errorCode, loadPeer } from '../errors';
-import { ADD_HINT, byIdentity, planChanges, quoteIdent, quoteTable, schemaError, sleep } from './sink';
+import { ADD_HINT, byIdentity, planChanges, quoteIdent, quoteTable, schemaError, sleep, uniqueIndexName } from './sink';
 import type { Dialect, Sink, SinkOptions, TableChanges, TableColumn, TableType } from './sink';
 import type { Row } from '../parse';
 import type { Column, ColumnType, Value } from '../schema';
@@ -64,6 +64,7 @@ function dialect(strict: boolean): Dialect {
 export class SqliteSink implements Sink {
   readonly target: string;
   readonly changes: TableChanges = { created: false, added: 0, widened: 0 };
+  duplicates = 0;
   readonly #db: BetterSqlite3.Database;
   readonly #options: SinkOptions;
   readonly #name: string;
@@ -78,7 +79,9 @@ export class SqliteSink implements Sink {
   /** Schema indexes of INTEGER/REAL columns of a plain table that have been sent strings. */
   #textChecks: number[] = [];
   #scratch: unknown[] = [];
-  #insertMany: ((rows: Row[]) => void) | undefined;
+  #insertMany: ((rows: Row[]) => number) | undefined;
+  /** `--dedupe`: the unique index on options.uniqueColumn exists (created here or found). */
+  #uniqueReady = false;
 
   private constructor(path: string, db: BetterSqlite3.Database, options: SinkOptions) {
     this.target = `sqlite:${path}`;
@@ -115,7 +118,8 @@ export class SqliteSink implements Sink {
   async insert(rows: Row[]): Promise<undefined> {
     if (this.#version !== this.#options.schema.version) await this.#sync(false, rows);
     if (this.#textChecks.length > 0) await this.#checkText(rows);
-    await this.#locked(() => (this.#insertMany as (rows: Row[]) => void)(rows));
+    const inserted = await this.#locked(() => (this.#insertMany as (rows: Row[]) => number)(rows));
+    this.duplicates += rows.length - inserted;
     return undefined;
   }
 
@@ -206,6 +210,7 @@ export class SqliteSink implements Sink {
       this.changes.added++;
     }
     for (const { column, to } of plan.widen) await this.#widen(column, to);
+    await this.#ensureUnique();
     this.#prepareInsert();
     this.#version = version;
   }
@@ -270,6 +275,25 @@ export class SqliteSink implements Sink {
     }
   }
 
+  /** `--dedupe`: a unique index on the id column, once the table has it; a table whose ids repeat cannot get one. */
+  async #ensureUnique(): Promise<void> {
+    const { uniqueColumn, schema, table } = this.#options;
+    if (uniqueColumn === undefined || this.#uniqueReady) return;
+    if (!(this.#columns as TableColumn[]).some((c) => schema.identity(c.name) === schema.identity(uniqueColumn)))
+      return;
+    const sql = `CREATE UNIQUE INDEX IF NOT EXISTS ${quoteIdent(uniqueIndexName(table, uniqueColumn))} ON ${this.#name} (${quoteIdent(uniqueColumn)})`;
+    try {
+      await this.#locked(() => this.#db.exec(sql));
+    } catch (error) {
+      if (this.#options.signal.aborted) throw error;
+      throw schemaError(
+        `cannot make column ${uniqueColumn} of table ${table} unique (--dedupe): ${describe(error)}`,
+        error,
+      );
+    }
+    this.#uniqueReady = true;
+  }
+
   #prepareInsert(): void {
     const { schema } = this.#options;
     const existing = byIdentity(this.#columns as TableColumn[], schema);
@@ -288,18 +312,24 @@ export class SqliteSink implements Sink {
         this.#textChecks.push(index);
     });
     this.#scratch = new Array<unknown>(names.length);
+    const unique = this.#uniqueReady
+      ? ` ON CONFLICT (${quoteIdent(this.#options.uniqueColumn as string)}) DO NOTHING`
+      : '';
     const statement = this.#db.prepare(
-      `INSERT INTO ${this.#name} (${names.join(', ')}) VALUES (${names.map(() => '?').join(', ')})`,
+      `INSERT INTO ${this.#name} (${names.join(', ')}) VALUES (${names.map(() => '?').join(', ')})${unique}`,
     );
     const indexes = this.#indexes;
     const binds = this.#binds;
     const scratch = this.#scratch;
     this.#insertMany = this.#db.transaction((rows: Row[]) => {
+      let inserted = 0;
       for (const row of rows) {
         const values = row.values;
         for (let k = 0; k < indexes.length; k++) scratch[k] = bind(values[indexes[k] as number], binds[k] as Bind);
-        statement.run(scratch);
+        inserted += statement.run(scratch).changes;
       }
+      // Counted once the transaction commits (a rolled-back batch skipped nothing).
+      return inserted;
     });
   }
 
