@@ -26,7 +26,7 @@ import { Schema, postgresIdentity, sqliteIdentity } from './schema';
 import { PostgresSink } from './sinks/postgres';
 import { SqliteSink } from './sinks/sqlite';
 import { sleep, type Sink, type SinkOptions } from './sinks/sink';
-import { StatusLine, peakRssBytes } from './status-line';
+import { StatusLine, peakRssBytes, sayAbove } from './status-line';
 import { printSummary, type IngestSummary } from './summary';
 
 /** One message as the run sees it: a row to insert, or nothing (its reject line is written). */
@@ -325,10 +325,9 @@ class BrokerIngestRun {
     this.#say(`warning: ${message}`);
   }
 
+  /** One line on stderr, above the status line. */
   #say(message: string): void {
-    const line = `sluice: ${message}`;
-    if (this.#status !== undefined) this.#status.print(line);
-    else this.#io.err.write(`${line}\n`);
+    sayAbove(this.#status, this.#io.err, message);
   }
 
   #report(failure: unknown): number {

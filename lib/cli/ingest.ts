@@ -11,7 +11,7 @@ import { Schema, postgresIdentity, sqliteIdentity } from './schema';
 import { PostgresSink } from './sinks/postgres';
 import { redact } from './sinks/pg-values';
 import { SqliteSink } from './sinks/sqlite';
-import { StatusLine, peakRssBytes } from './status-line';
+import { StatusLine, peakRssBytes, sayAbove } from './status-line';
 import { Stopping } from './stopping';
 import { printSummary } from './summary';
 import type { BackpressureError, BackpressureWritable, FlushResult } from '../index';
@@ -260,9 +260,7 @@ class IngestRun {
 
   /** One line on stderr, above the status line. */
   #say(message: string): void {
-    const line = `sluice: ${message}`;
-    if (this.#status !== undefined) this.#status.print(line);
-    else this.#io.err.write(`${line}\n`);
+    sayAbove(this.#status, this.#io.err, message);
   }
 
   /** Prints the summary; returns the exit code or throws the error to report. */

@@ -17,6 +17,13 @@ export interface StatusOptions {
 
 const GAUGE_WIDTH = 20;
 
+/** One `sluice: …` line on stderr: above the status line while there is one, else straight to `err`. */
+export function sayAbove(status: StatusLine | undefined, err: NodeJS.WritableStream, message: string): void {
+  const line = `sluice: ${message}`;
+  if (status !== undefined) status.print(line);
+  else err.write(`${line}\n`);
+}
+
 /**
  * The live status: on a TTY one line redrawn in place, at most 10 times a
  * second; elsewhere (a log, a CI job) a plain line every few seconds; nothing
