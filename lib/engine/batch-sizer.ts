@@ -144,8 +144,9 @@ export class BatchSizer {
     this.#callsWithinTarget = 0;
     const fitting = Math.floor(((items * this.#targetMs) / latencyMs) * LATENCY_MARGIN);
     if (items >= this.size) this.#cap = Math.max(this.#min, Math.min(this.#cap, this.size - 1, fitting));
-    if (fitting < this.size) {
-      // A new start below the cap: measure afresh from there, with a gentle step.
+    if (Math.min(fitting, this.#cap) < this.size) {
+      // A new start at what fits, under the cap: measure afresh from there, with a gentle step. (A late call
+      // larger than the size can lower the cap below the size without the size itself being too slow.)
       this.#centre = this.#clamp(fitting);
       this.size = this.#centre;
       this.#phase = 'centre';
