@@ -16,7 +16,8 @@ export default {
   coverageAnalysis: 'perTest',
   // `--incremental` reuses a previous run's results for mutants whose code and covering tests did not change.
   incrementalFile: 'reports/stryker-incremental.json',
-  concurrency: 2,
+  // Stryker gives half of these slots to the type checker, which is idle most of the time: 4 means two jest runners.
+  concurrency: 4,
   jest: {
     projectType: 'custom',
     configFile: 'jest.config.js',
@@ -34,6 +35,10 @@ export default {
         '<rootDir>/spec/writev/**/*.spec.ts',
         '!**/spec/regressions/exit-warning.spec.ts',
       ],
+      // A mutant that leaves a promise pending fails its spec after 3 s instead of reaching Stryker's own
+      // timeout, which kills and restarts the jest worker (a few seconds each; hundreds of mutants hang).
+      // The slowest spec in this set takes well under a second unmutated; the dry run would fail otherwise.
+      testTimeout: 3000,
     },
     enableFindRelatedTests: false,
   },
