@@ -1,4 +1,5 @@
 import { BlockingWritable } from '../../lib';
+import { CallContext } from '../../lib/engine/call';
 import { advance, useStreamFakeTimers } from '../support/test-sink';
 import type { BackpressureOptions, FlushContext } from '../../lib';
 
@@ -115,4 +116,45 @@ test('a batch handed a place and destroyed before it uses it never calls the sin
   expect(sink.calls).toHaveLength(2);
   expect(stream.destroyed).toBe(true);
   expect(stream.getMetrics()).toMatchObject({ deadLettered: 1, bufferSize: 0, inFlight: 0 });
+});
+
+describe('CallContext: the AbortController is made when the sink reads signal', () => {
+  test('an abort before the first read is applied when signal is read, with its reason', () => {
+    const context = new CallContext(3);
+    expect(context.attempt).toBe(3);
+    const reason = new Error('given up');
+    context.abort(reason);
+    const { signal } = context;
+    expect(signal.aborted).toBe(true);
+    expect(signal.reason).toBe(reason);
+  });
+
+  test('signal is not aborted until abort(), and the same signal is returned on every read', () => {
+    const context = new CallContext(1);
+    const signal = context.signal;
+    expect(signal.aborted).toBe(false);
+    expect(context.signal).toBe(signal);
+    const reason = new Error('timeout');
+    context.abort(reason);
+    expect(signal.aborted).toBe(true);
+    expect(signal.reason).toBe(reason);
+    expect(context.signal).toBe(signal);
+  });
+
+  test('only the first abort counts, read before or after', () => {
+    const first = new Error('first');
+    const early = new CallContext(1);
+    early.abort(first);
+    early.abort(new Error('second'));
+    expect(early.signal.reason).toBe(first);
+
+    const late = new CallContext(1);
+    const signal = late.signal;
+    const heard: unknown[] = [];
+    signal.addEventListener('abort', () => heard.push(signal.reason));
+    late.abort(first);
+    late.abort(new Error('second'));
+    expect(heard).toEqual([first]);
+    expect(signal.reason).toBe(first);
+  });
 });
