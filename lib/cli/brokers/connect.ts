@@ -85,12 +85,22 @@ export async function openBroker(url: BrokerUrl, reconnectTimeoutMs: number, pur
   }
 }
 
-/** A driver's error as one line, with the URL's secrets masked (an AggregateError's parts joined). */
+/** Parts of an AggregateError shown in a message; the rest are counted. */
+const SHOWN_PARTS = 3;
+
+/**
+ * A driver's error as one line, with the URL's secrets masked. An AggregateError (a connection
+ * tried on several addresses; a partial failure's per-message refusals) shows its parts, so that
+ * a reject line says what the broker said, not only how many errors there were.
+ */
 export function brokerMessage(error: unknown, url: BrokerUrl): string {
-  const text =
-    error instanceof AggregateError && error.message === ''
-      ? error.errors.map((e) => describe(e)).join('; ')
-      : describe(error) || errorCode(error) || 'unknown error';
+  let text = describe(error) || errorCode(error) || 'unknown error';
+  if (error instanceof AggregateError && error.errors.length > 0) {
+    const parts = error.errors.slice(0, SHOWN_PARTS).map((part) => describe(part) || errorCode(part));
+    const more = error.errors.length - SHOWN_PARTS;
+    const joined = parts.join('; ') + (more > 0 ? `; and ${more} more` : '');
+    text = error.message === '' ? joined : `${error.message}: ${joined}`;
+  }
   return maskSecrets(text, url);
 }
 
