@@ -10,9 +10,14 @@ export class Queue<T> {
   readonly #items: BoundedBuffer<T>;
   /** Size of each item in #items, in step with it; only with a byte bound. */
   readonly #sizes: BoundedBuffer<number> | undefined;
-  /** Arrival time of the first item of each `runLength` run of #items; [0] dates the oldest item. */
+  /**
+   * Arrival time of the first item of each `runLength` run of #items; [0] dates the oldest item
+   * (no later than it arrived). Runs keep their boundaries as items leave from the head.
+   */
   readonly #stamps: BoundedBuffer<number>;
   readonly #runLength: number;
+  /** Items of the oldest run already gone from the head (0 ≤ it < runLength). */
+  #headGone = 0;
   /** Size of the item the last shift() removed. */
   lastSize = 0;
 
@@ -33,7 +38,7 @@ export class Queue<T> {
   }
 
   push(item: T, size: number, now: () => number): void {
-    if (this.#items.size % this.#runLength === 0) this.#stamps.push(now());
+    if ((this.#items.size + this.#headGone) % this.#runLength === 0) this.#stamps.push(now());
     this.#items.push(item);
     this.#sizes?.push(size);
   }
@@ -43,7 +48,7 @@ export class Queue<T> {
     if (this.#items.isEmpty()) return undefined;
     const item = this.#items.shift() as T;
     this.lastSize = this.#sizes?.shift() ?? 0;
-    this.#restamp();
+    this.#removed(1);
     return item;
   }
 
@@ -56,19 +61,32 @@ export class Queue<T> {
       sizes = this.#sizes.take(count);
       for (const size of sizes) bytes += size;
     }
-    this.#restamp();
+    this.#removed(items.length);
     return { items, sizes, bytes };
   }
 
   clear(): T[] {
     this.#sizes?.clear();
     this.#stamps.clear();
+    this.#headGone = 0;
     return this.#items.clear();
   }
 
-  /** Drops stamps of runs that are no longer queued. */
-  #restamp(): void {
-    const runs = Math.ceil(this.#items.size / this.#runLength);
-    while (this.#stamps.size > runs) this.#stamps.shift();
+  /**
+   * `count` items left from the head: drops the stamps of runs no longer queued. (Counting runs
+   * from the new head instead would re-cut them: the oldest item could then be dated by a later
+   * run's stamp, and its partial batch flushed late.)
+   */
+  #removed(count: number): void {
+    if (this.#items.isEmpty()) {
+      this.#stamps.clear();
+      this.#headGone = 0;
+      return;
+    }
+    this.#headGone += count;
+    while (this.#headGone >= this.#runLength) {
+      this.#stamps.shift();
+      this.#headGone -= this.#runLength;
+    }
   }
 }

@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { Queue } from '../../lib/engine/queue';
 import { WaitQueue } from '../../lib/engine/waiting';
 import type { Waiter } from '../../lib/engine/waiting';
@@ -97,6 +98,72 @@ describe('Queue', () => {
     expect(queue.oldestArrival).toBe(1);
     queue.take(4); // a full batch is cut: e is left, dated by its own run
     expect(queue.oldestArrival).toBe(5);
+  });
+
+  test('items leaving from the head keep the run boundaries: the oldest item is never dated by a later run', () => {
+    const c = clock();
+    const queue = new Queue<string>(8, 3, false);
+    const push = (item: string, at: number): void => {
+      c.set(at);
+      queue.push(item, 0, c.now);
+    };
+    push('a', 1);
+    push('b', 2);
+    push('c', 3);
+    expect(queue.shift()).toBe('a'); // a drop_oldest eviction: the run a-c keeps its stamp for b and c
+    push('d', 4); // d starts the next run (a's place still counts in the first)
+    push('e', 5);
+    expect(queue.shift()).toBe('b');
+    expect(queue.oldestArrival).toBe(1); // c is dated by its run's stamp, 1 (≤ 3), never by d's 4
+    expect(queue.shift()).toBe('c');
+    expect(queue.oldestArrival).toBe(4); // d, by its own run
+  });
+
+  test('property: the oldest item is dated by the first item of its run, counted since the queue was last empty', () => {
+    type Op = { kind: 'push' } | { kind: 'shift' } | { kind: 'take'; count: number } | { kind: 'clear' };
+    const op: fc.Arbitrary<Op> = fc.oneof(
+      { weight: 5, arbitrary: fc.constant({ kind: 'push' as const }) },
+      { weight: 2, arbitrary: fc.constant({ kind: 'shift' as const }) },
+      { weight: 2, arbitrary: fc.integer({ min: 1, max: 6 }).map((count) => ({ kind: 'take' as const, count })) },
+      { weight: 1, arbitrary: fc.constant({ kind: 'clear' as const }) },
+    );
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 12 }),
+        fc.integer({ min: 1, max: 5 }),
+        fc.array(op),
+        (capacity, runLength, ops) => {
+          const queue = new Queue<number>(capacity, runLength, false);
+          let time = 0;
+          const now = (): number => time;
+          // The model: arrival times since the queue was last empty, and how many have left from the head.
+          let arrivals: number[] = [];
+          let gone = 0;
+          for (const step of ops) {
+            time++;
+            if (step.kind === 'push') {
+              if (queue.size === capacity) continue;
+              queue.push(time, 0, now);
+              arrivals.push(time);
+            } else {
+              const count =
+                step.kind === 'shift' ? 1 : step.kind === 'take' ? Math.min(step.count, queue.size) : queue.size;
+              if (step.kind === 'shift') queue.shift();
+              else if (step.kind === 'take') queue.take(count);
+              else queue.clear();
+              gone += count;
+              if (queue.size === 0) {
+                arrivals = [];
+                gone = 0;
+              }
+            }
+            const expected = queue.size === 0 ? undefined : arrivals[Math.floor(gone / runLength) * runLength];
+            expect(queue.oldestArrival).toBe(expected);
+          }
+        },
+      ),
+      { numRuns: Number(process.env.SLUICE_PROPERTY_RUNS ?? 300) },
+    );
   });
 });
 
