@@ -71,6 +71,15 @@ export abstract class BrokerSource<P, H = unknown> extends Readable {
     return this.#outstanding;
   }
 
+  /**
+   * Whether `message` is held here unsettled: false once its settling started, and for one the
+   * source forgot because the broker took it back (an AMQP channel lost with its connection). An
+   * `ack()` or `nack()` of a message not held does nothing.
+   */
+  holds(message: BrokerMessage<P>): boolean {
+    return this.#unsettled.get(message.id) === message;
+  }
+
   /** Pull-based sources fetch at most `max` messages; push-based ones (AMQP) leave it out and call `receive()`. */
   protected pull?(max: number): Promise<Iterable<Delivery<H>> | AsyncIterable<Delivery<H>>>;
   /** Tells the broker these messages are stored. */
@@ -144,6 +153,21 @@ export abstract class BrokerSource<P, H = unknown> extends Readable {
     const message = new SourceMessage(this, delivery, payload);
     this.#unsettled.set(delivery.id, message);
     return this.push(message);
+  }
+
+  /**
+   * For a subclass whose broker has already taken back every unsettled message (an AMQP channel
+   * that closed requeued them, and its delivery tags mean nothing on the next one): drops them
+   * without a broker call and frees their room. A later `ack()`/`nack()` of one is a no-op; the
+   * broker delivers it again. Settles in flight are left to finish (their broker call fails).
+   * Returns the messages forgotten.
+   */
+  protected forgetUnsettled(): SourceMessage<P, H>[] {
+    const forgotten = [...this.#unsettled.values()];
+    this.#unsettled.clear();
+    this.#outstanding -= forgotten.length;
+    this.#wake?.();
+    return forgotten;
   }
 
   /** Messages received and not settled, oldest first (for progress acks and claim refreshes). */
