@@ -14,7 +14,7 @@ import type { Channel, ConfirmChannel, ConsumeMessage, Options } from 'amqplib';
 import { invalidArgValue } from '../../errors';
 import { BrokerError } from '../errors';
 import { optionsObject, stringOption } from '../options';
-import { BrokerSource, type SourceMessage, type SourceOptions } from '../source';
+import { BrokerSource, type Sent, type SourceMessage, type SourceOptions } from '../source';
 import { AmqpLink, type AmqpConnectionOptions, type ChannelClosed } from './connection';
 
 /**
@@ -98,24 +98,34 @@ export class AmqpSource<P = unknown> extends BrokerSource<P, ConsumeMessage> {
     this.#started ??= this.#consume().then(() => undefined);
   }
 
-  protected override async acknowledge(messages: SourceMessage<P, ConsumeMessage>[]): Promise<void> {
+  // Each settle reports itself `sent` once its frames are written: RabbitMQ refills the prefetch
+  // window as soon as they arrive, before the #processed barrier answers (see Sent).
+
+  protected override async acknowledge(messages: SourceMessage<P, ConsumeMessage>[], sent?: Sent): Promise<void> {
     const channel = this.#open();
     this.#ack(channel, messages);
+    sent?.();
     await this.#processed(channel);
   }
 
-  protected override async redeliver(messages: SourceMessage<P, ConsumeMessage>[]): Promise<void> {
+  protected override async redeliver(messages: SourceMessage<P, ConsumeMessage>[], sent?: Sent): Promise<void> {
     const channel = this.#open();
     for (const message of messages) channel.nack(message.handle, false, true);
+    sent?.();
     await this.#processed(channel);
   }
 
-  protected override async reject(messages: SourceMessage<P, ConsumeMessage>[], reason: unknown): Promise<void> {
+  protected override async reject(
+    messages: SourceMessage<P, ConsumeMessage>[],
+    reason: unknown,
+    sent?: Sent,
+  ): Promise<void> {
     const target = this.#deadLetter;
-    if (target === 'requeue') return this.redeliver(messages);
+    if (target === 'requeue') return this.redeliver(messages, sent);
     const channel = this.#open();
     if (target === 'reject') {
       for (const message of messages) channel.nack(message.handle, false, false);
+      sent?.();
       return this.#processed(channel);
     }
     // Until their dead letters are confirmed these stay unacked on the channel, though settled here.
@@ -130,11 +140,13 @@ export class AmqpSource<P = unknown> extends BrokerSource<P, ConsumeMessage> {
       // Not moved: hand them back to the queue rather than leave them unacked on the channel (a
       // channel that closed meanwhile has requeued them already).
       if (this.#channel === channel) for (const message of messages) channel.nack(message.handle, false, true);
+      sent?.();
       throw error;
     } finally {
       for (const message of messages) this.#limbo.delete(message.handle.fields.deliveryTag);
     }
     this.#ack(channel, messages);
+    sent?.();
     await this.#processed(channel);
   }
 

@@ -23,7 +23,7 @@ import { natsSink } from '../../brokers/nats/sink';
 import { loadClient } from '../../brokers/peer';
 import { RedisStreamSource, type RedisEntryFields } from '../../brokers/redis/source';
 import { redisStreamSink } from '../../brokers/redis/sink';
-import type { BrokerSource, SourceMessage } from '../../brokers/source';
+import type { BrokerSource, Sent, SourceMessage } from '../../brokers/source';
 import type { BrokerSink } from '../../brokers/sink';
 import type { FlushFunction } from '../../types';
 import type { Delivery } from '../../brokers/message';
@@ -391,8 +391,18 @@ class CliAmqpSource<P> extends AmqpSource<P> {
     super(options);
     this.#hooks = hooks;
   }
-  protected override async reject(messages: SourceMessage<P, ConsumeMessage>[], reason: unknown): Promise<void> {
-    await routeDeadLetters(this.#hooks, messages, reason, this.acknowledge.bind(this), this.redeliver.bind(this));
+  protected override async reject(
+    messages: SourceMessage<P, ConsumeMessage>[],
+    reason: unknown,
+    sent?: Sent,
+  ): Promise<void> {
+    await routeDeadLetters(
+      this.#hooks,
+      messages,
+      reason,
+      (batch) => this.acknowledge(batch, sent),
+      (batch) => this.redeliver(batch, sent),
+    );
   }
 }
 
