@@ -64,6 +64,8 @@ export class AmqpLink {
   #opened: Promise<ChannelModel> | undefined;
   /** The connection in use once open; undefined while (re-)opening. */
   #current: ChannelModel | undefined;
+  /** A lost connection is being re-opened (`#opened` is that attempt). */
+  #reopening = false;
   /** Bumped by `close()`: a re-opening of an older epoch stops, a channel closing then was closed on purpose. */
   #epoch = 0;
   /** Aborted by `close()`, to cut a backoff wait short. */
@@ -140,7 +142,9 @@ export class AmqpLink {
       this.#given.off('close', this.#givenClosed);
       return;
     }
-    const opened = this.#opened;
+    // A re-opening is not waited for (an attempt can take long): it closes what it opens, seeing the new epoch.
+    const opened = this.#reopening ? undefined : this.#opened;
+    this.#reopening = false;
     this.#opened = undefined;
     this.#current = undefined;
     const connection = await opened?.catch(() => undefined);
@@ -150,6 +154,7 @@ export class AmqpLink {
   /** A connection sluice opened, now open: watched for its loss. */
   #adopt(connection: ChannelModel): ChannelModel {
     this.#current = connection;
+    this.#reopening = false;
     this.#lastError = undefined;
     // A loss is reported through the 'close' that follows; never let an 'error' crash the process.
     connection.on('error', (error: Error) => (this.#lastError = error));
@@ -165,6 +170,7 @@ export class AmqpLink {
     }
     if (connection !== this.#current) return;
     this.#current = undefined;
+    this.#reopening = true;
     this.#opened = this.#reopen(this.#epoch, cause ?? this.#lastError);
     // Nobody may be waiting (an idle sink): a failure then is reported to the next caller, not as unhandled.
     this.#opened.catch(() => undefined);
