@@ -114,3 +114,66 @@ for (const broker of [NATS, REDIS, AMQP]) {
     });
   });
 }
+
+/*
+ * `sluice publish` into RabbitMQ, lost mid-run: the library's amqpSink re-opens the connection
+ * (the NATS and Redis clients do it themselves). The input comes on stdin, written by the test,
+ * so that the cut falls between two known parts of it.
+ */
+describeBroker('sluice publish when RabbitMQ is lost mid-run', AMQP.server, () => {
+  let dir: string;
+  let cleanup: () => void;
+  let name: string;
+  let proxy: CuttableProxy;
+  let url: string;
+  beforeEach(async () => {
+    ({ dir, cleanup } = tempDir());
+    name = uniqueName('lost_publish').toUpperCase();
+    const real = new URL(AMQP.server);
+    proxy = new CuttableProxy({ host: real.hostname, port: Number(real.port) });
+    await proxy.listen();
+    url = `${proxy.via(AMQP.server)}/${name}`;
+    await AMQP.sendRaw(name, []); // declares the queue, so that it can be watched before the CLI starts
+  });
+  afterEach(async () => {
+    await proxy.close();
+    cleanup();
+    await AMQP.remove(name);
+  });
+
+  const queued = async (): Promise<number> => (await AMQP.view(name, '')).waiting;
+
+  /** Starts `sluice publish -` and feeds it 50 lines, waiting until RabbitMQ holds them; then cuts the proxy. */
+  async function publishThenCut(extra: string[]): Promise<ReturnType<typeof startCli>> {
+    const args = ['publish', '-', '--into', url, '--batch-size', '10', '--json', '-q', '--rejects'];
+    const child = startCli([...args, join(dir, 'rejects.ndjson'), ...extra], dir);
+    child.stdin.write(events(50));
+    await waitFor('the first 50 messages', async () => (await queued()) === 50, 30_000);
+    proxy.cut();
+    await waitFor('a reconnection attempt', () => proxy.refused > 0, 30_000);
+    return child;
+  }
+
+  it('lost briefly: the connection is re-opened and the rest is published', async () => {
+    const child = await publishThenCut([]);
+    const exited = collect(child);
+    proxy.restore();
+    child.stdin.end(events(100).split('\n').slice(50).join('\n'));
+    const result = await exited;
+    expect({ code: result.code, stderr: result.stderr }).toEqual({ code: 0, stderr: '' });
+    expect(summaryOf(result)).toMatchObject({ status: 'completed', read: 100, published: 100 });
+    expect(await queued()).toBe(100);
+  });
+
+  it('lost for good: exit 1 once --reconnect-timeout has passed, naming the broker', async () => {
+    const child = await publishThenCut(['--reconnect-timeout', '300']);
+    const exited = collect(child);
+    child.stdin.end(events(60).split('\n').slice(50).join('\n'));
+    const result = await exited;
+    expect(result.code).toBe(1);
+    expect(summaryOf(result)).toMatchObject({ status: 'failed', published: 50 });
+    expect(result.stderr).toMatch(
+      /^sluice: publish failed: lost amqp:\/\/.* for more than 300 ms \(--reconnect-timeout\)/m,
+    );
+  });
+});
