@@ -14,19 +14,24 @@ const PUBLISH_ID = 'x-sluice-publish-id';
 class ChannelEnd {
   /** Set when the channel closes. */
   why: ChannelClosed | undefined;
-  /** Resolves when the channel closes. */
-  readonly closed: Promise<void>;
-  readonly #resolve: () => void;
+  readonly #waiting = new Set<() => void>();
 
-  constructor() {
-    let resolve!: () => void;
-    this.closed = new Promise<void>((settle) => (resolve = settle));
-    this.#resolve = resolve;
+  /**
+   * A promise that resolves when the channel closes, and `cancel()` to stop waiting: a batch waits
+   * only while its confirms are due, so that a channel open for a long run collects no waiters.
+   */
+  wait(): { closed: Promise<void>; cancel: () => void } {
+    if (this.why !== undefined) return { closed: Promise.resolve(), cancel: () => undefined };
+    let wake!: () => void;
+    const closed = new Promise<void>((resolve) => (wake = resolve));
+    this.#waiting.add(wake);
+    return { closed, cancel: () => this.#waiting.delete(wake) };
   }
 
   close(why: ChannelClosed): void {
     this.why = why;
-    this.#resolve();
+    for (const wake of this.#waiting) wake();
+    this.#waiting.clear();
   }
 }
 
@@ -121,8 +126,11 @@ export function amqpSink<T>(options: AmqpSinkOptions<T>): BrokerSink<T> {
     return opening;
   };
 
-  /** Publishes one item; resolves with the broker's verdict (an error, or undefined once confirmed and not returned). */
-  const publishOne = (target: Publisher, item: T, index: number): Promise<Error | undefined> => {
+  /**
+   * Publishes one item; resolves with the broker's verdict (an error, or undefined once confirmed
+   * and not returned). `closed`: the channel closed, with the item's confirm perhaps still due.
+   */
+  const publishOne = (target: Publisher, closed: Promise<void>, item: T, index: number): Promise<Error | undefined> => {
     const publishId = String(nextId++);
     let content: Buffer | string;
     let routingKey: string;
@@ -157,8 +165,8 @@ export function amqpSink<T>(options: AmqpSinkOptions<T>): BrokerSink<T> {
       }
     });
     // amqplib fails the confirms a closing channel still owes; older versions may not: the close decides then.
-    const closed = target.end.closed.then(() => new Error('channel closed'));
-    return Promise.race([confirmed, closed]).then((error) => {
+    const lost = closed.then(() => new Error('channel closed'));
+    return Promise.race([confirmed, lost]).then((error) => {
       const wasReturned = returned.delete(publishId);
       if (error && target.end.why?.connectionLost)
         return BrokerError.refused(
@@ -175,7 +183,13 @@ export function amqpSink<T>(options: AmqpSinkOptions<T>): BrokerSink<T> {
   const flush: FlushFunction<T> = async (items: T[], { signal }: FlushContext) => {
     // While the connection is being re-opened this waits (up to reconnectTimeoutMs), unless the flush is aborted.
     const target = await untilAborted(open(), signal);
-    const verdicts = await Promise.all(items.map((item, index) => publishOne(target, item, index)));
+    const { closed, cancel } = target.end.wait();
+    let verdicts: (Error | undefined)[];
+    try {
+      verdicts = await Promise.all(items.map((item, index) => publishOne(target, closed, item, index)));
+    } finally {
+      cancel();
+    }
     const errors = verdicts.filter((verdict): verdict is Error => verdict !== undefined);
     if (errors.length === 0) return undefined;
     const result: FlushResult<T> = {
