@@ -90,13 +90,17 @@ export function endToEnd<P>(
     how: (messages: BrokerMessage<P>[]) => Promise<void>,
     counter: 'acked' | 'deadLettered' | 'nacked',
   ): Promise<boolean> => {
+    // Settled already, or forgotten by the source (the broker took it back on a reconnect and delivers
+    // it again): settling it would do nothing, so it is not counted either.
+    const held = messages.filter((message) => source.holds(message));
+    if (held.length === 0) return true;
     try {
-      await how(messages);
-      counts[counter] += messages.length;
+      await how(held);
+      counts[counter] += held.length;
       return true;
     } catch (error) {
-      counts.ackFailures += messages.length;
-      onAckError(error, messages);
+      counts.ackFailures += held.length;
+      onAckError(error, held);
       return false;
     }
   };

@@ -13,14 +13,22 @@
  * ```
  */
 export type BrokerErrorCode =
-  'ERR_BROKER_CLIENT_MISSING' | 'ERR_BROKER_REFUSED' | 'ERR_BROKER_DECODE_FAILED' | 'ERR_BROKER_DEAD_LETTER';
+  | 'ERR_BROKER_CLIENT_MISSING'
+  | 'ERR_BROKER_REFUSED'
+  | 'ERR_BROKER_DECODE_FAILED'
+  | 'ERR_BROKER_DEAD_LETTER'
+  | 'ERR_BROKER_CONNECTION_LOST';
 
 /** Which broker an error is about. */
 export type BrokerName = 'nats' | 'redis' | 'amqp';
 
+/** The broker's own name, for messages. */
+const PRODUCT: Record<BrokerName, string> = { nats: 'NATS', redis: 'Redis', amqp: 'RabbitMQ' };
+
 /**
  * An error at a broker edge: a client package that is not installed, a message the broker
- * refused, a payload that could not be decoded, a message sent to the dead-letter route.
+ * refused, a payload that could not be decoded, a message sent to the dead-letter route, a
+ * connection lost for good.
  *
  * @example
  * ```ts
@@ -85,5 +93,24 @@ export class BrokerError extends Error {
       messageId,
       cause,
     );
+  }
+
+  /**
+   * A connection was lost and not re-opened: `triedMs` is how long sluice tried (0: it did not try,
+   * the reconnect timeout being 0); `given`: the connection was the caller's own, which sluice never
+   * re-opens. `cause` is the last error seen (the loss, or the last failed attempt).
+   */
+  static connectionLost(
+    broker: BrokerName,
+    how: { given: true } | { given: false; triedMs: number; attempts: number },
+    cause: unknown,
+  ): BrokerError {
+    const why = cause instanceof Error ? `: ${cause.message}` : '';
+    const what = how.given
+      ? `The ${PRODUCT[broker]} connection passed as the "connection" option was lost; sluice re-opens only a connection it opened itself (give "url" instead)`
+      : how.triedMs === 0
+        ? `The connection to ${PRODUCT[broker]} was lost and not re-opened (the option "reconnectTimeoutMs" is 0)`
+        : `The connection to ${PRODUCT[broker]} was lost and could not be re-opened within ${how.triedMs} ms (the option "reconnectTimeoutMs"; ${how.attempts} attempt${how.attempts === 1 ? '' : 's'})`;
+    return new BrokerError('ERR_BROKER_CONNECTION_LOST', broker, `${what}${why}`, undefined, cause);
   }
 }

@@ -13,6 +13,15 @@ import { asBuffer, decodeJson, functionOption, integerOption } from './options';
 
 export { SourceMessage, type BrokerMessage, type Delivery } from './message';
 
+/**
+ * Given to a settle hook (`acknowledge`, `redeliver`, `reject`): a subclass calls it once the
+ * broker call has been sent, before the broker confirmed it, to free the messages' room then. A
+ * broker that pushes (RabbitMQ) refills its window as soon as an ack reaches it, ahead of any
+ * confirmation; counting the messages until then would let `unacked` exceed `maxUnacked`. Pull
+ * sources leave it uncalled: their room is freed when the hook resolves.
+ */
+export type Sent = () => void;
+
 /** Options every source takes. */
 export interface SourceOptions<P> {
   /**
@@ -49,7 +58,10 @@ export abstract class BrokerSource<P, H = unknown> extends Readable {
   readonly #broker: BrokerName;
   /** Received and not yet settled, by broker identity; a message leaves it when its settling starts. */
   readonly #unsettled = new Map<string, SourceMessage<P, H>>();
-  /** Received and whose settling has not completed: `#unsettled.size` plus settles in flight. Never above maxUnacked. */
+  /**
+   * Received and whose settling has not completed (`#unsettled.size` plus settles in flight), less
+   * the settles a subclass reported sent (see {@link Sent}). Never above maxUnacked.
+   */
   #outstanding = 0;
   #pumping = false;
   #stopping = false;
@@ -71,14 +83,23 @@ export abstract class BrokerSource<P, H = unknown> extends Readable {
     return this.#outstanding;
   }
 
+  /**
+   * Whether `message` is held here unsettled: false once its settling started, and for one the
+   * source forgot because the broker took it back (an AMQP channel lost with its connection). An
+   * `ack()` or `nack()` of a message not held does nothing.
+   */
+  holds(message: BrokerMessage<P>): boolean {
+    return this.#unsettled.get(message.id) === message;
+  }
+
   /** Pull-based sources fetch at most `max` messages; push-based ones (AMQP) leave it out and call `receive()`. */
   protected pull?(max: number): Promise<Iterable<Delivery<H>> | AsyncIterable<Delivery<H>>>;
   /** Tells the broker these messages are stored. */
-  protected abstract acknowledge(messages: SourceMessage<P, H>[]): Promise<void>;
+  protected abstract acknowledge(messages: SourceMessage<P, H>[], sent?: Sent): Promise<void>;
   /** Tells the broker to deliver these messages again. */
-  protected abstract redeliver(messages: SourceMessage<P, H>[]): Promise<void>;
+  protected abstract redeliver(messages: SourceMessage<P, H>[], sent?: Sent): Promise<void>;
   /** Sends these messages to the dead-letter route (a configured target, else the broker's own reject). */
-  protected abstract reject(messages: SourceMessage<P, H>[], reason: unknown): Promise<void>;
+  protected abstract reject(messages: SourceMessage<P, H>[], reason: unknown, sent?: Sent): Promise<void>;
   /** Stops a pull in progress (or the push consumer) so that `stop()` does not wait for a long poll. */
   protected abstract interrupt(): Promise<void>;
   /** Closes what the source opened; called once, from `destroy()`/`close()`. */
@@ -86,17 +107,17 @@ export abstract class BrokerSource<P, H = unknown> extends Readable {
 
   /** Acks `messages` (those of this source not yet settled) in one broker call where the broker allows. */
   ack(messages: readonly BrokerMessage<P>[]): Promise<void> {
-    return this.#settle(messages, (batch) => this.acknowledge(batch));
+    return this.#settle(messages, (batch, sent) => this.acknowledge(batch, sent));
   }
 
   /** Nacks `messages`: the broker delivers them again. */
   nack(messages: readonly BrokerMessage<P>[]): Promise<void> {
-    return this.#settle(messages, (batch) => this.redeliver(batch));
+    return this.#settle(messages, (batch, sent) => this.redeliver(batch, sent));
   }
 
   /** Gives up on `messages`: sends them to the dead-letter route, never acks them as stored. */
   deadLetter(messages: readonly BrokerMessage<P>[], reason: unknown): Promise<void> {
-    return this.#settle(messages, (batch) => this.reject(batch, reason));
+    return this.#settle(messages, (batch, sent) => this.reject(batch, reason, sent));
   }
 
   /**
@@ -144,6 +165,21 @@ export abstract class BrokerSource<P, H = unknown> extends Readable {
     const message = new SourceMessage(this, delivery, payload);
     this.#unsettled.set(delivery.id, message);
     return this.push(message);
+  }
+
+  /**
+   * For a subclass whose broker has already taken back every unsettled message (an AMQP channel
+   * that closed requeued them, and its delivery tags mean nothing on the next one): drops them
+   * without a broker call and frees their room. A later `ack()`/`nack()` of one is a no-op; the
+   * broker delivers it again. Settles in flight are left to finish (their broker call fails).
+   * Returns the messages forgotten.
+   */
+  protected forgetUnsettled(): SourceMessage<P, H>[] {
+    const forgotten = [...this.#unsettled.values()];
+    this.#unsettled.clear();
+    this.#outstanding -= forgotten.length;
+    this.#wake?.();
+    return forgotten;
   }
 
   /** Messages received and not settled, oldest first (for progress acks and claim refreshes). */
@@ -206,7 +242,7 @@ export abstract class BrokerSource<P, H = unknown> extends Readable {
 
   async #settle(
     messages: readonly BrokerMessage<P>[],
-    hook: (batch: SourceMessage<P, H>[]) => Promise<void>,
+    hook: (batch: SourceMessage<P, H>[], sent: Sent) => Promise<void>,
   ): Promise<void> {
     const batch: SourceMessage<P, H>[] = [];
     for (const message of messages) {
@@ -216,11 +252,17 @@ export abstract class BrokerSource<P, H = unknown> extends Readable {
       batch.push(held);
     }
     if (batch.length === 0) return;
-    try {
-      await hook(batch);
-    } finally {
+    let counted = true;
+    const sent = (): void => {
+      if (!counted) return;
+      counted = false;
       this.#outstanding -= batch.length;
       this.#wake?.();
+    };
+    try {
+      await hook(batch, sent);
+    } finally {
+      sent();
     }
   }
 

@@ -70,6 +70,8 @@ class BrokerIngestRun {
   #fatal: unknown;
   #idleTimer: NodeJS.Timeout | undefined;
   #lastMessageAt = performance.now();
+  /** The source lost its connection and is re-opening it (AMQP): not idle, whatever it holds. */
+  #reconnecting = false;
   #deadline: NodeJS.Timeout | undefined;
 
   constructor(options: IngestOptions, io: Io, rejects: RejectsFile) {
@@ -121,6 +123,7 @@ class BrokerIngestRun {
       },
     });
     this.#source = source;
+    this.#watchReconnects(source);
     const half = Math.max(1, Math.floor(options.maxBuffer / 2));
     const batchSize =
       typeof options.batchSize === 'number'
@@ -278,6 +281,30 @@ class BrokerIngestRun {
     return this.#rejects.failure === undefined;
   }
 
+  /**
+   * A source that re-opens its connection itself (AMQP) says so: warn, and keep `--idle-exit` from
+   * ending a run that waits for the broker. (The NATS and Redis clients reconnect silently.)
+   */
+  #watchReconnects(source: BrokerSource<Incoming>): void {
+    const { broker, reconnectTimeoutMs, dedupe } = this.#options;
+    source.on('disconnect', ({ forgotten, cause }: { forgotten: number; cause: Error | undefined }) => {
+      this.#reconnecting = true;
+      const why = cause === undefined ? '' : ` (${brokerMessage(cause, broker!)})`;
+      const again =
+        forgotten === 0
+          ? ''
+          : `; the ${forgotten} message(s) not yet acked go back to the queue and come again${dedupe ? ' (--dedupe stores them once)' : ' (they may be stored twice: see --dedupe)'}`;
+      this.#warn(
+        `lost the connection to ${broker!.display}${why}; reconnecting for up to ${reconnectTimeoutMs} ms (--reconnect-timeout)${again}`,
+      );
+    });
+    source.on('reconnect', ({ downMs }: { downMs: number }) => {
+      this.#reconnecting = false;
+      this.#lastMessageAt = performance.now();
+      this.#warn(`reconnected to ${broker!.display} after ${downMs} ms; consuming again`);
+    });
+  }
+
   /** `--idle-exit`: stop once no message arrived for that long and nothing is held. */
   #armIdle(): void {
     const idleMs = this.#options.idleExitMs;
@@ -285,7 +312,7 @@ class BrokerIngestRun {
     const check = (): void => {
       const quietFor = performance.now() - this.#lastMessageAt;
       const held = this.#source?.unacked ?? 0;
-      if (quietFor >= idleMs && held === 0) {
+      if (quietFor >= idleMs && held === 0 && !this.#reconnecting) {
         this.#idleTimer = undefined;
         void this.#run?.stop();
         return;

@@ -6,6 +6,7 @@
  * SLUICE_REQUIRE_BROKERS=1 (CI, see .ci/run) its availability test fails instead.
  */
 import { spawnSync } from 'node:child_process';
+import { createServer, connect as netConnect, type Server, type Socket } from 'node:net';
 
 export const REDIS_URL = process.env.SLUICE_REDIS_URL ?? 'redis://127.0.0.1:6379';
 export const NATS_URL = process.env.SLUICE_NATS_URL ?? 'nats://127.0.0.1:4222';
@@ -72,4 +73,79 @@ export function deferred<T = void>(): { promise: Promise<T>; resolve: (value: T)
   let resolve!: (value: T) => void;
   const promise = new Promise<T>((r) => (resolve = r));
   return { promise, resolve };
+}
+
+/**
+ * A TCP proxy to a real server that a test can cut (every connection destroyed, new ones refused
+ * at once) and restore: a broker lost mid-run, without stopping the broker other tests use.
+ */
+export class CuttableProxy {
+  readonly #server: Server;
+  readonly #sockets = new Set<Socket>();
+  #down = false;
+  #muted = false;
+  /** Connections accepted (and passed on to the server). */
+  accepted = 0;
+  /** Connections refused while down: the client is trying to reconnect. */
+  refused = 0;
+
+  constructor(target: { host: string; port: number }) {
+    this.#server = createServer((client) => {
+      if (this.#down) {
+        this.refused++;
+        client.destroy();
+        return;
+      }
+      this.accepted++;
+      const upstream = netConnect(target.port, target.host);
+      for (const [from, to] of [
+        [client, upstream],
+        [upstream, client],
+      ] as const) {
+        this.#sockets.add(from);
+        from.on('error', () => to.destroy());
+        from.on('close', () => {
+          this.#sockets.delete(from);
+          to.destroy();
+        });
+        // While muted, what the server sends is dropped: the client waits for replies that never come.
+        from.on('data', (chunk: Buffer) => {
+          if (!(this.#muted && from === upstream)) to.write(chunk);
+        });
+      }
+    });
+  }
+
+  /** Listens on a free local port; returns it. */
+  async listen(): Promise<number> {
+    await new Promise<void>((resolve) => this.#server.listen(0, '127.0.0.1', resolve));
+    return (this.#server.address() as { port: number }).port;
+  }
+
+  /** `url` (of the target server) with its port replaced by the proxy's. */
+  via(url: string): string {
+    const rewritten = new URL(url);
+    rewritten.port = String((this.#server.address() as { port: number }).port);
+    return rewritten.toString().replace(/\/$/, '');
+  }
+
+  /** From now on, drops what the server sends (the client's requests still reach it). */
+  mute(): void {
+    this.#muted = true;
+  }
+
+  cut(): void {
+    this.#down = true;
+    this.#muted = false;
+    for (const socket of this.#sockets) socket.destroy();
+  }
+
+  restore(): void {
+    this.#down = false;
+  }
+
+  async close(): Promise<void> {
+    this.cut();
+    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+  }
 }

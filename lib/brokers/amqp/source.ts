@@ -4,13 +4,18 @@
  * RabbitMQ pushes; the channel's `prefetch` is set to `maxUnacked`, so the broker itself never
  * sends more than the bound holds unsettled. Acks, nacks and rejects go on the channel the
  * message came on; closing it (or losing the connection) requeues whatever is unsettled.
+ *
+ * A connection lost (one the source opened) is re-opened by its AmqpLink; the source then opens
+ * a new channel and consumer. Delivery tags belong to their channel, so the messages held from
+ * the old one are forgotten (RabbitMQ requeued them and delivers them again): never acked on the
+ * new channel, where their tags would name other messages.
  */
 import type { Channel, ConfirmChannel, ConsumeMessage, Options } from 'amqplib';
 import { invalidArgValue } from '../../errors';
 import { BrokerError } from '../errors';
 import { optionsObject, stringOption } from '../options';
-import { BrokerSource, type SourceMessage, type SourceOptions } from '../source';
-import { AmqpLink, type AmqpConnectionOptions } from './connection';
+import { BrokerSource, type Sent, type SourceMessage, type SourceOptions } from '../source';
+import { AmqpLink, type AmqpConnectionOptions, type ChannelClosed } from './connection';
 
 /**
  * Options of {@link AmqpSource}.
@@ -48,6 +53,13 @@ export interface AmqpSourceOptions<P> extends AmqpConnectionOptions, SourceOptio
  * An object-mode Readable of the messages of a RabbitMQ queue, each a {@link BrokerMessage}
  * whose `ack()` is a `basic.ack` and whose `nack()` requeues it. The `id` is the delivery tag.
  *
+ * When the connection it opened is lost, the source re-opens it (for up to `reconnectTimeoutMs`)
+ * and consumes again on a new channel. It emits `'disconnect'` `({ forgotten, cause })` when the
+ * connection is lost: the `forgotten` messages it held unsettled go back to the queue (their
+ * `ack()` and `nack()` now do nothing) and are delivered again, so a consumer stores them twice
+ * unless it de-duplicates. It emits `'reconnect'` `({ downMs })` once consuming again, and fails
+ * (`'error'`, `ERR_BROKER_CONNECTION_LOST`) when the connection could not be re-opened in time.
+ *
  * @example
  * ```ts
  * const source = new AmqpSource<Event>({ url: 'amqp://guest:guest@127.0.0.1:5672', queue: 'events' });
@@ -62,8 +74,11 @@ export class AmqpSource<P = unknown> extends BrokerSource<P, ConsumeMessage> {
   readonly #assertQueue: Options.AssertQueue | undefined;
   readonly #deadLetter: 'requeue' | 'reject' | { queue: string };
   #channel: Channel | undefined;
+  /** The first consuming; `stop()` waits for it so that it can cancel the consumer it sets up. */
   #started: Promise<void> | undefined;
   #consumerTag: string | undefined;
+  /** Counts the channels consumed on: a consuming that failed after a newer one began is not the source's failure. */
+  #generation = 0;
   #deadLetterChannel: Promise<ConfirmChannel> | undefined;
   /** Delivery tags settled here whose dead letters are not yet confirmed: still unacked on the channel. */
   readonly #limbo = new Set<number>();
@@ -80,29 +95,37 @@ export class AmqpSource<P = unknown> extends BrokerSource<P, ConsumeMessage> {
 
   /** @internal RabbitMQ pushes: the first read opens the channel and starts consuming. */
   override _read(): void {
-    this.#started ??= this.#start().catch((error: unknown) => {
-      if (!this.stopping) this.destroy(error as Error);
-    });
+    this.#started ??= this.#consume().then(() => undefined);
   }
 
-  protected override async acknowledge(messages: SourceMessage<P, ConsumeMessage>[]): Promise<void> {
+  // Each settle reports itself `sent` once its frames are written: RabbitMQ refills the prefetch
+  // window as soon as they arrive, before the #processed barrier answers (see Sent).
+
+  protected override async acknowledge(messages: SourceMessage<P, ConsumeMessage>[], sent?: Sent): Promise<void> {
     const channel = this.#open();
     this.#ack(channel, messages);
+    sent?.();
     await this.#processed(channel);
   }
 
-  protected override async redeliver(messages: SourceMessage<P, ConsumeMessage>[]): Promise<void> {
+  protected override async redeliver(messages: SourceMessage<P, ConsumeMessage>[], sent?: Sent): Promise<void> {
     const channel = this.#open();
     for (const message of messages) channel.nack(message.handle, false, true);
+    sent?.();
     await this.#processed(channel);
   }
 
-  protected override async reject(messages: SourceMessage<P, ConsumeMessage>[], reason: unknown): Promise<void> {
+  protected override async reject(
+    messages: SourceMessage<P, ConsumeMessage>[],
+    reason: unknown,
+    sent?: Sent,
+  ): Promise<void> {
     const target = this.#deadLetter;
-    if (target === 'requeue') return this.redeliver(messages);
+    if (target === 'requeue') return this.redeliver(messages, sent);
     const channel = this.#open();
     if (target === 'reject') {
       for (const message of messages) channel.nack(message.handle, false, false);
+      sent?.();
       return this.#processed(channel);
     }
     // Until their dead letters are confirmed these stay unacked on the channel, though settled here.
@@ -117,11 +140,13 @@ export class AmqpSource<P = unknown> extends BrokerSource<P, ConsumeMessage> {
       // Not moved: hand them back to the queue rather than leave them unacked on the channel (a
       // channel that closed meanwhile has requeued them already).
       if (this.#channel === channel) for (const message of messages) channel.nack(message.handle, false, true);
+      sent?.();
       throw error;
     } finally {
       for (const message of messages) this.#limbo.delete(message.handle.fields.deliveryTag);
     }
     this.#ack(channel, messages);
+    sent?.();
     await this.#processed(channel);
   }
 
@@ -183,28 +208,64 @@ export class AmqpSource<P = unknown> extends BrokerSource<P, ConsumeMessage> {
     await this.#link.close();
   }
 
-  async #start(): Promise<void> {
-    const channel = await this.#link.channel(false, (error) => {
-      this.#channel = undefined;
-      if (!this.stopping) this.destroy(error ?? new Error(`The AMQP channel consuming "${this.queue}" was closed`));
-    });
-    this.#channel = channel;
-    if (this.#assertQueue !== undefined) await channel.assertQueue(this.queue, this.#assertQueue);
-    await channel.prefetch(this.maxUnacked);
+  /**
+   * Opens a channel (waiting for the connection, re-opened if it was lost) and consumes on it;
+   * resolves to whether it does. Never rejects: a failure destroys the source, unless a newer
+   * channel has taken over (the connection was lost again meanwhile) or the source is stopping.
+   */
+  async #consume(): Promise<boolean> {
+    const generation = ++this.#generation;
+    try {
+      const channel = await this.#link.channel(false, (why) => this.#closed(generation, why));
+      this.#channel = channel;
+      if (this.#assertQueue !== undefined) await channel.assertQueue(this.queue, this.#assertQueue);
+      await channel.prefetch(this.maxUnacked);
+      if (this.stopping) return false;
+      const { consumerTag } = await channel.consume(this.queue, (message) => this.#delivered(message), {
+        noAck: false,
+      });
+      this.#consumerTag = consumerTag;
+      // stop() ran while the consumer was being set up (a reconnect, which it does not wait for): cancel it here.
+      if (this.stopping && generation === this.#generation) {
+        this.#consumerTag = undefined;
+        await channel.cancel(consumerTag).catch(() => undefined);
+      }
+      return generation === this.#generation && !this.stopping;
+    } catch (error) {
+      if (!this.stopping && generation === this.#generation) this.destroy(error as Error);
+      return false;
+    }
+  }
+
+  #delivered(message: ConsumeMessage | null): void {
+    // null: RabbitMQ cancelled the consumer (the queue was deleted).
+    if (message === null) void this.stop();
+    else {
+      const delivery = { id: String(message.fields.deliveryTag), body: message.content, handle: message };
+      this.receive({ ...delivery, redelivered: message.fields.redelivered });
+    }
+  }
+
+  /**
+   * The consuming channel closed. The broker closed it (an unknown queue): the source fails. Its
+   * connection was lost: what it held is forgotten (requeued by RabbitMQ with the channel) and a
+   * new channel consumes once the connection is back.
+   */
+  #closed(generation: number, { error, connectionLost }: ChannelClosed): void {
+    if (generation !== this.#generation) return;
+    this.#channel = undefined;
+    this.#consumerTag = undefined;
     if (this.stopping) return;
-    const { consumerTag } = await channel.consume(
-      this.queue,
-      (message) => {
-        // null: RabbitMQ cancelled the consumer (the queue was deleted).
-        if (message === null) void this.stop();
-        else {
-          const delivery = { id: String(message.fields.deliveryTag), body: message.content, handle: message };
-          this.receive({ ...delivery, redelivered: message.fields.redelivered });
-        }
-      },
-      { noAck: false },
-    );
-    this.#consumerTag = consumerTag;
+    if (!connectionLost) {
+      this.destroy(error ?? new Error(`The AMQP channel consuming "${this.queue}" was closed`));
+      return;
+    }
+    const lostAt = performance.now();
+    const forgotten = this.forgetUnsettled().length;
+    this.emit('disconnect', { forgotten, cause: error });
+    void this.#consume().then((consuming) => {
+      if (consuming) this.emit('reconnect', { downMs: Math.round(performance.now() - lostAt) });
+    });
   }
 
   /**

@@ -3,6 +3,9 @@
  * down at start is one line and exit 2, credentials masked), hands it to the library's
  * sources and sinks (lib/brokers/), and watches it: a connection lost for longer than
  * `--reconnect-timeout` gives the run up. The drivers stay optional peers, loaded here.
+ * RabbitMQ is the exception: amqplib does not reconnect, the library's AMQP edges do, so they
+ * open their own connections (from the URL, with `--reconnect-timeout`) and report when they
+ * gave up; the CLI's own connection only checks the broker and declares the queue.
  *
  * Owns: connection options (reconnect with backoff), the loss watchdog, the CLI's dead-letter
  * route (see {@link DeadLetterRoute}). Does not own batching, acking or the bound (endToEnd's).
@@ -20,8 +23,9 @@ import { natsSink } from '../../brokers/nats/sink';
 import { loadClient } from '../../brokers/peer';
 import { RedisStreamSource, type RedisEntryFields } from '../../brokers/redis/source';
 import { redisStreamSink } from '../../brokers/redis/sink';
-import type { BrokerSource, SourceMessage } from '../../brokers/source';
+import type { BrokerSource, Sent, SourceMessage } from '../../brokers/source';
 import type { BrokerSink } from '../../brokers/sink';
+import type { FlushFunction } from '../../types';
 import type { Delivery } from '../../brokers/message';
 import { CliError, ExitCode, describe, errorCode } from '../errors';
 import { maskSecrets, type BrokerUrl } from './url';
@@ -125,19 +129,24 @@ class Watchdog {
 
   down(why: string): void {
     if (this.#timer !== undefined || this.#fired) return;
-    this.#timer = setTimeout(() => {
-      this.#fired = true;
-      this.sever();
-      this.#listener?.(
-        new CliError(
-          ExitCode.FAILED,
-          `lost ${this.#url.display} for more than ${this.timeoutMs} ms (--reconnect-timeout): ${why}`,
-          undefined,
-          'ERR_CLI_BROKER_LOST',
-        ),
-      );
-    }, this.timeoutMs);
+    this.#timer = setTimeout(() => this.expired(why), this.timeoutMs);
     this.#timer.unref();
+  }
+
+  /** The connection stayed down past the timeout (the watchdog's timer, or a client that timed itself out): give up. */
+  expired(why: string): void {
+    if (this.#fired) return;
+    this.#fired = true;
+    this.up();
+    this.sever();
+    this.#listener?.(
+      new CliError(
+        ExitCode.FAILED,
+        `lost ${this.#url.display} for more than ${this.timeoutMs} ms (--reconnect-timeout): ${maskSecrets(why, this.#url)}`,
+        undefined,
+        'ERR_CLI_BROKER_LOST',
+      ),
+    );
   }
 
   up(): void {
@@ -289,46 +298,73 @@ async function openRedis(url: BrokerUrl, watchdog: Watchdog): Promise<BrokerLink
 
 async function openAmqp(url: BrokerUrl, watchdog: Watchdog): Promise<BrokerLink> {
   const amqp = loadClient<typeof import('amqplib')>('amqp', 'amqplib', ['amqplib']);
-  const connection: ChannelModel = await amqp.connect(
-    {
-      protocol: url.server.startsWith('amqps:') ? 'amqps' : 'amqp',
-      hostname: url.host,
-      port: url.port,
-      username: url.username === '' ? 'guest' : url.username,
-      password: url.password === '' ? 'guest' : url.password,
-      vhost: url.vhost,
-    },
-    { timeout: CONNECT_TIMEOUT_MS },
-  );
-  let closing = false;
-  connection.on('error', () => undefined);
-  // amqplib does not reconnect: a lost connection requeues what this consumer held, and the run ends (exit 1).
-  connection.on('close', (error?: Error) => {
-    if (closing) return;
-    watchdog.down(error === undefined ? 'connection closed' : describe(error));
-  });
-  // The queue is declared durable if missing (both commands), so that publish and ingest agree on it.
-  const channel = await connection.createChannel();
-  await channel.assertQueue(url.name, { durable: true });
-  await channel.close();
+  const server = amqpServerUrl(url);
+  // A first connection says at once whether the broker is there (exit 2 if not), and declares the
+  // queue durable if missing (both commands), so that publish and ingest agree on it. The source
+  // and sink then open their own from the URL: a connection sluice opens is re-opened when lost
+  // (amqplib does not), with backoff, for --reconnect-timeout.
+  const probe: ChannelModel = await amqp.connect(server, { timeout: CONNECT_TIMEOUT_MS });
+  probe.on('error', () => undefined);
+  try {
+    const channel = await probe.createChannel();
+    await channel.assertQueue(url.name, { durable: true });
+  } finally {
+    await probe.close().catch(() => undefined);
+  }
+  const edges = { url: server, reconnectTimeoutMs: watchdog.timeoutMs };
+  const closers: (() => Promise<void>)[] = [];
   return {
     url,
     // The queue was declared above.
     checkSource: async () => undefined,
-    source: <P>(settings: SourceSettings<P>) =>
-      new CliAmqpSource<P>(
-        { connection, queue: url.name, maxUnacked: settings.maxUnacked, decode: settings.decode },
+    source: <P>(settings: SourceSettings<P>) => {
+      const source = new CliAmqpSource<P>(
+        { ...edges, queue: url.name, maxUnacked: settings.maxUnacked, decode: settings.decode },
         settings.deadLetters,
-      ),
-    sink: async <T>(options: { encode: (item: T) => Buffer; messageId: (item: T) => string }) =>
-      amqpSink<T>({ connection, routingKey: url.name, encode: options.encode, messageId: options.messageId }),
+      );
+      source.on('error', (error: unknown) => giveUpIfLost(error, watchdog));
+      // The run closes it once settled; this closes it too if the run never started.
+      closers.push(() => source.close().catch(() => undefined));
+      return source;
+    },
+    sink: async <T>(options: { encode: (item: T) => Buffer; messageId: (item: T) => string }) => {
+      const sink = amqpSink<T>({
+        ...edges,
+        routingKey: url.name,
+        encode: options.encode,
+        messageId: options.messageId,
+      });
+      closers.push(() => sink.close());
+      const flush: FlushFunction<T> = async (items, context) => {
+        try {
+          return await sink(items, context);
+        } catch (error) {
+          giveUpIfLost(error, watchdog);
+          throw error;
+        }
+      };
+      return Object.assign(flush, { close: () => sink.close() });
+    },
     onLost: (listener) => watchdog.listen(listener),
     close: async () => {
-      closing = true;
       watchdog.stop();
-      await connection.close().catch(() => undefined);
+      for (const close of closers) await close();
     },
   };
+}
+
+/** The URL the AMQP edges connect to: credentials (guest by default), host, port and vhost. */
+function amqpServerUrl(url: BrokerUrl): string {
+  const credentials = `${encodeURIComponent(url.username || 'guest')}:${encodeURIComponent(url.password || 'guest')}`;
+  const host = url.host.includes(':') ? `[${url.host}]` : url.host;
+  const protocol = url.server.startsWith('amqps:') ? 'amqps' : 'amqp';
+  return `${protocol}://${credentials}@${host}:${url.port}/${encodeURIComponent(url.vhost)}`;
+}
+
+/** An AMQP edge that could not re-open its connection within --reconnect-timeout gives the run up, like the other brokers' watchdog. */
+function giveUpIfLost(error: unknown, watchdog: Watchdog): void {
+  if (error instanceof BrokerError && error.code === 'ERR_BROKER_CONNECTION_LOST')
+    watchdog.expired(describe(error.cause ?? error));
 }
 
 /*
@@ -365,8 +401,18 @@ class CliAmqpSource<P> extends AmqpSource<P> {
     super(options);
     this.#hooks = hooks;
   }
-  protected override async reject(messages: SourceMessage<P, ConsumeMessage>[], reason: unknown): Promise<void> {
-    await routeDeadLetters(this.#hooks, messages, reason, this.acknowledge.bind(this), this.redeliver.bind(this));
+  protected override async reject(
+    messages: SourceMessage<P, ConsumeMessage>[],
+    reason: unknown,
+    sent?: Sent,
+  ): Promise<void> {
+    await routeDeadLetters(
+      this.#hooks,
+      messages,
+      reason,
+      (batch) => this.acknowledge(batch, sent),
+      (batch) => this.redeliver(batch, sent),
+    );
   }
 }
 
