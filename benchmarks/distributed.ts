@@ -175,8 +175,12 @@ function sluiceConsumer(broker: Broker, name: string, group: string, consumer: s
   return run(args);
 }
 
-/** The consumers compared: `hand` acks as sluice does (NATS: ackAck, confirmed; Redis: XACK awaited); `hand-unconfirmed` (NATS only): ack() and one flush per batch. */
-type Kind = 'sluice' | 'hand' | 'hand-unconfirmed';
+/**
+ * The consumers compared: `hand` acks as sluice does (NATS: ackAck, confirmed; Redis: XACK awaited), with the
+ * client's default options, as a user writes it; NATS only: `hand-notraces`, the same with `noAsyncTraces`
+ * (the option sluice's own connections use), and `hand-unconfirmed`, ack() and one flush per batch.
+ */
+type Kind = 'sluice' | 'hand' | 'hand-notraces' | 'hand-unconfirmed';
 
 function handConsumer(kind: Kind) {
   return (broker: Broker, name: string, group: string, consumer: string, table: string, o: Options) =>
@@ -222,7 +226,10 @@ async function handLoop(
   if (broker === 'nats') {
     const { connect } = load('@nats-io/transport-node') as typeof import('@nats-io/transport-node');
     const js = load('@nats-io/jetstream') as typeof import('@nats-io/jetstream');
-    const nc: import('@nats-io/nats-core').NatsConnection = await connect({ servers: NATS_HOST });
+    const nc: import('@nats-io/nats-core').NatsConnection = await connect({
+      servers: NATS_HOST,
+      ...(variant === 'hand-notraces' ? { noAsyncTraces: true } : {}),
+    });
     const jsm = await js.jetstreamManager(nc);
     await jsm.consumers
       .add(name, { durable_name: group, ack_policy: js.AckPolicy.Explicit, max_ack_pending: -1 })
@@ -234,7 +241,7 @@ async function handLoop(
       if (batch.length === 0) continue;
       await insert(batch.map((m) => ({ brokerId: `${name}:${m.seq}`, body: m.string() })));
       // 'hand': confirmed acks, the guarantee sluice's JetStream source gives; 'hand-unconfirmed': ack() and one flush.
-      if (variant === 'hand') await Promise.all(batch.map((m) => m.ackAck()));
+      if (variant !== 'hand-unconfirmed') await Promise.all(batch.map((m) => m.ackAck()));
       else {
         for (const m of batch) m.ack();
         await nc.flush();
@@ -413,8 +420,8 @@ async function main(): Promise<void> {
       `batch ${o.batch}, --max-buffer ${o.bound}; consumer comparison: median of ${rounds} alternated round(s)\n`,
   );
   const table: string[] = [
-    '| broker | end to end (publish → stored, kill + restart included) | rows / distinct event ids / distinct broker ids | peak RSS per consumer | sluice consumers | hand-written loops, same acks | ratio | hand-written, unconfirmed acks | ratio |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    '| broker | end to end (publish → stored, kill + restart included) | rows / distinct event ids / distinct broker ids | peak RSS per consumer | sluice consumers | hand-written loops, same acks | ratio | same, with `noAsyncTraces` | ratio | hand-written, unconfirmed acks | ratio |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
   ];
   try {
     for (const broker of brokers) {
@@ -433,8 +440,9 @@ async function main(): Promise<void> {
           [{ label: `${fmt(o.events)} events`, size: o.events }],
         ),
       );
-      const rates: Record<Kind, number[]> = { sluice: [], hand: [], 'hand-unconfirmed': [] };
-      const kinds: Kind[] = broker === 'nats' ? ['sluice', 'hand', 'hand-unconfirmed'] : ['sluice', 'hand'];
+      const rates: Record<Kind, number[]> = { sluice: [], hand: [], 'hand-notraces': [], 'hand-unconfirmed': [] };
+      const kinds: Kind[] =
+        broker === 'nats' ? ['sluice', 'hand', 'hand-notraces', 'hand-unconfirmed'] : ['sluice', 'hand'];
       for (let round = 0; round < rounds; round++) {
         // Rotated each round, so that no kind always runs first (or last) on a machine whose load drifts.
         for (let k = 0; k < kinds.length; k++) {
@@ -444,7 +452,9 @@ async function main(): Promise<void> {
       }
       const sluiceRate = median(rates.sluice);
       const handRate = median(rates.hand);
-      const unconfirmed = rates['hand-unconfirmed'].length === 0 ? undefined : median(rates['hand-unconfirmed']);
+      const optional = (kind: Kind): number | undefined => (rates[kind].length === 0 ? undefined : median(rates[kind]));
+      const ratioCells = (rate: number | undefined): string =>
+        rate === undefined ? '– | – |' : `${fmt(rate)} rows/s | ${(sluiceRate / rate).toFixed(2)}× |`;
       console.log(
         `${broker}: end to end ${s.seconds.toFixed(1)} s; drains (rows/s) ${kinds.map((k) => `${k} ${rates[k].map(fmt).join(', ')}`).join('; ')}`,
       );
@@ -453,9 +463,7 @@ async function main(): Promise<void> {
           `${fmt(s.rows)} / ${fmt(s.distinctIds)} / ${fmt(s.distinctBrokerIds)}${exact ? ' ✓' : ' ✗'} | ` +
           `${s.peakRss.map((r) => `${r.label.replace('consumer ', '')} ${mib(r.bytes)}`).join(', ')} | ` +
           `${fmt(sluiceRate)} rows/s | ${fmt(handRate)} rows/s | ${(sluiceRate / handRate).toFixed(2)}× | ` +
-          (unconfirmed === undefined
-            ? '– | – |'
-            : `${fmt(unconfirmed)} rows/s | ${(sluiceRate / unconfirmed).toFixed(2)}× |`),
+          `${ratioCells(optional('hand-notraces'))} ${ratioCells(optional('hand-unconfirmed'))}`,
       );
       await resetBroker(broker, `SLUICE_DIST_${broker.toUpperCase()}`);
       if (broker === 'nats') await natsAdmin((jsm) => jsm.streams.delete(`SLUICE_DIST_NATS`));
