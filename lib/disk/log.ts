@@ -350,13 +350,18 @@ export class DiskLog {
       await this.#acks.append(toPairs(group.flatMap((waiter) => waiter.entry)));
       if (this.#fsync === 'always') await this.#acks.sync();
       else this.#acksDirty = true;
-      await this.#deleteAcknowledgedSegments();
     } catch (error) {
       const failure = DiskError.io(this.path, 'record acknowledgements', error);
       for (const waiter of group) waiter.reject(failure);
       return;
     }
     for (const waiter of group) waiter.resolve();
+    try {
+      await this.#deleteAcknowledgedSegments();
+    } catch {
+      // The acknowledgements are recorded; only the clean-up failed. The next ack() tries it again
+      // (a segment not deleted costs disk space, never a record).
+    }
   }
 
   /** Deletes every segment but the active one whose ids are all acknowledged; compacts the ack file. */
