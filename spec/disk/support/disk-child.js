@@ -7,8 +7,8 @@
  *   node disk-child.js hold DIR        open the log, print {"ready": pid}, wait to be killed
  *   node disk-child.js open DIR        open the log; print {"ready": pid} or {"code", "message"}; exit
  *   node disk-child.js crash DIR       open (always mode, small segments); print each replayed record
- *                                      {"r": id}; acknowledge about half of them, {"k": [ids]} once
- *                                      recorded; then append forever in concurrent groups: {"w": payload}
+ *                                      {"r": id}; acknowledge about half of them, {"t": [ids]} before the
+ *                                      ack() call, {"k": [ids]} once recorded; then append forever in concurrent groups: {"w": payload}
  *                                      before each append, {"a": id, "p": payload} after it resolved
  */
 const { writeSync } = require('node:fs');
@@ -37,7 +37,12 @@ async function main() {
   }
   const toAck = replayed.filter(() => Math.random() < 0.5).sort(() => Math.random() - 0.5);
   const halves = [toAck.slice(0, toAck.length >> 1), toAck.slice(toAck.length >> 1)];
-  await Promise.all(halves.map((ids) => log.ack(ids).then(() => print({ k: ids }))));
+  await Promise.all(
+    halves.map((ids) => {
+      print({ t: ids });
+      return log.ack(ids).then(() => print({ k: ids }));
+    }),
+  );
   const run = `${process.pid}`;
   let n = 0;
   const inFlight = new Set();
