@@ -45,7 +45,11 @@ export function createCodec<T>(path: string, options: DiskCodecOptions<T> = {}):
         encoded = serialize(item);
       } catch (error) {
         const what = options.serialize === undefined ? 'JSON.stringify' : 'serialize';
-        throw DiskError.unserializable(path, `${what} threw (${error instanceof Error ? error.message : String(error)})`, error);
+        throw DiskError.unserializable(
+          path,
+          `${what} threw (${error instanceof Error ? error.message : String(error)})`,
+          error,
+        );
       }
       if (typeof encoded === 'string') return Buffer.from(encoded, 'utf8');
       if (encoded instanceof Uint8Array) return encoded;

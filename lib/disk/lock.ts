@@ -47,7 +47,11 @@ export function isProcessAlive(pid: number): boolean {
  */
 export async function acquireLock(disk: DiskFs, directory: string): Promise<Lock> {
   const file = join(directory, LOCK_FILE);
-  const content: LockContent = { pid: process.pid, token: randomBytes(8).toString('hex'), startedAt: new Date().toISOString() };
+  const content: LockContent = {
+    pid: process.pid,
+    token: randomBytes(8).toString('hex'),
+    startedAt: new Date().toISOString(),
+  };
   const temporary = join(directory, `${LOCK_FILE}.${content.token}.tmp`);
   await writeTemporary(disk, directory, temporary, `${JSON.stringify(content)}\n`);
   try {

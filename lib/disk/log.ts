@@ -13,7 +13,7 @@
 import { join } from 'node:path';
 import { AckFile, toPairs } from './acks';
 import { DiskError, osCode } from './errors';
-import { type DiskFs, nodeFs, syncDirectory, writeAll } from './fs';
+import { type DiskFs, syncDirectory, writeAll } from './fs';
 import { type Lock, acquireLock, unlinkIfPresent } from './lock';
 import { IdRanges } from './ranges';
 import { type StoredRecord, readSpan } from './reader';
@@ -143,7 +143,12 @@ export class DiskLog {
       const acked = new IdRanges();
       const acks = await AckFile.open(disk, path, acked);
       const bases = names.map(segmentBase).filter((base): base is number => base !== undefined);
-      const recovered = await recoverSegments(disk, path, bases.sort((a, b) => a - b), acked);
+      const recovered = await recoverSegments(
+        disk,
+        path,
+        bases.sort((a, b) => a - b),
+        acked,
+      );
       if (recovered.segments.length === 0) recovered.segments.push(await createSegment(disk, path, recovered.nextId));
       const active = recovered.segments[recovered.segments.length - 1] as Segment;
       const fd = await disk.open(active.file, 'r+');
@@ -404,10 +409,18 @@ export class DiskLog {
   }
 
   /** One span of a segment; a segment deleted meanwhile (all acknowledged) reads as empty. */
-  async #readSegment(segment: Segment, end: number, maxRecords: number): Promise<{ records: StoredRecord[]; next: number }> {
+  async #readSegment(
+    segment: Segment,
+    end: number,
+    maxRecords: number,
+  ): Promise<{ records: StoredRecord[]; next: number }> {
     try {
       return await readSpan(this.#disk, segment.file, this.#readOffset, end, maxRecords, (offset) => {
-        throw new DiskError('ERR_DISK_IO', this.path, `The record at ${segment.file} offset ${offset} fails its checksum: the file changed after the log was opened.`);
+        throw new DiskError(
+          'ERR_DISK_IO',
+          this.path,
+          `The record at ${segment.file} offset ${offset} fails its checksum: the file changed after the log was opened.`,
+        );
       });
     } catch (error) {
       if (osCode(error) === 'ENOENT') return { records: [], next: end };

@@ -61,13 +61,19 @@ const MODES: readonly FsyncMode[] = ['always', 'interval', 'never'];
 export function resolveOptions(options: DiskLogOptions): ResolvedDiskLogOptions {
   if (options === null || typeof options !== 'object') throw invalidArgType('The disk options', 'an object', options);
   for (const key of Object.keys(options)) {
-    if (!NAMES.has(key)) throw invalidArgValue(`The option "disk.${key}"`, 'is not a disk log option', options[key as keyof DiskLogOptions]);
+    if (!NAMES.has(key))
+      throw invalidArgValue(
+        `The option "disk.${key}"`,
+        'is not a disk log option',
+        options[key as keyof DiskLogOptions],
+      );
   }
   if (typeof options.path !== 'string' || options.path === '') {
     throw invalidArgType('The option "disk.path"', 'a non-empty string', options.path);
   }
   const fsync = options.fsync ?? 'interval';
-  if (!MODES.includes(fsync)) throw invalidArgValue('The option "disk.fsync"', "must be 'always', 'interval' or 'never'", fsync);
+  if (!MODES.includes(fsync))
+    throw invalidArgValue('The option "disk.fsync"', "must be 'always', 'interval' or 'never'", fsync);
   return Object.freeze({
     path: resolve(options.path),
     fsync,

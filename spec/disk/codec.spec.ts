@@ -10,7 +10,12 @@ function roundTrip<T>(item: T): unknown {
 
 describe('the disk codec', () => {
   test('JSON by default, with Buffers read back as Buffers (top level, nested, in arrays)', () => {
-    const item = { name: 'a', body: Buffer.from([0, 1, 255]), list: [Buffer.from('x'), 2], nested: { b: Buffer.alloc(0) } };
+    const item = {
+      name: 'a',
+      body: Buffer.from([0, 1, 255]),
+      list: [Buffer.from('x'), 2],
+      nested: { b: Buffer.alloc(0) },
+    };
     const back = roundTrip(item) as typeof item;
     expect(back).toEqual(item);
     expect(Buffer.isBuffer(back.body)).toBe(true);
@@ -35,7 +40,10 @@ describe('the disk codec', () => {
   });
 
   test("uses the user's serialize/deserialize; a throwing or wrong-typed serialize is refused", () => {
-    const codec = createCodec<number>(PATH, { serialize: (n) => String(n * 2), deserialize: (b) => Number(b.toString()) / 2 });
+    const codec = createCodec<number>(PATH, {
+      serialize: (n) => String(n * 2),
+      deserialize: (b) => Number(b.toString()) / 2,
+    });
     expect(codec.decode(Buffer.from(codec.encode(21)), 1)).toBe(21);
     const throwing = createCodec<number>(PATH, {
       serialize: () => {

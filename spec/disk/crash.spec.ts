@@ -72,7 +72,11 @@ test(`${ITERATIONS} SIGKILLs at random moments: every confirmed record survives,
     expect(ids).toEqual([...new Set(ids)].sort((a, b) => a - b));
     for (const record of found) {
       expect(attempted.has(record.payload)).toBe(true);
-      if (confirmed.has(record.id)) expect({ id: record.id, payload: record.payload }).toEqual({ id: record.id, payload: confirmed.get(record.id) });
+      if (confirmed.has(record.id))
+        expect({ id: record.id, payload: record.payload }).toEqual({
+          id: record.id,
+          payload: confirmed.get(record.id),
+        });
       expect(ackConfirmed.has(record.id)).toBe(false);
     }
     const required = [...confirmed.keys()].filter((id) => !ackTried.has(id));

@@ -83,9 +83,19 @@ describe('the disk log lock', () => {
   });
 
   test('bad options are coded TypeError/RangeError naming the option', async () => {
-    await expect(DiskLog.open({ path: '' })).rejects.toMatchObject({ code: 'ERR_INVALID_ARG_TYPE', message: expect.stringContaining('"disk.path"') });
-    await expect(DiskLog.open({ path: tempDir(), fsync: 'sometimes' as 'never' })).rejects.toMatchObject({ code: 'ERR_INVALID_ARG_VALUE' });
-    await expect(DiskLog.open({ path: tempDir(), segmentBytes: 0 })).rejects.toMatchObject({ code: 'ERR_OUT_OF_RANGE', message: expect.stringContaining('Received 0') });
-    await expect(DiskLog.open({ path: tempDir(), fsynk: 'always' } as never)).rejects.toMatchObject({ code: 'ERR_INVALID_ARG_VALUE' });
+    await expect(DiskLog.open({ path: '' })).rejects.toMatchObject({
+      code: 'ERR_INVALID_ARG_TYPE',
+      message: expect.stringContaining('"disk.path"'),
+    });
+    await expect(DiskLog.open({ path: tempDir(), fsync: 'sometimes' as 'never' })).rejects.toMatchObject({
+      code: 'ERR_INVALID_ARG_VALUE',
+    });
+    await expect(DiskLog.open({ path: tempDir(), segmentBytes: 0 })).rejects.toMatchObject({
+      code: 'ERR_OUT_OF_RANGE',
+      message: expect.stringContaining('Received 0'),
+    });
+    await expect(DiskLog.open({ path: tempDir(), fsynk: 'always' } as never)).rejects.toMatchObject({
+      code: 'ERR_INVALID_ARG_VALUE',
+    });
   });
 });

@@ -103,7 +103,10 @@ describe('DiskLog: append, read, ack', () => {
     await log.ack([1]);
     await log.ack([1]);
     expect(log.stats().recordsHeld).toBe(1);
-    await expect(log.ack([2, 3])).rejects.toMatchObject({ code: 'ERR_DISK_UNKNOWN_ID', message: expect.stringContaining('id 3') });
+    await expect(log.ack([2, 3])).rejects.toMatchObject({
+      code: 'ERR_DISK_UNKNOWN_ID',
+      message: expect.stringContaining('id 3'),
+    });
     await expect(log.ack([0.5])).rejects.toMatchObject({ code: 'ERR_DISK_UNKNOWN_ID' });
     expect(log.stats().recordsHeld).toBe(1);
     await log.close();
@@ -223,7 +226,10 @@ describe('DiskLog: a full disk', () => {
     };
     const refused = [log.append(payload(2)), log.append(payload(3))];
     for (const append of refused) {
-      await expect(append).rejects.toMatchObject({ code: 'ERR_DISK_FULL', message: expect.stringContaining('disk is full') });
+      await expect(append).rejects.toMatchObject({
+        code: 'ERR_DISK_FULL',
+        message: expect.stringContaining('disk is full'),
+      });
     }
     fs.beforeWrite = undefined;
     expect(log.stats()).toMatchObject({ bytesOnDisk: sizeBefore, recordsHeld: 1 });

@@ -19,7 +19,12 @@ const RUNS = Number(process.env.SLUICE_PROPERTY_RUNS ?? 60);
 afterEach(cleanup);
 
 const step = fc.oneof(
-  { weight: 3, arbitrary: fc.array(fc.integer({ min: 0, max: 60 }), { minLength: 1, maxLength: 12 }).map((sizes) => ({ append: sizes })) },
+  {
+    weight: 3,
+    arbitrary: fc
+      .array(fc.integer({ min: 0, max: 60 }), { minLength: 1, maxLength: 12 })
+      .map((sizes) => ({ append: sizes })),
+  },
   { weight: 1, arbitrary: fc.array(fc.nat(), { minLength: 1, maxLength: 6 }).map((picks) => ({ ack: picks })) },
 );
 
@@ -37,7 +42,9 @@ test('after a write torn at any byte, what was confirmed is there once, in order
         const acked = new Set<number>();
         /** Ids given to ack(), whether it resolved or not: a rejected ack may still have been recorded. */
         const ackTried = new Set<number>();
-        const log = await DiskLog.open({ path: dir, fsync: 'always', segmentBytes, ackCompactBytes: 128, fs }).catch(() => undefined);
+        const log = await DiskLog.open({ path: dir, fsync: 'always', segmentBytes, ackCompactBytes: 128, fs }).catch(
+          () => undefined,
+        );
         let n = 0;
         for (const next of steps) {
           if (log === undefined || fs.crashed) break;
@@ -63,7 +70,8 @@ test('after a write torn at any byte, what was confirmed is there once, in order
 
         const reopened = await DiskLog.open({ path: dir, fsync: 'always', segmentBytes });
         const found: Array<{ id: number; payload: string }> = [];
-        for await (const record of reopened.records(5)) found.push({ id: record.id, payload: record.payload.toString() });
+        for await (const record of reopened.records(5))
+          found.push({ id: record.id, payload: record.payload.toString() });
         expect(reopened.stats().recordsHeld).toBe(found.length);
         await reopened.close();
 

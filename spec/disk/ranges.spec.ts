@@ -23,7 +23,11 @@ describe('IdRanges', () => {
 
   test('behaves as a set of ids (property)', () => {
     const op = fc.oneof(
-      fc.record({ kind: fc.constant('add' as const), from: fc.integer({ min: 1, max: 60 }), span: fc.integer({ min: 0, max: 5 }) }),
+      fc.record({
+        kind: fc.constant('add' as const),
+        from: fc.integer({ min: 1, max: 60 }),
+        span: fc.integer({ min: 0, max: 5 }),
+      }),
       fc.record({ kind: fc.constant('prune' as const), from: fc.integer({ min: 1, max: 60 }), span: fc.constant(0) }),
     );
     fc.assert(

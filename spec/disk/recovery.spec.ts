@@ -135,7 +135,12 @@ describe('recovery: a corrupt record in the middle', () => {
     const log = await DiskLog.open({ path: dir, fsync: 'never', segmentBytes: 2 * RECORD });
     for (let n = 1; n <= 4; n++) await log.append(payload(n));
     await log.close();
-    const first = join(dir, readdirSync(dir).filter((name) => name.endsWith('.seg')).sort()[0] as string);
+    const first = join(
+      dir,
+      readdirSync(dir)
+        .filter((name) => name.endsWith('.seg'))
+        .sort()[0] as string,
+    );
     const bytes = readFileSync(first);
     flip(bytes, RECORD + 30);
     writeFileSync(first, bytes);

@@ -23,7 +23,10 @@ export interface Child {
 export function startChild(mode: 'hold' | 'open' | 'crash', dir: string): Child {
   const child = spawn(process.execPath, [SCRIPT, mode, dir], { stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: Array<Record<string, unknown>> = [];
-  const waiters: Array<{ match: (line: Record<string, unknown>) => boolean; resolve: (line: Record<string, unknown>) => void }> = [];
+  const waiters: Array<{
+    match: (line: Record<string, unknown>) => boolean;
+    resolve: (line: Record<string, unknown>) => void;
+  }> = [];
   let stderr = '';
   child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const stdoutDone = new Promise<void>((resolve) => {
@@ -38,10 +41,12 @@ export function startChild(mode: 'hold' | 'open' | 'crash', dir: string): Child 
     });
     reader.on('close', resolve);
   });
-  const closed = new Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', (code, signal) => void stdoutDone.then(() => resolve({ code, signal, stderr })));
-  });
+  const closed = new Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>(
+    (resolve, reject) => {
+      child.on('error', reject);
+      child.on('close', (code, signal) => void stdoutDone.then(() => resolve({ code, signal, stderr })));
+    },
+  );
   return {
     process: child,
     lines,
@@ -51,7 +56,9 @@ export function startChild(mode: 'hold' | 'open' | 'crash', dir: string): Child 
         const seen = lines.find(match);
         if (seen !== undefined) return resolve(seen);
         waiters.push({ match, resolve });
-        void closed.then(({ stderr: text }) => reject(new Error(`the child exited without that line; stderr: ${text}`)));
+        void closed.then(({ stderr: text }) =>
+          reject(new Error(`the child exited without that line; stderr: ${text}`)),
+        );
       }),
   };
 }

@@ -19,7 +19,7 @@ export function cleanup(): void {
 /** The pid of a process that has exited (a child run to completion). */
 let dead: number | undefined;
 export function deadPid(): number {
-  dead ??= spawnSync(process.execPath, ['-e', '0']).pid as number;
+  dead ??= spawnSync(process.execPath, ['-e', '0']).pid;
   return dead;
 }
 
