@@ -8,17 +8,19 @@
  *
  * Every operation that touches the files runs on one promise chain (`#run`), so writes,
  * rotations, syncs, acknowledgements and deletions never interleave. Reads run beside it: they
- * only read bytes whose appends have resolved, and those bytes never change.
+ * only read bytes whose appends have resolved, and those bytes never change. The write side
+ * (active segment, ids, rotation) is writer.ts; this module owns the rest: the lock, the queues
+ * of appends and acks, acknowledged ids, segment deletion, reading and the counters.
  */
 import { join } from 'node:path';
 import { AckFile, toPairs } from './acks';
-import { DiskError, osCode } from './errors';
-import { type DiskFs, syncDirectory, writeAll } from './fs';
+import { DiskError } from './errors';
+import { type DiskFs, syncDirectory } from './fs';
 import { type Lock, acquireLock, unlinkIfPresent } from './lock';
 import { IdRanges } from './ranges';
-import { type StoredRecord, readSpan } from './reader';
-import { encodeRecord } from './record';
-import { type Segment, recoverSegments, segmentBase, segmentName } from './recovery';
+import { LogReader, type StoredRecord } from './reader';
+import { type Segment, recoverSegments, segmentBase } from './recovery';
+import { type PendingAppend, SegmentWriter } from './writer';
 import { type DiskLogOptions, type FsyncMode, resolveOptions } from './options';
 
 export type { StoredRecord } from './reader';
@@ -37,9 +39,10 @@ export interface DiskLogStats {
   segments: number;
 }
 
-interface Waiter<E, R> {
-  entry: E;
-  resolve(value: R): void;
+/** An ack() call waiting for its ids to be recorded. */
+interface PendingAck {
+  ids: number[];
+  resolve(): void;
   reject(error: unknown): void;
 }
 
@@ -47,39 +50,29 @@ export class DiskLog {
   readonly path: string;
   readonly #disk: DiskFs;
   readonly #fsync: FsyncMode;
-  readonly #segmentBytes: number;
   readonly #ackCompactBytes: number;
   readonly #lock: Lock;
   readonly #acks: AckFile;
-  /** Ascending by base; the last one is the active segment, the only one written to. */
+  readonly #writer: SegmentWriter;
+  /** Ascending by base; the last one is the active segment (the writer adds, deletion removes older ones). */
   readonly #segments: Segment[];
   /** Acknowledged ids (and ids lost to corruption) from the oldest segment's base on. */
   readonly #acked: IdRanges;
-  #activeFd: number;
-  /** The id of the next record written. Ids below it are written or were rolled back. */
-  #nextId: number;
-  /** Bytes of the active segment whose appends resolved: readers stop here. */
-  #readable: number;
-  /** Appends written since the last fsync ('interval', 'never'). */
-  #dirty = false;
   /** Ack entries written since the last fsync of the ack file ('interval', 'never'). */
   #acksDirty = false;
-  /** A failed write may have left bytes past the active segment's size: cut them before the next write. */
-  #tailDirty = false;
+  /** Records on disk and not acknowledged. */
   #held: number;
   readonly #replayed: number;
   readonly #corrupt: number;
   #closed = false;
   /** The chain every file operation runs on. */
   #chain: Promise<unknown> = Promise.resolve();
-  #appends: Array<Waiter<Uint8Array, number>> = [];
+  /** Appends waiting for the next group; `#appendQueued` when a task to write them is on the chain. */
+  #appends: PendingAppend[] = [];
   #appendQueued = false;
-  #acksWaiting: Array<Waiter<number[], void>> = [];
+  #acksWaiting: PendingAck[] = [];
   #ackQueued = false;
-  /** Where `read()` goes on: a segment base and a byte offset in it. */
-  #readBase: number;
-  #readOffset = 0;
-  #reading: Promise<unknown> = Promise.resolve();
+  readonly #reader: LogReader;
   #timer: NodeJS.Timeout | undefined;
   /** An interval fsync that failed: the next append group reports it. */
   #syncError: unknown;
@@ -90,23 +83,26 @@ export class DiskLog {
     acks: AckFile,
     acked: IdRanges,
     recovered: Awaited<ReturnType<typeof recoverSegments>>,
-    activeFd: number,
+    writer: SegmentWriter,
   ) {
     this.path = options.path;
     this.#disk = options.fs;
     this.#fsync = options.fsync;
-    this.#segmentBytes = options.segmentBytes;
     this.#ackCompactBytes = options.ackCompactBytes;
     this.#lock = lock;
     this.#acks = acks;
     this.#acked = acked;
     this.#segments = recovered.segments;
-    this.#nextId = recovered.nextId;
+    this.#writer = writer;
     this.#held = this.#replayed = recovered.held;
     this.#corrupt = recovered.corrupt;
-    this.#activeFd = activeFd;
-    this.#readable = this.#active.size;
-    this.#readBase = (this.#segments[0] as Segment).base;
+    this.#reader = new LogReader({
+      disk: this.#disk,
+      path: this.path,
+      segments: this.#segments,
+      readableEnd: (segment) => writer.readableEnd(segment),
+      isAcknowledged: (id) => acked.has(id),
+    });
     if (this.#fsync === 'interval') {
       const tick = (): void => {
         this.#run(() => this.#syncIfDirty()).catch((error: unknown) => (this.#syncError = error));
@@ -149,11 +145,10 @@ export class DiskLog {
         bases.sort((a, b) => a - b),
         acked,
       );
-      if (recovered.segments.length === 0) recovered.segments.push(await createSegment(disk, path, recovered.nextId));
-      const active = recovered.segments[recovered.segments.length - 1] as Segment;
-      const fd = await disk.open(active.file, 'r+');
+      const { fsync, segmentBytes } = resolved;
+      const writer = await SegmentWriter.open(disk, path, fsync, segmentBytes, recovered.segments, recovered.nextId);
       acked.pruneBelow((recovered.segments[0] as Segment).base);
-      return new DiskLog(resolved, lock, acks, acked, recovered, fd);
+      return new DiskLog(resolved, lock, acks, acked, recovered, writer);
     } catch (error) {
       await lock.release();
       throw error instanceof DiskError ? error : DiskError.unusable(path, error);
@@ -167,7 +162,7 @@ export class DiskLog {
   append(payload: Uint8Array): Promise<number> {
     if (this.#closed) return Promise.reject(DiskError.closed(this.path));
     return new Promise((resolve, reject) => {
-      this.#appends.push({ entry: payload, resolve, reject });
+      this.#appends.push({ payload, resolve, reject });
       if (this.#appendQueued) return;
       this.#appendQueued = true;
       void this.#run(() => this.#writeGroup());
@@ -177,18 +172,20 @@ export class DiskLog {
   /**
    * Marks records delivered. Resolves once that is recorded (synced in `'always'` mode); fully
    * acknowledged segments are then deleted. Acknowledging an id twice is harmless; an id never
-   * handed out rejects with `ERR_DISK_UNKNOWN_ID` and marks nothing.
+   * handed out rejects with `ERR_DISK_UNKNOWN_ID` and marks nothing. The ids count as
+   * acknowledged in this process at once (`read()` skips them); if recording fails, the promise
+   * rejects and a restart may deliver them again (at-least-once, never a loss).
    */
   ack(ids: readonly number[]): Promise<void> {
     if (this.#closed) return Promise.reject(DiskError.closed(this.path));
-    const unknown = ids.find((id) => !Number.isSafeInteger(id) || id < 1 || id >= this.#nextId);
+    const unknown = ids.find((id) => !Number.isSafeInteger(id) || id < 1 || id >= this.#writer.nextId);
     if (unknown !== undefined) return Promise.reject(DiskError.unknownId(this.path, unknown));
     const floor = (this.#segments[0] as Segment).base;
     const fresh = ids.filter((id) => id >= floor && this.#acked.add(id));
     if (fresh.length === 0) return Promise.resolve();
     this.#held -= fresh.length;
     return new Promise((resolve, reject) => {
-      this.#acksWaiting.push({ entry: fresh, resolve, reject });
+      this.#acksWaiting.push({ ids: fresh, resolve, reject });
       if (this.#ackQueued) return;
       this.#ackQueued = true;
       void this.#run(() => this.#writeAcks());
@@ -202,9 +199,7 @@ export class DiskLog {
    */
   read(maxRecords: number): Promise<StoredRecord[]> {
     if (this.#closed) return Promise.reject(DiskError.closed(this.path));
-    const result = this.#reading.then(() => this.#readNext(maxRecords));
-    this.#reading = result.catch(() => undefined);
-    return result;
+    return this.#reader.read(maxRecords);
   }
 
   /** Every unacknowledged record not read yet, `readAhead` at a time. */
@@ -238,18 +233,14 @@ export class DiskLog {
         try {
           if (this.#fsync !== 'never') await this.#syncIfDirty();
         } finally {
-          await this.#disk.close(this.#activeFd);
+          await this.#writer.close();
           await this.#acks.close();
         }
       });
     } finally {
-      await this.#reading;
+      await this.#reader.idle();
       await this.#lock.release();
     }
-  }
-
-  get #active(): Segment {
-    return this.#segments[this.#segments.length - 1] as Segment;
   }
 
   #run<T>(task: () => Promise<T>): Promise<T> {
@@ -258,7 +249,7 @@ export class DiskLog {
     return result;
   }
 
-  /** Writes every append waiting now, one chunk per segment it fills. */
+  /** Writes every append waiting now as one group. */
   async #writeGroup(): Promise<void> {
     this.#appendQueued = false;
     const group = this.#appends;
@@ -266,82 +257,16 @@ export class DiskLog {
     if (this.#syncError !== undefined) {
       const error = DiskError.io(this.path, 'sync a segment', this.#syncError);
       this.#syncError = undefined;
-      for (const waiter of group) waiter.reject(error);
+      for (const pending of group) pending.reject(error);
       return;
     }
-    let start = 0;
-    try {
-      while (start < group.length) {
-        const end = this.#chunkEnd(group, start);
-        if (end === start) {
-          await this.#rotate();
-          continue;
-        }
-        await this.#writeChunk(group.slice(start, end));
-        start = end;
-      }
-    } catch (error) {
-      const failure = error instanceof DiskError ? error : DiskError.io(this.path, 'rotate segments', error);
-      for (const waiter of group.slice(start)) waiter.reject(failure);
-    }
-  }
-
-  /** How many of `group[start…]` fit in the active segment (an empty segment takes at least one). */
-  #chunkEnd(group: Array<Waiter<Uint8Array, number>>, start: number): number {
-    let bytes = this.#active.size;
-    let end = start;
-    while (end < group.length) {
-      bytes += 16 + (group[end] as Waiter<Uint8Array, number>).entry.length;
-      if (bytes > this.#segmentBytes && !(end === start && this.#active.size === 0)) break;
-      end++;
-    }
-    return end;
-  }
-
-  /** Writes records to the active segment and resolves their appends, or undoes the write. */
-  async #writeChunk(chunk: Array<Waiter<Uint8Array, number>>): Promise<void> {
-    const segment = this.#active;
-    const firstId = this.#nextId;
-    const bytes = Buffer.concat(chunk.map((waiter, i) => encodeRecord(firstId + i, waiter.entry)));
-    try {
-      if (this.#tailDirty) await this.#disk.ftruncate(this.#activeFd, segment.size);
-      this.#tailDirty = false;
-      await writeAll(this.#disk, this.#activeFd, bytes, segment.size);
-      if (this.#fsync === 'always') await this.#disk.fsync(this.#activeFd);
-    } catch (error) {
-      await this.#undoTail(segment.size);
-      throw DiskError.io(this.path, `append to ${segment.file}`, error);
-    }
-    this.#nextId = firstId + chunk.length;
-    segment.size += bytes.length;
-    this.#readable = segment.size;
-    this.#held += chunk.length;
-    this.#dirty = this.#fsync !== 'always';
-    chunk.forEach((waiter, i) => waiter.resolve(firstId + i));
-  }
-
-  /** Cuts a failed write's bytes off; if that fails too, the next write tries again first. */
-  async #undoTail(size: number): Promise<void> {
-    try {
-      await this.#disk.ftruncate(this.#activeFd, size);
-    } catch {
-      this.#tailDirty = true;
-    }
-  }
-
-  /** Closes the full active segment (synced unless 'never') and starts a new one. */
-  async #rotate(): Promise<void> {
-    if (this.#fsync !== 'never') await this.#syncIfDirty();
-    const next = await createSegment(this.#disk, this.path, this.#nextId, this.#fsync !== 'never');
-    await this.#disk.close(this.#activeFd);
-    this.#activeFd = await this.#disk.open(next.file, 'r+');
-    this.#segments.push(next);
-    this.#readable = 0;
+    // Not `#held += await …`: that would read #held before the write and lose acks made during it.
+    const written = await this.#writer.write(group);
+    this.#held += written;
   }
 
   async #syncIfDirty(): Promise<void> {
-    if (this.#dirty) await this.#disk.fsync(this.#activeFd);
-    this.#dirty = false;
+    await this.#writer.sync();
     if (this.#acksDirty) await this.#acks.sync();
     this.#acksDirty = false;
   }
@@ -352,7 +277,7 @@ export class DiskLog {
     const group = this.#acksWaiting;
     this.#acksWaiting = [];
     try {
-      await this.#acks.append(toPairs(group.flatMap((waiter) => waiter.entry)));
+      await this.#acks.append(toPairs(group.flatMap((pending) => pending.ids)));
       if (this.#fsync === 'always') await this.#acks.sync();
       else this.#acksDirty = true;
     } catch (error) {
@@ -385,55 +310,4 @@ export class DiskLog {
     this.#acked.pruneBelow((this.#segments[0] as Segment).base);
     if (this.#acks.size > this.#ackCompactBytes) await this.#acks.compact(this.#acked);
   }
-
-  async #readNext(maxRecords: number): Promise<StoredRecord[]> {
-    const out: StoredRecord[] = [];
-    while (out.length < maxRecords) {
-      const index = this.#segments.findIndex((segment) => segment.base >= this.#readBase);
-      const segment = this.#segments[index];
-      if (segment === undefined) break;
-      if (segment.base !== this.#readBase) [this.#readBase, this.#readOffset] = [segment.base, 0];
-      const isActive = index === this.#segments.length - 1;
-      const end = isActive ? this.#readable : segment.size;
-      if (this.#readOffset >= end) {
-        if (isActive) break;
-        this.#readBase = (this.#segments[index + 1] as Segment).base;
-        this.#readOffset = 0;
-        continue;
-      }
-      const span = await this.#readSegment(segment, end, maxRecords - out.length);
-      for (const record of span.records) if (!this.#acked.has(record.id)) out.push(record);
-      this.#readOffset = span.next;
-    }
-    return out;
-  }
-
-  /** One span of a segment; a segment deleted meanwhile (all acknowledged) reads as empty. */
-  async #readSegment(
-    segment: Segment,
-    end: number,
-    maxRecords: number,
-  ): Promise<{ records: StoredRecord[]; next: number }> {
-    try {
-      return await readSpan(this.#disk, segment.file, this.#readOffset, end, maxRecords, (offset) => {
-        throw new DiskError(
-          'ERR_DISK_IO',
-          this.path,
-          `The record at ${segment.file} offset ${offset} fails its checksum: the file changed after the log was opened.`,
-        );
-      });
-    } catch (error) {
-      if (osCode(error) === 'ENOENT') return { records: [], next: end };
-      throw error;
-    }
-  }
-}
-
-/** Creates an empty segment file for ids from `base` on (and syncs the directory entry). */
-async function createSegment(disk: DiskFs, directory: string, base: number, durable = true): Promise<Segment> {
-  const file = join(directory, segmentName(base));
-  // 'w', not 'wx': a rotation that failed after creating the file left it empty; reuse it.
-  await disk.close(await disk.open(file, 'w'));
-  if (durable) await syncDirectory(disk, directory);
-  return { base, file, size: 0 };
 }
