@@ -101,7 +101,8 @@ export class DiskLog {
       path: this.path,
       segments: this.#segments,
       readableEnd: (segment) => writer.readableEnd(segment),
-      isAcknowledged: (id) => acked.has(id),
+      // Below the oldest segment, ids are gone from `acked` (pruned) but were all acknowledged.
+      isAcknowledged: (id) => id < (this.#segments[0] as Segment).base || acked.has(id),
     });
     if (this.#fsync === 'interval') {
       const tick = (): void => {

@@ -29,6 +29,27 @@ describe('DiskLog: append, read, ack', () => {
     await log.close();
   });
 
+  test('reads cross the 64 KiB read buffer, and a record larger than it is read whole', async () => {
+    const log = await DiskLog.open({ path: tempDir(), fsync: 'never' });
+    const big = Buffer.alloc(200 * 1024, 'b');
+    const payloads = [...Array.from({ length: 3000 }, (_, n) => payload(n, 100)), big, payload(3001, 100)];
+    await Promise.all(payloads.map((bytes) => log.append(bytes)));
+    const back = await readAll(log);
+    expect(back).toHaveLength(payloads.length);
+    back.forEach((record, i) => expect(record.payload.equals(payloads[i] as Buffer)).toBe(true));
+    await log.close();
+  });
+
+  test('a reader positioned in a segment that gets deleted goes on with the next one', async () => {
+    const dir = tempDir();
+    const log = await DiskLog.open({ path: dir, fsync: 'never', segmentBytes: 100 });
+    for (let n = 1; n <= 6; n++) await log.append(payload(n));
+    expect((await log.read(1)).map((record) => record.id)).toEqual([1]);
+    await log.ack([1, 2, 3, 4]); // segments 1 and 2 go, including the one the reader is in
+    expect((await log.read(10)).map((record) => record.id)).toEqual([5, 6]);
+    await log.close();
+  });
+
   test('records appended after the reader caught up are read next', async () => {
     const log = await DiskLog.open({ path: tempDir(), fsync: 'never' });
     await log.append(payload(1));
