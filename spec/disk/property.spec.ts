@@ -6,7 +6,7 @@ import { cleanup, leaveStaleLock, tempDir } from './support/helpers';
 /**
  * A crash at any byte: appends (in concurrent groups) and acknowledgements run against a file
  * system that tears one write at a random byte and then fails everything, like a process killed
- * mid-write. After a reopen (taking over the dead process's lock):
+ * mid-write; reads run beside them (in order, never an acknowledged record). After a reopen (taking over the dead process's lock):
  * - every record whose append resolved is there exactly once, in id order, with its payload,
  *   unless it was acknowledged (an ack that failed may or may not have been recorded);
  * - no acknowledged record comes back;
@@ -26,6 +26,7 @@ const step = fc.oneof(
       .map((sizes) => ({ append: sizes })),
   },
   { weight: 1, arbitrary: fc.array(fc.nat(), { minLength: 1, maxLength: 6 }).map((picks) => ({ ack: picks })) },
+  { weight: 1, arbitrary: fc.integer({ min: 1, max: 8 }).map((count) => ({ read: count })) },
 );
 
 test('after a write torn at any byte, what was confirmed is there once, in order, and nothing invented', async () => {
@@ -46,9 +47,26 @@ test('after a write torn at any byte, what was confirmed is there once, in order
           () => undefined,
         );
         let n = 0;
+        let lastRead = 0;
+        /** A read runs beside the steps after it (appends, acks, deletions), as a consumer would. */
+        let reading: Promise<void> = Promise.resolve();
         for (const next of steps) {
           if (log === undefined || fs.crashed) break;
-          if ('append' in next) {
+          if ('read' in next) {
+            await reading;
+            const ackedBefore = new Set(acked);
+            reading = log.read(next.read).then(
+              (records) => {
+                for (const record of records) {
+                  expect(record.id).toBeGreaterThan(lastRead);
+                  expect(ackedBefore.has(record.id)).toBe(false);
+                  expect(attempted.has(record.payload.toString())).toBe(true);
+                  lastRead = record.id;
+                }
+              },
+              () => undefined,
+            );
+          } else if ('append' in next) {
             const group = next.append.map((size) => {
               const payload = `p${n++}`.padEnd(size, '.');
               attempted.add(payload);
@@ -65,6 +83,7 @@ test('after a write torn at any byte, what was confirmed is there once, in order
             );
           }
         }
+        await reading;
         await fs.release();
         leaveStaleLock(dir);
 
