@@ -46,7 +46,9 @@ interface PendingAck {
   reject(error: unknown): void;
 }
 
+/** A write-ahead log in one directory; see the module header and docs/design.md. Open it with {@link DiskLog.open}. */
 export class DiskLog {
+  /** The log's directory, resolved to an absolute path. */
   readonly path: string;
   readonly #disk: DiskFs;
   readonly #fsync: FsyncMode;

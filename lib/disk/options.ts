@@ -52,6 +52,7 @@ export interface DiskLogOptions {
   fs?: DiskFs;
 }
 
+/** The options after validation, every default applied; frozen. */
 export type ResolvedDiskLogOptions = Readonly<Required<DiskLogOptions>>;
 
 const NAMES = new Set(['path', 'fsync', 'fsyncIntervalMs', 'segmentBytes', 'ackCompactBytes', 'fs']);

@@ -18,6 +18,7 @@ export interface PendingAppend {
   reject(error: unknown): void;
 }
 
+/** Appends groups of records to the active segment, rotating to a new one when it is full. */
 export class SegmentWriter {
   #activeFd: number;
   /** The id of the next record written; ids below it are on disk (or were in a deleted segment). */
