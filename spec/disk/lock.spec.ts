@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import { DiskLog } from '../../lib/disk/log';
 import { LOCK_FILE } from '../../lib/disk/lock';
 import { assertBuilt, startChild } from './support/child';
-import { cleanup, deadPid, leaveStaleLock, tempDir } from './support/helpers';
+import { nodeFs } from '../../lib/disk/fs';
+import { CountingFs, cleanup, deadPid, leaveStaleLock, osError, tempDir } from './support/helpers';
 
 afterEach(cleanup);
 beforeAll(assertBuilt);
@@ -80,6 +81,16 @@ describe('the disk log lock', () => {
     const opening = DiskLog.open({ path });
     await expect(opening).rejects.toMatchObject({ code: 'ERR_DISK_UNUSABLE', path });
     await expect(opening).rejects.toThrow(/cannot use .*: (EEXIST|ENOTDIR)/);
+  });
+
+  test('a read-only directory is ERR_DISK_UNUSABLE naming the path and EROFS (simulated: the tests may run as root)', async () => {
+    const path = tempDir();
+    const readOnly = new CountingFs();
+    readOnly.open = (file: string, flags: string) =>
+      flags === 'r' ? nodeFs.open(file, flags) : Promise.reject(osError('EROFS'));
+    const opening = DiskLog.open({ path, fs: readOnly });
+    await expect(opening).rejects.toMatchObject({ code: 'ERR_DISK_UNUSABLE', path });
+    await expect(opening).rejects.toThrow(`cannot use ${path}: EROFS`);
   });
 
   test('bad options are coded TypeError/RangeError naming the option', async () => {
