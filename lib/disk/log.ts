@@ -173,9 +173,10 @@ export class DiskLog {
   }
 
   /**
-   * Marks records delivered. Resolves once that is recorded (synced in `'always'` mode); fully
-   * acknowledged segments are then deleted. Acknowledging an id twice is harmless; an id never
-   * handed out rejects with `ERR_DISK_UNKNOWN_ID` and marks nothing. The ids count as
+   * Marks records delivered. Resolves once that is recorded (synced in `'always'` mode) and the
+   * segments it finished are deleted (a failed deletion is retried by the next ack).
+   * Acknowledging an id twice is harmless; an id never handed out rejects with
+   * `ERR_DISK_UNKNOWN_ID` and marks nothing. The ids count as
    * acknowledged in this process at once (`read()` skips them); if recording fails, the promise
    * rejects and a restart may deliver them again (at-least-once, never a loss).
    */
@@ -185,7 +186,8 @@ export class DiskLog {
     if (unknown !== undefined) return Promise.reject(DiskError.unknownId(this.path, unknown));
     const floor = (this.#segments[0] as Segment).base;
     const fresh = ids.filter((id) => id >= floor && this.#acked.add(id));
-    if (fresh.length === 0) return Promise.resolve();
+    // Nothing new: still wait for the acks queued before (they may hold these ids).
+    if (fresh.length === 0) return this.#run(async () => undefined);
     this.#held -= fresh.length;
     return new Promise((resolve, reject) => {
       this.#acksWaiting.push({ ids: fresh, resolve, reject });
@@ -288,13 +290,14 @@ export class DiskLog {
       for (const waiter of group) waiter.reject(failure);
       return;
     }
-    for (const waiter of group) waiter.resolve();
     try {
       await this.#deleteAcknowledgedSegments();
     } catch {
       // The acknowledgements are recorded; only the clean-up failed. The next ack() tries it again
-      // (a segment not deleted costs disk space, never a record).
+      // (a segment not deleted costs disk space, never a record), so the ack() still resolves.
     }
+    // After the clean-up, so that a resolved ack() means its finished segments are gone.
+    for (const waiter of group) waiter.resolve();
   }
 
   /** Deletes every segment but the active one whose ids are all acknowledged; compacts the ack file. */
