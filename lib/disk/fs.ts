@@ -1,0 +1,72 @@
+/**
+ * The file operations the disk log uses, as one small interface over file descriptors. The log
+ * takes them from here and nowhere else, so a test can count fsyncs, tear a write at a chosen
+ * byte or fail one with ENOSPC by wrapping {@link nodeFs}.
+ */
+import * as fs from 'node:fs';
+
+/** File operations, promise-returning, positional (the log tracks every offset itself). */
+export interface DiskFs {
+  open(path: string, flags: string): Promise<number>;
+  close(fd: number): Promise<void>;
+  /** Writes up to `length` bytes at `position`; resolves how many were written. */
+  write(fd: number, buffer: Uint8Array, offset: number, length: number, position: number): Promise<number>;
+  /** Reads up to `length` bytes at `position`; resolves how many were read (0 at the end). */
+  read(fd: number, buffer: Uint8Array, offset: number, length: number, position: number): Promise<number>;
+  fsync(fd: number): Promise<void>;
+  ftruncate(fd: number, length: number): Promise<void>;
+  size(fd: number): Promise<number>;
+  readdir(path: string): Promise<string[]>;
+  mkdir(path: string): Promise<void>;
+  readFile(path: string): Promise<Buffer>;
+  link(existing: string, created: string): Promise<void>;
+  rename(from: string, to: string): Promise<void>;
+  unlink(path: string): Promise<void>;
+}
+
+/** Adapts a callback-last call to a promise. */
+function settle<T>(run: (done: (error: NodeJS.ErrnoException | null, value?: T) => void) => void): Promise<T> {
+  return new Promise((resolve, reject) => run((error, value) => (error ? reject(error) : resolve(value as T))));
+}
+
+/** The real file system. */
+export const nodeFs: DiskFs = {
+  open: (path, flags) => settle<number>((done) => fs.open(path, flags, done)),
+  close: (fd) => settle<void>((done) => fs.close(fd, done)),
+  write: (fd, buffer, offset, length, position) =>
+    settle<number>((done) => fs.write(fd, buffer, offset, length, position, done)),
+  read: (fd, buffer, offset, length, position) =>
+    settle<number>((done) => fs.read(fd, buffer, offset, length, position, done)),
+  fsync: (fd) => settle<void>((done) => fs.fsync(fd, done)),
+  ftruncate: (fd, length) => settle<void>((done) => fs.ftruncate(fd, length, done)),
+  size: (fd) => settle<fs.Stats>((done) => fs.fstat(fd, done)).then((stats) => stats.size),
+  readdir: (path) => fs.promises.readdir(path),
+  mkdir: (path) => fs.promises.mkdir(path, { recursive: true }).then(() => undefined),
+  readFile: (path) => fs.promises.readFile(path),
+  link: (existing, created) => fs.promises.link(existing, created),
+  rename: (from, to) => fs.promises.rename(from, to),
+  unlink: (path) => fs.promises.unlink(path),
+};
+
+/**
+ * Makes the directory's entries durable (a created, renamed or deleted file): on Linux a new
+ * file's data can be synced and still vanish at a power loss if its directory entry was not.
+ */
+export async function syncDirectory(disk: DiskFs, directory: string): Promise<void> {
+  const fd = await disk.open(directory, 'r');
+  try {
+    await disk.fsync(fd);
+  } finally {
+    await disk.close(fd);
+  }
+}
+
+/** Writes all of `bytes` at `position` (a write may be short: a full disk, a signal). */
+export async function writeAll(disk: DiskFs, fd: number, bytes: Uint8Array, position: number): Promise<void> {
+  let written = 0;
+  while (written < bytes.length) {
+    const count = await disk.write(fd, bytes, written, bytes.length - written, position + written);
+    if (count <= 0) throw Object.assign(new Error('write wrote nothing'), { code: 'EIO' });
+    written += count;
+  }
+}

@@ -1,0 +1,153 @@
+/**
+ * Reading records back in bounded pieces: at most `maxRecords` records and one read buffer
+ * (64 KiB, or one record's size if larger) are in memory at a time. `LogReader` keeps the
+ * position (a segment and a byte offset) and skips acknowledged records; it never writes.
+ */
+import { DiskError, osCode } from './errors';
+import type { DiskFs } from './fs';
+import { HEADER_BYTES, announcedSize, parseRecord } from './record';
+import type { Segment } from './recovery';
+
+/** A stored record: its durable id and its payload bytes. */
+export interface StoredRecord {
+  readonly id: number;
+  readonly payload: Buffer;
+}
+
+const CHUNK_BYTES = 64 * 1024;
+
+/** What one read found, and where the next read starts. */
+export interface Span {
+  records: StoredRecord[];
+  next: number;
+}
+
+/**
+ * Reads up to `maxRecords` records of `file` from byte `from` (a record boundary) up to `end`
+ * (bytes known complete). A record that fails its checksum here was damaged after the log was
+ * opened (recovery checked every record): `onBad` decides what to do (it throws).
+ */
+export async function readSpan(
+  disk: DiskFs,
+  file: string,
+  from: number,
+  end: number,
+  maxRecords: number,
+  onBad: (offset: number) => never,
+): Promise<Span> {
+  const records: StoredRecord[] = [];
+  const fd = await disk.open(file, 'r');
+  try {
+    let position = from;
+    let buffer = Buffer.alloc(Math.min(CHUNK_BYTES, end - from));
+    while (records.length < maxRecords && position < end) {
+      const length = await fill(disk, fd, buffer, position, end);
+      let offset = 0;
+      while (records.length < maxRecords) {
+        const record = parseRecord(buffer, offset, length);
+        if (record === 'bad') onBad(position + offset);
+        if (record === 'short') break;
+        records.push({ id: record.id, payload: Buffer.from(record.payload) });
+        offset += record.size;
+      }
+      if (offset === 0 && records.length < maxRecords) {
+        // Nothing parsed: either one record larger than the buffer (grow it to fit exactly that
+        // record), or a record running past the bytes known complete (damage).
+        if (length < buffer.length || length < HEADER_BYTES) onBad(position);
+        const size = announcedSize(buffer, 0);
+        if (position + size > end) onBad(position);
+        buffer = Buffer.alloc(size);
+      }
+      position += offset;
+    }
+    return { records, next: position };
+  } finally {
+    await disk.close(fd);
+  }
+}
+
+/** Fills `buffer` from `position`, stopping at `end`; resolves the bytes read. */
+async function fill(disk: DiskFs, fd: number, buffer: Buffer, position: number, end: number): Promise<number> {
+  const wanted = Math.min(buffer.length, end - position);
+  let filled = 0;
+  while (filled < wanted) {
+    const count = await disk.read(fd, buffer, filled, wanted - filled, position + filled);
+    if (count === 0) break;
+    filled += count;
+  }
+  return filled;
+}
+
+/** What the reader needs from the log: its segments, how far each may be read, which ids are done. */
+export interface ReadableLog {
+  readonly disk: DiskFs;
+  readonly path: string;
+  /** Ascending by base; older ones may disappear (deleted once acknowledged), new ones appear at the end. */
+  readonly segments: readonly Segment[];
+  readableEnd(segment: Segment): number;
+  isAcknowledged(id: number): boolean;
+}
+
+/** The log's read position, from the oldest segment on; reads run one at a time. */
+export class LogReader {
+  /** The segment being read (by base, which survives deletions of older ones) and the offset in it. */
+  #base: number;
+  #offset = 0;
+  #queue: Promise<unknown> = Promise.resolve();
+
+  constructor(private readonly log: ReadableLog) {
+    this.#base = (log.segments[0] as Segment).base;
+  }
+
+  /** The next unacknowledged records, at most `maxRecords`; `[]` when every resolved append was read. */
+  read(maxRecords: number): Promise<StoredRecord[]> {
+    const result = this.#queue.then(() => this.#next(maxRecords));
+    this.#queue = result.catch(() => undefined);
+    return result;
+  }
+
+  /** Resolves once the reads started so far are over. */
+  async idle(): Promise<void> {
+    await this.#queue;
+  }
+
+  async #next(maxRecords: number): Promise<StoredRecord[]> {
+    const { segments } = this.log;
+    const out: StoredRecord[] = [];
+    while (out.length < maxRecords) {
+      // The segment read so far, or the next one if it was deleted meanwhile.
+      const index = segments.findIndex((segment) => segment.base >= this.#base);
+      const segment = segments[index];
+      if (segment === undefined) break;
+      if (segment.base !== this.#base) [this.#base, this.#offset] = [segment.base, 0];
+      const end = this.log.readableEnd(segment);
+      if (this.#offset >= end) {
+        const next = segments[index + 1];
+        if (next === undefined) break;
+        [this.#base, this.#offset] = [next.base, 0];
+        continue;
+      }
+      const span = await this.#span(segment, end, maxRecords - out.length);
+      for (const record of span.records) if (!this.log.isAcknowledged(record.id)) out.push(record);
+      this.#offset = span.next;
+    }
+    return out;
+  }
+
+  /** One span of a segment; a segment deleted meanwhile (all acknowledged) reads as empty. */
+  async #span(segment: Segment, end: number, maxRecords: number): Promise<Span> {
+    const { disk, path } = this.log;
+    try {
+      return await readSpan(disk, segment.file, this.#offset, end, maxRecords, (offset) => {
+        throw new DiskError(
+          'ERR_DISK_IO',
+          path,
+          `The record at ${segment.file} offset ${offset} fails its checksum: the file changed after the log was opened.`,
+        );
+      });
+    } catch (error) {
+      if (osCode(error) === 'ENOENT') return { records: [], next: end };
+      throw error;
+    }
+  }
+}

@@ -1,0 +1,57 @@
+/**
+ * The record format, shared by segment files and the ack file:
+ *
+ * ```
+ * offset 0   u32 LE  CRC-32C of bytes 4 .. end (length, id and payload)
+ * offset 4   u32 LE  payload length in bytes
+ * offset 8   u32 LE  id, low 32 bits     } the record's id: a sequence number, 1, 2, 3, …,
+ * offset 12  u32 LE  id, high 32 bits    } kept in the record so it survives any rewrite
+ * offset 16  payload
+ * ```
+ *
+ * The checksum covers the length, so a torn or corrupted length is caught like a torn payload.
+ */
+import { crc32c } from './crc';
+
+/** Bytes before the payload. */
+export const HEADER_BYTES = 16;
+
+const TWO_32 = 0x1_0000_0000;
+
+/** One record's bytes: header and payload. */
+export function encodeRecord(id: number, payload: Uint8Array): Buffer {
+  const record = Buffer.allocUnsafe(HEADER_BYTES + payload.length);
+  record.writeUInt32LE(payload.length, 4);
+  record.writeUInt32LE(id % TWO_32, 8);
+  record.writeUInt32LE(Math.floor(id / TWO_32), 12);
+  record.set(payload, HEADER_BYTES);
+  record.writeUInt32LE(crc32c(record, 4), 0);
+  return record;
+}
+
+/** A record found intact in a buffer. `payload` is a view into that buffer, not a copy. */
+export interface ParsedRecord {
+  id: number;
+  payload: Buffer;
+  /** Header and payload: where the next record starts, relative to this one. */
+  size: number;
+}
+
+/**
+ * The record at `offset` of `bytes[0, end)`: `'short'` when the bytes end before it does (a
+ * record still being read, or torn at the tail), `'bad'` when its checksum does not match.
+ */
+export function parseRecord(bytes: Buffer, offset: number, end = bytes.length): ParsedRecord | 'short' | 'bad' {
+  if (end - offset < HEADER_BYTES) return 'short';
+  const length = bytes.readUInt32LE(offset + 4);
+  const size = HEADER_BYTES + length;
+  if (end - offset < size) return 'short';
+  if (crc32c(bytes, offset + 4, offset + size) !== bytes.readUInt32LE(offset)) return 'bad';
+  const id = bytes.readUInt32LE(offset + 12) * TWO_32 + bytes.readUInt32LE(offset + 8);
+  return { id, payload: bytes.subarray(offset + HEADER_BYTES, offset + size), size };
+}
+
+/** The payload length a header announces, before the payload is read (to size a read). */
+export function announcedSize(bytes: Buffer, offset: number): number {
+  return HEADER_BYTES + bytes.readUInt32LE(offset + 4);
+}

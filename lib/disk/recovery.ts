@@ -1,0 +1,193 @@
+/**
+ * Recovery of the segment files at open: every record's checksum is verified, a torn tail is
+ * truncated and a corrupt stretch followed by valid records is quarantined. Runs once, before
+ * the log accepts anything; owns no state after it returns.
+ *
+ * Rules (each segment read whole, in id order; the ids of one log only ever grow):
+ * - a record is valid when its checksum matches and its id is at least the next expected id;
+ * - after an invalid spot, the bytes are searched for the next valid record; if one is found,
+ *   the stretch between is corrupt: it is appended to the quarantine file, counted, and the
+ *   segment is rewritten without it (via a temporary file and a rename);
+ * - if none is found and this is the last segment, the rest is a torn tail (a write cut short
+ *   by a crash): it is truncated. In an older segment it is corrupt, since later ones follow.
+ * - ids missing between valid records (lost with a corrupt stretch) are marked acknowledged,
+ *   so that they neither block a segment's deletion nor count as held.
+ */
+import { join } from 'node:path';
+import { type DiskFs, syncDirectory, writeAll } from './fs';
+import { HEADER_BYTES, parseRecord } from './record';
+import type { IdRanges } from './ranges';
+
+/** The quarantine file's name inside the log directory. */
+export const QUARANTINE_FILE = 'quarantine';
+
+/** One segment file: records with ids from `base` on. */
+export interface Segment {
+  readonly base: number;
+  readonly file: string;
+  /** Bytes written (and kept) so far. */
+  size: number;
+}
+
+/** What recovery found. */
+export interface Recovered {
+  /** The segments, ascending; the last one is where appends go. */
+  segments: Segment[];
+  /** Records found that are not acknowledged: they are replayed. */
+  held: number;
+  /** Corrupt stretches moved to the quarantine file. */
+  corrupt: number;
+  /** The id the next appended record gets. */
+  nextId: number;
+}
+
+/** A scan of one segment's bytes. */
+interface Scan {
+  /** Byte ranges [start, end) of valid records, in order. */
+  kept: Array<[number, number]>;
+  /** Corrupt byte ranges, in order. */
+  corrupt: Array<[number, number]>;
+  /** Where a torn tail starts, if there is one. */
+  tail: number | undefined;
+}
+
+/** Segment file name for a base id: zero-padded so that names sort like ids. */
+export function segmentName(base: number): string {
+  return `${String(base).padStart(16, '0')}.seg`;
+}
+
+/** The base id of a segment file name, or `undefined` for another file. */
+export function segmentBase(name: string): number | undefined {
+  return /^\d{16}\.seg$/.test(name) ? Number(name.slice(0, 16)) : undefined;
+}
+
+/**
+ * Verifies the segments with these base ids (ascending), repairs them as described above, and
+ * adds the ids lost to corruption to `acked`.
+ */
+export async function recoverSegments(
+  disk: DiskFs,
+  directory: string,
+  bases: number[],
+  acked: IdRanges,
+): Promise<Recovered> {
+  const result: Recovered = { segments: [], held: 0, corrupt: 0, nextId: 1 };
+  let expected = bases[0] ?? 1;
+  for (const [index, base] of bases.entries()) {
+    if (base > expected) acked.addRange(expected, base - 1);
+    expected = Math.max(expected, base);
+    const file = join(directory, segmentName(base));
+    const bytes = await disk.readFile(file);
+    const onRecord = (id: number): void => {
+      if (id > expected) acked.addRange(expected, id - 1);
+      if (!acked.has(id)) result.held++;
+      expected = id + 1;
+    };
+    const scan = scanSegment(bytes, () => expected, onRecord);
+    const isLast = index === bases.length - 1;
+    if (scan.tail !== undefined && !isLast) scan.corrupt.push([scan.tail, bytes.length]);
+    result.corrupt += scan.corrupt.length;
+    const size = await repair(disk, directory, file, bytes, scan);
+    result.segments.push({ base, file, size });
+  }
+  result.nextId = Math.max(expected, acked.max + 1);
+  return result;
+}
+
+/** Walks the records of one segment, calling `onRecord` for each valid one in order. */
+export function scanSegment(bytes: Buffer, expected: () => number, onRecord: (id: number) => void): Scan {
+  const scan: Scan = { kept: [], corrupt: [], tail: undefined };
+  let offset = 0;
+  let keptFrom = 0;
+  while (offset < bytes.length) {
+    const record = parseRecord(bytes, offset);
+    if (typeof record === 'object' && record.id >= expected()) {
+      onRecord(record.id);
+      offset += record.size;
+      continue;
+    }
+    if (offset > keptFrom) scan.kept.push([keptFrom, offset]);
+    const next = findNextRecord(bytes, offset, expected());
+    if (next === undefined) {
+      scan.tail = offset;
+      return scan;
+    }
+    scan.corrupt.push([offset, next]);
+    offset = keptFrom = next;
+  }
+  if (offset > keptFrom) scan.kept.push([keptFrom, offset]);
+  return scan;
+}
+
+/**
+ * The offset of the first valid record after the invalid spot at `badAt`. A candidate's id must
+ * be one that could follow: at least `expected`, and not more ahead of it than the records the
+ * skipped bytes could have held. That filter keeps the search linear (a random header almost
+ * never passes it) before the checksum is computed.
+ */
+function findNextRecord(bytes: Buffer, badAt: number, expected: number): number | undefined {
+  for (let offset = badAt + 1; offset + HEADER_BYTES <= bytes.length; offset++) {
+    const idLow = bytes.readUInt32LE(offset + 8);
+    const idHigh = bytes.readUInt32LE(offset + 12);
+    const id = idHigh * 0x1_0000_0000 + idLow;
+    if (id < expected || id > expected + Math.ceil((offset - badAt) / HEADER_BYTES)) continue;
+    const record = parseRecord(bytes, offset);
+    if (typeof record === 'object') return offset;
+  }
+  return undefined;
+}
+
+/** Applies a scan: quarantine and rewrite, or truncate a torn tail. Resolves the segment's size. */
+async function repair(disk: DiskFs, directory: string, file: string, bytes: Buffer, scan: Scan): Promise<number> {
+  const keptBytes = scan.kept.reduce((sum, [start, end]) => sum + end - start, 0);
+  if (scan.corrupt.length > 0) {
+    await quarantine(disk, directory, file, bytes, scan.corrupt);
+    await rewrite(disk, directory, file, Buffer.concat(scan.kept.map(([start, end]) => bytes.subarray(start, end))));
+  } else if (scan.tail !== undefined) {
+    const fd = await disk.open(file, 'r+');
+    try {
+      await disk.ftruncate(fd, keptBytes);
+      await disk.fsync(fd);
+    } finally {
+      await disk.close(fd);
+    }
+  }
+  return keptBytes;
+}
+
+/** Appends the corrupt stretches to the quarantine file, each after a line saying where it was. */
+async function quarantine(
+  disk: DiskFs,
+  directory: string,
+  file: string,
+  bytes: Buffer,
+  stretches: Array<[number, number]>,
+): Promise<void> {
+  const parts = stretches.flatMap(([start, end]) => [
+    Buffer.from(`sluice quarantine: ${file} offset ${start} length ${end - start}\n`),
+    bytes.subarray(start, end),
+    Buffer.from('\n'),
+  ]);
+  const fd = await disk.open(join(directory, QUARANTINE_FILE), 'a');
+  try {
+    // Opened for appending: the position is ignored, the bytes go at the end.
+    await writeAll(disk, fd, Buffer.concat(parts), 0);
+    await disk.fsync(fd);
+  } finally {
+    await disk.close(fd);
+  }
+}
+
+/** Replaces a file's content atomically: a temporary file, synced, renamed over it. */
+export async function rewrite(disk: DiskFs, directory: string, file: string, content: Buffer): Promise<void> {
+  const temporary = `${file}.tmp`;
+  const fd = await disk.open(temporary, 'w');
+  try {
+    await writeAll(disk, fd, content, 0);
+    await disk.fsync(fd);
+  } finally {
+    await disk.close(fd);
+  }
+  await disk.rename(temporary, file);
+  await syncDirectory(disk, directory);
+}

@@ -1,0 +1,151 @@
+import { copyFileSync, readFileSync, readdirSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { DiskLog } from '../../lib/disk/log';
+import { HEADER_BYTES } from '../../lib/disk/record';
+import type { StoredRecord } from '../../lib/disk/reader';
+import { cleanup, payload, tempDir } from './support/helpers';
+
+afterEach(cleanup);
+
+const RECORD = HEADER_BYTES + 20;
+
+function flip(bytes: Buffer, at: number): void {
+  bytes[at] = (bytes[at] as number) ^ 1;
+}
+
+async function readAll(log: DiskLog): Promise<StoredRecord[]> {
+  const all: StoredRecord[] = [];
+  for await (const record of log.records()) all.push(record);
+  return all;
+}
+
+/** A closed log of `count` 36-byte records in one segment; resolves the directory and the segment file. */
+async function logOf(count: number): Promise<{ dir: string; segment: string }> {
+  const dir = tempDir();
+  const log = await DiskLog.open({ path: dir, fsync: 'never' });
+  for (let n = 1; n <= count; n++) await log.append(payload(n));
+  await log.close();
+  const name = readdirSync(dir).find((file) => file.endsWith('.seg')) as string;
+  return { dir, segment: join(dir, name) };
+}
+
+/** Copies a closed log's directory so that each damage starts from the same bytes. */
+function copyOf(dir: string): { dir: string; segment: string } {
+  const copy = tempDir();
+  for (const name of readdirSync(dir)) copyFileSync(join(dir, name), join(copy, name));
+  const name = readdirSync(copy).find((file) => file.endsWith('.seg')) as string;
+  return { dir: copy, segment: join(copy, name) };
+}
+
+async function reopen(dir: string): Promise<{ ids: number[]; stats: ReturnType<DiskLog['stats']>; next: number }> {
+  const log = await DiskLog.open({ path: dir, fsync: 'never' });
+  const ids = (await readAll(log)).map((record) => record.id);
+  const stats = log.stats();
+  const next = await log.append(payload(99));
+  await log.close();
+  return { ids, stats, next };
+}
+
+describe('recovery: a torn tail', () => {
+  test('cut at every byte of the last record: the record is dropped, the file truncated, nothing counted corrupt', async () => {
+    const original = await logOf(3);
+    for (let cut = 2 * RECORD; cut < 3 * RECORD; cut++) {
+      const { dir, segment } = copyOf(original.dir);
+      truncateSync(segment, cut);
+      const { ids, stats, next } = await reopen(dir);
+      expect({ cut, ids, corrupt: stats.corruptRecords, next }).toEqual({ cut, ids: [1, 2], corrupt: 0, next: 3 });
+      expect(statSync(segment).size).toBe(3 * RECORD); // truncated to 2 records, then record 3 appended anew
+    }
+  });
+
+  test('a flipped byte anywhere in the last record (a bad checksum at the end): the record is dropped as a torn tail', async () => {
+    const original = await logOf(3);
+    for (let at = 2 * RECORD; at < 3 * RECORD; at++) {
+      const { dir, segment } = copyOf(original.dir);
+      const bytes = readFileSync(segment);
+      bytes[at] = (bytes[at] as number) ^ 0xff;
+      writeFileSync(segment, bytes);
+      const { ids, stats } = await reopen(dir);
+      expect({ at, ids, corrupt: stats.corruptRecords }).toEqual({ at, ids: [1, 2], corrupt: 0 });
+    }
+  });
+
+  test('zeros after the last record (a file extended but not written, after a power loss) are truncated', async () => {
+    const { dir, segment } = await logOf(2);
+    writeFileSync(segment, Buffer.concat([readFileSync(segment), Buffer.alloc(100)]));
+    expect((await reopen(dir)).ids).toEqual([1, 2]);
+  });
+});
+
+describe('recovery: a corrupt record in the middle', () => {
+  test('a flipped byte anywhere in a middle record: quarantined and counted, the records after it kept', async () => {
+    const original = await logOf(4);
+    for (let at = RECORD; at < 2 * RECORD; at++) {
+      const { dir, segment } = copyOf(original.dir);
+      const bytes = readFileSync(segment);
+      bytes[at] = (bytes[at] as number) ^ 0x5a;
+      writeFileSync(segment, bytes);
+      const { ids, stats, next } = await reopen(dir);
+      expect({ at, ids, corrupt: stats.corruptRecords, next }).toEqual({ at, ids: [1, 3, 4], corrupt: 1, next: 5 });
+      const quarantined = readFileSync(join(dir, 'quarantine'));
+      expect(quarantined.includes(bytes.subarray(RECORD, 2 * RECORD))).toBe(true);
+      expect(quarantined.toString('latin1')).toContain(`offset ${RECORD} length ${RECORD}`);
+    }
+  });
+
+  test('the quarantine is done once: a second reopen finds nothing more, and acking the rest deletes the segment', async () => {
+    const { dir, segment } = await logOf(3);
+    const bytes = readFileSync(segment);
+    bytes[RECORD + HEADER_BYTES] = 0;
+    writeFileSync(segment, bytes);
+    expect((await reopen(dir)).stats).toMatchObject({ corruptRecords: 1, replayed: 2 });
+    const log = await DiskLog.open({ path: dir, fsync: 'never', segmentBytes: 64 });
+    expect(log.stats()).toMatchObject({ corruptRecords: 0, replayed: 3 }); // 1, 3 and the 99 appended by reopen()
+    expect((await readAll(log)).map((record) => record.id)).toEqual([1, 3, 4]);
+    await log.append(payload(5)); // past 64 bytes: the old segment is no longer the active one
+    await log.ack([1, 3, 4]);
+    expect(readdirSync(dir).filter((name) => name.endsWith('.seg'))).toHaveLength(1);
+    await log.close();
+  });
+
+  test('a middle record whose length field is corrupt (it claims more bytes than the file has) is quarantined', async () => {
+    const { dir, segment } = await logOf(4);
+    const bytes = readFileSync(segment);
+    bytes.writeUInt32LE(0x7fffffff, RECORD + 4);
+    writeFileSync(segment, bytes);
+    const { ids, stats } = await reopen(dir);
+    expect(ids).toEqual([1, 3, 4]);
+    expect(stats.corruptRecords).toBe(1);
+  });
+
+  test('two corrupt stretches are two quarantined records', async () => {
+    const { dir, segment } = await logOf(6);
+    const bytes = readFileSync(segment);
+    flip(bytes, RECORD + 20);
+    flip(bytes, 3 * RECORD + 20);
+    flip(bytes, 4 * RECORD + 20);
+    writeFileSync(segment, bytes);
+    const { ids, stats } = await reopen(dir);
+    expect(ids).toEqual([1, 3, 6]);
+    expect(stats.corruptRecords).toBe(2);
+  });
+
+  test('a bad stretch at the end of an older segment is corrupt, not a torn tail', async () => {
+    const dir = tempDir();
+    const log = await DiskLog.open({ path: dir, fsync: 'never', segmentBytes: 2 * RECORD });
+    for (let n = 1; n <= 4; n++) await log.append(payload(n));
+    await log.close();
+    const first = join(
+      dir,
+      readdirSync(dir)
+        .filter((name) => name.endsWith('.seg'))
+        .sort()[0] as string,
+    );
+    const bytes = readFileSync(first);
+    flip(bytes, RECORD + 30);
+    writeFileSync(first, bytes);
+    const { ids, stats } = await reopen(dir);
+    expect(ids).toEqual([1, 3, 4]);
+    expect(stats.corruptRecords).toBe(1);
+  });
+});
