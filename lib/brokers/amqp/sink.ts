@@ -1,6 +1,7 @@
 /** `amqpSink`: one batch published on a confirm channel, each publisher confirm its verdict. */
 import type { ConfirmChannel, Message } from 'amqplib';
 import { invalidArgType } from '../../errors';
+import { untilAborted } from '../../abortable';
 import type { FlushContext, FlushFunction, FlushResult } from '../../types';
 import { BrokerError } from '../errors';
 import { encodeJson, functionOption, optionsObject, routeOption } from '../options';
@@ -201,23 +202,4 @@ export function amqpSink<T>(options: AmqpSinkOptions<T>): BrokerSink<T> {
     return result;
   };
   return Object.assign(flush, { close: () => link.close() });
-}
-
-/** `promise`, or a rejection with the signal's reason as soon as `signal` aborts. */
-function untilAborted<V>(promise: Promise<V>, signal: AbortSignal): Promise<V> {
-  if (signal.aborted) return Promise.reject(signal.reason as Error);
-  return new Promise<V>((resolve, reject) => {
-    const abort = (): void => reject(signal.reason as Error);
-    signal.addEventListener('abort', abort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener('abort', abort);
-        resolve(value);
-      },
-      (error: unknown) => {
-        signal.removeEventListener('abort', abort);
-        reject(error);
-      },
-    );
-  });
 }

@@ -1,3 +1,4 @@
+import { untilAborted } from '../../abortable';
 import { CliError, ExitCode, describe, errorCode, loadPeer } from '../errors';
 import { CopyFrom, copyField } from './pg-copy';
 import { DIALECT, SQL_TYPE, copyLine, pgMessage, pgText, redact, tableType } from './pg-values';
@@ -389,32 +390,6 @@ export class PostgresSink implements Sink {
       );
     });
   }
-}
-
-/** Resolves or rejects as `work` does, or rejects with the signal's reason as soon as it aborts (after `onAbort`). */
-function untilAborted<T>(work: Promise<T>, signal: AbortSignal, onAbort: () => void): Promise<T> {
-  work.catch(() => undefined); // settles after an abort too; nobody waits for it then
-  if (signal.aborted) {
-    onAbort();
-    return Promise.reject(signal.reason as Error);
-  }
-  return new Promise<T>((resolve, reject) => {
-    const aborted = (): void => {
-      onAbort();
-      reject(signal.reason as Error);
-    };
-    signal.addEventListener('abort', aborted, { once: true });
-    work.then(
-      (value) => {
-        signal.removeEventListener('abort', aborted);
-        resolve(value);
-      },
-      (error: unknown) => {
-        signal.removeEventListener('abort', aborted);
-        reject(error);
-      },
-    );
-  });
 }
 
 /** Closes the client's socket, connected or not. */
