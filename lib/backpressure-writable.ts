@@ -125,13 +125,13 @@ export abstract class BackpressureWritable<T> extends Writable {
 
   /** @internal */
   override _final(callback: (error?: Error | null) => void): void {
-    finalThroughEngine(this, () => callback());
+    finalThroughEngine(this, callback);
   }
 
   /** @internal */
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     this.#unwatchSignal?.();
-    callback(destroyThroughEngine(this, error));
+    destroyThroughEngine(this, error, callback);
   }
 
   /**

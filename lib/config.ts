@@ -1,4 +1,6 @@
+import { resolveSluiceDisk } from './disk/options';
 import { invalidArgType, invalidArgValue, outOfRange } from './errors';
+import type { ResolvedSluiceDisk } from './disk/options';
 import { BackpressureStrategy } from './types';
 import type { BackpressureConfig, BackpressureOptions, BatchSizeRange, RetryOptions } from './types';
 
@@ -43,6 +45,7 @@ export const DEFAULT_CONFIG: Readonly<BackpressureConfig> = Object.freeze({
   isolateFailures: undefined,
   onDeadLetter: undefined,
   signal: undefined,
+  disk: undefined,
 });
 
 /**
@@ -62,7 +65,7 @@ const RETRY_NAMES = new Set(Object.keys(DEFAULT_CONFIG.retry));
 const STRATEGIES = new Set<string>(Object.values(BackpressureStrategy));
 
 /** A validated configuration with every default filled in; frozen. */
-export type ResolvedConfig<T> = Readonly<Omit<BackpressureConfig<T>, 'isolateFailures' | 'batchSize'>> & {
+export type ResolvedConfig<T> = Readonly<Omit<BackpressureConfig<T>, 'isolateFailures' | 'batchSize' | 'disk'>> & {
   /** The fixed batch size, or the first one (`min`) with adaptive batching. */
   readonly batchSize: number;
   /** Adaptive batching's bounds; undefined for a fixed size. */
@@ -71,6 +74,8 @@ export type ResolvedConfig<T> = Readonly<Omit<BackpressureConfig<T>, 'isolateFai
   readonly retry: Readonly<RetryOptions>;
   /** `fallbackToSequential` folded in; `'none'` when unset. */
   readonly isolateFailures: 'bisect' | 'sequential' | 'none';
+  /** The disk log's settings; undefined without one. */
+  readonly disk: ResolvedSluiceDisk<T> | undefined;
 };
 
 const ISOLATION_MODES = ['bisect', 'sequential'];
@@ -134,6 +139,7 @@ export function resolveConfig<T>(
     isolateFailures: isolation(options.isolateFailures, options.fallbackToSequential),
     onDeadLetter: pick('onDeadLetter') === undefined ? undefined : fn('onDeadLetter', pick('onDeadLetter')),
     signal: signal(pick('signal')),
+    disk: options.disk === undefined ? undefined : resolveSluiceDisk<T>(options.disk),
   };
 
   if (typeof config.strategy !== 'string' || !STRATEGIES.has(config.strategy)) {

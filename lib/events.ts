@@ -24,6 +24,10 @@ export interface BackpressureEvents<T> {
   drop: [item: T, reason: DropReason];
   /** Items that could not be delivered, with the error naming the cause. */
   deadletter: [items: T[], error: BackpressureError<T>];
+  /** With `disk`: the log held this many undelivered records when it was opened; they are delivered first. */
+  replay: [count: number];
+  /** With `disk` and block: appending failed for lack of space; writes wait until appends succeed again. */
+  diskfull: [error: Error];
   /** After `write()` returned `false`, once utilization fell below `lowWatermark`. */
   drain: [];
   error: [error: Error];

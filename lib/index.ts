@@ -6,6 +6,7 @@ export type {
   BatchSizeRange,
   DeadLetterHandler,
   DeadLetterReason,
+  DiskOptions,
   DropReason,
   FlushContext,
   FlushFunction,
@@ -19,6 +20,8 @@ export type { BackpressureWritableOptions, WritevCallback, WritevChunk, WritevCh
 export type { BackpressureEvents, BackpressureTransformEvents } from './events';
 export { DEFAULT_CONFIG } from './config';
 export { BackpressureError } from './errors';
+export { DiskError } from './disk/errors';
+export type { DiskErrorCode } from './disk/errors';
 export type { ArgumentErrorCode, BackpressureErrorCode } from './errors';
 export { BoundedBuffer } from './bounded-buffer';
 export { BackpressureWritable } from './backpressure-writable';

@@ -37,6 +37,8 @@ export type WritevChunks<T> = WritevChunk<T>[] & {
   readonly signal: AbortSignal;
   /** 1 for the batch's first call, 2 for its first retry, and so on. */
   readonly attempt: number;
+  /** With the `disk` option: the chunks' durable ids, in step with them; see {@link FlushContext}. */
+  readonly ids?: readonly number[];
 };
 
 /**
@@ -193,10 +195,15 @@ const SIGNAL: PropertyDescriptor = {
 export function writevFlush<T>(stream: Writable, writev: WritevFunction<T>): FlushFunction<T> {
   return (items, context) =>
     new Promise((resolve, reject) => {
-      const chunks = items.map(toChunk) as WritevChunk<T>[] & { [kContext]: FlushContext; attempt: number };
+      const chunks = items.map(toChunk) as WritevChunk<T>[] & {
+        [kContext]: FlushContext;
+        attempt: number;
+        ids?: readonly number[];
+      };
       chunks[kContext] = context;
       Object.defineProperty(chunks, 'signal', SIGNAL);
       chunks.attempt = context.attempt;
+      if (context.ids !== undefined) chunks.ids = context.ids;
       let called = false;
       const settle = (failed: boolean, error: unknown, result: unknown): void => {
         if (called) {

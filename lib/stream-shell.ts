@@ -89,10 +89,14 @@ export function endThroughEngine<T>(
  * _final: the engine flushes everything, then Node may emit 'finish'. The engine calls back only
  * if nothing was lost: never once destroyed (a destroy() gives its idle callbacks an error).
  */
-export function finalThroughEngine<T>(stream: SluiceStream<T>, done: () => void): void {
-  stream[kEngine].end(() => {
+export function finalThroughEngine<T>(stream: SluiceStream<T>, done: (error?: Error | null) => void): void {
+  const engine = stream[kEngine];
+  engine.end(() => {
     nodeState(stream).length = 0;
-    done();
+    // disk: 'finish' once every delivery is recorded and the log is closed (its lock released).
+    const closing = engine.closeDisk();
+    if (closing === undefined) done();
+    else closing.then(() => done(), done);
   });
 }
 
@@ -101,11 +105,22 @@ export function finalThroughEngine<T>(stream: SluiceStream<T>, done: () => void)
  * was lost: finished() and pipeline() treat an ended Writable whose buffer is empty
  * as finished, and must report a premature close instead.
  */
-export function destroyThroughEngine<T>(stream: SluiceStream<T>, error: Error | null): Error | null {
+export function destroyThroughEngine<T>(
+  stream: SluiceStream<T>,
+  error: Error | null,
+  callback: (error?: Error | null) => void,
+): void {
   const engine = stream[kEngine];
   const result = engine.destroy(error) ?? null;
   nodeState(stream).length = engine.lost.length;
-  return result;
+  // disk: 'close' once the log is closed, so that a new sluice may open it right after.
+  const closing = engine.closeDisk();
+  if (closing === undefined) callback(result);
+  else
+    closing.then(
+      () => callback(result),
+      (closeError: unknown) => callback(result ?? (closeError as Error)),
+    );
 }
 
 /**

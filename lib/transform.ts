@@ -166,7 +166,8 @@ export class BackpressureTransform<T> extends Duplex {
 
   /** @internal */
   override _final(callback: (error?: Error | null) => void): void {
-    finalThroughEngine(this, () => {
+    finalThroughEngine(this, (error) => {
+      if (error) return callback(error);
       this.push(null);
       callback();
     });
@@ -176,7 +177,7 @@ export class BackpressureTransform<T> extends Duplex {
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     this.#unwatchSignal?.();
     this.#resumePushes = [];
-    callback(destroyThroughEngine(this, error));
+    destroyThroughEngine(this, error, callback);
   }
 
   /** The current state; `'state'` events report every change. */

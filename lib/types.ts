@@ -57,13 +57,15 @@ export enum BackpressureStrategy {
  * - `timeout`: block held the write longer than `maxBlockTimeMs`.
  * - `overflow`: block's write queue was full because the producer ignored `write() === false`.
  * - `oversize`: the item alone is larger than `maxBufferBytes`; it could never fit.
+ * - `disk_full`: with the `disk` option, a drop strategy could not append the item to its log
+ *   (`ENOSPC`, `EDQUOT`); its write callback reports it not accepted.
  *
  * @example
  * ```ts
  * sink.on('drop', (item: Reading, reason: DropReason) => droppedCounter.inc({ reason }));
  * ```
  */
-export type DropReason = 'evicted' | 'rejected' | 'sampled' | 'timeout' | 'overflow' | 'oversize';
+export type DropReason = 'evicted' | 'rejected' | 'sampled' | 'timeout' | 'overflow' | 'oversize' | 'disk_full';
 
 /**
  * Why items were handed to the dead-letter path.
@@ -129,6 +131,13 @@ export interface FlushContext {
   readonly signal: AbortSignal;
   /** 1 for the batch's first call, 2 for its first retry, and so on (isolation calls go on counting). */
   readonly attempt: number;
+  /**
+   * With the `disk` option: each item's durable id, in step with the items (`ids[i]` is `items[i]`'s).
+   * An id is given once, when the item is appended to the log, and stays the same when the item is
+   * replayed after a restart, so a sink can make delivery idempotent (e.g. a unique key). Without
+   * `disk`, `undefined`.
+   */
+  readonly ids?: readonly number[];
 }
 
 /**
@@ -312,6 +321,65 @@ export interface BackpressureConfig<T = unknown> {
    * @default undefined
    */
   signal: AbortSignal | undefined;
+  /**
+   * A write-ahead log on disk under the buffer: every accepted item is appended (and, with
+   * `fsync: 'always'`, synced) before its write callback reports it accepted, and stays in the log
+   * until it is delivered, across crashes and restarts. See {@link DiskOptions} and docs/disk.md.
+   * @default undefined (items are held in memory only)
+   */
+  disk: DiskOptions<T> | undefined;
+}
+
+/**
+ * The `disk` option: where the log lives and how it is written.
+ *
+ * With it, *held* means "in the log and not yet delivered", and the strategies and states follow
+ * the log's bytes: utilization is the held records' bytes (payload + 16 bytes of header each) over
+ * `maxBytes`. Memory holds at most `maxBufferSize` items (queued or in flight); the rest wait on
+ * disk and are read back in order. A sluice opened on a log with undelivered records delivers
+ * them first (`'replay'` event, `replayed` metric).
+ *
+ * @example
+ * ```ts
+ * const sink = new BlockingWritable(insertRows, {
+ *   disk: { path: '/var/lib/ingest/queue', fsync: 'always', maxBytes: 10 * 2 ** 30 },
+ * });
+ * ```
+ */
+export interface DiskOptions<T = unknown> {
+  /** The log's directory, created if missing. One sluice at a time owns it (a lock file). */
+  path: string;
+  /**
+   * Bytes of undelivered records the log may hold: the capacity the states and strategies apply to.
+   * A finite `maxBufferBytes` larger than it is used instead.
+   * @default 1073741824 (1 GiB)
+   */
+  maxBytes?: number;
+  /**
+   * When appends are forced to stable storage. Every mode survives the process being killed (an
+   * append is handed to the OS before the write callback runs); they differ on a power loss:
+   * `'always'`: nothing acknowledged is lost (appends of one turn share one fsync);
+   * `'interval'`: up to `fsyncIntervalMs` of writes can be lost; `'never'`: the OS decides.
+   * @default 'interval'
+   */
+  fsync?: 'always' | 'interval' | 'never';
+  /**
+   * The period of the `'interval'` mode's fsync.
+   * @default 100
+   */
+  fsyncIntervalMs?: number;
+  /**
+   * Size at which a segment file is closed and a new one started; fully delivered segments are deleted.
+   * @default 67108864 (64 MiB)
+   */
+  segmentBytes?: number;
+  /**
+   * Encodes an item; may return a string (stored as UTF-8) or bytes.
+   * @default JSON, with Buffers preserved
+   */
+  serialize?: (item: T) => Uint8Array | string;
+  /** Decodes what `serialize` returned. @default JSON, with Buffers preserved */
+  deserialize?: (bytes: Buffer) => T;
 }
 
 /**
@@ -381,6 +449,10 @@ export interface BackpressureMetrics {
   currentFlushIntervalMs: number;
   /** The batch size batches are cut at now: `batchSize`, or where adaptive batching has steered it. */
   currentBatchSize: number;
+  /** With `disk`: undelivered records found in the log when it was opened (delivered first). 0 without. */
+  replayed: number;
+  /** With `disk`: corrupt stretches of the log found at open and moved to its quarantine file. 0 without. */
+  corruptRecords: number;
 }
 
 /**

@@ -9,6 +9,7 @@
  * practice (one service instance per directory); a fully safe takeover needs a rename dance.
  */
 import { randomBytes } from 'node:crypto';
+import { accessSync, constants, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DiskError, osCode } from './errors';
 import { type DiskFs, writeAll } from './fs';
@@ -70,6 +71,32 @@ export async function acquireLock(disk: DiskFs, directory: string): Promise<Lock
     }
   } finally {
     await unlinkIfPresent(disk, temporary);
+  }
+}
+
+/**
+ * The checks a sluice makes when it is constructed, before it opens its log asynchronously: the
+ * directory exists (or is created) and is writable, and no live process holds its lock. Throws
+ * `ERR_DISK_UNUSABLE` or `ERR_DISK_LOCKED`, so that a bad path fails at `new`, not later in an
+ * `'error'` event. (The lock itself is taken by the open that follows; a race lost there is
+ * reported by it.)
+ */
+export function checkDirectorySync(directory: string): void {
+  try {
+    mkdirSync(directory, { recursive: true });
+    accessSync(directory, constants.R_OK | constants.W_OK | constants.X_OK);
+  } catch (error) {
+    throw DiskError.unusable(directory, error);
+  }
+  const file = join(directory, LOCK_FILE);
+  let holder: Partial<LockContent> | undefined;
+  try {
+    holder = JSON.parse(readFileSync(file, 'utf8')) as Partial<LockContent>;
+  } catch {
+    return; // no lock, or a half-written one: the open decides
+  }
+  if (Number.isInteger(holder.pid) && isProcessAlive(holder.pid as number)) {
+    throw DiskError.locked(directory, holder.pid as number, file);
   }
 }
 

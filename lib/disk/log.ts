@@ -33,10 +33,22 @@ export interface DiskLogStats {
   recordsHeld: number;
   /** Records found unacknowledged when the log was opened (they are read first). */
   replayed: number;
+  /** Their bytes, record headers included. */
+  replayedBytes: number;
   /** Corrupt stretches found at open and moved to the quarantine file. */
   corruptRecords: number;
   /** Segment files. */
   segments: number;
+}
+
+/** What {@link DiskLog.appendGroup} wrote. */
+export interface AppendedGroup {
+  /** The id of the first record written (0 when none was). */
+  firstId: number;
+  /** Records written: the first `written` of the group. */
+  written: number;
+  /** Why the rest were not; `undefined` when all were. */
+  error: DiskError | undefined;
 }
 
 /** An ack() call waiting for its ids to be recorded. */
@@ -65,6 +77,7 @@ export class DiskLog {
   /** Records on disk and not acknowledged. */
   #held: number;
   readonly #replayed: number;
+  readonly #replayedBytes: number;
   readonly #corrupt: number;
   #closed = false;
   /** The chain every file operation runs on. */
@@ -97,6 +110,7 @@ export class DiskLog {
     this.#segments = recovered.segments;
     this.#writer = writer;
     this.#held = this.#replayed = recovered.held;
+    this.#replayedBytes = recovered.heldBytes;
     this.#corrupt = recovered.corrupt;
     this.#reader = new LogReader({
       disk: this.#disk,
@@ -173,6 +187,35 @@ export class DiskLog {
   }
 
   /**
+   * Appends records in order, as one group; never rejects. Resolves how many were written (a
+   * prefix of `payloads`, with consecutive ids from `firstId`) and, if not all, the `DiskError`
+   * that stopped the rest: nothing of those is kept. One promise for the group, not one per record.
+   */
+  appendGroup(payloads: readonly Uint8Array[]): Promise<AppendedGroup> {
+    if (this.#closed) return Promise.resolve({ firstId: 0, written: 0, error: DiskError.closed(this.path) });
+    return new Promise((resolve) => {
+      const result: AppendedGroup = { firstId: 0, written: 0, error: undefined };
+      let left = payloads.length;
+      const settled = (): void => {
+        if (--left === 0) resolve(result);
+      };
+      const onWritten = (id: number): void => {
+        if (result.written++ === 0) result.firstId = id;
+        settled();
+      };
+      const onFailed = (error: unknown): void => {
+        result.error ??= error as DiskError;
+        settled();
+      };
+      if (left === 0) return resolve(result);
+      for (const payload of payloads) this.#appends.push({ payload, resolve: onWritten, reject: onFailed });
+      if (this.#appendQueued) return;
+      this.#appendQueued = true;
+      void this.#run(() => this.#writeGroup());
+    });
+  }
+
+  /**
    * Marks records delivered. Resolves once that is recorded (synced in `'always'` mode) and the
    * segments it finished are deleted (a failed deletion is retried by the next ack).
    * Acknowledging an id twice is harmless; an id never handed out rejects with
@@ -207,6 +250,11 @@ export class DiskLog {
     return this.#reader.read(maxRecords);
   }
 
+  /** From now on, `read()` passes over records below `id` (their owner kept them in memory). */
+  skipBelow(id: number): void {
+    this.#reader.skipBelow(id);
+  }
+
   /** Every unacknowledged record not read yet, `readAhead` at a time. */
   async *records(readAhead = 1000): AsyncGenerator<StoredRecord> {
     for (let batch = await this.read(readAhead); batch.length > 0; batch = await this.read(readAhead)) yield* batch;
@@ -223,6 +271,7 @@ export class DiskLog {
       bytesOnDisk: segmentBytes + this.#acks.size,
       recordsHeld: this.#held,
       replayed: this.#replayed,
+      replayedBytes: this.#replayedBytes,
       corruptRecords: this.#corrupt,
       segments: this.#segments.length,
     };

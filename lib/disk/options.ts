@@ -56,6 +56,8 @@ export interface DiskLogOptions {
 export type ResolvedDiskLogOptions = Readonly<Required<DiskLogOptions>>;
 
 const NAMES = new Set(['path', 'fsync', 'fsyncIntervalMs', 'segmentBytes', 'ackCompactBytes', 'fs']);
+/** What a misspelt name is told it may be. */
+const KNOWN = 'path, maxBytes, fsync, fsyncIntervalMs, segmentBytes, serialize, deserialize';
 const MODES: readonly FsyncMode[] = ['always', 'interval', 'never'];
 
 /** Validates `options` and applies the defaults. */
@@ -65,7 +67,7 @@ export function resolveOptions(options: DiskLogOptions): ResolvedDiskLogOptions 
     if (!NAMES.has(key))
       throw invalidArgValue(
         `The option "disk.${key}"`,
-        'is not a disk log option',
+        `is not a disk option (known: ${KNOWN})`,
         options[key as keyof DiskLogOptions],
       );
   }
@@ -91,4 +93,48 @@ function integer(name: string, value: unknown, min: number, max: number): number
     throw outOfRange(`The option "disk.${name}"`, `an integer from ${min} to ${max}`, value);
   }
   return value;
+}
+
+/** The `disk` option of a sluice, validated: the log's options, the byte capacity and the codec's functions. */
+export interface ResolvedSluiceDisk<T> {
+  readonly log: ResolvedDiskLogOptions;
+  readonly maxBytes: number;
+  readonly serialize: ((item: T) => Uint8Array | string) | undefined;
+  readonly deserialize: ((bytes: Buffer) => T) | undefined;
+}
+
+const SLUICE_ONLY = new Set(['maxBytes', 'serialize', 'deserialize']);
+/** 1 GiB. */
+export const DEFAULT_DISK_MAX_BYTES = 2 ** 30;
+
+/**
+ * Validates a sluice's `disk` option (`{ path, maxBytes, fsync, fsyncIntervalMs, segmentBytes,
+ * serialize, deserialize }`); throws coded errors naming the option, like every option.
+ */
+export function resolveSluiceDisk<T>(options: unknown): ResolvedSluiceDisk<T> {
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw invalidArgType('The option "disk"', 'an object { path, ... }', options);
+  }
+  const record = options as Record<string, unknown>;
+  const logOptions: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(record)) if (!SLUICE_ONLY.has(key)) logOptions[key] = value;
+  const log = resolveOptions(logOptions as unknown as DiskLogOptions);
+  const maxBytes = record.maxBytes ?? DEFAULT_DISK_MAX_BYTES;
+  if (typeof maxBytes !== 'number') throw invalidArgType('The option "disk.maxBytes"', 'of type number', maxBytes);
+  if (!Number.isSafeInteger(maxBytes) || maxBytes < 1) {
+    throw outOfRange('The option "disk.maxBytes"', 'an integer >= 1', maxBytes);
+  }
+  const codecFunction = (name: 'serialize' | 'deserialize'): unknown => {
+    const value = record[name];
+    if (value !== undefined && typeof value !== 'function') {
+      throw invalidArgType(`The option "disk.${name}"`, 'a function', value);
+    }
+    return value;
+  };
+  return Object.freeze({
+    log,
+    maxBytes,
+    serialize: codecFunction('serialize') as ResolvedSluiceDisk<T>['serialize'],
+    deserialize: codecFunction('deserialize') as ResolvedSluiceDisk<T>['deserialize'],
+  });
 }

@@ -93,6 +93,8 @@ export class LogReader {
   /** The segment being read (by base, which survives deletions of older ones) and the offset in it. */
   #base: number;
   #offset = 0;
+  /** Records below this id are not returned (the caller holds them in memory); see {@link skipBelow}. */
+  #floor = 0;
   #queue: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly log: ReadableLog) {
@@ -104,6 +106,14 @@ export class LogReader {
     const result = this.#queue.then(() => this.#next(maxRecords));
     this.#queue = result.catch(() => undefined);
     return result;
+  }
+
+  /**
+   * From now on, records with ids below `id` are passed over like acknowledged ones: their owner
+   * kept them in memory, so reading them back would deliver them twice.
+   */
+  skipBelow(id: number): void {
+    this.#floor = Math.max(this.#floor, id);
   }
 
   /** Resolves once the reads started so far are over. */
@@ -128,7 +138,8 @@ export class LogReader {
         continue;
       }
       const span = await this.#span(segment, end, maxRecords - out.length);
-      for (const record of span.records) if (!this.log.isAcknowledged(record.id)) out.push(record);
+      for (const record of span.records)
+        if (record.id >= this.#floor && !this.log.isAcknowledged(record.id)) out.push(record);
       this.#offset = span.next;
     }
     return out;

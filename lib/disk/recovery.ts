@@ -35,6 +35,8 @@ export interface Recovered {
   segments: Segment[];
   /** Records found that are not acknowledged: they are replayed. */
   held: number;
+  /** Their bytes, headers included. */
+  heldBytes: number;
   /** Corrupt stretches moved to the quarantine file. */
   corrupt: number;
   /** The id the next appended record gets. */
@@ -71,16 +73,19 @@ export async function recoverSegments(
   bases: number[],
   acked: IdRanges,
 ): Promise<Recovered> {
-  const result: Recovered = { segments: [], held: 0, corrupt: 0, nextId: 1 };
+  const result: Recovered = { segments: [], held: 0, heldBytes: 0, corrupt: 0, nextId: 1 };
   let expected = bases[0] ?? 1;
   for (const [index, base] of bases.entries()) {
     if (base > expected) acked.addRange(expected, base - 1);
     expected = Math.max(expected, base);
     const file = join(directory, segmentName(base));
     const bytes = await disk.readFile(file);
-    const onRecord = (id: number): void => {
+    const onRecord = (id: number, size: number): void => {
       if (id > expected) acked.addRange(expected, id - 1);
-      if (!acked.has(id)) result.held++;
+      if (!acked.has(id)) {
+        result.held++;
+        result.heldBytes += size;
+      }
       expected = id + 1;
     };
     const scan = scanSegment(bytes, () => expected, onRecord);
@@ -95,14 +100,14 @@ export async function recoverSegments(
 }
 
 /** Walks the records of one segment, calling `onRecord` for each valid one in order. */
-export function scanSegment(bytes: Buffer, expected: () => number, onRecord: (id: number) => void): Scan {
+export function scanSegment(bytes: Buffer, expected: () => number, onRecord: (id: number, size: number) => void): Scan {
   const scan: Scan = { kept: [], corrupt: [], tail: undefined };
   let offset = 0;
   let keptFrom = 0;
   while (offset < bytes.length) {
     const record = parseRecord(bytes, offset);
     if (typeof record === 'object' && record.id >= expected()) {
-      onRecord(record.id);
+      onRecord(record.id, record.size);
       offset += record.size;
       continue;
     }

@@ -1,4 +1,6 @@
 import { Queue } from './queue';
+import { Spool } from './spool';
+import { criticalCount } from './thresholds';
 import { WaitQueue } from './waiting';
 import type { ResolvedConfig } from '../config';
 import type { BackpressureState, BackpressureStrategy, DropReason, WriteCallback } from '../types';
@@ -91,6 +93,10 @@ export class Admission<T> implements Gate<T> {
   unheardDrops = 0;
   /** Set once by the engine, after the scheduler (which reads this queue) exists. */
   pump: Pump | undefined;
+  /** With a disk log: where accepted items go (set once by the engine). */
+  spool: Spool<T> | undefined;
+  /** disk: the record bytes of the item being admitted (saved and restored around nested offers). */
+  #payload: Uint8Array | undefined;
   /** An offer is being admitted: its 'drop' events wait until it is (item, reason pairs). */
   #admitting = false;
   #deferredDrops: unknown[] = [];
@@ -109,23 +115,28 @@ export class Admission<T> implements Gate<T> {
     this.#keepAlive = parts.keepAlive;
     this.#host = host;
     this.#sized = parts.thresholds.bytesBounded;
-    this.#maxItems = config.maxBufferSize;
-    this.#maxBytes = config.maxBufferBytes;
-    this.queue = new Queue(config.maxBufferSize, config.batchSize, this.#sized);
-    this.waitQueue = new WaitQueue(parts.thresholds.highCount);
+    this.#maxItems = parts.thresholds.maxItems;
+    this.#maxBytes = parts.thresholds.maxBytes;
+    // With a disk log the queue is memory's read-ahead, and waiting writes are bounded by memory too.
+    this.queue = new Queue(config.maxBufferSize, config.batchSize, this.#sized, config.disk !== undefined);
+    this.waitQueue = new WaitQueue(criticalCount(config));
   }
 
   /** Offers one item; returns what `write()` returns. */
   offer(item: T, settle: Settle | undefined): boolean {
+    // disk: an item that cannot be encoded is refused here, before it counts (write() throws).
+    const payload = this.spool?.encode(item);
     this.#ledger.offered++;
     let size = 0;
     if (this.#sized) {
-      size = this.config.sizeOf(item);
-      if (!(size <= this.config.maxBufferBytes)) {
+      size = payload === undefined ? this.config.sizeOf(item) : Spool.sizeOf(payload);
+      if (!(size <= this.#maxBytes)) {
         this.drop(item, 'oversize', settle);
         return true;
       }
     }
+    const outerPayload = this.#payload;
+    this.#payload = payload;
     let ok: boolean;
     if (this.#admitting) ok = this.#policy.admit(this, item, size, settle);
     else {
@@ -138,6 +149,7 @@ export class Admission<T> implements Gate<T> {
       }
       if (this.#deferredDrops.length > 0) this.#emitDeferredDrops();
     }
+    this.#payload = outerPayload;
     if (!ok && !this.#signals.destroyed) this.#signals.refused();
     return ok;
   }
@@ -152,13 +164,16 @@ export class Admission<T> implements Gate<T> {
 
   fits(size: number): boolean {
     const ledger = this.#ledger;
-    return ledger.held < this.#maxItems && ledger.heldBytes + size <= this.#maxBytes;
+    return ledger.held < this.#maxItems && ledger.heldBytes + size <= this.#maxBytes && !(this.spool?.full ?? false);
   }
 
   accept(item: T, size: number, settle: Settle | undefined): void {
     if (this.#signals.destroyed) return this.#host.takeLate(item, size, settle);
-    this.#enqueue(item, size);
-    if (settle !== undefined) process.nextTick(settle, null, true);
+    if (this.spool !== undefined) this.#spool(item, size, this.#payload as Uint8Array, settle);
+    else {
+      this.#enqueue(item, size);
+      if (settle !== undefined) process.nextTick(settle, null, true);
+    }
     // The hot path: one more item changes the level only at a threshold; a flush starts only if it can.
     if (this.#thresholds.isEdge(this.#ledger.held)) this.#host.refreshLevel();
     const pump = this.pump as Pump;
@@ -168,6 +183,12 @@ export class Admission<T> implements Gate<T> {
   #enqueue(item: T, size: number): void {
     this.queue.push(item, size, now);
     this.#ledger.accept(size);
+  }
+
+  /** disk: counted as held now; queued (or left on disk) and called back once appended. */
+  #spool(item: T, size: number, payload: Uint8Array, settle: Settle | undefined): void {
+    this.#ledger.accept(size);
+    (this.spool as Spool<T>).accept(item, size, payload, settle);
   }
 
   drop(item: T, reason: DropReason, settle: Settle | undefined): void {
@@ -180,6 +201,7 @@ export class Admission<T> implements Gate<T> {
     if (this.queue.size === 0) return false;
     const item = this.queue.shift() as T;
     this.#ledger.evict(this.queue.lastSize);
+    void this.spool?.settled([this.queue.lastId]);
     this.drop(item, 'evicted', undefined);
     return true;
   }
@@ -216,7 +238,7 @@ export class Admission<T> implements Gate<T> {
     // highWatermark 1) is honouring backpressure: it waits as long as the sink needs, so that such a
     // producer never loses an item. It does not shield the writes behind it (each keeps its deadline).
     const deadline = this.#signals.needDrain ? now() + this.config.maxBlockTimeMs : Infinity;
-    this.waitQueue.push({ item, settle, size, deadline, expired: false });
+    this.waitQueue.push({ item, settle, size, deadline, expired: false, payload: this.#payload });
     this.#host.refreshLevel();
     this.#armWaitTimer();
     return false;
@@ -227,8 +249,11 @@ export class Admission<T> implements Gate<T> {
     const waiting = this.waitQueue;
     for (let head = waiting.peek(); head !== undefined && this.fits(head.size); head = waiting.peek()) {
       waiting.shift();
-      this.#enqueue(head.item, head.size);
-      if (head.settle !== undefined) process.nextTick(head.settle, null, true);
+      if (this.spool !== undefined) this.#spool(head.item, head.size, head.payload as Uint8Array, head.settle);
+      else {
+        this.#enqueue(head.item, head.size);
+        if (head.settle !== undefined) process.nextTick(head.settle, null, true);
+      }
     }
     this.#armWaitTimer();
   }

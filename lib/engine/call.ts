@@ -17,6 +17,8 @@ export interface Batch<T> {
   items: T[];
   /** Sizes of `items`, taken once at admission; only with a byte bound. */
   sizes: number[] | undefined;
+  /** Durable ids of `items`; only with a disk log. */
+  ids: number[] | undefined;
   /** Items before it are resolved. */
   start: number;
   /** Sink calls made for this batch so far (the context's `attempt` of the last one). */
@@ -32,6 +34,8 @@ export interface Batch<T> {
   timer: NodeJS.Timeout | undefined;
   /** Ends the current wait early (on destroy). */
   wake: (() => void) | undefined;
+  /** disk: the acknowledgements of its items being recorded; the batch keeps its slot until they are. */
+  acking: Promise<void> | undefined;
 }
 
 export interface CallConfig {
@@ -61,12 +65,14 @@ const now = (): number => performance.now();
  */
 export class CallContext implements FlushContext {
   readonly attempt: number;
+  readonly ids: readonly number[] | undefined;
   #controller: AbortController | undefined;
   #aborted = false;
   #reason: unknown;
 
-  constructor(attempt: number) {
+  constructor(attempt: number, ids?: readonly number[]) {
     this.attempt = attempt;
+    this.ids = ids;
   }
 
   get signal(): AbortSignal {
@@ -131,7 +137,8 @@ export class SinkCalls<T> {
     // insert(items.shift())`) and then fails must not empty the batch that is retried.
     const items = batch.items.slice(batch.start, batch.start + count);
     batch.tries++;
-    const context = new CallContext(++batch.attempt);
+    const ids = batch.ids?.slice(batch.start, batch.start + count);
+    const context = new CallContext(++batch.attempt, ids);
     batch.context = context;
     const started = now();
     if (this.#config.flushTimeoutMs === Infinity) return this.#untimed(batch, items, context, started);

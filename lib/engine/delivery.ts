@@ -27,6 +27,11 @@ export interface DeliveryHost {
   /** A dead-letter failure the stream must fail with. */
   fail(error: BackpressureError<unknown>): void;
   recordLatency(latencyMs: number, delivered: number): void;
+  /**
+   * disk: these records are done with (delivered, or taken by the dead-letter path); `ids` is the
+   * host's. Resolves once that is recorded.
+   */
+  settled(ids: number[]): Promise<void> | undefined;
 }
 
 type Failed<T> = Outcome<T> & { kind: 'failed' };
@@ -57,7 +62,24 @@ export class Delivery<T> {
     this.#host = host;
   }
 
+  /**
+   * Resolves once every item of the batch is resolved and, with a disk log, recorded as such: a
+   * batch keeps its flush slot until then, so that a crash can deliver again at most the batches
+   * in the slots.
+   */
   async run(batch: Batch<T>): Promise<void> {
+    await this.#run(batch);
+    if (batch.acking !== undefined) await batch.acking;
+  }
+
+  #settled(batch: Batch<T>, ids: number[]): void {
+    const recorded = this.#host.settled(ids);
+    if (recorded === undefined) return;
+    const before = batch.acking;
+    batch.acking = before === undefined ? recorded : Promise.all([before, recorded]).then(() => undefined);
+  }
+
+  async #run(batch: Batch<T>): Promise<void> {
     for (;;) {
       const count = batch.items.length - batch.start;
       const outcome = await this.#calls.call(batch, count);
@@ -123,6 +145,7 @@ export class Delivery<T> {
 
   #deliver(batch: Batch<T>, count: number): void {
     const bytes = this.#bytes(batch, count);
+    if (batch.ids !== undefined) this.#settled(batch, batch.ids.slice(batch.start, batch.start + count));
     batch.start += count;
     this.#ledger.deliver(count, bytes);
     this.#host.released();
@@ -133,9 +156,11 @@ export class Delivery<T> {
    * into them) failed: the rest were delivered. Keeps the failed ones first.
    */
   #narrow(batch: Batch<T>, count: number, failed: number[]): number {
-    const { items, sizes, start } = batch;
+    const { items, sizes, ids, start } = batch;
     const keptItems: T[] = [];
     const keptSizes: number[] | undefined = sizes === undefined ? undefined : [];
+    const keptIds: number[] | undefined = ids === undefined ? undefined : [];
+    const deliveredIds: number[] = [];
     let deliveredBytes = 0;
     let next = 0;
     for (let i = 0; i < count; i++) {
@@ -143,11 +168,17 @@ export class Delivery<T> {
         next++;
         keptItems.push(items[start + i] as T);
         keptSizes?.push((sizes as number[])[start + i] as number);
-      } else if (sizes !== undefined) deliveredBytes += sizes[start + i] as number;
+        keptIds?.push((ids as number[])[start + i] as number);
+      } else {
+        if (sizes !== undefined) deliveredBytes += sizes[start + i] as number;
+        if (ids !== undefined) deliveredIds.push(ids[start + i] as number);
+      }
     }
     batch.items = keptItems.concat(items.slice(start + count));
     batch.sizes = keptSizes?.concat((sizes as number[]).slice(start + count));
+    batch.ids = keptIds?.concat((ids as number[]).slice(start + count));
     batch.start = 0;
+    if (deliveredIds.length > 0) this.#settled(batch, deliveredIds);
     this.#ledger.deliver(count - failed.length, deliveredBytes);
     this.#host.released();
     return failed.length;
@@ -161,10 +192,13 @@ export class Delivery<T> {
    */
   async #deadLetter(batch: Batch<T>, count: number, error: BackpressureError<T>): Promise<void> {
     const bytes = this.#bytes(batch, count);
+    const ids = batch.ids?.slice(batch.start, batch.start + count);
     batch.start += count;
     // Without a dead-letter path the stream fails at once, so that a destroy() it causes finds the
     // rest of what is held and adds it to this same error.
     const failure = this.#deadLetters.hasPath() ? await this.#deadLetters.hand(error.items, error) : error;
+    // disk: a handler that took them is their owner now; without one (or if it failed) they stay in the log.
+    if (ids !== undefined && failure === undefined) this.#settled(batch, ids);
     if (batch.abandoned) {
       // destroy() already counted these as dead-lettered; a failing handler can only be reported.
       if (failure !== undefined && failure !== error) warnHandlerFailed(failure);

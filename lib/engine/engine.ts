@@ -8,7 +8,11 @@ import { Ledger } from './ledger';
 import { Admission } from './admission';
 import { Scheduler } from './scheduler';
 import { Signals } from './signals';
+import { Spool } from './spool';
 import { Thresholds } from './thresholds';
+import { BackpressureStrategy } from '../types';
+import type { DiskError } from '../disk/errors';
+import type { Staged } from './spool';
 import type { ResolvedConfig } from '../config';
 import type { BackpressureMetrics, FlushFunction } from '../types';
 import type { AdmissionPolicy, Settle } from './admission';
@@ -46,6 +50,8 @@ export class Engine<T> {
   readonly #scheduler: Scheduler<T>;
   readonly #deadLetters: DeadLetters<T>;
   readonly #delivery: Delivery<T>;
+  /** With the `disk` option: the write-ahead log under the queue. */
+  readonly #spool: Spool<T> | undefined;
 
   /** The error this engine destroyed its host with; destroy() adds the remaining items to it. */
   #failure: BackpressureError<T> | undefined;
@@ -65,7 +71,7 @@ export class Engine<T> {
     this.config = config;
     this.className = className;
     this.#host = host;
-    this.#thresholds = new Thresholds(config);
+    this.#thresholds = new Thresholds(boundsOf(config));
     const signals = (this.#signals = new Signals(host, this.#keepAlive, () => this.length));
     const parts = {
       ledger: this.#ledger,
@@ -91,6 +97,7 @@ export class Engine<T> {
       released: () => this.#released(),
       fail: (error) => this.#fail(error as BackpressureError<T>),
       recordLatency: (latencyMs, delivered) => this.#scheduler.recordLatency(latencyMs, delivered),
+      settled: (ids) => this.#spool?.settled(ids),
     });
     this.#scheduler = new Scheduler(
       config,
@@ -107,7 +114,27 @@ export class Engine<T> {
     );
     this.#admission.pump = this.#scheduler;
     this.offer = this.#admission.offer.bind(this.#admission);
-    watchForExit(this);
+    if (config.disk === undefined) watchForExit(this);
+    else {
+      // What the log holds survives the process: nothing to warn about at exit.
+      this.#spool = new Spool(
+        config.disk,
+        { queue: this.#queue, ledger: this.#ledger, readAhead: config.maxBufferSize },
+        {
+          queued: () => this.#scheduler.pump(),
+          opened: (replayed, bytes, corrupt) => {
+            this.#ledger.replay(replayed, bytes, corrupt);
+            this.#refreshLevel();
+            if (replayed > 0) host.emit('replay', replayed);
+            this.#checkIdle();
+          },
+          appendFailed: (entries, error) => this.#appendFailed(entries, error),
+          fail: (error) => this.#host.destroy(error),
+          spaceAgain: () => this.#released(),
+        },
+      );
+      this.#admission.spool = this.#spool;
+    }
   }
 
   // ---- admission ---------------------------------------------------------
@@ -154,9 +181,37 @@ export class Engine<T> {
 
   /** Room was freed: let waiting writes in, update the state, maybe resume the producer. */
   #released(): void {
+    this.#spool?.refill();
     this.#admission.admitWaiting();
     this.#refreshLevel();
     this.#signals.maybeDrain();
+  }
+
+  /**
+   * disk: accepted items could not be appended. A full disk is the strategy's "full": block keeps
+   * them (in order, before anything later) and retries while new writes wait at the door; the
+   * drop strategies drop them with reason `disk_full`. Any other I/O error fails the stream.
+   */
+  #appendFailed(entries: Staged<T>[], error: DiskError): void {
+    const spool = this.#spool as Spool<T>;
+    if (error.code !== 'ERR_DISK_FULL') {
+      spool.retryLater(entries);
+      this.#host.destroy(error);
+      return;
+    }
+    if (this.config.strategy === BackpressureStrategy.BLOCK) {
+      const wasFull = spool.full;
+      spool.retryLater(entries);
+      if (!wasFull) this.#host.emit('diskfull', error);
+      this.#refreshLevel();
+      return;
+    }
+    for (const entry of entries) {
+      this.#ledger.evict(entry.size);
+      this.#admission.drop(entry.item, 'disk_full', entry.settle);
+    }
+    this.#released();
+    this.#checkIdle();
   }
 
   /** Destroys the host with an error that will carry every item still held. */
@@ -207,6 +262,8 @@ export class Engine<T> {
 
   #checkIdle(): void {
     if (this.length > 0 || this.#idleCallbacks.length === 0 || this.#signals.destroyed) return;
+    // disk: until the log is open, what a previous run left in it is not counted yet.
+    if (this.#spool?.opening === true) return;
     this.#signals.setDrainRequested(false);
     const callbacks = this.#idleCallbacks;
     this.#idleCallbacks = [];
@@ -218,7 +275,11 @@ export class Engine<T> {
    * (their calls are aborted, their late results ignored), the queue, and waiting
    * writes, oldest first. Counts them as dead-lettered: the caller hands them on.
    */
-  #takeAll(reason: (items: T[]) => BackpressureError<T>): { items: T[]; waiters: { settle: Settle | undefined }[] } {
+  #takeAll(reason: (items: T[]) => BackpressureError<T>): {
+    items: T[];
+    unlogged: T[];
+    waiters: { settle: Settle | undefined }[];
+  } {
     const abort = reason([]);
     this.#keepAlive.clearAll();
     const items: T[] = [];
@@ -227,11 +288,24 @@ export class Engine<T> {
     this.#scheduler.stop();
     const queued = this.#admission.takeAll();
     for (const item of queued.items) items.push(item);
-    const waiters = queued.waiters;
-    for (const waiter of waiters) items.push(waiter.item);
-    this.#ledger.takeAll(waiters.length);
+    // disk: what is in the log stays there for the next run; only what is not yet in it is lost.
+    const unlogged: T[] = this.#spool === undefined ? items : [];
+    const waiters: { item: T; settle: Settle | undefined }[] = queued.waiters;
+    if (this.#spool !== undefined) {
+      const unwritten = this.#spool.takeUnwritten();
+      let bytes = 0;
+      for (const entry of unwritten) {
+        bytes += entry.size;
+        waiters.push(entry);
+      }
+      this.#ledger.takeUnlogged(queued.waiters.length, unwritten.length, bytes);
+    } else this.#ledger.takeAll(waiters.length);
+    for (const waiter of waiters) {
+      items.push(waiter.item);
+      if (unlogged !== items) unlogged.push(waiter.item);
+    }
     for (const item of items) this.#lost.push(item);
-    return { items, waiters };
+    return { items, unlogged, waiters };
   }
 
   /**
@@ -239,10 +313,10 @@ export class Engine<T> {
    * dead-letter path (if there is one) and returns it. The host then destroys itself.
    */
   abandon(timeoutMs: number): T[] {
-    const { items, waiters } = this.#takeAll((taken) => BackpressureError.shutdownTimeout(taken, timeoutMs));
-    const error = BackpressureError.shutdownTimeout(items, timeoutMs);
+    const { items, unlogged, waiters } = this.#takeAll((taken) => BackpressureError.shutdownTimeout(taken, timeoutMs));
+    const error = BackpressureError.shutdownTimeout(unlogged, timeoutMs);
     failWaiters(waiters, error);
-    if (items.length > 0 && this.#deadLetters.hasPath()) this.#deadLetters.handLate(items, error);
+    if (unlogged.length > 0 && this.#deadLetters.hasPath()) this.#deadLetters.handLate(unlogged, error);
     return items;
   }
 
@@ -264,7 +338,7 @@ export class Engine<T> {
    */
   destroy(error: Error | null | undefined): Error | null | undefined {
     if (this.#signals.destroyed) return error;
-    const { items, waiters } = this.#takeAll((taken) => BackpressureError.destroyed(taken, error));
+    const { unlogged: items, waiters } = this.#takeAll((taken) => BackpressureError.destroyed(taken, error));
     this.#signals.destroyed = true;
     let settleError: Error = BackpressureError.destroyed(items, error);
     if (error != null && error === this.#failure) {
@@ -286,6 +360,14 @@ export class Engine<T> {
     return error;
   }
 
+  /**
+   * disk: waits for the log's open, appends and acknowledgements, then closes it and releases its
+   * lock. Undefined without a log.
+   */
+  closeDisk(): Promise<void> | undefined {
+    return this.#spool?.close();
+  }
+
   /** Throws unless the accounting identity holds; for tests. */
   assertBalanced(): void {
     this.#ledger.assertBalanced(this.#waiting.size);
@@ -303,6 +385,19 @@ export class Engine<T> {
       currentBatchSize: this.#scheduler.batchSize,
     });
   }
+}
+
+/** The bounds the states follow: with a disk log, the log's bytes (see DiskOptions.maxBytes). */
+function boundsOf<T>(config: ResolvedConfig<T>): ConstructorParameters<typeof Thresholds>[0] {
+  const disk = config.disk;
+  if (disk === undefined) return config;
+  const userBytes = config.maxBufferBytes === Infinity ? 0 : config.maxBufferBytes;
+  return {
+    maxBufferSize: Infinity,
+    maxBufferBytes: Math.max(disk.maxBytes, userBytes),
+    lowWatermark: config.lowWatermark,
+    highWatermark: config.highWatermark,
+  };
 }
 
 function failWaiters(waiters: { settle: Settle | undefined }[], error: Error): void {

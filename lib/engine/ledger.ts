@@ -18,6 +18,7 @@ export class Ledger {
     timeout: 0,
     overflow: 0,
     oversize: 0,
+    disk_full: 0,
   };
   /** A frozen copy of droppedByReason for metrics, rebuilt only after a drop. */
   #droppedView: Readonly<Record<DropReason, number>> | undefined;
@@ -32,6 +33,20 @@ export class Ledger {
   heldBytes = 0;
   /** Held items cut into a batch (in a call, awaiting a retry, or with a dead-letter handler). */
   inFlight = 0;
+  /** disk: undelivered records found in the log at open; they count as offered and accepted. */
+  replayed = 0;
+  /** disk: corrupt stretches found in the log at open. */
+  corruptRecords = 0;
+
+  /** disk: the log held `count` undelivered records (`bytes` in all) when it was opened. */
+  replay(count: number, bytes: number, corrupt: number): void {
+    this.offered += count;
+    this.accepted += count;
+    this.held += count;
+    this.heldBytes += bytes;
+    this.replayed += count;
+    this.corruptRecords += corrupt;
+  }
 
   accept(bytes: number): void {
     this.accepted++;
@@ -91,6 +106,19 @@ export class Ledger {
     this.inFlight = 0;
   }
 
+  /**
+   * disk: destroy() or a shutdown deadline took what is not in the log: `waiting` writes (accepted,
+   * then dead-lettered) and `unwritten` accepted items whose append had not resolved. Everything
+   * in the log stays held: the next run delivers it.
+   */
+  takeUnlogged(waiting: number, unwritten: number, unwrittenBytes: number): void {
+    this.accepted += waiting;
+    this.deadLettered += waiting + unwritten;
+    this.held -= unwritten;
+    this.heldBytes -= unwrittenBytes;
+    this.inFlight = 0;
+  }
+
   droppedView(): Readonly<Record<DropReason, number>> {
     return (this.#droppedView ??= Object.freeze({ ...this.droppedByReason }));
   }
@@ -126,6 +154,8 @@ export class Ledger {
       lastFlushLatencyMs: rest.lastFlushLatencyMs,
       currentFlushIntervalMs: rest.currentFlushIntervalMs,
       currentBatchSize: rest.currentBatchSize,
+      replayed: this.replayed,
+      corruptRecords: this.corruptRecords,
     };
   }
 

@@ -10,6 +10,8 @@ export class Queue<T> {
   readonly #items: BoundedBuffer<T>;
   /** Size of each item in #items, in step with it; only with a byte bound. */
   readonly #sizes: BoundedBuffer<number> | undefined;
+  /** Durable id of each item in #items, in step with it; only with a disk log. */
+  readonly #ids: BoundedBuffer<number> | undefined;
   /**
    * Arrival time of the first item of each `runLength` run of #items; [0] dates the oldest item
    * (no later than it arrived). Runs keep their boundaries as items leave from the head.
@@ -20,10 +22,13 @@ export class Queue<T> {
   #headGone = 0;
   /** Size of the item the last shift() removed. */
   lastSize = 0;
+  /** Durable id of the item the last shift() removed (0 without a disk log). */
+  lastId = 0;
 
-  constructor(capacity: number, runLength: number, sized: boolean) {
+  constructor(capacity: number, runLength: number, sized: boolean, durable = false) {
     this.#items = new BoundedBuffer(capacity);
     this.#sizes = sized ? new BoundedBuffer(capacity) : undefined;
+    this.#ids = durable ? new BoundedBuffer(capacity) : undefined;
     this.#stamps = new BoundedBuffer(Math.ceil(capacity / runLength) + 1);
     this.#runLength = runLength;
   }
@@ -37,10 +42,11 @@ export class Queue<T> {
     return this.#stamps.peek();
   }
 
-  push(item: T, size: number, now: () => number): void {
+  push(item: T, size: number, now: () => number, id = 0): void {
     if ((this.#items.size + this.#headGone) % this.#runLength === 0) this.#stamps.push(now());
     this.#items.push(item);
     this.#sizes?.push(size);
+    this.#ids?.push(id);
   }
 
   /** Removes the oldest item; its size is in `lastSize`. */
@@ -48,13 +54,15 @@ export class Queue<T> {
     if (this.#items.isEmpty()) return undefined;
     const item = this.#items.shift() as T;
     this.lastSize = this.#sizes?.shift() ?? 0;
+    this.lastId = this.#ids?.shift() ?? 0;
     this.#removed(1);
     return item;
   }
 
-  /** Cuts the `count` oldest items; their sizes go to `sizesOut` when sized. */
-  take(count: number): { items: T[]; sizes: number[] | undefined; bytes: number } {
+  /** Cuts the `count` oldest items, with their sizes (when sized) and durable ids (with a disk log). */
+  take(count: number): { items: T[]; sizes: number[] | undefined; ids: number[] | undefined; bytes: number } {
     const items = this.#items.take(count);
+    const ids = this.#ids?.take(count);
     let sizes: number[] | undefined;
     let bytes = 0;
     if (this.#sizes !== undefined) {
@@ -62,11 +70,12 @@ export class Queue<T> {
       for (const size of sizes) bytes += size;
     }
     this.#removed(items.length);
-    return { items, sizes, bytes };
+    return { items, sizes, ids, bytes };
   }
 
   clear(): T[] {
     this.#sizes?.clear();
+    this.#ids?.clear();
     this.#stamps.clear();
     this.#headGone = 0;
     return this.#items.clear();

@@ -170,11 +170,12 @@ export class Scheduler<T> {
   }
 
   #startBatch(count: number): void {
-    const { items, sizes } = this.#queue.take(count);
+    const { items, sizes, ids } = this.#queue.take(count);
     this.#ledger.cut(count);
     const batch: Batch<T> = {
       items,
       sizes,
+      ids,
       start: 0,
       attempt: 0,
       tries: 0,
@@ -182,6 +183,7 @@ export class Scheduler<T> {
       context: undefined,
       timer: undefined,
       wake: undefined,
+      acking: undefined,
     };
     this.batches.add(batch);
     void this.#delivery.run(batch).then(() => this.#batchDone(batch));

@@ -42,6 +42,15 @@ export class Thresholds {
     this.bytesBounded = config.maxBufferBytes !== Infinity;
   }
 
+  /** The item bound (`Infinity` with a disk log: there the bytes bound). */
+  get maxItems(): number {
+    return this.#config.maxBufferSize;
+  }
+
+  get maxBytes(): number {
+    return this.#config.maxBufferBytes;
+  }
+
   /** Whether one more item, making `held`, may raise the level (the hot path skips the rest). */
   isEdge(held: number): boolean {
     return (

@@ -18,6 +18,8 @@ export interface Waiter<T> {
   readonly deadline: number;
   /** Dropped by its deadline while still in the main queue; skipped when reached. */
   expired: boolean;
+  /** disk: the item's record bytes, encoded once when it was offered. */
+  payload?: Uint8Array;
 }
 
 export class WaitQueue<T> {
