@@ -3,7 +3,8 @@ import { Spool } from './spool';
 import { criticalCount } from './thresholds';
 import { WaitQueue } from './waiting';
 import type { ResolvedConfig } from '../config';
-import type { BackpressureState, BackpressureStrategy, DropReason, WriteCallback } from '../types';
+import { BackpressureStrategy } from '../types';
+import type { BackpressureState, DropReason, WriteCallback } from '../types';
 import type { EventHost } from './dead-letter';
 import type { KeepAlive } from './keep-alive';
 import type { Ledger } from './ledger';
@@ -84,6 +85,8 @@ export class Admission<T> implements Gate<T> {
   readonly #keepAlive: KeepAlive;
   readonly #host: AdmissionHost<T>;
   readonly #sized: boolean;
+  /** The strategy is block (it waits where the others drop). */
+  readonly #blocks: boolean;
   /** The bounds, read on every offer. */
   readonly #maxItems: number;
   readonly #maxBytes: number;
@@ -115,6 +118,7 @@ export class Admission<T> implements Gate<T> {
     this.#keepAlive = parts.keepAlive;
     this.#host = host;
     this.#sized = parts.thresholds.bytesBounded;
+    this.#blocks = policy.strategy === BackpressureStrategy.BLOCK;
     this.#maxItems = parts.thresholds.maxItems;
     this.#maxBytes = parts.thresholds.maxBytes;
     // With a disk log the queue is memory's read-ahead, and waiting writes are bounded by memory too.
@@ -135,6 +139,12 @@ export class Admission<T> implements Gate<T> {
         return true;
       }
     }
+    // disk: the drop strategies never wait, so a producer that outruns the disk loses the incoming item.
+    if (payload !== undefined && !this.#blocks && (this.spool as Spool<T>).congested) {
+      if (this.#policy.strategy === BackpressureStrategy.DROP_OLDEST) this.evictIncoming(item, settle);
+      else this.drop(item, 'rejected', settle);
+      return true;
+    }
     const outerPayload = this.#payload;
     this.#payload = payload;
     let ok: boolean;
@@ -150,6 +160,8 @@ export class Admission<T> implements Gate<T> {
       if (this.#deferredDrops.length > 0) this.#emitDeferredDrops();
     }
     this.#payload = outerPayload;
+    // disk: block tells an outrunning producer to wait for the disk too.
+    if (ok && payload !== undefined && this.#blocks && (this.spool as Spool<T>).congested) ok = false;
     if (!ok && !this.#signals.destroyed) this.#signals.refused();
     return ok;
   }

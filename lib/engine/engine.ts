@@ -130,7 +130,10 @@ export class Engine<T> {
           },
           appendFailed: (entries, error) => this.#appendFailed(entries, error),
           fail: (error) => this.#host.destroy(error),
-          spaceAgain: () => this.#released(),
+          spaceAgain: () => {
+            this.#released();
+            this.#signals.maybeDrain(true);
+          },
         },
       );
       this.#admission.spool = this.#spool;
@@ -366,6 +369,11 @@ export class Engine<T> {
    */
   closeDisk(): Promise<void> | undefined {
     return this.#spool?.close();
+  }
+
+  /** Items in memory (with a disk log, what the spool holds; else everything held) plus waiting writes. For tests. */
+  get inMemory(): number {
+    return (this.#spool?.inMemory ?? this.#ledger.held) + this.#waiting.size;
   }
 
   /** Throws unless the accounting identity holds; for tests. */

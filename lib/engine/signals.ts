@@ -61,9 +61,18 @@ export class Signals {
     this.#setNeedDrain(true);
   }
 
-  /** Room was freed: the producer resumes below the low watermark (hysteresis), never once ending. */
-  maybeDrain(): void {
-    if (!this.needDrain || this.destroyed || this.ending || this.level !== BackpressureState.NORMAL) return;
+  /**
+   * Room was freed: the producer resumes below the low watermark (hysteresis), never once ending.
+   * `belowCritical`: a refusal that was not the level's (the disk log's writer caught up with the
+   * producer) ends as soon as the level would let a write through.
+   */
+  maybeDrain(belowCritical = false): void {
+    if (!this.needDrain || this.destroyed || this.ending) return;
+    const level = this.level;
+    const open = belowCritical
+      ? level === BackpressureState.NORMAL || level === BackpressureState.ELEVATED
+      : level === BackpressureState.NORMAL;
+    if (!open) return;
     this.#setNeedDrain(false);
     this.#host.emit('drain');
   }

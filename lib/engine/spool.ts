@@ -50,7 +50,7 @@ export interface SpoolHost<T> {
   appendFailed(entries: Staged<T>[], error: DiskError): void;
   /** The log cannot go on (it did not open, a record cannot be read back): the stream fails. */
   fail(error: Error): void;
-  /** Appends succeed again after a full disk: writes waiting at the door may come in. */
+  /** Appends succeed again after a full disk, or the disk caught up with the producer: writes may come in. */
   spaceAgain(): void;
 }
 
@@ -75,6 +75,8 @@ export class Spool<T> {
   #appending = false;
   /** Staged or appending items that will be queued from memory. */
   #memoryPending = 0;
+  /** Accepted items not in the log yet (staged or appending): in memory however they are marked. */
+  #unwritten = 0;
   /** Disk-only items not read back yet (being appended or in the log). */
   #diskOnly = 0;
   /** Of them, those in the log (appended, or found at open). */
@@ -89,6 +91,20 @@ export class Spool<T> {
   full = false;
   /** The log is not open yet: what it holds from a previous run is not counted yet, so nothing is idle. */
   opening = true;
+
+  /**
+   * As many items wait to be written as memory may hold: the producer outruns the disk. Block
+   * pauses it (write() returns false, later writes wait); the drop strategies drop the incoming
+   * item. Keeps memory bounded when a producer writes faster than the log can append.
+   */
+  get congested(): boolean {
+    return this.#unwritten >= this.#readAhead;
+  }
+
+  /** Items memory holds: read ahead (queued, in flight, appending to be queued) and not yet written. For tests. */
+  get inMemory(): number {
+    return this.#memoryHeld() + this.#unwritten - this.#memoryPending;
+  }
   #closed = false;
 
   constructor(
@@ -133,6 +149,7 @@ export class Spool<T> {
       this.#diskOnly++;
     }
     this.#staged.push({ item, size, payload, settle, diskOnly });
+    this.#unwritten++;
     this.#appendNext();
   }
 
@@ -194,6 +211,7 @@ export class Spool<T> {
       } else this.#memoryPending++;
     }
     this.#staged = entries.concat(this.#staged);
+    this.#unwritten += entries.length;
     this.full = true;
     if (this.#retryTimer !== undefined || this.#closed) return;
     this.#retryTimer = setTimeout(() => {
@@ -207,6 +225,7 @@ export class Spool<T> {
   takeUnwritten(): Staged<T>[] {
     const staged = this.#staged;
     this.#staged = [];
+    this.#unwritten = 0;
     clearTimeout(this.#retryTimer);
     this.#retryTimer = undefined;
     this.#closed = true;
@@ -228,10 +247,8 @@ export class Spool<T> {
 
   #opened(log: DiskLog): DiskLog | undefined {
     this.opening = false;
-    if (this.#closed) {
-      void log.close();
-      return log;
-    }
+    // Destroyed while opening: close() (which waits for this open) closes it.
+    if (this.#closed) return log;
     this.#log = log;
     const { replayed, replayedBytes, corruptRecords } = log.stats();
     if (replayed > 0) {
@@ -257,6 +274,8 @@ export class Spool<T> {
 
   #appended(group: Staged<T>[], { firstId, written, error }: AppendedGroup): void {
     this.#appending = false;
+    const wasCongested = this.congested;
+    this.#unwritten -= group.length;
     if (this.#closed) {
       // Destroyed meanwhile: what was written stays in the log for the next run.
       group.forEach((entry, i) => {
@@ -281,11 +300,12 @@ export class Spool<T> {
       }
       if (entry.settle !== undefined) process.nextTick(entry.settle, null, true);
     }
-    const spaceAgain = written > 0 && this.full;
-    if (spaceAgain) {
+    const wasFull = written > 0 && this.full;
+    if (wasFull) {
       this.full = false;
       this.#retryDelayMs = 10;
     }
+    const spaceAgain = wasFull || (wasCongested && !this.congested);
     if (written < group.length) {
       const failed = group.slice(written);
       for (const entry of failed) {

@@ -5,6 +5,7 @@ import { pipeline } from 'node:stream/promises';
 import { once } from 'node:events';
 import {
   BackpressureState,
+  BackpressureTransform,
   BlockingWritable,
   DiskError,
   DropNewestWritable,
@@ -13,6 +14,7 @@ import {
   type WritevChunks,
 } from '../../lib';
 import { type DiskFs, nodeFs } from '../../lib/disk/fs';
+import { kEngine } from '../../lib/stream-shell';
 import { cleanup, osError, tempDir } from './support/helpers';
 
 /**
@@ -174,6 +176,29 @@ describe('disk: delivery through the log', () => {
   });
 });
 
+describe('disk: the Transform', () => {
+  test('batches come out in order through the log; what was not read downstream is replayed by the next one', async () => {
+    const path = tempDir();
+    const options = { strategy: 'block' as const, batchSize: 4, maxBufferSize: 4, disk: { path } };
+    const first = new BackpressureTransform<number>(options);
+    for (const n of range(10)) await writeAll(first as unknown as BlockingWritable<number>, [n]);
+    // Nobody reads: at most the readable side's batches were pushed; the rest stay in the log.
+    first.destroy();
+    await once(first, 'close');
+    const second = new BackpressureTransform<number>(options);
+    const batches: number[][] = [];
+    const reading = (async () => {
+      for await (const batch of second) batches.push(batch);
+    })();
+    second.end();
+    await reading;
+    // The first one pushed its first batch, but nobody read it: a push the readable side did not take
+    // is not a delivery, so everything was still in the log.
+    expect(batches.flat()).toEqual(range(10));
+    expect(second.getMetrics().replayed).toBe(10);
+  });
+});
+
 describe('disk: replay after a restart', () => {
   test('undelivered items are replayed first, in order, with the same ids, before anything new', async () => {
     const path = tempDir();
@@ -242,7 +267,7 @@ describe('disk: states follow the log', () => {
     sink.hold();
     // Each record: 16 bytes of header + '"xxxxxxxx"' (10 bytes) = 26 bytes; maxBytes 260 = 10 records.
     const stream = new BlockingWritable<string>(sink.flush, {
-      maxBufferSize: 2,
+      maxBufferSize: 10,
       batchSize: 1,
       disk: { path, maxBytes: 260 },
     });
@@ -261,6 +286,37 @@ describe('disk: states follow the log', () => {
     stream.end();
     await once(stream, 'finish');
     expect(sink.items).toHaveLength(8);
+  });
+});
+
+describe('disk: a producer that outruns the disk', () => {
+  test('block: write() returns false once maxBufferSize items wait to be written; drain when they are; nothing dropped', async () => {
+    const path = tempDir();
+    const sink = recorder<number>();
+    const stream = new BlockingWritable<number>(sink.flush, { maxBufferSize: 5, batchSize: 5, disk: { path } });
+    const engine = (stream as unknown as { [kEngine]: { inMemory: number } })[kEngine];
+    const returns = range(5).map((n) => stream.write(n));
+    expect(returns).toEqual([true, true, true, true, false]);
+    // A write after false waits at the door instead of piling up in memory.
+    stream.write(5);
+    expect(engine.inMemory).toBe(6);
+    await once(stream, 'drain');
+    stream.end();
+    await once(stream, 'finish');
+    expect(sink.items).toEqual(range(6));
+    expect(stream.getMetrics().eventsDropped).toBe(0);
+  });
+
+  test("drop_newest: the incoming item is dropped ('rejected') while maxBufferSize items wait to be written", async () => {
+    const path = tempDir();
+    const sink = recorder<number>();
+    const stream = new DropNewestWritable<number>(sink.flush, { maxBufferSize: 3, batchSize: 3, disk: { path } });
+    const accepted = writeAll(stream, range(5));
+    expect(await accepted).toEqual([true, true, true, false, false]);
+    stream.end();
+    await once(stream, 'finish');
+    expect(sink.items).toEqual(range(3));
+    expect(stream.getMetrics().droppedByReason.rejected).toBe(2);
   });
 });
 
