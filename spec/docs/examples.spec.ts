@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import * as ts from 'typescript';
 import type { main as BatchingTransform } from '../../docs/examples/batching-transform';
 import type { main as Controller } from '../../docs/examples/controller';
+import type { main as DurableQueue } from '../../docs/examples/durable-queue';
 import type { main as Etl } from '../../docs/examples/etl-file-to-db';
 import type { main as ForAwait } from '../../docs/examples/for-await-producer';
 import type { main as HttpIngest } from '../../docs/examples/http-ingest';
@@ -141,6 +142,7 @@ describe('docs/examples', () => {
     const tested = [
       'batching-transform.ts',
       'controller.ts',
+      'durable-queue.ts',
       'etl-file-to-db.ts',
       'for-await-producer.ts',
       'http-ingest.ts',
@@ -161,6 +163,19 @@ describe('docs/examples', () => {
       expect(result.delivered).toBe(5_000);
       expect(result.batches).toBe(50);
       expect(result.maxHeld).toBeLessThanOrEqual(1_000);
+    },
+    TEST_TIMEOUT_MS,
+  );
+
+  it(
+    'durable-queue: what a dead run accepted is replayed by the next one and stored once',
+    async () => {
+      await expect(runClean<typeof DurableQueue>('durable-queue')).resolves.toEqual({
+        accepted: 5_001,
+        replayed: 5_001,
+        stored: 5_002,
+        duplicates: 0,
+      });
     },
     TEST_TIMEOUT_MS,
   );
