@@ -82,7 +82,7 @@ export function endThroughEngine<T>(
   // finished()/pipeline() take an ended Writable whose (Node) buffer is empty for finished, and would
   // then call a destroy() before 'finish' a success. Node's buffer stays unused; mark it non-empty
   // until the engine has delivered everything (finalThroughEngine clears it).
-  if (stream[kEngine].length > 0 && !stream.destroyed) nodeState(stream).length = 1;
+  if (stream[kEngine].busy && !stream.destroyed) nodeState(stream).length = 1;
 }
 
 /**

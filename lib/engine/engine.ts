@@ -174,6 +174,11 @@ export class Engine<T> {
     return this.#ledger.held + this.#waiting.size;
   }
 
+  /** Something is held or waiting, or (disk) the log is still opening and may hold a previous run's items. */
+  get busy(): boolean {
+    return this.length > 0 || this.#spool?.opening === true;
+  }
+
   get utilization(): number {
     return this.#thresholds.utilization(this.#ledger.held, this.#ledger.heldBytes);
   }
