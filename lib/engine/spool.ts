@@ -91,6 +91,8 @@ export class Spool<T> {
   full = false;
   /** The log is not open yet: what it holds from a previous run is not counted yet, so nothing is idle. */
   opening = true;
+  /** close() or destroy() began: nothing more is appended, read or acknowledged. */
+  #closed = false;
 
   /**
    * As many items wait to be written as memory may hold: the producer outruns the disk. Block
@@ -105,7 +107,6 @@ export class Spool<T> {
   get inMemory(): number {
     return this.#memoryHeld() + this.#unwritten - this.#memoryPending;
   }
-  #closed = false;
 
   constructor(
     disk: ResolvedSluiceDisk<T>,
@@ -173,7 +174,14 @@ export class Spool<T> {
           return;
         }
         for (const record of records) {
-          const item = this.#codec.decode(record.payload, record.id);
+          let item: T;
+          try {
+            item = this.#codec.decode(record.payload, record.id);
+          } catch (error) {
+            // ERR_DISK_UNDECODABLE: the stream fails; the record stays in the log (never skipped silently).
+            this.#host.fail(error as Error);
+            return;
+          }
           this.#queue.push(item, Spool.sizeOf(record.payload), now, record.id);
         }
         this.#diskOnly -= records.length;

@@ -383,6 +383,36 @@ describe('disk: bad input', () => {
     expect(stream.getMetrics().eventsOffered).toBe(1);
   });
 
+  test('a record that deserialize rejects fails the stream with ERR_DISK_UNDECODABLE, and stays in the log', async () => {
+    const path = tempDir();
+    const sink = recorder<string>();
+    sink.hold();
+    const disk = {
+      path,
+      serialize: (item: string) => item,
+      deserialize: (bytes: Buffer) => {
+        if (bytes.toString() === 'bad') throw new Error('not a known format');
+        return bytes.toString();
+      },
+    };
+    // maxBufferSize 1: every item after the first is read back from the log.
+    const stream = new BlockingWritable<string>(sink.flush, { maxBufferSize: 1, batchSize: 1, disk });
+    await writeAll(stream, ['a', 'bad', 'c']);
+    const failed = once(stream, 'error');
+    // 'close' follows 'error' in the same tick: listen before.
+    const closed = new Promise((resolve) => stream.on('close', resolve));
+    sink.release();
+    const [error] = (await failed) as [DiskError];
+    expect(error).toMatchObject({ code: 'ERR_DISK_UNDECODABLE', message: expect.stringContaining('Record 2') });
+    await closed;
+    expect(sink.items).toEqual(['a']);
+    // Still there: a deserialize that reads it delivers it.
+    const next = recorder<string>();
+    const fixed = { ...disk, deserialize: (bytes: Buffer) => bytes.toString() };
+    await pipeline(Readable.from([]), new BlockingWritable<string>(next.flush, { disk: fixed }));
+    expect(next.items).toEqual(['bad', 'c']);
+  });
+
   test('a second sluice on the same path gets ERR_DISK_LOCKED at construction, naming the holder', async () => {
     const path = tempDir();
     const first = new BlockingWritable<number>(async () => {}, { disk: { path } });
