@@ -67,9 +67,10 @@ export class Delivery<T> {
    * batch keeps its flush slot until then, so that a crash can deliver again at most the batches
    * in the slots.
    */
-  async run(batch: Batch<T>): Promise<void> {
-    await this.#run(batch);
-    if (batch.acking !== undefined) await batch.acking;
+  run(batch: Batch<T>): Promise<void> {
+    const done = this.#run(batch);
+    if (batch.ids === undefined) return done;
+    return done.then(() => batch.acking);
   }
 
   #settled(batch: Batch<T>, ids: number[]): void {
