@@ -1,4 +1,4 @@
-import { contender } from './contenders';
+import { contender, removeTempDirs } from './contenders';
 import { workload } from './workloads/index';
 
 /**
@@ -9,9 +9,20 @@ async function main(): Promise<void> {
   const [workloadName, contenderName, ...flags] = process.argv.slice(2);
   if (workloadName === undefined || contenderName === undefined)
     throw new Error('usage: child <workload> <contender> [--quick]');
-  const result = await workload(workloadName).run(contender(contenderName), { quick: flags.includes('--quick') });
-  process.stdout.write(`${JSON.stringify(result)}\n`);
+  try {
+    const result = await workload(workloadName).run(contender(contenderName), { quick: flags.includes('--quick') });
+    process.stdout.write(`${JSON.stringify(result)}\n`);
+  } finally {
+    // The disk contenders' logs: after the timed part, and also when the run failed.
+    removeTempDirs();
+  }
 }
+
+// run.js kills a run that exceeds its time limit with SIGTERM: remove its logs all the same.
+process.on('SIGTERM', () => {
+  removeTempDirs();
+  process.exit(143);
+});
 
 main().then(
   // The reference controller leaves polling timers behind; a run is over when its result is out.

@@ -1,4 +1,7 @@
 import { once } from 'node:events';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { Duplex, Readable, Writable } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
 import {
@@ -10,6 +13,7 @@ import { sluice } from './sluice';
 import type { BatchSink, Item } from './common';
 import type {
   BackpressureMetrics,
+  BackpressureOptions,
   BackpressureStrategy,
   BackpressureTransform,
   BackpressureWritable,
@@ -266,16 +270,43 @@ const rx: Contender = {
   },
 };
 
-function sluiceContender(strategy: BackpressureStrategy): Contender {
-  const make = (sink: BatchSink, options: Options) =>
-    sluice.createBackpressureStream<Item>(sink, {
+/** The fsync modes the disk-backed contenders run with (issue 13). */
+export type DiskFsync = 'interval' | 'always';
+
+/**
+ * Log directories made by this process's disk contenders, one per stream: a fresh one per run, since
+ * each run is a fresh child process. Removed by `removeTempDirs()` after the run's result is out
+ * (child.ts), outside the timed part. SLUICE_BENCH_DISK_DIR picks the parent (default: the OS's temp).
+ */
+const tempDirs: string[] = [];
+
+function freshTempDir(): string {
+  const dir = fs.mkdtempSync(path.join(process.env.SLUICE_BENCH_DISK_DIR ?? os.tmpdir(), 'sluice-bench-disk-'));
+  tempDirs.push(dir);
+  return dir;
+}
+
+export function removeTempDirs(): void {
+  for (const dir of tempDirs.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
+}
+
+/** `sluice-<strategy>`, or with `fsync`, `sluice-disk-<fsync>`: sluice-block's settings plus a disk log. */
+function sluiceContender(strategy: BackpressureStrategy, fsync?: DiskFsync): Contender {
+  const make = (sink: BatchSink, options: Options) => {
+    const settings: BackpressureOptions<Item> = {
       strategy,
       batchSize: options.batchSize,
       maxBufferSize: options.maxBufferSize ?? 10_000,
-    });
+    };
+    if (fsync !== undefined) settings.disk = { path: freshTempDir(), fsync };
+    return sluice.createBackpressureStream<Item>(sink, settings);
+  };
   return {
-    name: `sluice-${strategy}`,
-    description: `\`createBackpressureStream(sink, { strategy: '${strategy}' })\` fed by \`pipeline(Readable.from(...))\``,
+    name: fsync === undefined ? `sluice-${strategy}` : `sluice-disk-${fsync}`,
+    description:
+      fsync === undefined
+        ? `\`createBackpressureStream(sink, { strategy: '${strategy}' })\` fed by \`pipeline(Readable.from(...))\``
+        : `\`sluice-block\` with \`disk: { path: <a fresh temporary directory>, fsync: '${fsync}' }\` (JSON records, other disk options default)`,
     async run(count, sink, options) {
       const stream = make(sink, options);
       await pipeline(Readable.from(items(count)), asWritable(stream));
@@ -409,6 +440,8 @@ export const contenders: readonly Contender[] = [
   cargo,
   rx,
   sluiceContender(sluice.BackpressureStrategy.BLOCK),
+  sluiceContender(sluice.BackpressureStrategy.BLOCK, 'interval'),
+  sluiceContender(sluice.BackpressureStrategy.BLOCK, 'always'),
   writev,
   sluiceContender(sluice.BackpressureStrategy.DROP_OLDEST),
   sluiceContender(sluice.BackpressureStrategy.DROP_NEWEST),

@@ -242,7 +242,78 @@ function burstTable(results: Results, w: Workload): string {
   );
 }
 
+/** The disk-backed contenders (issue 13); each is compared with the in-memory `sluice-block` of the same runs. */
+const DISK_CONTENDERS = ['sluice-disk-interval', 'sluice-disk-always'] as const;
+
+/** stall: the rate after the stall, since the in-memory block drops most items and the disk-backed ones none. */
+function diskRateKey(w: Workload): NumericKey {
+  return w.name === 'stall' ? 'afterStallItemsPerSec' : 'itemsPerSec';
+}
+
+/**
+ * Per-run ratios `contender / baseline` of `key`, pairing the runs of the same round (run.ts goes
+ * round-robin, so run i of both saw the same neighbours' load).
+ */
+function pairedRatios(a: PairResults, b: PairResults, key: NumericKey): Stat {
+  const ratios: number[] = [];
+  for (let i = 0; i < Math.min(a.runs.length, b.runs.length); i++) {
+    const x = a.runs[i]?.[key];
+    const y = b.runs[i]?.[key];
+    if (typeof x === 'number' && typeof y === 'number' && y > 0) ratios.push(x / y);
+  }
+  ratios.sort((m, n) => m - n);
+  if (ratios.length === 0) return { median: NaN, min: NaN, max: NaN };
+  const mid = Math.floor(ratios.length / 2);
+  const median =
+    ratios.length % 2 === 1 ? (ratios[mid] as number) : ((ratios[mid - 1] as number) + (ratios[mid] as number)) / 2;
+  return { median, min: ratios[0] as number, max: ratios[ratios.length - 1] as number };
+}
+
+/** The disk-backed contenders against in-memory `sluice-block`: speed, CPU, memory; empty without them. */
+function diskTable(results: Results, w: Workload): string {
+  const block = pair(results, w.name, 'sluice-block');
+  const key = diskRateKey(w);
+  const names = ['sluice-block', ...DISK_CONTENDERS].filter((name) => pair(results, w.name, name) !== undefined);
+  if (!names.some((name) => name !== 'sluice-block')) return '';
+  const rows = names.map((name) => {
+    const p = pair(results, w.name, name) as PairResults;
+    const speed = p.stat(key);
+    const cpu = p.stat('itemsPerCpuSec');
+    const paired = block === undefined ? undefined : pairedRatios(p, block, key);
+    return [
+      `\`${name}\``,
+      `${si(speed.median)} (${range(speed, si)})`,
+      block === undefined ? 'n/a' : ratio(speed.median, block.median(key)),
+      paired === undefined ? 'n/a' : `${fixed(paired.median, 3)} (${fixed(paired.min, 3)}–${fixed(paired.max, 3)})`,
+      `${si(cpu.median)} (${range(cpu, si)})`,
+      block === undefined ? 'n/a' : ratio(cpu.median, block.median('itemsPerCpuSec')),
+      si(p.median('lost')),
+      fixed(p.median('peakHeapGrowthMB')),
+      fixed(p.median('peakRssGrowthMB')),
+    ];
+  });
+  const rate = w.name === 'stall' ? 'items/s after the stall' : 'items/s';
+  return `\n\nDisk-backed (issue 13) against in-memory \`sluice-block\`, medians (min–max):\n\n${table(
+    [
+      'contender',
+      rate,
+      'vs sluice-block',
+      'paired runs: ratio',
+      'items/CPU-s',
+      'vs sluice-block',
+      'lost',
+      'peak heap Δ MB',
+      'peak RSS Δ MB',
+    ],
+    rows,
+  )}`;
+}
+
 function workloadTable(results: Results, w: Workload): string {
+  return mainTable(results, w) + diskTable(results, w);
+}
+
+function mainTable(results: Results, w: Workload): string {
   switch (w.name) {
     case 'stall':
       return stallTable(results, w);
@@ -319,7 +390,7 @@ function targets(results: Results): Verdict[] {
   }
   {
     const native = pair(results, 'stall', 'native-ignoring');
-    for (const strategy of ['block', 'drop_oldest', 'drop_newest', 'sample']) {
+    for (const strategy of ['block', 'drop_oldest', 'drop_newest', 'sample', 'disk-interval', 'disk-always']) {
       const p = pair(results, 'stall', `sluice-${strategy}`);
       if (p === undefined) continue;
       const worst = p.stat('peakHeapGrowthMB').max;
@@ -329,6 +400,30 @@ function targets(results: Results): Verdict[] {
         measured: `worst run ${fixed(worst)} MB, bound ${fixed(bound)} MB${native === undefined ? '' : `; native-ignoring ${fixed(native.median('peakHeapGrowthMB'))} MB`}`,
         met: worst < bound,
       });
+    }
+  }
+  {
+    // Disk-backed block against in-memory block (issue 13): fast sink by mode; the sink-bound ones >= 0.95x.
+    const goals: [string, string, NumericKey, string, number, (typeof DISK_CONTENDERS)[number]][] = [
+      ['fast-sink', 'fast sink', 'itemsPerSec', 'items/s', 0.5, 'sluice-disk-interval'],
+      ['fast-sink', 'fast sink', 'itemsPerSec', 'items/s', 0.2, 'sluice-disk-always'],
+      ['slow-sink', 'slow sink', 'itemsPerSec', 'items/s', 0.95, 'sluice-disk-interval'],
+      ['slow-sink', 'slow sink', 'itemsPerSec', 'items/s', 0.95, 'sluice-disk-always'],
+      ['stall', 'stall', 'afterStallItemsPerSec', 'items/s after the stall', 0.95, 'sluice-disk-interval'],
+      ['stall', 'stall', 'afterStallItemsPerSec', 'items/s after the stall', 0.95, 'sluice-disk-always'],
+    ];
+    for (const [w, label, key, unit, threshold, name] of goals) {
+      const disk = pair(results, w, name);
+      const block = pair(results, w, 'sluice-block');
+      if (disk === undefined) continue;
+      const r = disk.median(key) / (block?.median(key) ?? NaN);
+      const paired = block === undefined ? NaN : pairedRatios(disk, block, key).median;
+      check(
+        `${label}: ${name.replace('sluice-', 'sluice ')} ≥ ${threshold}× in-memory sluice block ${unit}`,
+        r,
+        threshold,
+        `${fixed(r, 3)}× (paired runs: ${fixed(paired, 3)}×)`,
+      );
     }
   }
   {

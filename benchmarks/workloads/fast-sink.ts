@@ -28,6 +28,8 @@ export const fastSinkWorkload: Workload = {
     'sluice-drop_newest',
     'sluice-sample',
     'sluice-transform',
+    'sluice-disk-interval',
+    'sluice-disk-always',
   ],
   run(contender, scale) {
     const count =

@@ -36,6 +36,11 @@ export interface RunResult {
   /** from the moment the burst schedule asked for the item to its delivery */
   e2eP50Ms?: number;
   e2eP99Ms?: number;
+  /**
+   * stall: delivered items per second of the time the sink was not stalled (elapsed minus the stall),
+   * the sink-bound rate; it compares a contender that delivers everything with one that drops most
+   */
+  afterStallItemsPerSec?: number;
   /** the stall target's bound: 1.5 x maxBufferSize x item size + 16 MB */
   boundMB?: number;
   itemBytes?: number;
