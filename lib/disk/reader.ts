@@ -29,41 +29,37 @@ export interface Span {
  */
 export async function readSpan(
   disk: DiskFs,
-  file: string,
+  fd: number,
   from: number,
   end: number,
   maxRecords: number,
   onBad: (offset: number) => never,
 ): Promise<Span> {
   const records: StoredRecord[] = [];
-  const fd = await disk.open(file, 'r');
-  try {
-    let position = from;
-    let buffer = Buffer.alloc(Math.min(CHUNK_BYTES, end - from));
-    while (records.length < maxRecords && position < end) {
-      const length = await fill(disk, fd, buffer, position, end);
-      let offset = 0;
-      while (records.length < maxRecords) {
-        const record = parseRecord(buffer, offset, length);
-        if (record === 'bad') onBad(position + offset);
-        if (record === 'short') break;
-        records.push({ id: record.id, payload: Buffer.from(record.payload) });
-        offset += record.size;
-      }
-      if (offset === 0 && records.length < maxRecords) {
-        // Nothing parsed: either one record larger than the buffer (grow it to fit exactly that
-        // record), or a record running past the bytes known complete (damage).
-        if (length < buffer.length || length < HEADER_BYTES) onBad(position);
-        const size = announcedSize(buffer, 0);
-        if (position + size > end) onBad(position);
-        buffer = Buffer.alloc(size);
-      }
-      position += offset;
+  let position = from;
+  let size = Math.min(CHUNK_BYTES, end - from);
+  while (records.length < maxRecords && position < end) {
+    // A fresh buffer per fill: the payloads returned are views into it, not copies.
+    const buffer = Buffer.allocUnsafe(size);
+    const length = await fill(disk, fd, buffer, position, end);
+    let offset = 0;
+    while (records.length < maxRecords) {
+      const record = parseRecord(buffer, offset, length);
+      if (record === 'bad') onBad(position + offset);
+      if (record === 'short') break;
+      records.push({ id: record.id, payload: record.payload });
+      offset += record.size;
     }
-    return { records, next: position };
-  } finally {
-    await disk.close(fd);
+    if (offset === 0 && records.length < maxRecords) {
+      // Nothing parsed: either one record larger than the buffer (the next buffer fits exactly that
+      // record), or a record running past the bytes known complete (damage).
+      if (length < buffer.length || length < HEADER_BYTES) onBad(position);
+      size = announcedSize(buffer, 0);
+      if (position + size > end) onBad(position);
+    } else size = Math.min(CHUNK_BYTES, end - position - offset);
+    position += offset;
   }
+  return { records, next: position };
 }
 
 /** Fills `buffer` from `position`, stopping at `end`; resolves the bytes read. */
@@ -93,6 +89,9 @@ export class LogReader {
   /** The segment being read (by base, which survives deletions of older ones) and the offset in it. */
   #base: number;
   #offset = 0;
+  /** The segment file being read, kept open between reads (a deleted one still reads). */
+  #fd: number | undefined;
+  #fdBase = 0;
   /** Records below this id are not returned (the caller holds them in memory); see {@link skipBelow}. */
   #floor = 0;
   #queue: Promise<unknown> = Promise.resolve();
@@ -116,9 +115,26 @@ export class LogReader {
     this.#floor = Math.max(this.#floor, id);
   }
 
-  /** Resolves once the reads started so far are over. */
+  /** Resolves once the reads started so far are over, and closes the file being read. */
   async idle(): Promise<void> {
     await this.#queue;
+    await this.#closeFile();
+  }
+
+  async #closeFile(): Promise<void> {
+    const fd = this.#fd;
+    this.#fd = undefined;
+    if (fd !== undefined) await this.log.disk.close(fd);
+  }
+
+  /** The descriptor of `segment`'s file, opened once; the previous segment's is closed. */
+  async #fileOf(segment: Segment): Promise<number> {
+    if (this.#fd !== undefined && this.#fdBase === segment.base) return this.#fd;
+    await this.#closeFile();
+    const fd = await this.log.disk.open(segment.file, 'r');
+    this.#fd = fd;
+    this.#fdBase = segment.base;
+    return fd;
   }
 
   async #next(maxRecords: number): Promise<StoredRecord[]> {
@@ -149,7 +165,8 @@ export class LogReader {
   async #span(segment: Segment, end: number, maxRecords: number): Promise<Span> {
     const { disk, path } = this.log;
     try {
-      return await readSpan(disk, segment.file, this.#offset, end, maxRecords, (offset) => {
+      const fd = await this.#fileOf(segment);
+      return await readSpan(disk, fd, this.#offset, end, maxRecords, (offset) => {
         throw new DiskError(
           'ERR_DISK_IO',
           path,

@@ -21,12 +21,30 @@ const TWO_32 = 0x1_0000_0000;
 /** One record's bytes: header and payload. */
 export function encodeRecord(id: number, payload: Uint8Array): Buffer {
   const record = Buffer.allocUnsafe(HEADER_BYTES + payload.length);
-  record.writeUInt32LE(payload.length, 4);
-  record.writeUInt32LE(id % TWO_32, 8);
-  record.writeUInt32LE(Math.floor(id / TWO_32), 12);
-  record.set(payload, HEADER_BYTES);
-  record.writeUInt32LE(crc32c(record, 4), 0);
+  writeRecord(record, 0, id, payload);
   return record;
+}
+
+/** Records with ids from `firstId`, one after another in one buffer (one allocation for a group). */
+export function encodeRecords(firstId: number, payloads: readonly { payload: Uint8Array }[]): Buffer {
+  let size = 0;
+  for (const { payload } of payloads) size += HEADER_BYTES + payload.length;
+  const bytes = Buffer.allocUnsafe(size);
+  let offset = 0;
+  for (let i = 0; i < payloads.length; i++) {
+    const payload = (payloads[i] as { payload: Uint8Array }).payload;
+    writeRecord(bytes, offset, firstId + i, payload);
+    offset += HEADER_BYTES + payload.length;
+  }
+  return bytes;
+}
+
+function writeRecord(target: Buffer, offset: number, id: number, payload: Uint8Array): void {
+  target.writeUInt32LE(payload.length, offset + 4);
+  target.writeUInt32LE(id % TWO_32, offset + 8);
+  target.writeUInt32LE(Math.floor(id / TWO_32), offset + 12);
+  target.set(payload, offset + HEADER_BYTES);
+  target.writeUInt32LE(crc32c(target, offset + 4, offset + HEADER_BYTES + payload.length), offset);
 }
 
 /** A record found intact in a buffer. `payload` is a view into that buffer, not a copy. */

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { DiskError } from './errors';
 import { type DiskFs, syncDirectory, writeAll } from './fs';
 import type { FsyncMode } from './options';
-import { HEADER_BYTES, encodeRecord } from './record';
+import { HEADER_BYTES, encodeRecords } from './record';
 import { type Segment, segmentName } from './recovery';
 
 /** One queued append: its payload and how to settle its promise. */
@@ -121,7 +121,7 @@ export class SegmentWriter {
   async #writeChunk(chunk: PendingAppend[]): Promise<void> {
     const segment = this.#active;
     const firstId = this.#nextId;
-    const bytes = Buffer.concat(chunk.map((pending, i) => encodeRecord(firstId + i, pending.payload)));
+    const bytes = encodeRecords(firstId, chunk);
     try {
       if (this.#tailDirty) await this.disk.ftruncate(this.#activeFd, segment.size);
       this.#tailDirty = false;
