@@ -155,6 +155,15 @@ export class RejectsFile {
   }
 
   /**
+   * The file's length as the file system has it now (`--resumable`: another run of the same load may still
+   * be writing it when this one starts).
+   */
+  measure(): number {
+    this.#size = fstatSync(this.#fd).size;
+    return this.#size;
+  }
+
+  /**
    * `--resumable`: cuts the file to `length` bytes: what the load had written when it last committed (the
    * lines after it are for records the run reads again), or 0 to start afresh. The file must have been
    * opened to append, so that later writes go to the new end.

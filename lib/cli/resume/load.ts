@@ -149,7 +149,7 @@ export class ResumableLoad {
         inserted: 0,
         rejected: 0,
         // --rejects-append keeps what the file holds; the load's lines start after it.
-        rejectsOffset: options.rejectsAppend ? rejects.size : 0,
+        rejectsOffset: options.rejectsAppend ? rejects.measure() : 0,
         csvHeader: null,
         strictColumns: null,
         runs: 1,
@@ -182,10 +182,11 @@ export class ResumableLoad {
         `${options.input} has changed since this load into table ${options.table} last ran: ${verdict.why}. What ${PROGRESS_TABLE} says was committed may no longer match the file; add --restart to load it again from its first line`,
       );
     if (verdict.kind === 'same' && row.finishedAt !== null) return new ResumableLoad(context, table, row, 'finished');
-    if (rejects.size < row.rejectsOffset)
+    const rejectsSize = rejects.measure();
+    if (rejectsSize < row.rejectsOffset)
       throw resumeError(
         'ERR_CLI_RESUME_REJECTS_CHANGED',
-        `the rejects file ${options.rejects} holds ${fmt(rejects.size)} bytes, but this load had written ${fmt(row.rejectsOffset)} to it when it last committed: it was cut short or replaced since, and rows + rejects would no longer add up to the input's records. Put it back, or add --restart`,
+        `the rejects file ${options.rejects} holds ${fmt(rejectsSize)} bytes, but this load had written ${fmt(row.rejectsOffset)} to it when it last committed: it was cut short or replaced since, and rows + rejects would no longer add up to the input's records. Put it back, or add --restart`,
       );
     const claim = {
       inputSize: identity.size,
