@@ -152,6 +152,10 @@ export class SqliteSink implements Sink {
   }
 
   async commit(batch: ResumableBatch): Promise<number> {
+    // better-sqlite3 is synchronous and the sluice chains batches through promises: without a turn of the
+    // event loop between batches, a signal, the --shutdown-timeout deadline and the status line wait until
+    // the buffer is empty (seconds, on a slow table).
+    await new Promise<void>((resolve) => setImmediate(resolve));
     const rows = batch.rows;
     if (rows.length > 0) {
       if (this.#version !== this.#options.schema.version) await this.#sync(false, rows);
