@@ -313,6 +313,41 @@ describe('sluice ingest --resumable into SQLite', () => {
     });
   });
 
+  it('a table emptied since the last run, although the load had inserted rows: ERR_CLI_RESUME_TABLE_EMPTIED', async () => {
+    const file = join(dir, 'events.ndjson');
+    writeFileSync(file, makeInput(3000).text);
+    createTable();
+    await killAfter(file, 300, ['--batch-size', '50']);
+    execSql(db, 'DELETE FROM t');
+    await expect(runInProcess(args(file))).rejects.toMatchObject({
+      code: 'ERR_CLI_RESUME_TABLE_EMPTIED',
+      exitCode: 2,
+      message: expect.stringMatching(/inserted [\d,]+ row\(s\) into table t, which now holds none .* Add --restart/),
+    });
+  });
+
+  it('--strict-schema: a resumed run keeps the columns the first record fixed, not those of the first it reads', async () => {
+    // Lines 51, 101, 151...: where a batch of 50 ends, the next line has a field the first record lacks, a
+    // reject under --strict-schema. A run resumed there and taking its columns from it would stop instead.
+    const extra = (n: number): boolean => n > 1 && n % 50 === 1;
+    const lines = Array.from({ length: 3000 }, (_, i) =>
+      JSON.stringify(extra(i + 1) ? { n: i + 1, k: i + 1, extra: true } : { n: i + 1, k: i + 1 }),
+    );
+    const file = join(dir, 'strict.ndjson');
+    writeFileSync(file, `${lines.join('\n')}\n`);
+    createTable('t (n INTEGER NOT NULL, k INTEGER UNIQUE)');
+    await killAfter(file, 300, ['--batch-size', '50', '--strict-schema']);
+    expect(selectAll<{ strict_columns: string }>(db, 'SELECT strict_columns FROM sluice_progress')).toEqual([
+      { strict_columns: '["n","k"]' },
+    ]);
+    resumeSummary(await runCli(args(file, '--strict-schema'), dir));
+    const all = Array.from({ length: 3000 }, (_, i) => i + 1);
+    expect(stored().sort((a, b) => a - b)).toEqual(all.filter((n) => !extra(n)));
+    const rejects = readRejects(rejectsPath);
+    expect(rejects.map((r) => r.line).sort((a, b) => a - b)).toEqual(all.filter(extra));
+    expect(rejects.every((r) => r.stage === 'parse' && /field "extra" is not a column/.test(r.error))).toBe(true);
+  });
+
   it.each([
     [['-'], /--resumable needs a FILE: stdin cannot be read again after a crash/],
     [['x.ndjson', '--strategy', 'drop_oldest'], /--resumable needs --strategy block/],

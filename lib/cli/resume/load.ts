@@ -182,6 +182,11 @@ export class ResumableLoad {
         `${options.input} has changed since this load into table ${options.table} last ran: ${verdict.why}. What ${PROGRESS_TABLE} says was committed may no longer match the file; add --restart to load it again from its first line`,
       );
     if (verdict.kind === 'same' && row.finishedAt !== null) return new ResumableLoad(context, table, row, 'finished');
+    if (row.inserted > 0 && !(await table.tableHasRows()))
+      throw resumeError(
+        'ERR_CLI_RESUME_TABLE_EMPTIED',
+        `earlier runs of this load inserted ${fmt(row.inserted)} row(s) into table ${options.table}, which now holds none (emptied or dropped since): resuming would leave them out. Add --restart to load ${options.input} again from its first line`,
+      );
     const rejectsSize = rejects.measure();
     if (rejectsSize < row.rejectsOffset)
       throw resumeError(
