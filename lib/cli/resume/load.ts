@@ -14,7 +14,7 @@
  * tables), nor reading the input (identity.ts, the splitters).
  */
 import { resolve } from 'node:path';
-import { describe } from '../errors';
+import { CliError, ExitCode, describe } from '../errors';
 import { fmt } from '../status-line';
 import {
   PROGRESS_TABLE,
@@ -109,7 +109,17 @@ export class ResumableLoad {
     const { options, input, sink, rejects } = context;
     const key = { table: options.table, input: input.identity.path };
     const table = sink.progress(key);
-    let row = await table.read();
+    let row: ProgressRow | undefined;
+    try {
+      row = await table.read();
+    } catch (error) {
+      if (context.giveUp.aborted) throw error;
+      throw new CliError(
+        ExitCode.USAGE,
+        `cannot create or read the progress table ${PROGRESS_TABLE} of ${sink.target} (--resumable keeps it there): ${describe(error)}`,
+        error,
+      );
+    }
     const loadOptions = optionsKey({
       format: options.format,
       delimiter: options.delimiter,
