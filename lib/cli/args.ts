@@ -54,6 +54,13 @@ export interface IngestOptions extends CommonOptions {
   idleExitMs: number | undefined;
   /** `--reconnect-timeout`: a broker connection down longer than this ends the run (exit 1). */
   reconnectTimeoutMs: number;
+  /**
+   * `--resumable`: each batch commits with the load's progress in the target database, and a later run of
+   * the same command goes on from there (docs/cli.md, "Resumable loads").
+   */
+  resumable: boolean;
+  /** `--restart` (with `--resumable`): forget the load's progress and read the file from its first line. */
+  restart: boolean;
 }
 
 /** `sluice publish`: NDJSON lines in, one message each, the broker's acks as the flush result. */
@@ -105,6 +112,8 @@ const ingestFlags = {
   'id-column': { type: 'string' },
   'idle-exit': { type: 'string' },
   'reconnect-timeout': { type: 'string' },
+  resumable: { type: 'boolean' },
+  restart: { type: 'boolean' },
 } as const satisfies ParseArgsConfig['options'];
 
 const publishFlags = {
@@ -188,6 +197,8 @@ export function parseIngestArgs(argv: string[]): IngestOptions | undefined {
   const pgMethod = values['pg-method'] ?? (dedupe ? 'insert' : 'copy');
   if (pgMethod !== 'copy' && pgMethod !== 'insert')
     throw usageError(`The option --pg-method must be copy or insert. Received ${JSON.stringify(pgMethod)}`);
+  const resumable = values.resumable === true;
+  checkResumable(values, input, broker !== undefined, strategy, values.table);
   let columns = values.columns === undefined ? undefined : parseColumns(values.columns);
   if (dedupe && columns !== undefined && !columns.includes(idColumn)) columns = [idColumn, ...columns];
   return {
@@ -213,7 +224,33 @@ export function parseIngestArgs(argv: string[]): IngestOptions | undefined {
     idColumn,
     idleExitMs: integer(values, 'idle-exit', 1, undefined),
     reconnectTimeoutMs: integer(values, 'reconnect-timeout', 0, 30_000),
+    resumable,
+    restart: values.restart === true,
   };
+}
+
+/** The progress table's name (resume/progress.ts), which `--table` may not take with `--resumable`. */
+const PROGRESS_TABLE = 'sluice_progress';
+
+/** `--resumable` and `--restart`: what they need and what they exclude. */
+function checkResumable(values: Values, input: string, broker: boolean, strategy: string, table: string): void {
+  if (values.restart === true && values.resumable !== true)
+    throw usageError('The option --restart needs --resumable (it starts a resumable load again from its first line)');
+  if (values.resumable !== true) return;
+  if (broker)
+    throw usageError(
+      '--resumable is for files: from a broker, a message is acked only once it is stored, so what a crashed run held is delivered again',
+    );
+  if (input === '-')
+    throw usageError(
+      '--resumable needs a FILE: stdin cannot be read again after a crash. Save the input to a file first (or, once it is available, use --disk DIR to keep what is read from stdin on disk)',
+    );
+  if (strategy !== (BackpressureStrategy.BLOCK as string))
+    throw usageError(
+      `--resumable needs --strategy block: a resumable load stores or rejects every line exactly once, and a drop strategy discards rows as they come. Received --strategy ${strategy}`,
+    );
+  if (table.split('.').pop()?.toLowerCase() === PROGRESS_TABLE)
+    throw usageError(`--table ${table} is the name of the progress table --resumable keeps: choose another table`);
 }
 
 /** `undefined` when the user asked for help. */

@@ -2,7 +2,8 @@ import { Transform } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
 import { CliError, ExitCode } from './errors';
 import { KEPT_CHARS, longerThan } from './parse';
-import type { RejectLine } from './parse';
+import { NewlineOffsets } from './resume/offsets';
+import type { RejectLine, ResumeAt } from './parse';
 import type { TransformCallback } from 'node:stream';
 
 /**
@@ -25,7 +26,14 @@ export interface CsvBatch {
   numbers: number[];
   raws: string[];
   fields: string[][];
+  /** `--resumable` only: per record, the byte offset just past it and its last physical line. */
+  ends?: number[];
+  lasts?: number[];
+  /** `--resumable` only: per record, why it was rejected already (its `fields` are empty), or undefined. */
+  errors?: (string | undefined)[];
 }
+
+const NO_FIELDS: string[] = [];
 
 const QUOTE = 34;
 const NL = 10;
@@ -48,6 +56,10 @@ export class CsvSplitter extends Transform {
   readonly #delimiter: number;
   readonly #maxBytes: number;
   readonly #reject: RejectLine;
+  /** `--resumable` only: byte offsets of the line breaks of the text buffered. */
+  readonly #offsets: NewlineOffsets | undefined;
+  /** `--resumable`: the over-long record being skipped, handed on once its line ends (and its offset is known). */
+  #longLine: { line: number; raw: string } | undefined;
   /** Text from the start of the current record (`#start` is 0 between chunks). */
   #buf = '';
   #start = 0;
@@ -67,21 +79,46 @@ export class CsvSplitter extends Transform {
   #bomChecked = false;
   #headerSeen = false;
   #error = '';
-  #out: CsvBatch = { numbers: [], raws: [], fields: [] };
+  #out: CsvBatch;
   /** Data records read (the header is not one): emitted, or rejected here. */
   records = 0;
+  /** The header's fields, once read (or given, for a run resumed past it). */
+  header: string[] | undefined;
   blank = 0;
   /** Set when the run stops early: a partial last record was cut by the stop, not by the input. */
   discardTail = false;
 
-  constructor(reject: RejectLine, options: { delimiter: string; maxRecordBytes: number }) {
+  /**
+   * With `resume` (`--resumable`), reading starts at `resume.offset`, past `resume.line` lines (and past the
+   * header, given in `resume.header`, unless at the start); each record carries the byte offset just past it,
+   * and records rejected here are handed on in the batch (`errors`) rather than rejected, so that every record
+   * reaches the sluice in input order.
+   */
+  constructor(reject: RejectLine, options: { delimiter: string; maxRecordBytes: number; resume?: ResumeAt }) {
     super({ readableObjectMode: true, readableHighWaterMark: 4 });
     this.#reject = reject;
     this.#delimiter = options.delimiter.charCodeAt(0);
     this.#maxBytes = options.maxRecordBytes;
+    const resume = options.resume;
+    if (resume !== undefined) {
+      this.#offsets = new NewlineOffsets(resume.offset, resume.line);
+      this.#line = resume.line + 1;
+      if (resume.offset > 0) this.#bomChecked = true;
+    }
+    this.#out = this.#batch();
+    if (resume?.header !== undefined) {
+      this.#headerSeen = true;
+      this.#out.header = this.header = resume.header;
+    }
+  }
+
+  /** `--resumable`: the physical lines and bytes read, from the start of the input. */
+  position(): { offset: number; line: number } {
+    return { offset: this.#offsets?.bytes ?? 0, line: this.#offsets?.lines ?? 0 };
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.#offsets?.feed(chunk);
     let text = this.#decoder.write(chunk);
     if (!this.#bomChecked && text.length > 0) {
       this.#bomChecked = true;
@@ -106,6 +143,13 @@ export class CsvSplitter extends Transform {
     } catch (error) {
       return callback(error as Error);
     }
+    const long = this.#longLine;
+    if (long !== undefined) {
+      this.#longLine = undefined;
+      if (this.discardTail)
+        this.records--; // cut by the stop: not read, and read again by the next run
+      else this.#hand(long.line, long.raw, NO_FIELDS, long.line, this.#tooLongRecord()); // the input ends inside it
+    }
     this.#emit();
     callback();
   }
@@ -125,6 +169,11 @@ export class CsvSplitter extends Transform {
           return;
         }
         this.#skipping = false;
+        const long = this.#longLine;
+        if (long !== undefined) {
+          this.#longLine = undefined;
+          this.#hand(long.line, long.raw, NO_FIELDS, long.line, this.#tooLongRecord());
+        }
         this.#nextRecord(nl + 1, 1);
         continue;
       }
@@ -270,7 +319,14 @@ export class CsvSplitter extends Transform {
       this.#backtrack(this.#tooLongField());
       return true;
     }
-    this.#rejectText(this.#buf.slice(this.#start, this.#start + KEPT_CHARS), this.#tooLongRecord());
+    const raw = this.#buf.slice(this.#start, this.#start + KEPT_CHARS);
+    if (this.#offsets === undefined) this.#rejectText(raw, this.#tooLongRecord());
+    else {
+      // --resumable: handed on at the end of its line, when its offset is known.
+      this.#checkHeader(this.#tooLongRecord());
+      this.records++;
+      this.#longLine = { line: this.#line, raw };
+    }
     this.#skipping = true;
     this.#nextRecord(this.#buf.length, 0);
     return true;
@@ -305,12 +361,33 @@ export class CsvSplitter extends Transform {
     this.#rejectText(this.#buf.slice(from, end), why);
   }
 
-  /** Rejects the current record; one that would have been the header stops the run instead. */
+  /**
+   * Rejects the current record's first line (or the whole record, on that line alone); one that would
+   * have been the header stops the run instead.
+   */
   #rejectText(raw: string, why: string): void {
+    this.#checkHeader(why);
+    this.records++;
+    if (this.#offsets === undefined) this.#reject(this.#line, raw, why);
+    else this.#hand(this.#line, raw, NO_FIELDS, this.#line, why);
+  }
+
+  #checkHeader(why: string): void {
     if (!this.#headerSeen)
       throw new CliError(ExitCode.USAGE, `the CSV header (line ${this.#line}) is malformed: ${why}`);
-    this.records++;
-    this.#reject(this.#line, raw, why);
+  }
+
+  /** A record (or, with `error`, a reject) into the batch; `--resumable` adds where it ends. */
+  #hand(line: number, raw: string, fields: string[], last: number, error: string | undefined): void {
+    const out = this.#out;
+    out.numbers.push(line);
+    out.raws.push(raw);
+    out.fields.push(fields);
+    const offsets = this.#offsets;
+    if (offsets === undefined) return;
+    (out.ends as number[]).push(offsets.endOf(last));
+    (out.lasts as number[]).push(last);
+    (out.errors as (string | undefined)[]).push(error);
   }
 
   /** The record ends with the line break at `nl` (or the end of the input). */
@@ -329,12 +406,10 @@ export class CsvSplitter extends Transform {
     if (fields.length === 1 && raw.trim() === '') this.blank++;
     else if (!this.#headerSeen) {
       this.#headerSeen = true;
-      this.#out.header = fields;
+      this.#out.header = this.header = fields;
     } else {
       this.records++;
-      this.#out.numbers.push(this.#line);
-      this.#out.raws.push(raw);
-      this.#out.fields.push(fields);
+      this.#hand(this.#line, raw, fields, this.#line + this.#breaks, undefined);
     }
     this.#nextRecord(Math.min(nl + 1, buf.length), 1 + this.#breaks);
   }
@@ -347,6 +422,7 @@ export class CsvSplitter extends Transform {
     this.#fields = [];
     this.#breaks = 0;
     this.#firstBreak = -1;
+    this.#offsets?.forget(this.#line);
   }
 
   #quoted(text: string): string {
@@ -368,6 +444,12 @@ export class CsvSplitter extends Transform {
     const out = this.#out;
     if (out.header === undefined && out.raws.length === 0) return;
     this.push(out);
-    this.#out = { numbers: [], raws: [], fields: [] };
+    this.#out = this.#batch();
+  }
+
+  #batch(): CsvBatch {
+    return this.#offsets === undefined
+      ? { numbers: [], raws: [], fields: [] }
+      : { numbers: [], raws: [], fields: [], ends: [], lasts: [], errors: [] };
   }
 }

@@ -2,7 +2,8 @@ import { Transform } from 'node:stream';
 import { CsvSplitter } from './csv-splitter';
 import { CliError, ExitCode } from './errors';
 import type { CsvBatch } from './csv-splitter';
-import type { RejectLine, Row, Stages } from './parse';
+import { NO_VALUES, placedRow } from './parse';
+import type { RejectLine, ResumeAt, Row, Stages } from './parse';
 import type { Schema } from './schema';
 import type { TransformCallback } from 'node:stream';
 
@@ -36,21 +37,38 @@ export class CsvParser extends Transform {
         return callback(error as Error);
       }
     }
-    const { numbers, raws, fields } = batch;
+    const { numbers, raws, fields, ends, lasts, errors } = batch;
     const pick = this.#pick;
     for (let r = 0; r < raws.length; r++) {
       const record = fields[r] as string[];
       const line = numbers[r] as number;
       const raw = raws[r] as string;
+      const known = errors?.[r];
+      if (known !== undefined) {
+        this.#refuse(batch, r, known);
+        continue;
+      }
       if (record.length !== this.#width) {
-        this.#reject(line, raw, `the record has ${record.length} field(s); the header has ${this.#width}`);
+        this.#refuse(batch, r, `the record has ${record.length} field(s); the header has ${this.#width}`);
         continue;
       }
       const values = new Array<string>(pick.length);
       for (let c = 0; c < pick.length; c++) values[c] = record[pick[c] as number] as string;
-      this.push({ line, raw, values } satisfies Row);
+      if (ends === undefined) this.push({ line, raw, values } satisfies Row);
+      else this.push(placedRow(line, raw, values, ends[r] as number, (lasts as number[])[r] as number));
     }
     callback();
+  }
+
+  /** Record `r` cannot become a row: to the rejects file now, or (`--resumable`) on through the sluice. */
+  #refuse(batch: CsvBatch, r: number, error: string): void {
+    const line = batch.numbers[r] as number;
+    const raw = batch.raws[r] as string;
+    if (batch.ends === undefined) this.#reject(line, raw, error);
+    else
+      this.push(
+        placedRow(line, raw, NO_VALUES, batch.ends[r] as number, (batch.lasts as number[])[r] as number, error),
+      );
   }
 
   #setHeader(header: string[]): void {
@@ -99,6 +117,8 @@ export function csvStages(
     maxRecordBytes: number;
     reject: RejectLine;
     notice: (message: string) => void;
+    /** `--resumable`: read from there, and pass every record on in input order, rejects included. */
+    resume?: ResumeAt;
   },
 ): Stages {
   const splitter = new CsvSplitter(options.reject, options);
@@ -110,5 +130,6 @@ export function csvStages(
     stop: () => {
       splitter.discardTail = true;
     },
+    ...(options.resume === undefined ? {} : { position: () => splitter.position(), header: () => splitter.header }),
   };
 }

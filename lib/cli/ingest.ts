@@ -7,6 +7,9 @@ import { RowMapper } from './mapper';
 import { ndjsonStages } from './parse';
 import { checkPaths, openInput, stoppable } from './paths';
 import { RejectsFile } from './rejects';
+import { ResumableInput } from './resume/identity';
+import { ResumableLoad } from './resume/load';
+import { resumableSluice, unsettled } from './resume/sluice';
 import { Schema, postgresIdentity, sqliteIdentity } from './schema';
 import { PostgresSink } from './sinks/postgres';
 import { redact } from './sinks/pg-values';
@@ -37,7 +40,8 @@ export type { IngestSummary } from './summary';
  */
 export async function ingest(options: IngestOptions, io: Io): Promise<number> {
   checkPaths(options);
-  const rejects = RejectsFile.open(options.rejects, options.rejectsAppend);
+  // --resumable: not emptied here; the load empties it, or cuts it back to its last commit, once it knows which.
+  const rejects = RejectsFile.open(options.rejects, options.rejectsAppend || options.resumable);
   try {
     return await new IngestRun(options, io, rejects).run();
   } finally {
@@ -64,6 +68,8 @@ class IngestRun {
   #sluice: BackpressureWritable<Row> | undefined;
   #status: StatusLine | undefined;
   #abandoning: Promise<void> | undefined;
+  /** `--resumable`: the load this run goes on with. */
+  #resume: ResumableLoad | undefined;
 
   constructor(options: IngestOptions, io: Io, rejects: RejectsFile) {
     this.#options = options;
@@ -95,22 +101,17 @@ class IngestRun {
   /** The run up to its summary; resolves to the error that broke it, if one did. */
   async #load(): Promise<unknown> {
     const options = this.#options;
-    let source: Readable;
-    let sink: Sink;
+    let source: Readable | undefined;
     try {
-      source = await openInput(options.input, this.#io.stdin);
-      try {
-        sink = await this.#openSink();
-      } catch (error) {
-        source.destroy();
-        throw error;
-      }
+      source = options.resumable ? await this.#openResumable() : await this.#open();
     } catch (error) {
       // Interrupted while opening: a summary (nothing read), not an error.
       if (this.#stopping.giveUp.signal.aborted && this.#stopping.signal !== undefined) return undefined;
       throw error;
     }
-    this.#sink = sink;
+    if (source === undefined) return undefined; // a resumable load finished already: nothing to do
+    const sink = this.#sink as Sink;
+    const resume = this.#resume;
 
     const rejectLine = (line: number, raw: string, error: string): void =>
       this.#rejects.write('parse', [{ line, raw }], error);
@@ -122,9 +123,20 @@ class IngestRun {
             maxRecordBytes: options.maxRecordBytes,
             reject: rejectLine,
             notice: (message) => this.#warn(message),
+            resume: resume?.from,
           })
-        : ndjsonStages(new RowMapper(this.#schema, options.columns), rejectLine, options.maxRecordBytes);
+        : ndjsonStages(
+            new RowMapper(this.#schema, options.columns, resume?.strictColumns),
+            rejectLine,
+            options.maxRecordBytes,
+            resume?.from,
+          );
     this.#stages = stages;
+    resume?.attach({
+      csvHeader: () => stages.header?.(),
+      strictColumns: () =>
+        options.strictSchema && options.columns === undefined ? this.#schema.columns.map((c) => c.name) : undefined,
+    });
     if (this.#stopping.reading.signal.aborted) stages.stop();
     const sluice = this.#createSluice(sink);
     this.#sluice = sluice;
@@ -133,6 +145,7 @@ class IngestRun {
         getMetrics: () => sluice.getMetrics(),
         maxBufferSize: options.maxBuffer,
         extra: () => [
+          ...(resume === undefined ? [] : [['skipped', resume.skipped] as [string, number]]),
           ['read', stages.records()],
           ['rejected', this.#rejects.total],
         ],
@@ -167,8 +180,59 @@ class IngestRun {
       } catch (error) {
         this.#warn(`the columns that only held null were not created: ${describe(error)}`);
       }
+      // Read to the end (not stopped by a signal) and all committed: the load is finished.
+      if (resume !== undefined && this.#stopping.signal === undefined) {
+        try {
+          await resume.finish((stages.position as () => { offset: number; line: number })());
+        } catch (error) {
+          failure = error;
+        }
+      }
     }
     return failure;
+  }
+
+  /** The input and the database. */
+  async #open(): Promise<Readable> {
+    const source = await openInput(this.#options.input, this.#io.stdin);
+    try {
+      this.#sink = await this.#openSink();
+    } catch (error) {
+      source.destroy();
+      throw error;
+    }
+    return source;
+  }
+
+  /**
+   * `--resumable`: the input file (its identity), the database, the load's progress; then the input
+   * from where the load goes on, or undefined when it is finished already.
+   */
+  async #openResumable(): Promise<Readable | undefined> {
+    const input = await ResumableInput.open(this.#options.input);
+    let load: ResumableLoad;
+    try {
+      this.#sink = await this.#openSink();
+      load = await ResumableLoad.start({
+        options: this.#options,
+        input,
+        sink: this.#sink,
+        rejects: this.#rejects,
+        giveUp: this.#stopping.giveUp.signal,
+        say: (message) => this.#say(message),
+      });
+    } catch (error) {
+      await input.close();
+      throw error;
+    }
+    this.#resume = load;
+    const said = load.describeStart();
+    if (said !== undefined) this.#say(said);
+    if (load.start === 'finished') {
+      await input.close();
+      return undefined;
+    }
+    return input.stream(load.from.offset);
   }
 
   #openSink(): Promise<Sink> {
@@ -185,6 +249,15 @@ class IngestRun {
   }
 
   #createSluice(sink: Sink): BackpressureWritable<Row> {
+    if (this.#resume !== undefined)
+      return resumableSluice({
+        options: this.#options,
+        sink,
+        load: this.#resume,
+        stopping: this.#stopping,
+        rejects: this.#rejects,
+        observe: (bufferSize) => this.#status?.observe(bufferSize),
+      });
     const options = this.#options;
     const giveUp = this.#stopping.giveUp.signal;
     // Retried here, not by the sluice, and only when the failure may pass (a deadlock, a lock timeout):
@@ -243,10 +316,16 @@ class IngestRun {
       this.#stopping.clearDeadline();
       const stages = this.#stages as Stages;
       const sluice = this.#sluice as BackpressureWritable<Row>;
+      if (this.#resume !== undefined) {
+        // A commit in flight settles first (cancelled, or committed), so that its rejects are written once.
+        await this.#sink?.abort();
+        await this.#resume.settled(2000);
+      }
       // Records between the splitter and the sluice are read but not held by it: take them out first.
       stages.parser.unpipe(sluice);
       for await (const row of stages.parser.iterator({ destroyOnReturn: false }) as AsyncIterable<Row>) {
-        this.#rejects.write('undelivered', [row], why);
+        if (this.#resume === undefined) this.#rejects.write('undelivered', [row], why);
+        else this.#rejects.writeEach([unsettled(row, why)]);
       }
       // Then the sluice hands everything it holds to onDeadLetter, reason shutdown_timeout.
       await sluice.shutdown({ timeoutMs: 0 });
@@ -269,7 +348,8 @@ class IngestRun {
     const rejects = this.#rejects;
     const metrics = this.#sluice?.getMetrics();
     const durationMs = performance.now() - this.#started;
-    const inserted = metrics?.eventsFlushed ?? 0;
+    // --resumable: the sluice also carries the parse rejects; the commits count the rows.
+    const inserted = this.#resume !== undefined ? this.#resume.inserted : (metrics?.eventsFlushed ?? 0);
     const { signal, fatal } = this.#stopping;
     const broken = failure !== undefined || fatal !== undefined;
     const changes = this.#sink?.changes ?? { created: false, added: 0, widened: 0 };
@@ -299,9 +379,12 @@ class IngestRun {
       rowsPerSecond: Math.round(inserted / (durationMs / 1000)),
     };
     if (signal !== undefined) summary.signal = signal;
+    if (this.#resume !== undefined) summary.resume = this.#resume.summary();
     if (fatal !== undefined) {
       summary.error = fatal instanceof CliError ? describe(fatal) : `lost ${summary.target}: ${describe(fatal)}`;
       if (rejects.unwritten > 0) summary.error += ` (${rejects.unwritten} rejected record(s) could not be saved)`;
+      if (rejects.withheld > 0)
+        summary.error += ` (${rejects.withheld} record(s) read after this run's last commit are left to the other run)`;
     }
     if (failure !== undefined) summary.error = describe(failure);
     // The promise of this command, checked rather than assumed.

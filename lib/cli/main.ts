@@ -38,6 +38,9 @@ ingest options:
   --retries N                retries of a failed batch before isolating its bad rows (default 1)
   --fail-on-rejects          exit 1 when any record was rejected
   --pg-method copy|insert    how a batch goes into PostgreSQL (default copy; insert with --dedupe)
+  --resumable                each batch commits with the load's progress (table sluice_progress); after a
+                             crash the same command goes on from there: every line stored or rejected once
+  --restart                  with --resumable: forget the progress, load the file from its first line
 ingest from a broker (each message acked once its batch is stored; --max-buffer = messages held unacked):
   --dedupe                   store each message once: its broker identity goes into a unique column
   --id-column NAME           that column (default broker_id)

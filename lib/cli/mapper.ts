@@ -23,13 +23,22 @@ export class RowMapper {
   #stamp = 0;
   #initialised: boolean;
 
-  constructor(schema: Schema, columns: string[] | undefined) {
+  /**
+   * `strictColumns` (`--resumable`, `--strict-schema` without `--columns`): the columns the load's first
+   * record fixed, as an earlier run recorded them; a resumed run keeps them rather than taking the first
+   * record it reads. (Their types are the table's by then.)
+   */
+  constructor(schema: Schema, columns: string[] | undefined, strictColumns?: string[]) {
     this.schema = schema;
     this.#explicit = columns !== undefined;
     this.#strict = schema.strict;
     for (const name of columns ?? []) this.#add(name, 'unknown');
     // Strict mode takes its types (and, without --columns, its columns) from the first record.
     this.#initialised = !schema.strict;
+    if (schema.strict && !this.#explicit && strictColumns !== undefined) {
+      for (const name of strictColumns) this.#add(name, 'unknown');
+      this.#initialised = true;
+    }
   }
 
   map(record: Record<string, unknown>): Value[] {

@@ -1,4 +1,4 @@
-import { closeSync, fstatSync, openSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, fsyncSync, ftruncateSync, openSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { CliError, ExitCode, describe } from './errors';
 
 /**
@@ -17,6 +17,21 @@ export interface RejectedRecord {
   id?: string;
 }
 
+/** One line of the rejects file, each with its own stage and error (`writeEach`). */
+export interface RejectEntry {
+  stage: RejectStage;
+  line: number;
+  raw: string;
+  error: string;
+}
+
+/** What `rollback()` returns the file to: its length and the counts at `checkpoint()`. */
+export interface RejectsCheckpoint {
+  readonly size: number;
+  readonly bytes: number;
+  readonly counts: Readonly<Record<RejectStage, number>>;
+}
+
 /**
  * The rejects file: one JSON object per line, `{ line, stage, error, raw }`,
  * `raw` being the input record as read. Opened before the input is read (an
@@ -31,16 +46,28 @@ export class RejectsFile {
   readonly counts: Record<RejectStage, number> = { parse: 0, database: 0, dropped: 0, undelivered: 0 };
   /** Records that could not be written (the file system refused), and why. */
   unwritten = 0;
+  /** `--resumable`: records not written because another run took the load (and this file) over. */
+  withheld = 0;
   failure: CliError | undefined;
   readonly #fd: number;
   readonly #created: boolean;
+  /** Opened to append (O_APPEND): every write goes to the end, so the file can be truncated under it. */
+  readonly #append: boolean;
+  /** Bytes this run wrote (net of rollbacks). */
   #bytes = 0;
+  /** The file's length: what it had when opened, plus what this run wrote (nobody else writes it meanwhile). */
+  #size: number;
+  /** Written since the last sync(). */
+  #dirty = false;
+  #withholding = false;
   #onFailure: (error: CliError) => void = () => undefined;
 
-  private constructor(path: string, fd: number, created: boolean) {
+  private constructor(path: string, fd: number, created: boolean, append: boolean) {
     this.path = path;
     this.#fd = fd;
     this.#created = created;
+    this.#append = append;
+    this.#size = append ? fstatSync(fd).size : 0;
   }
 
   /** Opens (creates, or empties unless `append`) the file now; exit 2 if that is impossible. */
@@ -54,7 +81,7 @@ export class RejectsFile {
       throw new CliError(ExitCode.USAGE, `cannot write the rejects file ${path}: ${describe(error)}`, error);
     }
     const created = !existed && fstatSync(fd).isFile();
-    return new RejectsFile(path, fd, created);
+    return new RejectsFile(path, fd, created, append);
   }
 
   /** Called once, on the first failed write: rows would vanish, so the run must stop. */
@@ -69,13 +96,31 @@ export class RejectsFile {
 
   write(stage: RejectStage, records: readonly RejectedRecord[], error: string): void {
     if (records.length === 0) return;
-    if (this.failure !== undefined) {
-      this.unwritten += records.length;
-      return;
-    }
     let text = '';
     for (const { line, raw, id } of records)
       text += JSON.stringify(id === undefined ? { line, stage, error, raw } : { line, id, stage, error, raw }) + '\n';
+    if (this.#put(text, records.length)) this.counts[stage] += records.length;
+  }
+
+  /** Several records, each with its stage and error, in one write (`--resumable`: one batch's rejects, in input order). */
+  writeEach(entries: readonly RejectEntry[]): void {
+    if (entries.length === 0) return;
+    let text = '';
+    for (const { line, stage, error, raw } of entries) text += JSON.stringify({ line, stage, error, raw }) + '\n';
+    if (!this.#put(text, entries.length)) return;
+    for (const entry of entries) this.counts[entry.stage]++;
+  }
+
+  /** Writes `text` (`count` records) whole, or counts them unwritten and fails the run. */
+  #put(text: string, count: number): boolean {
+    if (this.#withholding) {
+      this.withheld += count;
+      return false;
+    }
+    if (this.failure !== undefined) {
+      this.unwritten += count;
+      return false;
+    }
     try {
       const buffer = Buffer.from(text, 'utf8');
       // writeSync may write less than asked (a full disk, a signal): write the rest, or fail.
@@ -83,19 +128,90 @@ export class RejectsFile {
         const written = writeSync(this.#fd, buffer, offset, buffer.length - offset);
         if (written <= 0) throw new Error('nothing written');
         offset += written;
+        this.#bytes += written;
+        this.#size += written;
+        this.#dirty = true;
       }
-      this.#bytes += buffer.length;
     } catch (cause) {
-      this.unwritten += records.length;
-      this.failure = new CliError(
-        ExitCode.FAILED,
-        `cannot write the rejects file ${this.path}: ${describe(cause)}`,
-        cause,
-      );
-      this.#onFailure(this.failure);
+      this.unwritten += count;
+      this.#fail(cause);
+      return false;
+    }
+    return true;
+  }
+
+  #fail(cause: unknown): void {
+    this.failure = new CliError(
+      ExitCode.FAILED,
+      `cannot write the rejects file ${this.path}: ${describe(cause)}`,
+      cause,
+    );
+    this.#onFailure(this.failure);
+  }
+
+  /** The file's length in bytes. */
+  get size(): number {
+    return this.#size;
+  }
+
+  /**
+   * The file's length as the file system has it now (`--resumable`: another run of the same load may still
+   * be writing it when this one starts).
+   */
+  measure(): number {
+    this.#size = fstatSync(this.#fd).size;
+    return this.#size;
+  }
+
+  /**
+   * `--resumable`: cuts the file to `length` bytes: what the load had written when it last committed (the
+   * lines after it are for records the run reads again), or 0 to start afresh. The file must have been
+   * opened to append, so that later writes go to the new end.
+   */
+  truncate(length: number): void {
+    if (!this.#append) throw new Error('RejectsFile.truncate() needs a file opened to append');
+    ftruncateSync(this.#fd, length);
+    this.#bytes = Math.max(0, this.#bytes - (this.#size - length));
+    this.#size = length;
+    this.#dirty = true;
+  }
+
+  checkpoint(): RejectsCheckpoint {
+    return { size: this.#size, bytes: this.#bytes, counts: { ...this.counts } };
+  }
+
+  /** `--resumable`: undoes the writes since `checkpoint` (a batch whose transaction did not commit). */
+  rollback(checkpoint: RejectsCheckpoint): void {
+    if (this.#size === checkpoint.size || this.failure !== undefined) return;
+    ftruncateSync(this.#fd, checkpoint.size);
+    this.#size = checkpoint.size;
+    this.#bytes = checkpoint.bytes;
+    Object.assign(this.counts, checkpoint.counts);
+    this.#dirty = true;
+  }
+
+  /**
+   * Makes what was written durable (fsync), before the commit that counts on it: a power loss may then
+   * lose a commit whose rejects are on disk, which the next run cuts away, never the other way round.
+   * A failure is the run's failure, and thrown.
+   */
+  sync(): void {
+    if (!this.#dirty || this.failure !== undefined) {
+      if (this.failure !== undefined) throw this.failure;
       return;
     }
-    this.counts[stage] += records.length;
+    try {
+      fsyncSync(this.#fd);
+    } catch (cause) {
+      this.#fail(cause);
+      throw this.failure as unknown as Error;
+    }
+    this.#dirty = false;
+  }
+
+  /** `--resumable`: another run has taken the load over, and this file with it: write nothing more. */
+  withhold(): void {
+    this.#withholding = true;
   }
 
   /** Closes the file; removes it if this run created it and wrote nothing. */

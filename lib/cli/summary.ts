@@ -1,5 +1,6 @@
 import { fmt, mib } from './status-line';
 import type { RejectStage } from './rejects';
+import type { ResumeSummary } from './resume/load';
 
 /** What `sluice ingest` prints at the end (`--json`: this object on one line). */
 export interface IngestSummary {
@@ -31,6 +32,8 @@ export interface IngestSummary {
   rowsPerSecond: number;
   signal?: NodeJS.Signals;
   error?: string;
+  /** `--resumable`: how the run found the load, what it skipped, and the load's totals over all its runs. */
+  resume?: ResumeSummary;
   /** A broker input: messages acked (stored or rejected), handed back for redelivery, whose ack failed, skipped as already stored. */
   broker?: { acked: number; handedBack: number; ackFailures: number; duplicates: number };
 }
@@ -60,7 +63,25 @@ export function printSummary(s: IngestSummary, json: boolean, out: NodeJS.Writab
       : [
           `  acked ${fmt(s.broker.acked)}, handed back ${fmt(s.broker.handedBack)}, ack failures ${fmt(s.broker.ackFailures)}, duplicates skipped ${fmt(s.broker.duplicates)}`,
         ]),
+    ...(s.resume === undefined ? [] : resumeLines(s.resume)),
     `  peak buffer ${fmt(s.peakBuffer)}/${fmt(s.maxBuffer)}, peak RSS ${mib(s.peakRssBytes)}, ${(s.durationMs / 1000).toFixed(2)} s, ${fmt(s.rowsPerSecond)} rows/s`,
   ];
   out.write(`${lines.join('\n')}\n`);
+}
+
+function resumeLines(r: ResumeSummary): string[] {
+  const total = `${fmt(r.total.records)} record(s) in all over ${fmt(r.runs)} run(s), ${fmt(r.total.inserted)} inserted, ${fmt(r.total.rejected)} rejected`;
+  const lines =
+    r.skipped > 0 || r.fromOffset > 0
+      ? [
+          `  resumed at line ${fmt(r.fromLine)} (byte ${fmt(r.fromOffset)}): ${fmt(r.skipped)} record(s) committed by earlier runs skipped`,
+        ]
+      : [];
+  if (r.start === 'finished') return [`  nothing to do: the load was finished already, ${total}`];
+  lines.push(
+    r.finished
+      ? `  load finished: ${total}`
+      : `  load not finished: ${fmt(r.total.records)} record(s) committed so far over ${fmt(r.runs)} run(s); the same command goes on from there`,
+  );
+  return lines;
 }

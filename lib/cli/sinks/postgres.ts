@@ -3,10 +3,13 @@ import { CliError, ExitCode, describe, errorCode, loadPeer } from '../errors';
 import { CopyFrom, copyField } from './pg-copy';
 import { DIALECT, SQL_TYPE, copyLine, pgMessage, pgText, redact, tableType } from './pg-values';
 import { ADD_HINT, byIdentity, planChanges, quoteIdent, quoteTable, schemaError, uniqueIndexName } from './sink';
-import type { Sink, SinkOptions, TableChanges, TableColumn, TableType } from './sink';
+import type { Refusal, ResumableBatch, Sink, SinkOptions, TableChanges, TableColumn, TableType } from './sink';
+import { conflictError } from '../resume/progress';
+import { PgProgress } from '../resume/pg-progress';
 import type { FlushResult } from '../../index';
 import type { PgMethod } from '../args';
 import type { Row } from '../parse';
+import type { LoadKey } from '../resume/progress';
 import type * as Pg from 'pg';
 
 /** PostgreSQL's limit on bind parameters in one statement. */
@@ -55,6 +58,8 @@ export class PostgresSink implements Sink {
   #aborting: Promise<void> | undefined;
   /** `--dedupe`: the unique index on options.uniqueColumn exists; INSERTs then skip rows already there. */
   #uniqueReady = false;
+  /** `--resumable`: the load's progress table. */
+  #progress: PgProgress | undefined;
 
   private constructor(url: string, target: string, client: Pg.Client, method: PgMethod, options: SinkOptions) {
     this.#url = url;
@@ -153,18 +158,95 @@ export class PostgresSink implements Sink {
     }
     await this.#client.query('BEGIN');
     try {
-      let inserted = 0;
-      for (let start = 0; start < rows.length; start += perStatement) {
-        const end = Math.min(rows.length, start + perStatement);
-        const result = await this.#client.query(this.#insertText(end - start), this.#params(rows, start, end));
-        inserted += result.rowCount ?? end - start;
-      }
+      const inserted = await this.#insertStatements(rows);
       await this.#client.query('COMMIT');
       this.duplicates += rows.length - inserted;
     } catch (error) {
       await this.#client.query('ROLLBACK').catch(() => undefined);
       throw error;
     }
+  }
+
+  /** Multi-row INSERTs of at most MAX_PARAMS parameters each, in the caller's transaction; resolves to the rows inserted. */
+  async #insertStatements(rows: Row[]): Promise<number> {
+    const perStatement = Math.max(1, Math.floor(MAX_PARAMS / this.#indexes.length));
+    let inserted = 0;
+    for (let start = 0; start < rows.length; start += perStatement) {
+      const end = Math.min(rows.length, start + perStatement);
+      const result = await this.#client.query(this.#insertText(end - start), this.#params(rows, start, end));
+      inserted += result.rowCount ?? end - start;
+    }
+    return inserted;
+  }
+
+  progress(key: LoadKey): PgProgress {
+    return (this.#progress = new PgProgress(this.#client, key));
+  }
+
+  /**
+   * One transaction: BEGIN with the progress check (which locks the progress row, so that a second
+   * run waits, then finds it moved) and a savepoint; the rows by COPY or INSERT; on a refusal, the
+   * rows are isolated under savepoints (#isolate); the progress with COMMIT. Three round trips when
+   * nothing is refused.
+   */
+  async commit(batch: ResumableBatch): Promise<number> {
+    if (this.#lost !== undefined) throw this.#lost;
+    const progress = this.#progress as PgProgress;
+    const rows = batch.rows;
+    if (rows.length > 0 && this.#version !== this.#options.schema.version) await this.#sync(false);
+    try {
+      const begun = (await this.#client.query(
+        `BEGIN; ${progress.checkSql(batch.expected)}; SAVEPOINT sluice_rows`,
+      )) as unknown as Pg.QueryResult[];
+      if (begun[1]?.rowCount !== 1) throw conflictError(progress.key, 'commit');
+      const refused = rows.length === 0 ? [] : await this.#isolate(rows);
+      const advance = batch.settle(refused);
+      // The progress row is locked since the check: this UPDATE finds it.
+      await this.#client.query(`${progress.recordSql(batch.expected, advance)}; COMMIT`);
+      return rows.length - refused.length;
+    } catch (error) {
+      await this.#client.query('ROLLBACK').catch(() => undefined);
+      throw error;
+    }
+  }
+
+  /**
+   * Inserts the rows inside the open transaction, keeping every row the database accepts: a failed
+   * attempt is rolled back to its savepoint, and the rows are tried again around the line COPY names,
+   * or in halves, until each refused row stands alone. An error that is not about the rows (the
+   * connection, a deadlock, a timeout) fails the whole batch.
+   */
+  async #isolate(rows: Row[]): Promise<Refusal[]> {
+    const refused: Refusal[] = [];
+    const ranges: [number, number][] = [[0, rows.length]];
+    let first = true;
+    for (let range = ranges.shift(); range !== undefined; range = ranges.shift()) {
+      const [from, to] = range;
+      if (from === to) continue;
+      if (!first) await this.#client.query('SAVEPOINT sluice_rows');
+      first = false;
+      try {
+        if (this.#method === 'copy') await this.#copy(from === 0 && to === rows.length ? rows : rows.slice(from, to));
+        else await this.#insertStatements(rows.slice(from, to));
+        continue;
+      } catch (error) {
+        if (this.isFatal(error) || this.isTransient(error) || this.#options.signal.aborted) throw error;
+        await this.#client.query('ROLLBACK TO SAVEPOINT sluice_rows');
+        if (to - from === 1) {
+          refused.push({ row: rows[from] as Row, error });
+          continue;
+        }
+        const line = this.#method === 'copy' ? copyLine(error) : undefined;
+        if (line !== undefined && line >= 1 && line <= to - from) {
+          const bad = from + line - 1;
+          ranges.unshift([from, bad], [bad, bad + 1], [bad + 1, to]);
+        } else {
+          const middle = from + Math.floor((to - from) / 2);
+          ranges.unshift([from, middle], [middle, to]);
+        }
+      }
+    }
+    return refused;
   }
 
   async finish(): Promise<void> {

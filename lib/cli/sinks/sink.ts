@@ -1,6 +1,7 @@
 import { CliError, ExitCode } from '../errors';
 import type { FlushResult } from '../../index';
 import type { Row } from '../parse';
+import type { Advance, Expected, LoadKey, ProgressTable } from '../resume/progress';
 import type { Column, ColumnType, Schema } from '../schema';
 
 /** A database the CLI inserts rows into. */
@@ -31,6 +32,33 @@ export interface Sink {
    */
   abort(): Promise<void>;
   close(): Promise<void>;
+  /** `--resumable`: the progress table of the load `key`, on this connection (commit() records into it). */
+  progress(key: LoadKey): ProgressTable;
+  /**
+   * `--resumable`: one transaction that first checks the progress row is still `batch.expected` (else a
+   * ERR_CLI_RESUME_CONFLICT error: another run has taken the load over), inserts the rows, isolating
+   * those the database refuses inside it (the others stay in), calls `batch.settle` with the refused
+   * ones, records the progress it returns, and commits. Resolves to the number of rows inserted.
+   */
+  commit(batch: ResumableBatch): Promise<number>;
+}
+
+/** A row the database refused inside a resumable batch's transaction, and what it said. */
+export interface Refusal {
+  row: Row;
+  error: unknown;
+}
+
+/** `--resumable`: one batch, committed in one transaction with the load's progress. */
+export interface ResumableBatch {
+  rows: Row[];
+  /** The progress row as this run last committed it. */
+  expected: Expected;
+  /**
+   * Called in the transaction once the rows are in, before it commits: writes the batch's rejects and
+   * makes them durable, and returns the progress to record. Throwing rolls the transaction back.
+   */
+  settle(refused: Refusal[]): Advance;
 }
 
 export interface TableChanges {

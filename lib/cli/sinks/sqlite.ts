@@ -1,7 +1,10 @@
 import { CliError, ExitCode, describe, errorCode, loadPeer } from '../errors';
 import { ADD_HINT, byIdentity, planChanges, quoteIdent, quoteTable, schemaError, sleep, uniqueIndexName } from './sink';
-import type { Dialect, Sink, SinkOptions, TableChanges, TableColumn, TableType } from './sink';
+import type { Dialect, Refusal, ResumableBatch, Sink, SinkOptions, TableChanges, TableColumn, TableType } from './sink';
+import { conflictError } from '../resume/progress';
+import { SqliteProgress } from '../resume/sqlite-progress';
 import type { Row } from '../parse';
+import type { LoadKey } from '../resume/progress';
 import type { Column, ColumnType, Value } from '../schema';
 import type BetterSqlite3 from 'better-sqlite3';
 
@@ -80,6 +83,10 @@ export class SqliteSink implements Sink {
   #textChecks: number[] = [];
   #scratch: unknown[] = [];
   #insertMany: ((rows: Row[]) => number) | undefined;
+  /** `--resumable`: one row, in the batch's transaction; the load's progress table; the batch's transaction. */
+  #insertRow: ((row: Row) => number) | undefined;
+  #progress: SqliteProgress | undefined;
+  readonly #commitBatch: (batch: ResumableBatch) => number;
   /** `--dedupe`: the unique index on options.uniqueColumn exists (created here or found). */
   #uniqueReady = false;
 
@@ -88,6 +95,7 @@ export class SqliteSink implements Sink {
     this.#db = db;
     this.#options = options;
     this.#name = quoteTable(options.table);
+    this.#commitBatch = db.transaction((batch: ResumableBatch) => this.#commitRows(batch));
   }
 
   static async open(path: string, options: SinkOptions): Promise<SqliteSink> {
@@ -138,6 +146,47 @@ export class SqliteSink implements Sink {
 
   /** Nothing to cancel: a statement runs synchronously, and a wait for a lock ends with the signal. */
   async abort(): Promise<void> {}
+
+  progress(key: LoadKey): SqliteProgress {
+    return (this.#progress = new SqliteProgress(this.#db, key, (work) => this.#locked(work)));
+  }
+
+  async commit(batch: ResumableBatch): Promise<number> {
+    // better-sqlite3 is synchronous and the sluice chains batches through promises: without a turn of the
+    // event loop between batches, a signal, the --shutdown-timeout deadline and the status line wait until
+    // the buffer is empty (seconds, on a slow table).
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    const rows = batch.rows;
+    if (rows.length > 0) {
+      if (this.#version !== this.#options.schema.version) await this.#sync(false, rows);
+      if (this.#textChecks.length > 0) await this.#checkText(rows);
+    }
+    return this.#locked(() => this.#commitBatch(batch));
+  }
+
+  /**
+   * Inside the batch's transaction. A statement SQLite refuses (a constraint, a type in a STRICT table)
+   * is undone alone and the transaction goes on (SQLite's ABORT), so a refused row costs one statement,
+   * not a bisection; an error that ends the transaction (I/O, a full disk, a lock) fails the batch.
+   */
+  #commitRows(batch: ResumableBatch): number {
+    const progress = this.#progress as SqliteProgress;
+    if (!progress.check(batch.expected)) throw conflictError(progress.key, 'commit');
+    const refused: Refusal[] = [];
+    const insert = this.#insertRow as (row: Row) => number;
+    for (const row of batch.rows) {
+      try {
+        insert(row);
+      } catch (error) {
+        const code = errorCode(error);
+        if (FATAL.test(code) || BUSY.test(code) || !this.#db.inTransaction) throw error;
+        refused.push({ row, error });
+      }
+    }
+    // The row is locked by check() for this transaction: recording cannot miss it.
+    progress.record(batch.expected, batch.settle(refused));
+    return batch.rows.length - refused.length;
+  }
 
   async count(): Promise<number> {
     return (this.#db.prepare(`SELECT count(*) AS n FROM ${this.#name}`).get() as { n: number }).n;
@@ -321,6 +370,11 @@ export class SqliteSink implements Sink {
     const indexes = this.#indexes;
     const binds = this.#binds;
     const scratch = this.#scratch;
+    this.#insertRow = (row: Row) => {
+      const values = row.values;
+      for (let k = 0; k < indexes.length; k++) scratch[k] = bind(values[indexes[k] as number], binds[k] as Bind);
+      return statement.run(scratch).changes;
+    };
     this.#insertMany = this.#db.transaction((rows: Row[]) => {
       let inserted = 0;
       for (const row of rows) {
