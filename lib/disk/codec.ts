@@ -75,7 +75,7 @@ export function createCodec<T>(path: string, options: DiskCodecOptions<T> = {}):
 function jsonSerialize(item: unknown): string {
   let text = JSON.stringify(item) as string | undefined;
   if (text === undefined) throw new TypeError(`JSON cannot represent ${describe(item)}`);
-  if (text.includes(NODE_BUFFER_JSON)) text = JSON.stringify(item, replaceBuffers) as string;
+  if (text.includes(NODE_BUFFER_JSON)) text = JSON.stringify(item, replaceBuffers);
   return text;
 }
 

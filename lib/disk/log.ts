@@ -6,9 +6,13 @@
  * Records are acknowledged by id (in any order); acknowledged records are never read again,
  * also after a restart, and a segment whose records are all acknowledged is deleted.
  *
- * Every operation that touches the files runs on one promise chain (`#run`), so writes,
- * rotations, syncs, acknowledgements and deletions never interleave. Reads run beside it: they
- * only read bytes whose appends have resolved, and those bytes never change. The write side
+ * Operations on the segments (writes, rotations, their syncs) run on one promise chain (`#run`),
+ * and operations on the ack file (acknowledgements, its syncs and compaction, and the deletion of
+ * finished segments) on another (`#runAcks`): each kind never interleaves with itself, and an
+ * acknowledgement never waits behind a large group being written (a sink that waits for its
+ * acknowledgements would otherwise deliver one batch per group). The two touch different files:
+ * deletion only ever removes a segment older than the one being written. Reads run beside both:
+ * they only read bytes whose appends have resolved, and those bytes never change. The write side
  * (active segment, ids, rotation) is writer.ts; this module owns the rest: the lock, the queues
  * of appends and acks, acknowledged ids, segment deletion, reading and the counters.
  */
@@ -80,8 +84,10 @@ export class DiskLog {
   readonly #replayedBytes: number;
   readonly #corrupt: number;
   #closed = false;
-  /** The chain every file operation runs on. */
+  /** The chain the segment operations run on. */
   #chain: Promise<unknown> = Promise.resolve();
+  /** The chain the ack-file operations and segment deletions run on. */
+  #ackChain: Promise<unknown> = Promise.resolve();
   /** Appends waiting for the next group; `#appendQueued` when a task to write them is on the chain. */
   #appends: PendingAppend[] = [];
   #appendQueued = false;
@@ -122,7 +128,7 @@ export class DiskLog {
     });
     if (this.#fsync === 'interval') {
       const tick = (): void => {
-        this.#run(() => this.#syncIfDirty()).catch((error: unknown) => (this.#syncError = error));
+        this.sync().catch((error: unknown) => (this.#syncError = error));
       };
       this.#timer = setInterval(tick, options.fsyncIntervalMs);
       this.#timer.unref();
@@ -230,13 +236,13 @@ export class DiskLog {
     const floor = (this.#segments[0] as Segment).base;
     const fresh = ids.filter((id) => id >= floor && this.#acked.add(id));
     // Nothing new: still wait for the acks queued before (they may hold these ids).
-    if (fresh.length === 0) return this.#run(async () => undefined);
+    if (fresh.length === 0) return this.#runAcks(async () => undefined);
     this.#held -= fresh.length;
     return new Promise((resolve, reject) => {
       this.#acksWaiting.push({ ids: fresh, resolve, reject });
       if (this.#ackQueued) return;
       this.#ackQueued = true;
-      void this.#run(() => this.#writeAcks());
+      void this.#runAcks(() => this.#writeAcks());
     });
   }
 
@@ -261,8 +267,8 @@ export class DiskLog {
   }
 
   /** Forces an fsync of what was written (any mode). */
-  sync(): Promise<void> {
-    return this.#run(() => this.#syncIfDirty());
+  async sync(): Promise<void> {
+    await Promise.all([this.#run(() => this.#writer.sync()), this.#runAcks(() => this.#syncAcksIfDirty())]);
   }
 
   stats(): DiskLogStats {
@@ -283,14 +289,23 @@ export class DiskLog {
     this.#closed = true;
     clearInterval(this.#timer);
     try {
-      await this.#run(async () => {
+      const closeSegments = this.#run(async () => {
         try {
-          if (this.#fsync !== 'never') await this.#syncIfDirty();
+          if (this.#fsync !== 'never') await this.#writer.sync();
         } finally {
           await this.#writer.close();
+        }
+      });
+      const closeAcks = this.#runAcks(async () => {
+        try {
+          if (this.#fsync !== 'never') await this.#syncAcksIfDirty();
+        } finally {
           await this.#acks.close();
         }
       });
+      const [segments, acks] = await Promise.allSettled([closeSegments, closeAcks]);
+      if (segments.status === 'rejected') throw segments.reason;
+      if (acks.status === 'rejected') throw acks.reason;
     } finally {
       await this.#reader.idle();
       await this.#lock.release();
@@ -300,6 +315,12 @@ export class DiskLog {
   #run<T>(task: () => Promise<T>): Promise<T> {
     const result = this.#chain.then(task);
     this.#chain = result.catch(() => undefined);
+    return result;
+  }
+
+  #runAcks<T>(task: () => Promise<T>): Promise<T> {
+    const result = this.#ackChain.then(task);
+    this.#ackChain = result.catch(() => undefined);
     return result;
   }
 
@@ -319,8 +340,7 @@ export class DiskLog {
     this.#held += written;
   }
 
-  async #syncIfDirty(): Promise<void> {
-    await this.#writer.sync();
+  async #syncAcksIfDirty(): Promise<void> {
     if (this.#acksDirty) await this.#acks.sync();
     this.#acksDirty = false;
   }

@@ -121,8 +121,15 @@ export class Admission<T> implements Gate<T> {
     this.#blocks = policy.strategy === BackpressureStrategy.BLOCK;
     this.#maxItems = parts.thresholds.maxItems;
     this.#maxBytes = parts.thresholds.maxBytes;
-    // With a disk log the queue is memory's read-ahead, and waiting writes are bounded by memory too.
-    this.queue = new Queue(config.maxBufferSize, config.batchSize, this.#sized, config.disk !== undefined);
+    // With a disk log the queue holds what memory keeps of the log (up to twice maxBufferSize: see
+    // spool.ts), and waiting writes are bounded by memory too.
+    const durable = config.disk !== undefined;
+    this.queue = new Queue(
+      durable ? 2 * config.maxBufferSize : config.maxBufferSize,
+      config.batchSize,
+      this.#sized,
+      durable,
+    );
     this.waitQueue = new WaitQueue(criticalCount(config));
   }
 
@@ -176,7 +183,13 @@ export class Admission<T> implements Gate<T> {
 
   fits(size: number): boolean {
     const ledger = this.#ledger;
-    return ledger.held < this.#maxItems && ledger.heldBytes + size <= this.#maxBytes && !(this.spool?.full ?? false);
+    const spool = this.spool;
+    return (
+      ledger.held < this.#maxItems &&
+      ledger.heldBytes + size <= this.#maxBytes &&
+      // disk: a full disk, or (block) as many items waiting to be written as memory may hold.
+      (spool === undefined || !(spool.full || (spool.congested && this.#blocks)))
+    );
   }
 
   accept(item: T, size: number, settle: Settle | undefined): void {

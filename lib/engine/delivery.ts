@@ -36,6 +36,12 @@ export interface DeliveryHost {
 
 type Failed<T> = Outcome<T> & { kind: 'failed' };
 
+/**
+ * disk: batches per flush slot that may have left their slot while their deliveries are being
+ * recorded in the log's ack file. The redelivery bound of a crash is (1 + this) × slots × batch size.
+ */
+export const RECORDING_PER_SLOT = 4;
+
 export class Delivery<T> {
   readonly #config: ResolvedConfig<T>;
   readonly #calls: SinkCalls<T>;
@@ -43,6 +49,8 @@ export class Delivery<T> {
   readonly #keepAlive: KeepAlive;
   readonly #deadLetters: DeadLetters<T>;
   readonly #host: DeliveryHost;
+  /** disk: batches that left their slot while their deliveries are still being recorded. */
+  #recording = 0;
 
   constructor(
     config: ResolvedConfig<T>,
@@ -63,14 +71,26 @@ export class Delivery<T> {
   }
 
   /**
-   * Resolves once every item of the batch is resolved and, with a disk log, recorded as such: a
-   * batch keeps its flush slot until then, so that a crash can deliver again at most the batches
-   * in the slots.
+   * Resolves once every item of the batch is resolved. With a disk log, a batch whose deliveries
+   * are still being recorded leaves its slot only while fewer than {@link RECORDING_PER_SLOT} ×
+   * `maxConcurrentFlushes` batches are in that state; otherwise it waits for its own record. So a
+   * crash delivers again at most (1 + RECORDING_PER_SLOT) × `maxConcurrentFlushes` batches, and a
+   * fast sink does not wait for one ack-file write per batch.
    */
   run(batch: Batch<T>): Promise<void> {
     const done = this.#run(batch);
     if (batch.ids === undefined) return done;
-    return done.then(() => batch.acking);
+    return done.then(() => this.#leaveSlot(batch));
+  }
+
+  #leaveSlot(batch: Batch<T>): Promise<void> | undefined {
+    const acking = batch.acking;
+    if (acking === undefined) return undefined;
+    if (this.#recording >= RECORDING_PER_SLOT * this.#config.maxConcurrentFlushes) return acking;
+    this.#recording++;
+    // Never rejects: a failure to record is a warning (the items are delivered again after a restart).
+    void acking.then(() => this.#recording--);
+    return undefined;
   }
 
   #settled(batch: Batch<T>, ids: number[]): void {

@@ -119,7 +119,12 @@ export class Engine<T> {
       // What the log holds survives the process: nothing to warn about at exit.
       this.#spool = new Spool(
         config.disk,
-        { queue: this.#queue, ledger: this.#ledger, readAhead: config.maxBufferSize },
+        {
+          queue: this.#queue,
+          ledger: this.#ledger,
+          readAhead: config.maxBufferSize,
+          stagingLimit: 2 * (config.batchBounds?.max ?? config.batchSize),
+        },
         {
           queued: () => this.#scheduler.pump(),
           opened: (replayed, bytes, corrupt) => {

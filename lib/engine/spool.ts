@@ -15,19 +15,22 @@ import type { Queue } from './queue';
  * The disk spool, with the `disk` option: every accepted item is appended to a write-ahead log
  * (lib/disk) before its write callback runs, and acknowledged in the log once it is delivered.
  *
- * Memory holds the oldest undelivered items, at most `maxBufferSize` of them (queued, in flight,
- * or being appended); they enter the queue as soon as their append resolves. An item accepted
- * while memory is full, or while older items wait on disk, is *disk-only*: once appended, its
- * copy in memory is let go, and it is read back from the log, in order, as room frees. The log's
- * reader is told to pass over the records kept in memory (`skipBelow`), so nothing is read back
- * that memory already holds.
+ *   accept → staged → one append group at a time → written: queued, if the queue has room and
+ *                                                  nothing older waits in the log
+ *                                                → else: disk-only, read back later, in order
  *
- *   accept → staged → one append group at a time → memory: queue   (room, nothing on disk only)
- *                                                 → disk only: read back later, in order
+ * Memory holds at most 2 × `maxBufferSize` items queued or in flight (written items are kept up to
+ * that; reading back fills it to `maxBufferSize`) and at most two batches of accepted items not
+ * written yet (the staging bound, `congested`; never more than `maxBufferSize`). Where a written item goes is decided when its append
+ * resolves, so an item stays in memory whenever there is room for it then; only what arrives while
+ * memory is full (or behind items already on disk only) is let go and read back. Once some are, every
+ * later one is too until the reader has caught up: the slack of the keep limit is what keeps a
+ * producer that is only briefly ahead out of that chase. The log's reader is told to pass over the records memory kept
+ * (`skipBelow`, at the first record of each disk-only run), so nothing is read back twice.
  *
  * One group is appended at a time, so a failed group (a full disk) leaves no later item written
  * before it: order holds when it is retried. Records found in the log at open (a previous run's
- * undelivered items) are disk-only from the start: they are read back before anything new.
+ * undelivered items) are read back before anything new.
  */
 
 /** An accepted item on its way into the log. */
@@ -37,8 +40,6 @@ export interface Staged<T> {
   readonly size: number;
   readonly payload: Uint8Array;
   readonly settle: Settle | undefined;
-  /** Read back from the log later (true), or kept in memory and queued once appended. */
-  diskOnly: boolean;
 }
 
 export interface SpoolHost<T> {
@@ -65,24 +66,31 @@ export class Spool<T> {
   readonly #queue: Queue<T>;
   readonly #ledger: Ledger;
   readonly #host: SpoolHost<T>;
-  /** Items memory may hold: queued + in flight + being appended to stay in memory. */
+  /** Items memory may hold read ahead (queued + in flight), and not yet written (staged + appending). */
   readonly #readAhead: number;
+  /**
+   * A written item stays in memory while it holds fewer than this (twice the read-ahead): a producer
+   * a little ahead of a fast sink then never sends items on a round trip through the disk. Reading
+   * back fills memory to the read-ahead only.
+   */
+  readonly #keepLimit: number;
+  /**
+   * Accepted items not written yet at most: two batches (at most `maxBufferSize`). Small on purpose:
+   * it is how far a producer runs ahead of the disk in one go, and a long synchronous run of
+   * encoding starves the sink's own timers (measured: 10,000 gave a slow sink 0.78× of the
+   * in-memory sluice, 200 gave 0.93×; docs/benchmarks.md).
+   */
+  readonly #stagingLimit: number;
   readonly #opening: Promise<DiskLog | undefined>;
   #log: DiskLog | undefined;
   /** Accepted, waiting for the group being appended. */
   #staged: Staged<T>[] = [];
-  /** The group being appended. */
-  #appending = false;
-  /** Staged or appending items that will be queued from memory. */
-  #memoryPending = 0;
-  /** Accepted items not in the log yet (staged or appending): in memory however they are marked. */
+  /** The group being appended, if one is. */
+  #appending: Staged<T>[] | undefined;
+  /** Accepted items not in the log yet (staged or appending). */
   #unwritten = 0;
-  /** Disk-only items not read back yet (being appended or in the log). */
+  /** Records in the log that memory let go (or found at open), not read back yet. */
   #diskOnly = 0;
-  /** Of them, those in the log (appended, or found at open). */
-  #diskOnlyReady = 0;
-  /** The next disk-only record appended starts a run: the reader must pass over what is before it. */
-  #floorNeeded = false;
   #reading = false;
   /** A full disk: appends wait for the retry timer. */
   #retryTimer: NodeJS.Timeout | undefined;
@@ -100,17 +108,17 @@ export class Spool<T> {
    * item. Keeps memory bounded when a producer writes faster than the log can append.
    */
   get congested(): boolean {
-    return this.#unwritten >= this.#readAhead;
+    return this.#unwritten >= this.#stagingLimit;
   }
 
-  /** Items memory holds: read ahead (queued, in flight, appending to be queued) and not yet written. For tests. */
+  /** Items memory holds: read ahead (queued, in flight) and not yet written. For tests. */
   get inMemory(): number {
-    return this.#memoryHeld() + this.#unwritten - this.#memoryPending;
+    return this.#memoryHeld() + this.#unwritten;
   }
 
   constructor(
     disk: ResolvedSluiceDisk<T>,
-    parts: { queue: Queue<T>; ledger: Ledger; readAhead: number },
+    parts: { queue: Queue<T>; ledger: Ledger; readAhead: number; stagingLimit: number },
     host: SpoolHost<T>,
   ) {
     this.path = disk.log.path;
@@ -118,6 +126,8 @@ export class Spool<T> {
     this.#queue = parts.queue;
     this.#ledger = parts.ledger;
     this.#readAhead = parts.readAhead;
+    this.#keepLimit = 2 * parts.readAhead;
+    this.#stagingLimit = Math.min(parts.readAhead, parts.stagingLimit);
     this.#host = host;
     // A missing directory that cannot be made, a read-only one, a live owner: errors of `new`.
     if (disk.log.fs === nodeFs) checkDirectorySync(disk.log.path);
@@ -143,13 +153,7 @@ export class Spool<T> {
 
   /** An item was accepted (counted in the ledger): appends it; its callback runs once it is written. */
   accept(item: T, size: number, payload: Uint8Array, settle: Settle | undefined): void {
-    const diskOnly = this.#log === undefined || this.#diskOnly > 0 || this.#memoryHeld() >= this.#readAhead;
-    if (!diskOnly) this.#memoryPending++;
-    else {
-      if (this.#diskOnly === 0) this.#floorNeeded = true;
-      this.#diskOnly++;
-    }
-    this.#staged.push({ item, size, payload, settle, diskOnly });
+    this.#staged.push({ item, size, payload, settle });
     this.#unwritten++;
     this.#appendNext();
   }
@@ -157,11 +161,11 @@ export class Spool<T> {
   /** Memory has room and items wait on disk: reads the next ones back into the queue. */
   refill(): void {
     const log = this.#log;
-    if (log === undefined || this.#reading || this.#diskOnlyReady === 0 || this.#closed) return;
+    if (log === undefined || this.#reading || this.#diskOnly === 0 || this.#closed) return;
     const room = this.#readAhead - this.#memoryHeld();
     if (room <= 0) return;
     // Only records whose append resolved here: the reader must not run ahead of the counts.
-    const count = Math.min(room, this.#diskOnlyReady);
+    const count = Math.min(room, this.#diskOnly);
     this.#reading = true;
     log.read(count).then(
       (records) => {
@@ -169,8 +173,7 @@ export class Spool<T> {
         if (this.#closed) return;
         if (records.length === 0) {
           // Nothing readable although the counts say so: never spin on it.
-          this.#diskOnly -= this.#diskOnlyReady;
-          this.#diskOnlyReady = 0;
+          this.#diskOnly = 0;
           return;
         }
         for (const record of records) {
@@ -185,7 +188,6 @@ export class Spool<T> {
           this.#queue.push(item, Spool.sizeOf(record.payload), now, record.id);
         }
         this.#diskOnly -= records.length;
-        this.#diskOnlyReady -= records.length;
         this.#host.queued();
         this.refill();
       },
@@ -212,12 +214,6 @@ export class Spool<T> {
 
   /** Block on a full disk: these failed entries go first when the append is tried again. */
   retryLater(entries: Staged<T>[]): void {
-    for (const entry of entries) {
-      if (entry.diskOnly) {
-        if (this.#diskOnly === 0) this.#floorNeeded = true;
-        this.#diskOnly++;
-      } else this.#memoryPending++;
-    }
     this.#staged = entries.concat(this.#staged);
     this.#unwritten += entries.length;
     this.full = true;
@@ -250,7 +246,7 @@ export class Spool<T> {
   }
 
   #memoryHeld(): number {
-    return this.#queue.size + this.#ledger.inFlight + this.#memoryPending;
+    return this.#queue.size + this.#ledger.inFlight;
   }
 
   #opened(log: DiskLog): DiskLog | undefined {
@@ -259,12 +255,8 @@ export class Spool<T> {
     if (this.#closed) return log;
     this.#log = log;
     const { replayed, replayedBytes, corruptRecords } = log.stats();
-    if (replayed > 0) {
-      // Read before anything written by this run (which is disk-only so far: see accept()).
-      this.#floorNeeded = false;
-      this.#diskOnly += replayed;
-      this.#diskOnlyReady += replayed;
-    }
+    // Read back before anything this run writes (the reader starts at the oldest unacknowledged record).
+    this.#diskOnly = replayed;
     this.#host.opened(replayed, replayedBytes, corruptRecords);
     this.#appendNext();
     this.refill();
@@ -273,15 +265,16 @@ export class Spool<T> {
 
   #appendNext(): void {
     const log = this.#log;
-    if (log === undefined || this.#appending || this.#staged.length === 0 || this.#retryTimer !== undefined) return;
+    if (log === undefined || this.#appending !== undefined || this.#staged.length === 0) return;
+    if (this.#retryTimer !== undefined) return;
     const group = this.#staged;
     this.#staged = [];
-    this.#appending = true;
+    this.#appending = group;
     void log.appendGroup(group.map((entry) => entry.payload)).then((result) => this.#appended(group, result));
   }
 
   #appended(group: Staged<T>[], { firstId, written, error }: AppendedGroup): void {
-    this.#appending = false;
+    this.#appending = undefined;
     const wasCongested = this.congested;
     this.#unwritten -= group.length;
     if (this.#closed) {
@@ -292,19 +285,17 @@ export class Spool<T> {
       return;
     }
     let queued = false;
+    const queue = this.#queue;
     for (let i = 0; i < written; i++) {
       const entry = group[i] as Staged<T>;
       const id = firstId + i;
-      if (entry.diskOnly) {
-        if (this.#floorNeeded) {
-          (this.#log as DiskLog).skipBelow(id);
-          this.#floorNeeded = false;
-        }
-        this.#diskOnlyReady++;
-      } else {
-        this.#memoryPending--;
-        this.#queue.push(entry.item, entry.size, now, id);
+      if (this.#diskOnly === 0 && this.#memoryHeld() < this.#keepLimit) {
+        queue.push(entry.item, entry.size, now, id);
         queued = true;
+      } else {
+        // The first of a disk-only run: everything before it is in memory (or was read back).
+        if (this.#diskOnly === 0) (this.#log as DiskLog).skipBelow(id);
+        this.#diskOnly++;
       }
       if (entry.settle !== undefined) process.nextTick(entry.settle, null, true);
     }
@@ -314,14 +305,7 @@ export class Spool<T> {
       this.#retryDelayMs = 10;
     }
     const spaceAgain = wasFull || (wasCongested && !this.congested);
-    if (written < group.length) {
-      const failed = group.slice(written);
-      for (const entry of failed) {
-        if (entry.diskOnly) this.#diskOnly--;
-        else this.#memoryPending--;
-      }
-      this.#host.appendFailed(failed, error ?? DiskError.closed(this.path));
-    }
+    if (written < group.length) this.#host.appendFailed(group.slice(written), error ?? DiskError.closed(this.path));
     if (queued) this.#host.queued();
     if (spaceAgain) this.#host.spaceAgain();
     this.refill();

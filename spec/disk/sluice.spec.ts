@@ -62,6 +62,21 @@ function writeAll<T>(sink: BlockingWritable<T> | DropNewestWritable<T>, items: T
   );
 }
 
+/** Writes `items` as a producer that honours backpressure; resolves once every write callback ran. */
+async function writeHonouring<T>(sink: BlockingWritable<T>, items: T[]): Promise<boolean[]> {
+  const results: Promise<boolean>[] = [];
+  for (const item of items) {
+    let ok = true;
+    results.push(
+      new Promise<boolean>((resolve, reject) => {
+        ok = sink.write(item, (error, accepted) => (error ? reject(error) : resolve(accepted === true)));
+      }),
+    );
+    if (!ok) await once(sink, 'drain');
+  }
+  return Promise.all(results);
+}
+
 /** The real file system, except that writes to segment files fail with ENOSPC while `full`. */
 class FullableFs implements DiskFs {
   full = false;
@@ -205,7 +220,7 @@ describe('disk: replay after a restart', () => {
     const first = recorder<number>();
     first.hold();
     const stream = new BlockingWritable<number>(first.flush, { maxBufferSize: 10, batchSize: 5, disk: { path } });
-    await writeAll(stream, range(50));
+    await writeHonouring(stream, range(50));
     stream.destroy();
     await once(stream, 'close');
     expect(first.items).toEqual([]);
@@ -266,9 +281,10 @@ describe('disk: states follow the log', () => {
     const sink = recorder<string>();
     sink.hold();
     // Each record: 16 bytes of header + '"xxxxxxxx"' (10 bytes) = 26 bytes; maxBytes 260 = 10 records.
+    // batchSize 5: up to 10 items may wait to be written, so the 8 writes below are not held back by the disk.
     const stream = new BlockingWritable<string>(sink.flush, {
       maxBufferSize: 10,
-      batchSize: 1,
+      batchSize: 5,
       disk: { path, maxBytes: 260 },
     });
     const states: BackpressureState[] = [];
@@ -290,7 +306,7 @@ describe('disk: states follow the log', () => {
 });
 
 describe('disk: a producer that outruns the disk', () => {
-  test('block: write() returns false once maxBufferSize items wait to be written; drain when they are; nothing dropped', async () => {
+  test('block: write() returns false once two batches (at most maxBufferSize) wait to be written; drain when they are; nothing dropped', async () => {
     const path = tempDir();
     const sink = recorder<number>();
     const stream = new BlockingWritable<number>(sink.flush, { maxBufferSize: 5, batchSize: 5, disk: { path } });
@@ -395,17 +411,17 @@ describe('disk: bad input', () => {
         return bytes.toString();
       },
     };
-    // maxBufferSize 1: every item after the first is read back from the log.
+    // maxBufferSize 1 and a held sink: memory keeps two ('a' in flight, 'b'); 'bad' and 'c' are read back.
     const stream = new BlockingWritable<string>(sink.flush, { maxBufferSize: 1, batchSize: 1, disk });
-    await writeAll(stream, ['a', 'bad', 'c']);
+    await writeHonouring(stream, ['a', 'b', 'bad', 'c']);
     const failed = once(stream, 'error');
     // 'close' follows 'error' in the same tick: listen before.
     const closed = new Promise((resolve) => stream.on('close', resolve));
     sink.release();
     const [error] = (await failed) as [DiskError];
-    expect(error).toMatchObject({ code: 'ERR_DISK_UNDECODABLE', message: expect.stringContaining('Record 2') });
+    expect(error).toMatchObject({ code: 'ERR_DISK_UNDECODABLE', message: expect.stringContaining('Record 3') });
     await closed;
-    expect(sink.items).toEqual(['a']);
+    expect(sink.items).toEqual(['a', 'b']);
     // Still there: a deserialize that reads it delivers it.
     const next = recorder<string>();
     const fixed = { ...disk, deserialize: (bytes: Buffer) => bytes.toString() };
