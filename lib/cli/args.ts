@@ -61,6 +61,11 @@ export interface IngestOptions extends CommonOptions {
   resumable: boolean;
   /** `--restart` (with `--resumable`): forget the load's progress and read the file from its first line. */
   restart: boolean;
+  /**
+   * `--disk DIR` (stdin, NDJSON): the sluice keeps what it accepted in a write-ahead log in DIR, so that
+   * rows read from stdin survive a crash and are inserted by the next run with the same `--disk`.
+   */
+  disk: string | undefined;
 }
 
 /** `sluice publish`: NDJSON lines in, one message each, the broker's acks as the flush result. */
@@ -114,6 +119,7 @@ const ingestFlags = {
   'reconnect-timeout': { type: 'string' },
   resumable: { type: 'boolean' },
   restart: { type: 'boolean' },
+  disk: { type: 'string' },
 } as const satisfies ParseArgsConfig['options'];
 
 const publishFlags = {
@@ -199,6 +205,7 @@ export function parseIngestArgs(argv: string[]): IngestOptions | undefined {
     throw usageError(`The option --pg-method must be copy or insert. Received ${JSON.stringify(pgMethod)}`);
   const resumable = values.resumable === true;
   checkResumable(values, input, broker !== undefined, strategy, values.table);
+  checkDisk(values, input, broker !== undefined, format);
   let columns = values.columns === undefined ? undefined : parseColumns(values.columns);
   if (dedupe && columns !== undefined && !columns.includes(idColumn)) columns = [idColumn, ...columns];
   return {
@@ -226,7 +233,29 @@ export function parseIngestArgs(argv: string[]): IngestOptions | undefined {
     reconnectTimeoutMs: integer(values, 'reconnect-timeout', 0, 30_000),
     resumable,
     restart: values.restart === true,
+    disk: values.disk,
   };
+}
+
+/** `--disk DIR`: for NDJSON read from stdin, which cannot be read again after a crash. */
+function checkDisk(values: Values, input: string, broker: boolean, format: string): void {
+  const dir = values.disk;
+  if (dir === undefined) return;
+  if (dir === '') throw usageError('The option --disk needs a directory');
+  if (broker)
+    throw usageError(
+      '--disk is for stdin: from a broker, a message is acked only once it is stored, so the broker keeps what a crashed run held',
+    );
+  if (input !== '-')
+    throw usageError(
+      `--disk is for stdin, which cannot be read again after a crash; a FILE can be resumed instead: use --resumable. Received ${JSON.stringify(input)}`,
+    );
+  if (values.resumable === true)
+    throw usageError('--disk and --resumable exclude each other: --disk is for stdin, --resumable for a FILE');
+  if (format !== 'ndjson')
+    throw usageError(
+      '--disk needs --format ndjson: a CSV record is read with the header of the run that read it, which the next run does not have',
+    );
 }
 
 /** The progress table's name (resume/progress.ts), which `--table` may not take with `--resumable`. */
@@ -243,7 +272,7 @@ function checkResumable(values: Values, input: string, broker: boolean, strategy
     );
   if (input === '-')
     throw usageError(
-      '--resumable needs a FILE: stdin cannot be read again after a crash. Save the input to a file first (or, once it is available, use --disk DIR to keep what is read from stdin on disk)',
+      '--resumable needs a FILE: stdin cannot be read again after a crash. Save the input to a file first, or use --disk DIR to keep what is read from stdin on disk until it is inserted',
     );
   if (strategy !== (BackpressureStrategy.BLOCK as string))
     throw usageError(

@@ -1,6 +1,8 @@
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createBackpressureStream } from '../index';
+import { resolve as resolvePath } from 'node:path';
+import { DiskError, createBackpressureStream } from '../index';
+import { checkDirectorySync } from '../disk/lock';
 import { csvStages } from './csv';
 import { CliError, ExitCode, describe } from './errors';
 import { RowMapper } from './mapper';
@@ -17,7 +19,8 @@ import { SqliteSink } from './sinks/sqlite';
 import { StatusLine, peakRssBytes, sayAbove } from './status-line';
 import { Stopping } from './stopping';
 import { printSummary } from './summary';
-import type { BackpressureError, BackpressureWritable, FlushResult } from '../index';
+import type { BackpressureError, BackpressureWritable, DiskOptions, FlushResult } from '../index';
+import type { Column, Value } from './schema';
 import type { IngestOptions } from './args';
 import type { Row, Stages } from './parse';
 import { sleep } from './sinks/sink';
@@ -70,6 +73,8 @@ class IngestRun {
   #abandoning: Promise<void> | undefined;
   /** `--resumable`: the load this run goes on with. */
   #resume: ResumableLoad | undefined;
+  /** NDJSON: the parser's mapper, which `--disk` also maps the rows of an earlier run with. */
+  #mapper: RowMapper | undefined;
 
   constructor(options: IngestOptions, io: Io, rejects: RejectsFile) {
     this.#options = options;
@@ -126,7 +131,7 @@ class IngestRun {
             resume: resume?.from,
           })
         : ndjsonStages(
-            new RowMapper(this.#schema, options.columns, resume?.strictColumns),
+            (this.#mapper = new RowMapper(this.#schema, options.columns, resume?.strictColumns)),
             rejectLine,
             options.maxRecordBytes,
             resume?.from,
@@ -291,6 +296,7 @@ class IngestRun {
       // A constraint or type error fails the whole batch; halving it (recursively) isolates the bad rows in
       // O(k log n) statements and inserts the rest. One by one took 64 s for 1 % duplicates in 100,000 rows.
       isolateFailures: 'bisect',
+      ...(options.disk === undefined ? {} : { disk: this.#diskOptions(options.disk) }),
       onDeadLetter: (rows, error) => {
         const cause = error.cause;
         // Rows the database never judged (the run gave up, the connection died) are undelivered, not refused.
@@ -307,6 +313,32 @@ class IngestRun {
       this.#rejects.write('dropped', [row], `dropped by the ${options.strategy} strategy (${reason})`);
     });
     return sluice;
+  }
+
+  /**
+   * `--disk DIR`: rows are kept in a write-ahead log until inserted. A row is stored with its column
+   * names, and one from an earlier run goes through this run's mapper again when it is read back, so
+   * that its values land in this run's columns (which the earlier run's may not match in order).
+   */
+  #diskOptions(path: string): DiskOptions<Row> {
+    checkDiskDirectory(path);
+    const schema = this.#schema;
+    const mapper = this.#mapper as RowMapper;
+    return {
+      path,
+      fsync: 'interval',
+      serialize: (row) => {
+        const fields: Record<string, Value> = {};
+        row.values.forEach((value, i) => {
+          if (value !== undefined) fields[(schema.columns[i] as Column).name] = value;
+        });
+        return JSON.stringify({ l: row.line, r: row.raw, f: fields });
+      },
+      deserialize: (bytes) => {
+        const { l, r, f } = JSON.parse(bytes.toString('utf8')) as { l: number; r: string; f: Record<string, Value> };
+        return { line: l, raw: r, values: mapper.map(f) };
+      },
+    };
   }
 
   /** Give up on inserting: every record read and not yet inserted goes to the rejects file. */
@@ -380,6 +412,13 @@ class IngestRun {
     };
     if (signal !== undefined) summary.signal = signal;
     if (this.#resume !== undefined) summary.resume = this.#resume.summary();
+    // --disk: rows an earlier run left in the log were inserted (or rejected) by this one; what this one
+    // leaves there (interrupted, or the database gone) is the next run's.
+    const disk =
+      options.disk === undefined
+        ? undefined
+        : { path: options.disk, replayed: metrics?.replayed ?? 0, kept: metrics?.bufferSize ?? 0 };
+    if (disk !== undefined) summary.disk = disk;
     if (fatal !== undefined) {
       summary.error = fatal instanceof CliError ? describe(fatal) : `lost ${summary.target}: ${describe(fatal)}`;
       if (rejects.unwritten > 0) summary.error += ` (${rejects.unwritten} rejected record(s) could not be saved)`;
@@ -388,9 +427,14 @@ class IngestRun {
     }
     if (failure !== undefined) summary.error = describe(failure);
     // The promise of this command, checked rather than assumed.
-    if (failure === undefined && fatal === undefined && summary.read !== summary.inserted + summary.rejected) {
+    const came = summary.read + (disk?.replayed ?? 0);
+    const went = summary.inserted + summary.rejected + (disk?.kept ?? 0);
+    if (failure === undefined && fatal === undefined && came !== went) {
       summary.status = 'failed';
-      summary.error = `accounting mismatch: read ${summary.read} != inserted ${summary.inserted} + rejected ${summary.rejected} (please report this)`;
+      summary.error =
+        disk === undefined
+          ? `accounting mismatch: read ${summary.read} != inserted ${summary.inserted} + rejected ${summary.rejected} (please report this)`
+          : `accounting mismatch: read ${summary.read} + replayed ${disk.replayed} != inserted ${summary.inserted} + rejected ${summary.rejected} + kept ${disk.kept} (please report this)`;
     }
 
     printSummary(summary, options.json, this.#io.out);
@@ -406,6 +450,19 @@ class IngestRun {
       );
     }
     return ExitCode.OK;
+  }
+}
+
+/**
+ * `--disk DIR` held by another run, or not a usable directory: a usage error (exit 2) with the log's
+ * own code, before anything is read.
+ */
+function checkDiskDirectory(path: string): void {
+  try {
+    checkDirectorySync(resolvePath(path));
+  } catch (error) {
+    if (error instanceof DiskError) throw new CliError(ExitCode.USAGE, `--disk: ${error.message}`, error, error.code);
+    throw error;
   }
 }
 

@@ -34,6 +34,11 @@ export interface IngestSummary {
   error?: string;
   /** `--resumable`: how the run found the load, what it skipped, and the load's totals over all its runs. */
   resume?: ResumeSummary;
+  /**
+   * `--disk DIR`: rows an earlier run left in the log (inserted or rejected by this run, first), and rows
+   * this run leaves there for the next one. read + replayed = inserted + rejected + kept.
+   */
+  disk?: { path: string; replayed: number; kept: number };
   /** A broker input: messages acked (stored or rejected), handed back for redelivery, whose ack failed, skipped as already stored. */
   broker?: { acked: number; handedBack: number; ackFailures: number; duplicates: number };
 }
@@ -64,6 +69,11 @@ export function printSummary(s: IngestSummary, json: boolean, out: NodeJS.Writab
           `  acked ${fmt(s.broker.acked)}, handed back ${fmt(s.broker.handedBack)}, ack failures ${fmt(s.broker.ackFailures)}, duplicates skipped ${fmt(s.broker.duplicates)}`,
         ]),
     ...(s.resume === undefined ? [] : resumeLines(s.resume)),
+    ...(s.disk === undefined
+      ? []
+      : [
+          `  disk ${s.disk.path}: ${fmt(s.disk.replayed)} row(s) from an earlier run, ${fmt(s.disk.kept)} kept for the next run`,
+        ]),
     `  peak buffer ${fmt(s.peakBuffer)}/${fmt(s.maxBuffer)}, peak RSS ${mib(s.peakRssBytes)}, ${(s.durationMs / 1000).toFixed(2)} s, ${fmt(s.rowsPerSecond)} rows/s`,
   ];
   out.write(`${lines.join('\n')}\n`);
