@@ -168,7 +168,7 @@ export class Admission<T> implements Gate<T> {
     }
     this.#payload = outerPayload;
     // disk: block tells an outrunning producer to wait for the disk too.
-    if (ok && payload !== undefined && this.#blocks && (this.spool as Spool<T>).congested) ok = false;
+    if (ok && payload !== undefined && this.#blocks && (this.spool as Spool<T>).pressing) ok = false;
     if (!ok && !this.#signals.destroyed) this.#signals.refused();
     return ok;
   }

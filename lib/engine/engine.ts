@@ -123,7 +123,7 @@ export class Engine<T> {
           queue: this.#queue,
           ledger: this.#ledger,
           readAhead: config.maxBufferSize,
-          stagingLimit: 2 * (config.batchBounds?.max ?? config.batchSize),
+          pauseLimit: 2 * (config.batchBounds?.max ?? config.batchSize),
         },
         {
           queued: () => this.#scheduler.pump(),

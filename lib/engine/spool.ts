@@ -20,8 +20,9 @@ import type { Queue } from './queue';
  *                                                → else: disk-only, read back later, in order
  *
  * Memory holds at most 2 × `maxBufferSize` items queued or in flight (written items are kept up to
- * that; reading back fills it to `maxBufferSize`) and at most two batches of accepted items not
- * written yet (the staging bound, `congested`; never more than `maxBufferSize`). Where a written item goes is decided when its append
+ * that; reading back fills it to `maxBufferSize`) and at most `maxBufferSize` accepted items not
+ * written yet (the staging bound, `congested`). Block asks the producer to wait already at two
+ * batches (`pressing`), so a producer that honours `write()` runs ahead of the disk in short bursts. Where a written item goes is decided when its append
  * resolves, so an item stays in memory whenever there is room for it then; only what arrives while
  * memory is full (or behind items already on disk only) is let go and read back. Once some are, every
  * later one is too until the reader has caught up: the slack of the keep limit is what keeps a
@@ -66,7 +67,7 @@ export class Spool<T> {
   readonly #queue: Queue<T>;
   readonly #ledger: Ledger;
   readonly #host: SpoolHost<T>;
-  /** Items memory may hold read ahead (queued + in flight), and not yet written (staged + appending). */
+  /** Items reading back fills memory to (queued + in flight): `maxBufferSize`. */
   readonly #readAhead: number;
   /**
    * A written item stays in memory while it holds fewer than this (twice the read-ahead): a producer
@@ -75,12 +76,12 @@ export class Spool<T> {
    */
   readonly #keepLimit: number;
   /**
-   * Accepted items not written yet at most: two batches (at most `maxBufferSize`). Small on purpose:
-   * it is how far a producer runs ahead of the disk in one go, and a long synchronous run of
-   * encoding starves the sink's own timers (measured: 10,000 gave a slow sink 0.78× of the
-   * in-memory sluice, 200 gave 0.93×; docs/benchmarks.md).
+   * Accepted items not written yet at which block asks the producer to wait (`write()` returns
+   * false): two batches. Small on purpose: it is how far an honouring producer runs ahead of the disk
+   * in one synchronous go, and a long run of encoding starves the sink's own timers (measured: 10,000
+   * gave a slow sink 0.78× of the in-memory sluice, 200 gave 0.93×; docs/benchmarks.md).
    */
-  readonly #stagingLimit: number;
+  readonly #pauseLimit: number;
   readonly #opening: Promise<DiskLog | undefined>;
   #log: DiskLog | undefined;
   /** Accepted, waiting for the group being appended. */
@@ -103,12 +104,17 @@ export class Spool<T> {
   #closed = false;
 
   /**
-   * As many items wait to be written as memory may hold: the producer outruns the disk. Block
-   * pauses it (write() returns false, later writes wait); the drop strategies drop the incoming
-   * item. Keeps memory bounded when a producer writes faster than the log can append.
+   * The staging bound is reached: the producer outruns the disk. Block pauses it (write() returns
+   * false, later writes wait); the drop strategies drop the incoming item. Keeps memory bounded when
+   * a producer writes faster than the log can append.
    */
   get congested(): boolean {
-    return this.#unwritten >= this.#stagingLimit;
+    return this.#unwritten >= this.#readAhead;
+  }
+
+  /** Two batches wait to be written: block's `write()` says wait (a producer that honours it runs in short bursts). */
+  get pressing(): boolean {
+    return this.#unwritten >= this.#pauseLimit;
   }
 
   /** Items memory holds: read ahead (queued, in flight) and not yet written. For tests. */
@@ -118,7 +124,7 @@ export class Spool<T> {
 
   constructor(
     disk: ResolvedSluiceDisk<T>,
-    parts: { queue: Queue<T>; ledger: Ledger; readAhead: number; stagingLimit: number },
+    parts: { queue: Queue<T>; ledger: Ledger; readAhead: number; pauseLimit: number },
     host: SpoolHost<T>,
   ) {
     this.path = disk.log.path;
@@ -127,7 +133,7 @@ export class Spool<T> {
     this.#ledger = parts.ledger;
     this.#readAhead = parts.readAhead;
     this.#keepLimit = 2 * parts.readAhead;
-    this.#stagingLimit = Math.min(parts.readAhead, parts.stagingLimit);
+    this.#pauseLimit = Math.min(parts.readAhead, parts.pauseLimit);
     this.#host = host;
     // A missing directory that cannot be made, a read-only one, a live owner: errors of `new`.
     if (disk.log.fs === nodeFs) checkDirectorySync(disk.log.path);
@@ -275,7 +281,7 @@ export class Spool<T> {
 
   #appended(group: Staged<T>[], { firstId, written, error }: AppendedGroup): void {
     this.#appending = undefined;
-    const wasCongested = this.congested;
+    const wasPressing = this.pressing;
     this.#unwritten -= group.length;
     if (this.#closed) {
       // Destroyed meanwhile: what was written stays in the log for the next run.
@@ -304,7 +310,8 @@ export class Spool<T> {
       this.full = false;
       this.#retryDelayMs = 10;
     }
-    const spaceAgain = wasFull || (wasCongested && !this.congested);
+    // (Not pressing implies not congested: the pause limit is the lower one.)
+    const spaceAgain = wasFull || (wasPressing && !this.pressing);
     if (written < group.length) this.#host.appendFailed(group.slice(written), error ?? DiskError.closed(this.path));
     if (queued) this.#host.queued();
     if (spaceAgain) this.#host.spaceAgain();
