@@ -6,6 +6,7 @@ import { checkDirectorySync } from '../disk/lock';
 import { csvStages } from './csv';
 import { CliError, ExitCode, describe } from './errors';
 import { RowMapper } from './mapper';
+import { rowBuffer } from './row-buffer';
 import { ndjsonStages } from './parse';
 import { checkPaths, openInput, stoppable } from './paths';
 import { RejectsFile } from './rejects';
@@ -283,15 +284,7 @@ class IngestRun {
       }
     };
     const sluice: BackpressureWritable<Row> = createBackpressureStream<Row>(flush, {
-      strategy: options.strategy,
-      maxBufferSize: options.maxBuffer,
-      batchSize: options.batchSize,
-      ...(options.maxBufferBytes === undefined
-        ? {}
-        : // The input text stands for the row's size: O(1), and close to what the row costs in memory.
-          { maxBufferBytes: options.maxBufferBytes, sizeOf: (row: Row) => row.raw.length * 2 + 64 }),
-      // This producer honours write() === false, so a held write only waits on a slow database: never drop it for that.
-      maxBlockTimeMs: Infinity,
+      ...rowBuffer(options),
       retry: { maxRetries: 0 },
       // A constraint or type error fails the whole batch; halving it (recursively) isolates the bad rows in
       // O(k log n) statements and inserts the rest. One by one took 64 s for 1 % duplicates in 100,000 rows.

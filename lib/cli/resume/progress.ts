@@ -129,21 +129,23 @@ export interface ProgressRow {
   finishedAt: string | null;
 }
 
-/** What a commit of a batch (or the end of the input) records. */
-export interface Advance {
-  committedOffset: number;
-  committedLine: number;
-  records: number;
-  inserted: number;
-  rejected: number;
-  rejectsOffset: number;
-  /** Set once: the first commit that knows them records them (NULL stays NULL otherwise). */
-  csvHeader: string | null;
-  strictColumns: string | null;
-  updatedAt: string;
-  /** Only when the input is read to its end. */
-  finishedAt?: string;
-}
+/**
+ * What a commit of a batch (or the end of the input) records: those fields of the row. `csvHeader` and
+ * `strictColumns` are set once (the first commit that knows them records them; NULL stays NULL
+ * otherwise); `finishedAt` only when the input is read to its end.
+ */
+export type Advance = Pick<
+  ProgressRow,
+  | 'committedOffset'
+  | 'committedLine'
+  | 'records'
+  | 'inserted'
+  | 'rejected'
+  | 'rejectsOffset'
+  | 'csvHeader'
+  | 'strictColumns'
+  | 'updatedAt'
+> & { finishedAt?: string };
 
 /** The row as this run last saw it: a change means another run took the load over. */
 export interface Expected {

@@ -15,6 +15,7 @@ import type { RejectEntry, RejectsFile } from '../rejects';
 import type { Sink } from '../sinks/sink';
 import type { Stopping } from '../stopping';
 import type { ResumableLoad } from './load';
+import { rowBuffer } from '../row-buffer';
 
 export function resumableSluice(run: {
   options: IngestOptions;
@@ -47,13 +48,7 @@ export function resumableSluice(run: {
     }
   };
   const sluice: BackpressureWritable<Row> = createBackpressureStream<Row>(flush, {
-    strategy: options.strategy,
-    maxBufferSize: options.maxBuffer,
-    batchSize: options.batchSize,
-    ...(options.maxBufferBytes === undefined
-      ? {}
-      : { maxBufferBytes: options.maxBufferBytes, sizeOf: (row: Row) => row.raw.length * 2 + 64 }),
-    maxBlockTimeMs: Infinity,
+    ...rowBuffer(options),
     // One batch at a time: the progress is a prefix of the input, so batches commit in its order.
     maxConcurrentFlushes: 1,
     retry: { maxRetries: 0 },
