@@ -112,6 +112,12 @@ describe('sluice ingest into SQLite', () => {
     expect(selectAll(join(dir, 'out.db'), 'SELECT count(*) AS n FROM piped')).toEqual([{ n: 2498 }]);
   });
 
+  it('an empty input: nothing read, nothing created, no warning', async () => {
+    const result = await ingest('-', 'empty', [], '');
+    expect({ code: result.code, stderr: result.stderr }).toEqual({ code: 0, stderr: '' });
+    expect(summaryOf(result)).toMatchObject({ status: 'completed', read: 0, inserted: 0, tableCreated: false });
+  });
+
   it('isolates rows the database refuses (UNIQUE, NOT NULL) and inserts the rest of their batch', async () => {
     execSql(join(dir, 'out.db'), 'CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)');
     const lines = [

@@ -250,6 +250,8 @@ export class PostgresSink implements Sink {
   }
 
   async finish(): Promise<void> {
+    // Nothing was read (an empty input): no column to create a table with.
+    if (this.#options.schema.columns.length === 0) return;
     if (this.#lost === undefined) await this.#sync(true);
   }
 

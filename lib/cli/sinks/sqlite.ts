@@ -132,6 +132,8 @@ export class SqliteSink implements Sink {
   }
 
   async finish(): Promise<void> {
+    // Nothing was read (an empty input): no column to create a table with.
+    if (this.#options.schema.columns.length === 0) return;
     await this.#sync(true, []);
   }
 
