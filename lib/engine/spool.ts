@@ -170,8 +170,10 @@ export class Spool<T> {
     if (log === undefined || this.#reading || this.#diskOnly === 0 || this.#closed) return;
     const room = this.#readAhead - this.#memoryHeld();
     if (room <= 0) return;
-    // Only records whose append resolved here: the reader must not run ahead of the counts.
-    const count = Math.min(room, this.#diskOnly);
+    // Only records whose append resolved here: the reader must not run ahead of the counts. And two
+    // batches at a time: decoding is synchronous, and 10,000 records decoded in one go kept a slow
+    // sink's timers waiting (slow sink, interval: 0.91x of the in-memory sluice; 0.94x this way).
+    const count = Math.min(room, this.#diskOnly, this.#pauseLimit);
     this.#reading = true;
     log.read(count).then(
       (records) => {
