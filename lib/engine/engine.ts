@@ -304,6 +304,8 @@ export class Engine<T> {
     // disk: what is in the log stays there for the next run; only what is not yet in it is lost.
     const unlogged: T[] = this.#spool === undefined ? items : [];
     const waiters: { item: T; settle: Settle | undefined }[] = queued.waiters;
+    // Counted before the unwritten items join them: those were accepted already, the waiting writes were not.
+    const waiting = waiters.length;
     if (this.#spool !== undefined) {
       const unwritten = this.#spool.takeUnwritten();
       let bytes = 0;
@@ -311,8 +313,8 @@ export class Engine<T> {
         bytes += entry.size;
         waiters.push(entry);
       }
-      this.#ledger.takeUnlogged(queued.waiters.length, unwritten.length, bytes);
-    } else this.#ledger.takeAll(waiters.length);
+      this.#ledger.takeUnlogged(waiting, unwritten.length, bytes);
+    } else this.#ledger.takeAll(waiting);
     for (const waiter of waiters) {
       items.push(waiter.item);
       if (unlogged !== items) unlogged.push(waiter.item);

@@ -260,6 +260,17 @@ describe('disk: replay after a restart', () => {
     expect(warnings.filter((w) => /discard|neither delivered/.test(w.message))).toEqual([]);
   });
 
+  test('a destroy() while items are still on their way to the log keeps the books balanced', async () => {
+    const path = tempDir();
+    const stream = new BlockingWritable<number>(async () => {}, { disk: { path } });
+    // Accepted, not yet appended (the log is still opening): destroy() takes them as lost.
+    for (const n of range(5)) stream.write(n, () => undefined);
+    stream.destroy();
+    await once(stream, 'close');
+    expect(stream.getMetrics()).toMatchObject({ eventsOffered: 5, eventsAccepted: 5, deadLettered: 5 });
+    (stream as unknown as { [kEngine]: { assertBalanced(): void } })[kEngine].assertBalanced();
+  });
+
   test('shutdown() at its deadline resolves what memory held, and it stays in the log for the next run', async () => {
     const path = tempDir();
     const sink = recorder<number>();
