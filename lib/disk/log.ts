@@ -186,9 +186,7 @@ export class DiskLog {
     if (this.#closed) return Promise.reject(DiskError.closed(this.path));
     return new Promise((resolve, reject) => {
       this.#appends.push({ payload, resolve, reject });
-      if (this.#appendQueued) return;
-      this.#appendQueued = true;
-      void this.#run(() => this.#writeGroup());
+      this.#writeSoon();
     });
   }
 
@@ -215,9 +213,7 @@ export class DiskLog {
       };
       if (left === 0) return resolve(result);
       for (const payload of payloads) this.#appends.push({ payload, resolve: onWritten, reject: onFailed });
-      if (this.#appendQueued) return;
-      this.#appendQueued = true;
-      void this.#run(() => this.#writeGroup());
+      this.#writeSoon();
     });
   }
 
@@ -322,6 +318,13 @@ export class DiskLog {
     const result = this.#ackChain.then(task);
     this.#ackChain = result.catch(() => undefined);
     return result;
+  }
+
+  /** Puts a task on the chain that writes the waiting appends, unless one is there already. */
+  #writeSoon(): void {
+    if (this.#appendQueued) return;
+    this.#appendQueued = true;
+    void this.#run(() => this.#writeGroup());
   }
 
   /** Writes every append waiting now as one group. */

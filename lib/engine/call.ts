@@ -34,7 +34,7 @@ export interface Batch<T> {
   timer: NodeJS.Timeout | undefined;
   /** Ends the current wait early (on destroy). */
   wake: (() => void) | undefined;
-  /** disk: the acknowledgements of its items being recorded; the batch keeps its slot until they are. */
+  /** disk: the acknowledgements of its items being recorded (see Delivery.run for when the slot waits on them). */
   acking: Promise<void> | undefined;
 }
 

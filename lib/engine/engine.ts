@@ -208,7 +208,7 @@ export class Engine<T> {
   #appendFailed(entries: Staged<T>[], error: DiskError): void {
     const spool = this.#spool as Spool<T>;
     if (error.code !== 'ERR_DISK_FULL') {
-      spool.retryLater(entries);
+      spool.restage(entries);
       this.#host.destroy(error);
       return;
     }
@@ -274,9 +274,7 @@ export class Engine<T> {
   }
 
   #checkIdle(): void {
-    if (this.length > 0 || this.#idleCallbacks.length === 0 || this.#signals.destroyed) return;
-    // disk: until the log is open, what a previous run left in it is not counted yet.
-    if (this.#spool?.opening === true) return;
+    if (this.busy || this.#idleCallbacks.length === 0 || this.#signals.destroyed) return;
     this.#signals.setDrainRequested(false);
     const callbacks = this.#idleCallbacks;
     this.#idleCallbacks = [];

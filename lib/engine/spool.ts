@@ -222,8 +222,7 @@ export class Spool<T> {
 
   /** Block on a full disk: these failed entries go first when the append is tried again. */
   retryLater(entries: Staged<T>[]): void {
-    this.#staged = entries.concat(this.#staged);
-    this.#unwritten += entries.length;
+    this.restage(entries);
     this.full = true;
     if (this.#retryTimer !== undefined || this.#closed) return;
     this.#retryTimer = setTimeout(() => {
@@ -231,6 +230,12 @@ export class Spool<T> {
       this.#appendNext();
     }, this.#retryDelayMs);
     this.#retryDelayMs = Math.min(this.#retryDelayMs * 2, MAX_RETRY_MS);
+  }
+
+  /** Failed entries go back to the head of what waits to be written (a failed I/O: destroy() takes them). */
+  restage(entries: Staged<T>[]): void {
+    this.#staged = entries.concat(this.#staged);
+    this.#unwritten += entries.length;
   }
 
   /** destroy(): accepted items not in the log yet (their callbacks have not run); appending stops. */
