@@ -6,70 +6,132 @@
  * Real sinks have a per-call overhead (tiny batches waste it) and a superlinear
  * cost past some size (huge batches waste it too), so items/s over the batch
  * size is a hill whose top nobody knows in advance and which moves with the
- * sink. The rule is perturb-and-observe around a centre, with a multiplicative
- * step, and a multiplicative decrease on latency (AIMD's "MD"):
+ * sink. It is rarely a smooth hill: a sink's time comes in steps (timer ticks,
+ * pages, packets), which makes every slope a saw of small local tops. The rule
+ * searches a fixed ladder of sizes instead of following a gradient:
  *
- * - Measure in epochs: EPOCH_CALLS calls of exactly the size being measured,
- *   as items / sink time. Calls of another size (cut before a change, retries,
- *   partial batches, failures) do not count.
- * - A cycle measures the centre c, then c × step, then c / step (a side that a
- *   bound clamps onto c is skipped). The better side, if better than the
- *   centre, becomes the centre; moving the same way twice in a row with a gain
- *   beyond NOISE widens the step (squared, up to MAX_STEP), so a far top is
- *   reached in a few cycles. If the centre is best, the step narrows (square
- *   root, down to MIN_STEP). Every
- *   cycle measures afresh, and the step never falls below MIN_STEP, so the
- *   probes keep following a sink that gets faster or slower.
- * - Latency: a call over `targetLatencyMs` cuts the size at once to what would
- *   have met the target (items × target / latency × LATENCY_MARGIN) and caps
- *   every size below the one that was too slow; the cap rises by MIN_STEP after
- *   CAP_RELAX_CALLS calls within the target, so a sink that recovers is followed.
+ * - The ladder: min, then each rung GRID_RATIO (2^⅕, +15 %) above the last,
+ *   then max. Sizes are always rungs; the top of a smooth hill is flat enough
+ *   that the nearest rung loses under 1 % to it.
+ * - Measure in epochs: EPOCH_CALLS calls of exactly the rung being measured,
+ *   as items / their median sink time. The median, because a call's time also
+ *   holds whatever else kept the event loop busy meanwhile (a garbage collection,
+ *   the producer's own work): measured, one call in five or so took 3-8 times
+ *   its sink's time, and one such call must not decide a comparison. Calls of
+ *   another size (cut before a change, retries, partial batches, failures) do
+ *   not count.
+ * - Climb first (TCP's slow start): from min, CLIMB_RUNGS rungs (×2) at a time,
+ *   until CLIMB_MISSES measurements in a row fail to beat the best so far (one
+ *   miss may be noise) or the top is reached; then settle on the best rung the
+ *   climb measured. Doubling steps over the saw's small tops.
+ * - Then hold and probe: measure the settled rung HOLD_EPOCHS times, then one
+ *   epoch on the rung beside it, alternating up and down. A neighbour better
+ *   than the settled rung's last measurement by more than WIN (1 %) becomes the
+ *   settled rung, and the next rung the same way is probed at once (so a top
+ *   that moved is followed a rung per epoch). One within NOISE (2 %) below, or
+ *   WIN above, is no answer: the rung beyond it decides instead.
+ * - A changed sink: two hold measurements in a row more than CHANGE (10 %) away
+ *   from the one before them (one may be noise) start the probes at once, and
+ *   a failed one is followed at once by one on the other side.
+ * - Look further: the climb decided on one epoch per rung, early in the run
+ *   when the JIT and the first collections slow calls down, and on a saw every
+ *   tooth's top is a local best for its neighbours, so a misjudged rung would
+ *   never be seen again. So every FAR_EVERY-th probe after a hold goes a factor
+ *   of 2 away instead of one rung, and before a probe, a rung within a factor
+ *   of 2 measured in the last REMEMBER_EPOCHS that did better than the settled
+ *   one by more than NOISE is measured again, and settled on if it still does
+ *   (else it is remembered at its new rate, and not tried again). A latency cut
+ *   forgets what was measured.
+ * - Latency: a call over `targetLatencyMs` cuts the size at once to the highest
+ *   rung under what would have met the target (items × target / latency ×
+ *   LATENCY_MARGIN) and caps every size below the one that was too slow; the cap
+ *   rises by CAP_RELAX_STEP after CAP_RELAX_CALLS calls within the target, so a
+ *   sink that recovers is followed.
  * - Bounds: always within [min, max] (validated: max <= maxBufferSize).
  */
 
-/** Calls of the current size per measurement. */
-export const EPOCH_CALLS = 2;
-/** Relative gain below which a move does not widen the step. */
-export const NOISE = 0.03;
-/** Largest multiplicative step (the first climb doubles). */
-export const MAX_STEP = 2;
-/** Smallest step: the probing amplitude around the top. */
-export const MIN_STEP = 1.1;
+/** Calls of the current size per measurement; it takes their median sink time. */
+export const EPOCH_CALLS = 3;
+/** From one rung of the ladder to the next. */
+export const GRID_RATIO = 2 ** 0.2;
+/** Rungs per step while climbing (5: doubling). */
+export const CLIMB_RUNGS = 5;
+/** Epochs on the settled rung between two probes of a neighbour. */
+export const HOLD_EPOCHS = 6;
+/** A probe this close below the settled rung's rate is inconclusive: the next rung beyond it is tried. */
+export const NOISE = 0.02;
+/** A probe must beat the settled rung's rate by this much to take its place (a hair's difference is noise). */
+export const WIN = 0.01;
+/** A settled rung whose rate moved by more than this since its last measurement: the sink changed. */
+export const CHANGE = 0.1;
+/** Every this many probes after a hold, the probe goes a factor of 2 (CLIMB_RUNGS rungs) away instead of one rung. */
+export const FAR_EVERY = 2;
+/** How many epochs a rung's measurement is remembered as a place to come back to. */
+export const REMEMBER_EPOCHS = 100;
+/** Climbing measurements in a row that may fail to beat the best before the climb ends. */
+export const CLIMB_MISSES = 2;
 /** A cut for latency aims this far below what would just meet the target. */
 export const LATENCY_MARGIN = 0.8;
-/** Calls within the target before the latency cap rises by one MIN_STEP. */
+/** Calls within the target before the latency cap rises by CAP_RELAX_STEP. */
 export const CAP_RELAX_CALLS = 8;
+/** The factor the latency cap rises by. */
+export const CAP_RELAX_STEP = 1.1;
 
-type Phase = 'centre' | 'up' | 'down';
+type Mode = 'climb' | 'hold' | 'probe';
+
+/** The sizes the search moves between: min, each GRID_RATIO above the last (rounded, strictly rising), max. */
+export function ladder(min: number, max: number): number[] {
+  const rungs = [min];
+  for (let exact = min * GRID_RATIO; ; exact *= GRID_RATIO) {
+    const last = rungs[rungs.length - 1] as number;
+    const next = Math.max(last + 1, Math.round(exact));
+    if (next >= max) break;
+    rungs.push(next);
+  }
+  if (max > min) rungs.push(max);
+  return rungs;
+}
 
 export class BatchSizer {
-  readonly #min: number;
-  readonly #max: number;
+  readonly #rungs: readonly number[];
   readonly #targetMs: number;
-  /** The size batches are cut at now: the centre or a probe beside it. */
+  /** The size batches are cut at now: the settled rung or a probe beside it. */
   size: number;
-  #centre: number;
-  #step = MAX_STEP;
-  #phase: Phase = 'centre';
-  /** Throughputs (items/ms) measured in this cycle. */
-  #centreRate = 0;
-  #upRate: number | undefined;
-  #downRate: number | undefined;
-  /** +1 or -1 when the last cycle moved the centre that way, 0 when it stayed. */
-  #lastMove = 0;
-  #epochItems = 0;
-  #epochMs = 0;
-  #epochCalls = 0;
+  /** The rung being measured, and the settled one (they differ during a probe or the climb). */
+  #rung = 0;
+  #settled = 0;
+  #mode: Mode = 'climb';
+  /** The last measured rate (items/ms) of each rung, NaN until measured, and the epoch it was measured in. */
+  readonly #rates: Float64Array;
+  readonly #measuredAt: Float64Array;
+  #epochs = 0;
+  /** The best rate the climb has measured, and how many measurements since did not beat it. */
+  #climbBest = 0;
+  #climbMisses = 0;
+  #holdLeft = HOLD_EPOCHS;
+  /** The way the next probe goes: +1 up, -1 down. */
+  #direction = 1;
+  /** The sink changed: probe both sides before holding again. And whether one side has failed since. */
+  #searching = false;
+  #failedOnce = false;
+  /** Whether the probe being measured is a neighbour (or the rung beyond one), not a far or remembered rung. */
+  #near = true;
+  /** Holds ended so far (every FAR_EVERY-th is followed by a probe a factor of 2 away). */
+  #holdsEnded = 0;
+  /** The last hold measurement was off by more than CHANGE: the next one decides whether the sink changed. */
+  #suspect = false;
+  /** Sink times (ms) of this epoch's calls so far. */
+  readonly #epoch: number[] = [];
   /** Every size stays at or below this; lowered by a call over the target. */
   #cap: number;
   #callsWithinTarget = 0;
 
   constructor(min: number, max: number, targetLatencyMs: number) {
-    this.#min = min;
-    this.#max = max;
+    this.#rungs = ladder(min, max);
+    this.#rates = new Float64Array(this.#rungs.length).fill(Number.NaN);
+    this.#measuredAt = new Float64Array(this.#rungs.length).fill(Number.NEGATIVE_INFINITY);
     this.#targetMs = targetLatencyMs;
     this.size = min;
-    this.#centre = min;
     this.#cap = max;
   }
 
@@ -79,90 +141,189 @@ export class BatchSizer {
       this.#tooSlow(items, latencyMs);
       return;
     }
-    if (++this.#callsWithinTarget >= CAP_RELAX_CALLS && this.#cap < this.#max) {
+    const max = this.#rungs[this.#rungs.length - 1] as number;
+    if (++this.#callsWithinTarget >= CAP_RELAX_CALLS && this.#cap < max) {
       this.#callsWithinTarget = 0;
-      this.#cap = Math.min(this.#max, Math.ceil(this.#cap * MIN_STEP));
+      this.#cap = Math.min(max, Math.ceil(this.#cap * CAP_RELAX_STEP));
     }
     if (items !== this.size) return;
-    this.#epochItems += items;
-    this.#epochMs += latencyMs;
-    if (++this.#epochCalls < EPOCH_CALLS) return;
+    const epoch = this.#epoch;
+    epoch.push(latencyMs);
+    if (epoch.length < EPOCH_CALLS) return;
+    epoch.sort((a, b) => a - b);
+    const median = epoch[EPOCH_CALLS >> 1] as number;
+    epoch.length = 0;
     // A sink faster than the clock's resolution: count it as 1 µs per call, so the rate stays finite.
-    const rate = this.#epochItems / Math.max(this.#epochMs, 0.001 * this.#epochCalls);
-    this.#resetEpoch();
-    this.#measured(rate);
+    this.#measured(items / Math.max(median, 0.001));
   }
 
   #measured(rate: number): void {
-    if (this.#phase === 'centre') {
-      this.#centreRate = rate;
-      this.#upRate = undefined;
-      this.#downRate = undefined;
-      if (this.#probe('up', this.#centre * this.#step)) return;
-      if (this.#probe('down', this.#centre / this.#step)) return;
-    } else if (this.#phase === 'up') {
-      this.#upRate = rate;
-      if (this.#probe('down', this.#centre / this.#step)) return;
-    } else {
-      this.#downRate = rate;
+    const rung = this.#rung;
+    const before = this.#rates[rung] as number;
+    this.#rates[rung] = rate;
+    this.#measuredAt[rung] = ++this.#epochs;
+    if (this.#mode === 'climb') {
+      if (rate > this.#climbBest) {
+        this.#climbBest = rate;
+        this.#climbMisses = 0;
+      } else this.#climbMisses++;
+      const next = Math.min(rung + CLIMB_RUNGS, this.#topRung());
+      if (this.#climbMisses < CLIMB_MISSES && next > rung) {
+        this.#measure(next);
+        return;
+      }
+      this.#settle(this.#bestClimbed(rung));
+      return;
     }
-    this.#decide();
+    if (this.#mode === 'hold') {
+      // NaN before (the first measurement after a latency cut) is no change. One measurement off by more
+      // than CHANGE is a suspicion (a noisy epoch), measured again against the same reference; two are a change.
+      const deviates = Math.abs(rate / before - 1) > CHANGE;
+      if (deviates && !this.#suspect) {
+        this.#suspect = true;
+        this.#rates[rung] = before;
+        return;
+      }
+      this.#suspect = false;
+      if (deviates) {
+        this.#searching = true;
+        this.#failedOnce = false;
+      } else if (--this.#holdLeft > 0) return;
+      const back = this.#searching ? undefined : this.#remembered();
+      if (back !== undefined) {
+        this.#direction = back > this.#settled ? 1 : -1;
+        this.#startProbe(back, false);
+      } else if (this.#searching || ++this.#holdsEnded % FAR_EVERY !== 0 || !this.#probeFar()) this.#probe();
+      return;
+    }
+    // A probe: a neighbour that beat the settled rung's last measurement becomes it, and the next
+    // rung the same way is probed at once; otherwise the next probe goes the other way.
+    const settledRate = this.#rates[this.#settled] as number;
+    if (rate > settledRate * (1 + WIN)) {
+      this.#settled = rung;
+      this.#failedOnce = false;
+      this.#probe();
+      return;
+    }
+    // A neighbour within NOISE below it (or within WIN above) is no answer: on a flat top the sink's own
+    // jitter decides, and on a saw it may be one small tooth. The rung beyond it, the same way, decides instead.
+    const beyond = rung + this.#direction;
+    if (rung === this.#settled + this.#direction && rate >= settledRate * (1 - NOISE) && this.#holds(beyond)) {
+      this.#measure(beyond);
+      return;
+    }
+    // A neighbour that failed sends the next probe the other way; a far probe or a remembered rung that
+    // failed leaves the way as it was (else far probes and near ones would keep to opposite sides).
+    if (this.#near) this.#direction = -this.#direction;
+    if (this.#searching && !this.#failedOnce) {
+      this.#failedOnce = true;
+      this.#probe();
+      return;
+    }
+    this.#searching = false;
+    this.#settle(this.#settled);
   }
 
-  /** Measures `size` next, unless the bounds clamp it onto the centre. */
-  #probe(phase: Phase, size: number): boolean {
-    const clamped = this.#clamp(
-      size > this.#centre ? Math.max(this.#centre + 1, Math.round(size)) : Math.min(this.#centre - 1, Math.round(size)),
-    );
-    if (clamped === this.#centre) return false;
-    this.#phase = phase;
-    this.size = clamped;
+  /** Measures the rung beside the settled one, in this.#direction if there is one there. */
+  #probe(): void {
+    let next = this.#settled + this.#direction;
+    if (!this.#holds(next)) {
+      this.#direction = -this.#direction;
+      next = this.#settled + this.#direction;
+    }
+    if (!this.#holds(next)) {
+      // A single rung under the cap: nothing beside it to try.
+      this.#settle(this.#settled);
+      return;
+    }
+    this.#startProbe(next, true);
+  }
+
+  #startProbe(rung: number, near: boolean): void {
+    this.#mode = 'probe';
+    this.#near = near;
+    this.#measure(rung);
+  }
+
+  /** Measures the rung a factor of 2 from the settled one, in this.#direction if there is one there. */
+  #probeFar(): boolean {
+    let next = this.#settled + this.#direction * CLIMB_RUNGS;
+    if (!this.#holds(next)) next = this.#settled - this.#direction * CLIMB_RUNGS;
+    if (!this.#holds(next)) return false;
+    this.#direction = next > this.#settled ? 1 : -1;
+    this.#startProbe(next, false);
     return true;
   }
 
-  #decide(): void {
-    const centre = this.#centreRate;
-    const up = this.#upRate ?? 0;
-    const down = this.#downRate ?? 0;
-    let move = 0;
-    if (up > centre && up >= down) move = 1;
-    else if (down > centre) move = -1;
-    if (move === 0) this.#step = Math.max(MIN_STEP, Math.sqrt(this.#step));
-    else {
-      // Only a clear gain (beyond NOISE), twice the same way, widens the step; a small one just moves.
-      const gain = Math.max(up, down) / centre - 1;
-      if (move === this.#lastMove && gain > NOISE) this.#step = Math.min(MAX_STEP, this.#step * this.#step);
-      const next = move > 0 ? this.#centre * this.#step : this.#centre / this.#step;
-      this.#centre = this.#clamp(Math.round(next));
+  #settle(rung: number): void {
+    this.#settled = rung;
+    this.#mode = 'hold';
+    this.#holdLeft = HOLD_EPOCHS;
+    this.#suspect = false;
+    this.#measure(rung);
+  }
+
+  #measure(rung: number): void {
+    this.#rung = rung;
+    this.size = this.#rungs[rung] as number;
+  }
+
+  /** The best rate the climb measured, from `last` down (the climb measured every CLIMB_RUNGS-th rung). */
+  #bestClimbed(last: number): number {
+    let best = last;
+    for (let rung = last; rung >= 0; rung--) {
+      if ((this.#rates[rung] as number) > (this.#rates[best] as number)) best = rung;
     }
-    this.#lastMove = move;
-    this.#phase = 'centre';
-    this.size = this.#centre;
+    return best;
+  }
+
+  /**
+   * The best rung within CLIMB_RUNGS of the settled one (a factor of 2) measured within REMEMBER_EPOCHS that did
+   * better than the settled one by more than NOISE.
+   */
+  #remembered(): number | undefined {
+    const settledRate = this.#rates[this.#settled] as number;
+    let best: number | undefined;
+    const lowest = Math.max(0, this.#settled - CLIMB_RUNGS);
+    for (let rung = Math.min(this.#topRung(), this.#settled + CLIMB_RUNGS); rung >= lowest; rung--) {
+      const rate = this.#rates[rung] as number;
+      if (this.#epochs - (this.#measuredAt[rung] as number) > REMEMBER_EPOCHS) continue;
+      if (rate > settledRate * (1 + NOISE) && (best === undefined || rate > (this.#rates[best] as number))) best = rung;
+    }
+    return best;
+  }
+
+  #forget(): void {
+    this.#rates.fill(Number.NaN);
+    this.#measuredAt.fill(Number.NEGATIVE_INFINITY);
+  }
+
+  /** Whether `rung` is on the ladder and under the cap. */
+  #holds(rung: number): boolean {
+    return rung >= 0 && rung <= this.#topRung();
+  }
+
+  /** The highest rung at or below the cap. */
+  #topRung(): number {
+    let top = this.#rungs.length - 1;
+    while (top > 0 && (this.#rungs[top] as number) > this.#cap) top--;
+    return top;
   }
 
   #tooSlow(items: number, latencyMs: number): void {
     this.#callsWithinTarget = 0;
+    const min = this.#rungs[0] as number;
     const fitting = Math.floor(((items * this.#targetMs) / latencyMs) * LATENCY_MARGIN);
-    if (items >= this.size) this.#cap = Math.max(this.#min, Math.min(this.#cap, this.size - 1, fitting));
+    if (items >= this.size) this.#cap = Math.max(min, Math.min(this.#cap, this.size - 1, fitting));
     if (Math.min(fitting, this.#cap) < this.size) {
-      // A new start at what fits, under the cap: measure afresh from there, with a gentle step. (A late call
-      // larger than the size can lower the cap below the size without the size itself being too slow.)
-      this.#centre = this.#clamp(fitting);
-      this.size = this.#centre;
-      this.#phase = 'centre';
-      this.#step = MIN_STEP;
-      this.#lastMove = 0;
-      this.#resetEpoch();
+      // A new start on the highest rung that fits, under the cap; what was measured above it no longer
+      // holds. (A late call larger than the size can lower the cap below the size without the size
+      // itself being too slow.)
+      let rung = this.#topRung();
+      while (rung > 0 && (this.#rungs[rung] as number) > fitting) rung--;
+      this.#forget();
+      this.#epoch.length = 0;
+      this.#settle(rung);
     }
-  }
-
-  #resetEpoch(): void {
-    this.#epochItems = 0;
-    this.#epochMs = 0;
-    this.#epochCalls = 0;
-  }
-
-  #clamp(size: number): number {
-    return Math.max(this.#min, Math.min(this.#max, this.#cap, size));
   }
 }

@@ -74,15 +74,14 @@ export class Scheduler<T> {
     this.interval = config.minFlushIntervalMs;
     const bounds = config.batchBounds;
     // A batch larger than the critical count could never fill while a block producer waits at critical:
-    // it would go on the interval timer only. Adaptive sizes stay at or below it.
+    // it would go on the interval timer only. And while every slot's batch is in flight, the next one
+    // fills in what the critical count leaves: adaptive sizes stay at or below critical / (slots + 1),
+    // so that a full batch is ready when a slot frees (measured sink time alone would favour larger).
+    const fits = Math.floor(criticalCount(config) / (config.maxConcurrentFlushes + 1));
     this.#sizer =
       bounds === undefined
         ? undefined
-        : new BatchSizer(
-            bounds.min,
-            Math.max(bounds.min, Math.min(bounds.max, criticalCount(config))),
-            config.targetLatencyMs,
-          );
+        : new BatchSizer(bounds.min, Math.max(bounds.min, Math.min(bounds.max, fits)), config.targetLatencyMs);
     this.batchSize = config.batchSize;
   }
 
