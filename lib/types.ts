@@ -196,7 +196,9 @@ export interface RetryOptions {
 }
 
 /**
- * Bounds of an adaptive batch size: integers, 1 <= min <= max <= maxBufferSize.
+ * Bounds of an adaptive batch size: integers, 1 <= min <= max <= maxBufferSize. The size also stays at or below
+ * the critical count (`highWatermark` × `maxBufferSize`) divided by `maxConcurrentFlushes + 1`, so that a batch
+ * can fill while the others are in flight; a `min` above that makes the size a fixed `min`.
  *
  * @example
  * ```ts

@@ -39,9 +39,13 @@
  *   never be seen again. So every FAR_EVERY-th probe after a hold goes a factor
  *   of 2 away instead of one rung, and before a probe, a rung within a factor
  *   of 2 measured in the last REMEMBER_EPOCHS that did better than the settled
- *   one by more than NOISE is measured again, and settled on if it still does
- *   (else it is remembered at its new rate, and not tried again). A latency cut
- *   forgets what was measured.
+ *   one by more than NOISE is measured again. Either kind of probe is judged as
+ *   a neighbour is: better by more than WIN, it is settled on (and the next rung
+ *   the same way probed at once); else it is remembered at its new rate, and not
+ *   tried again unless the settled rung falls below that. Unlike a neighbour's,
+ *   their failure does not turn the next probe the other way. A change of the
+ *   sink keeps what was measured (a rung measured before it may be far worse
+ *   now: one epoch there is the price); a latency cut forgets it.
  * - Latency: a call over `targetLatencyMs` cuts the size at once to the highest
  *   rung under what would have met the target (items × target / latency ×
  *   LATENCY_MARGIN) and caps every size below the one that was too slow; the cap
@@ -220,7 +224,6 @@ export class BatchSizer {
       this.#probe();
       return;
     }
-    this.#searching = false;
     this.#settle(this.#settled);
   }
 
@@ -256,11 +259,12 @@ export class BatchSizer {
   }
 
   #settle(rung: number): void {
-    this.#settled = rung;
+    this.#settled = Math.min(rung, this.#topRung());
     this.#mode = 'hold';
+    this.#searching = false;
     this.#holdLeft = HOLD_EPOCHS;
     this.#suspect = false;
-    this.#measure(rung);
+    this.#measure(this.#settled);
   }
 
   #measure(rung: number): void {
@@ -315,12 +319,13 @@ export class BatchSizer {
     const min = this.#rungs[0] as number;
     const fitting = Math.floor(((items * this.#targetMs) / latencyMs) * LATENCY_MARGIN);
     if (items >= this.size) this.#cap = Math.max(min, Math.min(this.#cap, this.size - 1, fitting));
-    if (Math.min(fitting, this.#cap) < this.size) {
+    // The settled rung too: a late call can lower the cap while a probe below it is measured.
+    if (Math.min(fitting, this.#cap) < this.size || (this.#rungs[this.#settled] as number) > this.#cap) {
       // A new start on the highest rung that fits, under the cap; what was measured above it no longer
       // holds. (A late call larger than the size can lower the cap below the size without the size
       // itself being too slow.)
       let rung = this.#topRung();
-      while (rung > 0 && (this.#rungs[rung] as number) > fitting) rung--;
+      while (rung > 0 && (this.#rungs[rung] as number) > Math.min(fitting, this.#cap)) rung--;
       this.#forget();
       this.#epoch.length = 0;
       this.#settle(rung);
