@@ -28,7 +28,8 @@ ingest options:
   --strict-schema            the first record fixes columns and types; other fields and types are rejects
   --strategy NAME            block (default), drop_oldest, drop_newest, sample
   --batch-size auto|N        rows per transaction: auto adapts it to the database's
-                             measured throughput between 100 and 10,000 (default); N fixes it
+                             measured throughput between 100 and 10,000, at most
+                             0.4 x --max-buffer (default); N fixes it
   --max-buffer N             rows held at most (default 10000)
   --max-buffer-bytes N       bytes held at most (default: no byte bound)
   --max-record-bytes N       a longer line/record is rejected (default 16777216, 16 MiB)
