@@ -319,16 +319,12 @@ export class BatchSizer {
     const min = this.#rungs[0] as number;
     const fitting = Math.floor(((items * this.#targetMs) / latencyMs) * LATENCY_MARGIN);
     if (items >= this.size) this.#cap = Math.max(min, Math.min(this.#cap, this.size - 1, fitting));
-    // The settled rung too: a late call can lower the cap while a probe below it is measured.
-    if (Math.min(fitting, this.#cap) < this.size || (this.#rungs[this.#settled] as number) > this.#cap) {
-      // A new start on the highest rung that fits, under the cap; what was measured above it no longer
-      // holds. (A late call larger than the size can lower the cap below the size without the size
-      // itself being too slow.)
-      let rung = this.#topRung();
-      while (rung > 0 && (this.#rungs[rung] as number) > Math.min(fitting, this.#cap)) rung--;
-      this.#forget();
-      this.#epoch.length = 0;
-      this.#settle(rung);
-    }
+    // Always a new start, lower: `fitting` is under 0.8 × items, and a call of at least the size put the cap under
+    // it. It starts on the highest rung that fits, under the cap; what was measured above it no longer holds.
+    let rung = this.#topRung();
+    while (rung > 0 && (this.#rungs[rung] as number) > fitting) rung--;
+    this.#forget();
+    this.#epoch.length = 0;
+    this.#settle(rung);
   }
 }

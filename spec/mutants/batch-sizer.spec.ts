@@ -168,6 +168,29 @@ describe('the climb', () => {
     ]);
   });
 
+  test('a sink as fast per item at every size: two misses end the climb, on the largest of the equals', () => {
+    const sizer = new BatchSizer(10, 1000, noTarget);
+    expect(epochs(sizer, (n) => n * 0.01, 5)).toEqual([20, 40, 40, 40, 40]);
+  });
+
+  test('a sink slower per item at every larger size: the climb settles back on min', () => {
+    const sizer = new BatchSizer(10, 1000, noTarget);
+    expect(epochs(sizer, (n) => n / (100 - n / 100), 5)).toEqual([20, 40, 10, 10, 10]);
+  });
+
+  test('at max, the probes go down: the neighbour, then (FAR_EVERY) a factor of 2', () => {
+    const sizer = new BatchSizer(1, 1000, noTarget);
+    const hold = Array<number>(HOLD_EPOCHS - 1).fill(1000);
+    // prettier-ignore
+    expect(epochs(sizer, instant, 10 + 4 * HOLD_EPOCHS + 4)).toEqual([
+      6, 11, 16, 21, 32, 64, 128, 256, 512, 1000, // the climb (the low rungs are 1, 2, 3, …: five rungs are +5)
+      1000, ...hold, 891, // settled on max; no rung above it: the neighbour below, worse
+      1000, ...hold, 512, // the far probe: none a factor of 2 above, so below
+      1000, ...hold, 891,
+      1000, ...hold, 512,
+    ]);
+  });
+
   test('it stops at max when the rate improves all the way', () => {
     const sizer = new BatchSizer(1, 1000, noTarget);
     const sizes = epochs(sizer, instant, 12);
@@ -246,6 +269,23 @@ describe('hold and probe', () => {
     // at once the other side: 800 (5) does not either. Hold on 919.
     table[800] = 5;
     expect(epochs(sizer, rates(table), 5)).toEqual([800, 919, 1056, 800, 919]);
+  });
+
+  test('of two remembered rungs, the better is measured again; above the settled rung, the next probe goes on up', () => {
+    const table: Record<number, number> = { 100: 1, 200: 2, 400: 3, 800: 10, 1600: 4, 3200: 3, 606: 8 };
+    Object.assign(table, { 919: 10.05, 1056: 9, 696: 10.2 });
+    const sizer = new BatchSizer(100, 5000, noTarget);
+    // Settled on 800 (10); 919 (10.05) is no answer and 1056 (9) decides; 400 (the far probe) fails; 696 (10.2) wins.
+    expect(epochs(sizer, rates(table), 27).slice(-1)).toEqual([696]);
+    expect(epochs(sizer, rates(table), 1)).toEqual([606]); // 696 won: the next rung down at once
+    table[696] = 9.8; // and 696 really does 9.8 (within CHANGE of 10.2: no change seen)
+    // prettier-ignore
+    expect(epochs(sizer, rates(table), HOLD_EPOCHS + 4)).toEqual([
+      696, 696, 696, 696, 696, 696, // 606 (8) failed: hold on 696
+      919, // remembered as better: 800 (10) and 919 (10.05); the better one, 919, is measured again
+      1056, // it still does better: settled on, and the next rung up at once
+      919, 919, // 1056 (9) fails: hold on 919
+    ]);
   });
 
   test('a remembered rung that no longer does better is not tried again as one', () => {
