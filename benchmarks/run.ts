@@ -374,11 +374,8 @@ function targets(results: Results): Verdict[] {
     check('peaked sink: sluice adaptive ≥ 1.6× uncapped native writev', r, 1.6, `${fixed(r, 2)}×`);
     const r100 = adaptive / speed('peaked-sink', 'native-100');
     check('peaked sink: sluice adaptive ≥ 3× native writev in calls of 100', r100, 3, `${fixed(r100, 2)}×`);
-    const sweep = SWEEP.map((size) => ({ size, speed: speed('peaked-sink', `sluice-fixed-${size}`) })).filter((x) =>
-      Number.isFinite(x.speed),
-    );
-    if (sweep.length > 0) {
-      const top = sweep.reduce((a, b) => (b.speed > a.speed ? b : a));
+    const top = bestFixed(results);
+    if (top !== undefined) {
       const rb = adaptive / top.speed;
       check(
         'peaked sink: sluice adaptive ≥ 0.93× the best fixed batch of the sweep',
@@ -465,6 +462,15 @@ function barsFor(results: Results, w: Workload, baseline: string): Bar[] {
   });
 }
 
+/** The fixed batch size of the peaked-sink sweep with the highest median items/s, if any ran. */
+function bestFixed(results: Results): { size: number; speed: number } | undefined {
+  const measured = SWEEP.map((size) => ({
+    size,
+    speed: pair(results, 'peaked-sink', `sluice-fixed-${size}`)?.median('itemsPerSec') ?? NaN,
+  })).filter((x) => Number.isFinite(x.speed));
+  return measured.length === 0 ? undefined : measured.reduce((a, b) => (b.speed > a.speed ? b : a));
+}
+
 /**
  * Reference lines for the batch-size chart: the model's top (sqrt(a / c), for a sink that waits exactly its
  * cost) and the best fixed size of the sweep as measured (Node's timers round the waits to whole ms, which moves
@@ -472,14 +478,8 @@ function barsFor(results: Results, w: Workload, baseline: string): Bar[] {
  */
 function bestFixedLines(results: Results): { label: string; size: number }[] {
   const lines = [{ label: 'model top ≈ 1,581', size: 1581 }];
-  const measured = SWEEP.map((size) => ({
-    size,
-    speed: pair(results, 'peaked-sink', `sluice-fixed-${size}`)?.median('itemsPerSec') ?? NaN,
-  })).filter((x) => Number.isFinite(x.speed));
-  if (measured.length > 0) {
-    const top = measured.reduce((a, b) => (b.speed > a.speed ? b : a));
-    lines.push({ label: `best fixed (sweep): ${top.size.toLocaleString('en')}`, size: top.size });
-  }
+  const top = bestFixed(results);
+  if (top !== undefined) lines.push({ label: `best fixed (sweep): ${top.size.toLocaleString('en')}`, size: top.size });
   return lines;
 }
 

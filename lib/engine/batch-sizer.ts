@@ -309,9 +309,14 @@ export class BatchSizer {
 
   /** The highest rung at or below the cap. */
   #topRung(): number {
-    let top = this.#rungs.length - 1;
-    while (top > 0 && (this.#rungs[top] as number) > this.#cap) top--;
-    return top;
+    return this.#highestAtMost(this.#cap);
+  }
+
+  /** The highest rung at or below `limit`; the lowest (min) if none is. */
+  #highestAtMost(limit: number): number {
+    let rung = this.#rungs.length - 1;
+    while (rung > 0 && (this.#rungs[rung] as number) > limit) rung--;
+    return rung;
   }
 
   #tooSlow(items: number, latencyMs: number): void {
@@ -321,10 +326,8 @@ export class BatchSizer {
     if (items >= this.size) this.#cap = Math.max(min, Math.min(this.#cap, this.size - 1, fitting));
     // Always a new start, lower: `fitting` is under 0.8 × items, and a call of at least the size put the cap under
     // it. It starts on the highest rung that fits, under the cap; what was measured above it no longer holds.
-    let rung = this.#topRung();
-    while (rung > 0 && (this.#rungs[rung] as number) > fitting) rung--;
     this.#forget();
     this.#epoch.length = 0;
-    this.#settle(rung);
+    this.#settle(this.#highestAtMost(Math.min(fitting, this.#cap)));
   }
 }
