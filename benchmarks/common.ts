@@ -22,6 +22,8 @@ export function* items(count: number): Generator<Item> {
 export class Delivery {
   delivered = 0;
   batches = 0;
+  /** Sum of the sink calls' durations, for the sinks that time their calls (the pooled sink). */
+  callMs = 0;
   /** `item.t` of each delivered item, by id; NaN for items never delivered. */
   readonly writtenAt: Float64Array;
   /** performance.now() when the sink received each item, by id; NaN for items never delivered. */
@@ -83,6 +85,33 @@ export const peakedSink: SinkSpec = {
     delivery.record(batch);
   },
 };
+
+/**
+ * A sink that serves `servers` calls at once (a connection pool, an API's workers), each for the slow sink's
+ * time (1 ms + 2 µs per item, off the CPU); a call that finds every server busy waits for one, in arrival order.
+ * More calls than servers bring no more throughput, only waiting.
+ */
+export function pooledSink(servers: number): SinkSpec {
+  return {
+    name: `pool of ${servers}`,
+    create: (delivery) => {
+      let busy = 0;
+      const waiting: (() => void)[] = [];
+      return async (batch) => {
+        const called = performance.now();
+        if (busy >= servers) await new Promise<void>((resolve) => waiting.push(resolve));
+        else busy++;
+        await sleep(slowCostMs(batch.length));
+        const next = waiting.shift();
+        // The server goes straight to the next waiting call (busy stays), or is freed.
+        if (next !== undefined) next();
+        else busy--;
+        delivery.callMs += performance.now() - called;
+        delivery.record(batch);
+      };
+    },
+  };
+}
 
 export const slowSink: SinkSpec = {
   name: 'slow',

@@ -326,6 +326,27 @@ function sluiceContender(strategy: BackpressureStrategy, fsync?: DiskFsync): Con
   };
 }
 
+/** Numbers of flush slots the pooled-sink workload sweeps with a fixed number, to show where the best one lies. */
+export const SLOTS_SWEEP = [2, 4, 8, 16, 64] as const;
+
+/** sluice block with `slots` fixed flush slots or, without a number, adaptive concurrency between 1 and 64. */
+function sluiceSlots(slots: number | undefined): Contender {
+  const maxConcurrentFlushes = slots ?? { min: 1, max: 64 };
+  return {
+    name: slots === undefined ? 'sluice-slots-adaptive' : `sluice-slots-${slots}`,
+    description: `\`BlockingWritable(sink, { maxConcurrentFlushes: ${slots ?? '{ min: 1, max: 64 }'} })\``,
+    async run(count, sink, options) {
+      const stream = new sluice.BlockingWritable<Item>(sink, {
+        batchSize: options.batchSize,
+        maxBufferSize: options.maxBufferSize ?? 10_000,
+        maxConcurrentFlushes,
+      });
+      await pipeline(Readable.from(items(count)), asWritable(stream));
+      return stream.getMetrics();
+    },
+  };
+}
+
 /** Batch sizes the peaked-sink workload sweeps with a fixed size, to show where the best one lies. */
 export const SWEEP = [100, 200, 400, 800, 1600, 3200, 6400] as const;
 
@@ -448,6 +469,8 @@ export const contenders: readonly Contender[] = [
   sluiceContender(sluice.BackpressureStrategy.SAMPLE),
   transform,
   sluiceBatching(undefined),
+  sluiceSlots(undefined),
+  ...SLOTS_SWEEP.map((slots) => sluiceSlots(slots)),
   ...SWEEP.map((size) => sluiceBatching(size)),
 ];
 

@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { barsSvg, sizeTraceSvg, stateTraceSvg } from './charts';
-import { SWEEP, contender } from './contenders';
+import { SLOTS_SWEEP, SWEEP, contender } from './contenders';
 import { distDir, repoRoot } from './sluice';
 import { BURST, QUICK_BURST, burstWorkload } from './workloads/burst';
 import { workloads } from './workloads/index';
@@ -133,7 +133,13 @@ function pair(results: Results, workloadName: string, contenderName: string): Pa
   return results.get(`${workloadName}/${contenderName}`);
 }
 
-function throughputTable(results: Results, w: Workload, baseline: string, baselineLabel: string): string {
+function throughputTable(
+  results: Results,
+  w: Workload,
+  baseline: string,
+  baselineLabel: string,
+  withCallsInFlight = false,
+): string {
   const base = pair(results, w.name, baseline)?.median('itemsPerSec') ?? NaN;
   const rows = w.contenders.flatMap((name) => {
     const p = pair(results, w.name, name);
@@ -150,6 +156,7 @@ function throughputTable(results: Results, w: Workload, baseline: string, baseli
         si(p.median('offered')),
         si(p.median('lost')),
         fixed(p.median('avgBatch')),
+        ...(withCallsInFlight ? [fixed(p.median('callsInFlight'))] : []),
         fixed(p.median('peakHeapGrowthMB')),
       ],
     ];
@@ -164,6 +171,7 @@ function throughputTable(results: Results, w: Workload, baseline: string, baseli
       'offered',
       'lost',
       'avg batch',
+      ...(withCallsInFlight ? ['calls in flight'] : []),
       'peak heap Δ MB',
     ],
     rows,
@@ -323,6 +331,8 @@ function mainTable(results: Results, w: Workload): string {
       return throughputTable(results, w, 'for-loop', 'hand-written loop');
     case 'peaked-sink':
       return throughputTable(results, w, 'native-uncapped', 'native-uncapped');
+    case 'pooled-sink':
+      return throughputTable(results, w, 'sluice-block', 'sluice-block', true);
     default:
       return throughputTable(results, w, 'native', 'native');
   }
@@ -382,6 +392,22 @@ function targets(results: Results): Verdict[] {
         rb,
         0.93,
         `${fixed(rb, 3)}× (best fixed: ${top.size}, ${si(top.speed)}/s)`,
+      );
+    }
+  }
+  {
+    // Adaptive concurrency (issue 11, optional part): the sink serves 8 calls at once.
+    const adaptive = speed('pooled-sink', 'sluice-slots-adaptive');
+    const r1 = adaptive / speed('pooled-sink', 'sluice-block');
+    check('pooled sink: sluice adaptive concurrency ≥ 5× one flush slot', r1, 5, `${fixed(r1, 2)}×`);
+    const top = bestSlots(results);
+    if (top !== undefined) {
+      const rb = adaptive / top.speed;
+      check(
+        'pooled sink: sluice adaptive concurrency ≥ 0.9× the best fixed number of slots of the sweep',
+        rb,
+        0.9,
+        `${fixed(rb, 3)}× (best fixed: ${top.slots} slots, ${si(top.speed)}/s)`,
       );
     }
   }
@@ -460,6 +486,15 @@ function barsFor(results: Results, w: Workload, baseline: string): Bar[] {
       },
     ];
   });
+}
+
+/** The fixed number of slots of the pooled-sink sweep with the highest median items/s, if any ran. */
+function bestSlots(results: Results): { slots: number; speed: number } | undefined {
+  const measured = SLOTS_SWEEP.map((slots) => ({
+    slots,
+    speed: pair(results, 'pooled-sink', `sluice-slots-${slots}`)?.median('itemsPerSec') ?? NaN,
+  })).filter((x) => Number.isFinite(x.speed));
+  return measured.length === 0 ? undefined : measured.reduce((a, b) => (b.speed > a.speed ? b : a));
 }
 
 /** The fixed batch size of the peaked-sink sweep with the highest median items/s, if any ran. */

@@ -2,7 +2,7 @@ import { resolveSluiceDisk } from './disk/options';
 import { invalidArgType, invalidArgValue, outOfRange } from './errors';
 import type { ResolvedSluiceDisk } from './disk/options';
 import { BackpressureStrategy } from './types';
-import type { BackpressureConfig, BackpressureOptions, BatchSizeRange, RetryOptions } from './types';
+import type { BackpressureConfig, BackpressureOptions, BatchSizeRange, ConcurrencyRange, RetryOptions } from './types';
 
 /** Node caps timers at 2^31 - 1 ms; a longer delay would fire at once. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -65,11 +65,17 @@ const RETRY_NAMES = new Set(Object.keys(DEFAULT_CONFIG.retry));
 const STRATEGIES = new Set<string>(Object.values(BackpressureStrategy));
 
 /** A validated configuration with every default filled in; frozen. */
-export type ResolvedConfig<T> = Readonly<Omit<BackpressureConfig<T>, 'isolateFailures' | 'batchSize' | 'disk'>> & {
+export type ResolvedConfig<T> = Readonly<
+  Omit<BackpressureConfig<T>, 'isolateFailures' | 'batchSize' | 'maxConcurrentFlushes' | 'disk'>
+> & {
   /** The fixed batch size, or the first one (`min`) with adaptive batching. */
   readonly batchSize: number;
   /** Adaptive batching's bounds; undefined for a fixed size. */
   readonly batchBounds: Readonly<BatchSizeRange> | undefined;
+  /** The most flushes that may run at once: the number given, or `max` with adaptive concurrency. */
+  readonly maxConcurrentFlushes: number;
+  /** Adaptive concurrency's bounds; undefined for a fixed number. */
+  readonly concurrencyBounds: Readonly<ConcurrencyRange> | undefined;
   readonly strategy: BackpressureStrategy;
   readonly retry: Readonly<RetryOptions>;
   /** `fallbackToSequential` folded in; `'none'` when unset. */
@@ -79,7 +85,7 @@ export type ResolvedConfig<T> = Readonly<Omit<BackpressureConfig<T>, 'isolateFai
 };
 
 const ISOLATION_MODES = ['bisect', 'sequential'];
-const BATCH_RANGE_NAMES = new Set(['min', 'max']);
+const RANGE_NAMES = new Set(['min', 'max']);
 
 /**
  * Validates `options` and merges them over the defaults. Throws a coded
@@ -131,7 +137,7 @@ export function resolveConfig<T>(
     maxBufferBytes:
       pick('maxBufferBytes') === Infinity ? Infinity : integer('maxBufferBytes', pick('maxBufferBytes'), 1),
     sizeOf: fn('sizeOf', pick('sizeOf')),
-    maxConcurrentFlushes: integer('maxConcurrentFlushes', pick('maxConcurrentFlushes'), 1),
+    ...concurrency(pick('maxConcurrentFlushes')),
     flushTimeoutMs:
       pick('flushTimeoutMs') === Infinity ? Infinity : positive('flushTimeoutMs', pick('flushTimeoutMs'), MAX_TIMER_MS),
     retry: Object.freeze(resolveRetry(options.retry ?? {})),
@@ -175,6 +181,14 @@ export function resolveConfig<T>(
   if (!(largest <= config.maxBufferSize)) {
     const name = config.batchBounds === undefined ? 'batchSize' : 'batchSize.max';
     throw outOfRange(`The option "${name}"`, `<= "maxBufferSize" (${config.maxBufferSize})`, largest);
+  }
+  // A flush holds at least one item: more slots than the buffer holds items could never all be busy.
+  if (config.concurrencyBounds !== undefined && !(config.concurrencyBounds.max <= config.maxBufferSize)) {
+    throw outOfRange(
+      'The option "maxConcurrentFlushes.max"',
+      `<= "maxBufferSize" (${config.maxBufferSize})`,
+      config.concurrencyBounds.max,
+    );
   }
   return Object.freeze(config) as ResolvedConfig<T>;
 }
@@ -263,13 +277,40 @@ function batchSize(value: unknown): { batchSize: number; batchBounds: Readonly<B
   if (value === null || typeof value !== 'object') {
     throw invalidArgType('The option "batchSize"', 'a number or an object { min, max }', value);
   }
-  checkKnown(value, BATCH_RANGE_NAMES, 'The option "batchSize.');
+  checkKnown(value, RANGE_NAMES, 'The option "batchSize.');
   const { min, max } = value as Partial<BatchSizeRange>;
   const bounds = { min: integer('batchSize.min', min, 1), max: integer('batchSize.max', max, 1) };
   if (!(bounds.min <= bounds.max)) {
     throw outOfRange('The option "batchSize.min"', `<= "batchSize.max" (${bounds.max})`, bounds.min);
   }
   return { batchSize: bounds.min, batchBounds: Object.freeze(bounds) };
+}
+
+/** A number fixes the flushes that run at once; `{ min, max }` makes it adaptive, starting at `min`. */
+function concurrency(value: unknown): {
+  maxConcurrentFlushes: number;
+  concurrencyBounds: Readonly<ConcurrencyRange> | undefined;
+} {
+  if (typeof value === 'number') {
+    return { maxConcurrentFlushes: integer('maxConcurrentFlushes', value, 1), concurrencyBounds: undefined };
+  }
+  if (value === null || typeof value !== 'object') {
+    throw invalidArgType('The option "maxConcurrentFlushes"', 'a number or an object { min, max }', value);
+  }
+  checkKnown(value, RANGE_NAMES, 'The option "maxConcurrentFlushes.');
+  const { min, max } = value as Partial<ConcurrencyRange>;
+  const bounds = {
+    min: integer('maxConcurrentFlushes.min', min, 1),
+    max: integer('maxConcurrentFlushes.max', max, 1),
+  };
+  if (!(bounds.min <= bounds.max)) {
+    throw outOfRange(
+      'The option "maxConcurrentFlushes.min"',
+      `<= "maxConcurrentFlushes.max" (${bounds.max})`,
+      bounds.min,
+    );
+  }
+  return { maxConcurrentFlushes: bounds.max, concurrencyBounds: Object.freeze(bounds) };
 }
 
 function isolation(mode: unknown, fallbackToSequential: unknown): 'bisect' | 'sequential' | 'none' {

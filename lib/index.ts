@@ -4,6 +4,7 @@ export type {
   BackpressureOptions,
   BackpressureMetrics,
   BatchSizeRange,
+  ConcurrencyRange,
   DeadLetterHandler,
   DeadLetterReason,
   DiskOptions,

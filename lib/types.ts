@@ -211,6 +211,22 @@ export interface BatchSizeRange {
 }
 
 /**
+ * Bounds of adaptive concurrency: integers, 1 <= min <= max <= maxBufferSize. The number of flushes running at
+ * once starts at `min` and follows the sink: it grows while every slot is busy and the sink's calls take no
+ * longer than they do alone, and shrinks when calls start to wait inside the sink, take longer than
+ * `targetLatencyMs`, fail or time out (the rule is in docs/design.md, "Adaptive concurrency").
+ *
+ * @example
+ * ```ts
+ * new BlockingWritable(postBulk, { batchSize: 500, maxConcurrentFlushes: { min: 1, max: 32 } });
+ * ```
+ */
+export interface ConcurrencyRange {
+  min: number;
+  max: number;
+}
+
+/**
  * Options of every sluice. All are optional when passed to a constructor;
  * unknown names and bad values throw at once.
  *
@@ -283,10 +299,12 @@ export interface BackpressureConfig<T = unknown> {
    */
   sizeOf: (item: T) => number;
   /**
-   * Flushes running at once. Order is kept within each flush slot.
+   * Flushes running at once: a number, or `{ min, max }` for adaptive concurrency (see {@link ConcurrencyRange}).
+   * Each batch keeps its items in order and its slot through its retries; with more than one slot, batches may
+   * complete out of order.
    * @default 1
    */
-  maxConcurrentFlushes: number;
+  maxConcurrentFlushes: number | ConcurrencyRange;
   /**
    * A flush not settled after this long counts as failed and is retried (the late call may still
    * complete, so delivery becomes at-least-once). `Infinity` waits forever.
@@ -451,6 +469,8 @@ export interface BackpressureMetrics {
   currentFlushIntervalMs: number;
   /** The batch size batches are cut at now: `batchSize`, or where adaptive batching has steered it. */
   currentBatchSize: number;
+  /** Flushes allowed to run at once now: `maxConcurrentFlushes`, or where adaptive concurrency has steered it. */
+  currentConcurrency: number;
   /** With `disk`: undelivered records found in the log when it was opened (delivered first). 0 without. */
   replayed: number;
   /** With `disk`: corrupt stretches of the log found at open and moved to its quarantine file. 0 without. */

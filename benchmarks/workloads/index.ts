@@ -1,6 +1,7 @@
 import { burstWorkload } from './burst';
 import { fastSinkWorkload } from './fast-sink';
 import { peakedSinkWorkload } from './peaked-sink';
+import { pooledSinkWorkload } from './pooled-sink';
 import { slowSinkWorkload } from './slow-sink';
 import { sqliteWorkload } from './sqlite';
 import { stallWorkload } from './stall';
@@ -11,6 +12,7 @@ export const workloads: readonly Workload[] = [
   fastSinkWorkload,
   slowSinkWorkload,
   peakedSinkWorkload,
+  pooledSinkWorkload,
   stallWorkload,
   sqliteWorkload,
   burstWorkload,

@@ -47,6 +47,8 @@ export interface RunResult {
   trace?: TracePoint[];
   /** The batch size over the run, for the contenders that adapt it. */
   sizeTrace?: SizePoint[];
+  /** Sink calls in flight on average (their summed durations over the elapsed time); timed sinks only. */
+  callsInFlight?: number;
 }
 
 export interface Scale {
@@ -84,6 +86,7 @@ export async function measure(
     itemsPerSec: delivery.delivered / (elapsedMs / 1000),
     itemsPerCpuSec: delivery.delivered / ((cpu.user + cpu.system) / 1e6),
     avgBatch: delivery.batches === 0 ? 0 : delivery.delivered / delivery.batches,
+    ...(delivery.callMs > 0 ? { callsInFlight: delivery.callMs / elapsedMs } : {}),
     ...memory,
     metrics,
   };

@@ -97,6 +97,8 @@ export class SinkCalls<T> {
   readonly #keepAlive: KeepAlive;
   /** Told every settled call's sink time; `delivered` is the number of items it delivered (0 if it failed). */
   readonly #recordLatency: (latencyMs: number, delivered: number) => void;
+  /** Told of every call given up at its timeout (it may settle later: that is not told). */
+  readonly #recordTimeout: () => void;
   /** Sink calls not yet settled, abandoned (timed-out) ones included; at most 2 × maxConcurrentFlushes. */
   #unsettled = 0;
   /** Batches waiting for #unsettled to fall below its bound, in arrival order. */
@@ -106,12 +108,13 @@ export class SinkCalls<T> {
     config: CallConfig,
     flush: FlushFunction<T>,
     keepAlive: KeepAlive,
-    recordLatency: (latencyMs: number, delivered: number) => void,
+    record: { latency: (latencyMs: number, delivered: number) => void; timeout: () => void },
   ) {
     this.#config = config;
     this.#flush = flush;
     this.#keepAlive = keepAlive;
-    this.#recordLatency = recordLatency;
+    this.#recordLatency = record.latency;
+    this.#recordTimeout = record.timeout;
   }
 
   /** Calls the sink with the first `count` unresolved items, under the call bound and the timeout. */
@@ -160,6 +163,7 @@ export class SinkCalls<T> {
           batch.timer = undefined;
           // The call is abandoned, not settled: it keeps its place under the call bound until it settles.
           context.abort(BackpressureError.flushTimeout(items, 'retries_exhausted', timeoutMs));
+          if (!done) this.#recordTimeout();
           finish(TIMED_OUT);
         }, timeoutMs);
       }

@@ -27,6 +27,8 @@ export interface DeliveryHost {
   /** A dead-letter failure the stream must fail with. */
   fail(error: BackpressureError<unknown>): void;
   recordLatency(latencyMs: number, delivered: number): void;
+  /** A call was given up at its timeout. */
+  recordTimeout(): void;
   /**
    * disk: these records are done with (delivered, or taken by the dead-letter path); `ids` is the
    * host's. Resolves once that is recorded.
@@ -61,9 +63,10 @@ export class Delivery<T> {
     host: DeliveryHost,
   ) {
     this.#config = config;
-    this.#calls = new SinkCalls(config, flush, keepAlive, (latencyMs, delivered) =>
-      host.recordLatency(latencyMs, delivered),
-    );
+    this.#calls = new SinkCalls(config, flush, keepAlive, {
+      latency: (latencyMs, delivered) => host.recordLatency(latencyMs, delivered),
+      timeout: () => host.recordTimeout(),
+    });
     this.#ledger = ledger;
     this.#keepAlive = keepAlive;
     this.#deadLetters = deadLetters;

@@ -97,6 +97,7 @@ export class Engine<T> {
       released: () => this.#released(),
       fail: (error) => this.#fail(error as BackpressureError<T>),
       recordLatency: (latencyMs, delivered) => this.#scheduler.recordLatency(latencyMs, delivered),
+      recordTimeout: () => this.#scheduler.recordTimeout(),
       settled: (ids) => this.#spool?.settled(ids),
     });
     this.#scheduler = new Scheduler(
@@ -409,6 +410,7 @@ export class Engine<T> {
       lastFlushLatencyMs: this.#scheduler.lastLatencyMs,
       currentFlushIntervalMs: this.#scheduler.interval,
       currentBatchSize: this.#scheduler.batchSize,
+      currentConcurrency: this.#scheduler.slots,
     });
   }
 }

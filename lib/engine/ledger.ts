@@ -133,6 +133,7 @@ export class Ledger {
       | 'lastFlushLatencyMs'
       | 'currentFlushIntervalMs'
       | 'currentBatchSize'
+      | 'currentConcurrency'
     >,
   ): BackpressureMetrics {
     return {
@@ -154,6 +155,7 @@ export class Ledger {
       lastFlushLatencyMs: rest.lastFlushLatencyMs,
       currentFlushIntervalMs: rest.currentFlushIntervalMs,
       currentBatchSize: rest.currentBatchSize,
+      currentConcurrency: rest.currentConcurrency,
       replayed: this.replayed,
       corruptRecords: this.corruptRecords,
     };

@@ -1,4 +1,5 @@
 import { BatchSizer } from './batch-sizer';
+import { ConcurrencyLimiter } from './concurrency-limiter';
 import { criticalCount } from './thresholds';
 import type { Delivery, Batch } from './delivery';
 import type { KeepAlive } from './keep-alive';
@@ -12,9 +13,10 @@ import type { Signals } from './signals';
  * 1.5 × target: × 1.5 up to the max; below 0.5 × target: × 0.8 down to the min)
  * since its oldest item arrived; on `end()`/`drain()` everything goes at once.
  * The interval decides only for partial batches: spacing full batches only
- * throttles a slow sink further while the producer waits. Owns the flush slots,
- * the flush timer, the interval and the pause/cork holds; hands each batch to
- * delivery and tells its host when one is done.
+ * throttles a slow sink further while the producer waits. Owns the flush slots
+ * (how many, with adaptive concurrency), the flush timer, the interval, the
+ * batch size and the pause/cork holds; hands each batch to delivery and tells
+ * its host when one is done.
  */
 
 export interface SchedulerConfig {
@@ -23,6 +25,7 @@ export interface SchedulerConfig {
   readonly batchSize: number;
   readonly batchBounds: { readonly min: number; readonly max: number } | undefined;
   readonly maxConcurrentFlushes: number;
+  readonly concurrencyBounds: { readonly min: number; readonly max: number } | undefined;
   readonly targetLatencyMs: number;
   readonly minFlushIntervalMs: number;
   readonly maxFlushIntervalMs: number;
@@ -44,7 +47,7 @@ export class Scheduler<T> {
   /** destroyed; ending or drainRequested (urgent: flush everything now, holds and timers aside). */
   readonly #signals: Signals;
   readonly #host: SchedulerHost;
-  /** Batches in a flush slot, in the order they were cut; at most maxConcurrentFlushes. */
+  /** Batches in a flush slot, in the order they were cut; at most `slots`. */
   readonly batches = new Set<Batch<T>>();
   /** Armed for the oldest partial batch, undefined otherwise. */
   #flushTimer: NodeJS.Timeout | undefined;
@@ -58,6 +61,8 @@ export class Scheduler<T> {
   lastLatencyMs = 0;
   /** Adaptive batching; undefined for a fixed batch size. */
   readonly #sizer: BatchSizer | undefined;
+  /** Adaptive concurrency; undefined for a fixed number of slots. */
+  readonly #limiter: ConcurrencyLimiter | undefined;
 
   constructor(
     config: SchedulerConfig,
@@ -77,21 +82,35 @@ export class Scheduler<T> {
     // it would go on the interval timer only. And while every slot's batch is in flight, the next one
     // fills in what the critical count leaves: adaptive sizes stay at or below critical / (slots + 1),
     // so that a full batch is ready when a slot frees (measured sink time alone would favour larger).
+    // With adaptive concurrency, the most slots there may be.
     const fits = Math.floor(criticalCount(config) / (config.maxConcurrentFlushes + 1));
     this.#sizer =
       bounds === undefined
         ? undefined
         : new BatchSizer(bounds.min, Math.max(bounds.min, Math.min(bounds.max, fits)), config.targetLatencyMs);
     this.batchSize = config.batchSize;
+    const slots = config.concurrencyBounds;
+    this.#limiter =
+      slots === undefined ? undefined : new ConcurrencyLimiter(slots.min, slots.max, config.targetLatencyMs);
+    this.slots = this.#limiter?.limit ?? config.maxConcurrentFlushes;
   }
 
   /** The size batches are cut at now (a field: the hot path reads it per item). */
   batchSize: number;
+  /** Flushes that may run at once now (a field: the hot path reads it per item). */
+  slots: number;
 
   /** A call settled after `latencyMs` of sink time, delivering `delivered` items (0 if it failed). */
   recordLatency(latencyMs: number, delivered: number): void {
     const { targetLatencyMs, minFlushIntervalMs, maxFlushIntervalMs } = this.#config;
     this.lastLatencyMs = latencyMs;
+    const limiter = this.#limiter;
+    if (limiter !== undefined) {
+      // Before the sizer: the call was cut at the size in force until now.
+      if (delivered > 0) limiter.delivered(delivered, latencyMs, this.batchSize, this.batches.size);
+      else limiter.failed(this.batches.size);
+      this.slots = limiter.limit;
+    }
     if (delivered > 0 && this.#sizer !== undefined) {
       this.#sizer.observe(delivered, latencyMs);
       this.batchSize = this.#sizer.size;
@@ -100,10 +119,17 @@ export class Scheduler<T> {
     else if (latencyMs < targetLatencyMs * 0.5) this.interval = Math.max(this.interval * 0.8, minFlushIntervalMs);
   }
 
+  /** A call timed out (it counts as failed); its batch is still in its slot. */
+  recordTimeout(): void {
+    if (this.#limiter === undefined) return;
+    this.#limiter.failed(this.batches.size);
+    this.slots = this.#limiter.limit;
+  }
+
   /** Whether one more queued item could start a flush now (the hot path's cheap test before pump()). */
   mayStart(): boolean {
     return (
-      this.batches.size < this.#config.maxConcurrentFlushes &&
+      this.batches.size < this.slots &&
       (this.#flushTimer === undefined || this.#queue.size >= this.batchSize || this.#signals.urgent)
     );
   }
@@ -117,10 +143,10 @@ export class Scheduler<T> {
     if (this.#signals.destroyed) return;
     const urgent = this.#signals.urgent;
     if (this.#paused && !urgent) return;
-    const maxConcurrentFlushes = this.#config.maxConcurrentFlushes;
+    const slots = this.slots;
     const batchSize = this.batchSize;
     const queue = this.#queue;
-    while (this.batches.size < maxConcurrentFlushes && queue.size > 0) {
+    while (this.batches.size < slots && queue.size > 0) {
       if (!urgent && this.#uncorked === 0 && queue.size < batchSize) {
         // A timer already armed will call back here; reading the clock per item is what it saves.
         if (this.#corked || this.#flushTimer !== undefined) return;
@@ -185,6 +211,7 @@ export class Scheduler<T> {
       acking: undefined,
     };
     this.batches.add(batch);
+    this.#limiter?.started(this.batches.size);
     void this.#delivery.run(batch).then(() => this.#batchDone(batch));
   }
 

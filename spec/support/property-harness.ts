@@ -90,6 +90,11 @@ export interface StreamConfig {
   targetLatencyMs: number;
   maxBufferBytes: number;
   maxConcurrentFlushes: number;
+  /**
+   * Adaptive concurrency between 1 and `maxConcurrentFlushes` (capped at maxBufferSize, as validated); the
+   * checks keep using `maxConcurrentFlushes`, which bounds the slots either way.
+   */
+  adaptiveSlots: boolean;
   flushTimeoutMs: number;
   retry: { maxRetries: number; initialDelayMs: number; maxDelayMs: number };
   fallbackToSequential: boolean;
@@ -161,6 +166,7 @@ export function configArb(constraints: ConfigConstraints = {}): fc.Arbitrary<Str
       maxBufferBytes:
         constraints.byteBound === false ? fc.constant(Infinity) : fc.constantFrom(Infinity, Infinity, 4, 9),
       maxConcurrentFlushes: fc.integer({ min: 1, max: 3 }),
+      adaptiveSlots: fc.boolean(),
       flushTimeoutMs: fc.constantFrom(Infinity, 45, 300),
       maxRetries: fc.integer({ min: 0, max: 3 }),
       initialDelayMs: fc.constantFrom(0, 7, 40),
@@ -181,6 +187,7 @@ export function configArb(constraints: ConfigConstraints = {}): fc.Arbitrary<Str
       targetLatencyMs: r.targetLatencyMs,
       maxBufferBytes: r.maxBufferBytes,
       maxConcurrentFlushes: r.maxConcurrentFlushes,
+      adaptiveSlots: r.adaptiveSlots,
       flushTimeoutMs: r.flushTimeoutMs,
       retry: { maxRetries: r.maxRetries, initialDelayMs: r.initialDelayMs, maxDelayMs: r.initialDelayMs + r.delaySpan },
       fallbackToSequential: r.fallbackToSequential,
@@ -457,8 +464,12 @@ export class Run {
     this.#stopped = scenario.api === 'controller';
     this.#reentry = (scenario.reentry ?? []).map((r) => ({ ...r, seen: 0, fired: 0 }));
 
+    const { adaptiveSlots, ...fixed } = config;
     const options: BackpressureOptions<number> = {
-      ...config,
+      ...fixed,
+      maxConcurrentFlushes: adaptiveSlots
+        ? { min: 1, max: Math.min(config.maxConcurrentFlushes, config.maxBufferSize) }
+        : config.maxConcurrentFlushes,
       retry: { ...config.retry },
       sizeOf: (value: number) => {
         this.#sized.set(value, (this.#sized.get(value) ?? 0) + 1);

@@ -1,0 +1,183 @@
+/**
+ * Adaptive concurrency (`maxConcurrentFlushes: { min, max }`): how many sink calls
+ * run at once, steered by how long they take. Pure arithmetic over what it is told
+ * (each call's size, time and outcome, and how many batches were in their slots);
+ * owns only the limit and its measurements.
+ *
+ * The model is TCP Vegas's, as Netflix's concurrency-limits applies it to services.
+ * A sink that serves C calls at once (a connection pool, an HTTP API's workers)
+ * answers in its base time while at most C calls are in flight; past that, calls
+ * wait their turn inside it and each takes about base × inFlight / C. So from the
+ * limit L and the time calls take (rtt) against the base time, about
+ * L × (1 − base / rtt) calls are queued inside the sink, and L × base / rtt is what
+ * it serves at once. Throughput grows with L up to C and not past it; latency grows
+ * past it. The rule keeps between QUEUE_LOW and QUEUE_HIGH calls queued: the sink
+ * never waits for a call, and calls do not just wait inside it (holding items,
+ * adding latency, and adding to what a crash delivers again).
+ *
+ * - Measure in epochs: max(EPOCH_CALLS, limit) calls that delivered a full batch of
+ *   the current batch size, as their mean time. The mean, not the median: past its
+ *   capacity a sink's times are two-valued (a call is served at once or waits for a
+ *   server: 8 servers of 10 ms and 11 calls give eight 10s and three 20s), and only
+ *   the mean grows with the queue (Little's law). An epoch holds at least as many
+ *   calls as there are slots, so one call slowed by a garbage collection moves it
+ *   little. Calls of another size, partial batches and the calls already in flight
+ *   when the limit changed do not count.
+ * - base: the lowest epoch mean of the last BASE_EPOCHS epochs, so a sink that
+ *   gets faster is followed at once and one that gets slower for good once its old
+ *   times are forgotten. A new batch size (adaptive batching) forgets them at once:
+ *   a call of another size takes another time.
+ * - Probe the base (BBR's ProbeRTT): every PROBE_EVERY epochs, one epoch at half
+ *   the limit, then back. A limit kept just above the capacity never sees the base
+ *   time again: the calls always queue a little. Without the probe, once the old
+ *   times are forgotten the base would creep up to the queued time, the queue would
+ *   seem empty, and the limit would creep up with it. Half the limit is below the
+ *   capacity whenever the limit is less than twice it, which the rule keeps; the
+ *   probe costs about one epoch of half the throughput in every PROBE_EVERY.
+ * - Grow only after an epoch in which every slot was busy at some point (otherwise
+ *   the producer or the flush interval is what limits throughput, and the sink's
+ *   latency says nothing about more calls), and whose mean was within the target
+ *   (another call can only add to it).
+ * - queue < QUEUE_LOW: grow, doubling at first (slow start) and by one once the
+ *   sink has shown a queue or a failure.
+ * - queue > QUEUE_HIGH: down to the estimated capacity plus QUEUE_LOW (at least
+ *   one less).
+ * - Latency: an epoch mean over `targetLatencyMs` while calls queue
+ *   (queue >= QUEUE_LOW): down to the estimated capacity, since the wait inside the
+ *   sink is the part of the latency a lower limit removes (the rest is the batch
+ *   size's: see adaptive batching's latency rule).
+ * - A call that failed or timed out: the limit × FAILURE_CUT at once, and no slow
+ *   start after it: errors are how an overloaded sink says so (HTTP 429 and 503,
+ *   an exhausted pool). The other calls in flight then cannot cut it again: their
+ *   outcome was decided under the old limit (one cut per round trip, as TCP).
+ * - Bounds: always within [min, max] (validated: max <= maxBufferSize).
+ */
+
+/** The fewest calls per measurement (an epoch is max(this, limit) calls); it takes their mean time. */
+export const EPOCH_CALLS = 3;
+/** Epochs whose lowest mean is the sink's base time (more than PROBE_EVERY: a probe is always among them). */
+export const BASE_EPOCHS = 20;
+/** Epochs between two probes of the base time. */
+export const PROBE_EVERY = 16;
+/** Fewer calls than this queued inside the sink: it may be waiting for calls, so the limit grows. */
+export const QUEUE_LOW = 1;
+/** More calls than this queued inside the sink: they only wait there, so the limit shrinks. */
+export const QUEUE_HIGH = 2;
+/** What a failed or timed-out call multiplies the limit by. */
+export const FAILURE_CUT = 0.5;
+
+export class ConcurrencyLimiter {
+  readonly #min: number;
+  readonly #max: number;
+  readonly #targetLatencyMs: number;
+  /** Calls allowed in flight now. */
+  limit: number;
+  /** Calls measured in this epoch, and their total time. */
+  #calls = 0;
+  #totalMs = 0;
+  /** Every slot was busy at some point of this epoch. */
+  #saturated = false;
+  /** Calls still to leave out: they were in flight when the limit changed. */
+  #skip = 0;
+  /** Epoch means, oldest first, at most BASE_EPOCHS. */
+  #means: number[] = [];
+  /** The batch size the means are of. */
+  #size = 0;
+  /** Doubling until the sink shows a queue or a call fails. */
+  #slowStart = true;
+  /** Epochs since the last probe. */
+  #sinceProbe = 0;
+  /** During a probe epoch: the limit to go back to. */
+  #probing: number | undefined;
+
+  constructor(min: number, max: number, targetLatencyMs: number) {
+    this.#min = min;
+    this.#max = max;
+    this.#targetLatencyMs = targetLatencyMs;
+    this.limit = min;
+  }
+
+  /** A batch went into a slot; `inFlight` batches are in their slots now, counting it. */
+  started(inFlight: number): void {
+    if (inFlight >= this.limit) this.#saturated = true;
+  }
+
+  /**
+   * A call delivered `items` items in `latencyMs`; `batchSize` is the size batches are cut at now
+   * and `inFlight` the batches in their slots, counting this call's.
+   */
+  delivered(items: number, latencyMs: number, batchSize: number, inFlight: number): void {
+    if (this.#skip > 0) {
+      this.#skip--;
+      return;
+    }
+    if (items !== batchSize) return;
+    if (batchSize !== this.#size) {
+      this.#size = batchSize;
+      this.#means = [];
+      this.#calls = this.#totalMs = 0;
+    }
+    this.#calls++;
+    this.#totalMs += latencyMs;
+    if (this.#calls < Math.max(EPOCH_CALLS, this.limit)) return;
+    this.#decide(this.#totalMs / this.#calls, inFlight);
+  }
+
+  /** A call failed or timed out; `inFlight` as for {@link delivered}. */
+  failed(inFlight: number): void {
+    this.#slowStart = false;
+    if (this.#skip > 0) {
+      this.#skip--;
+      return;
+    }
+    // During a probe, from the limit it would have gone back to (half of it is no cut).
+    const from = this.#probing ?? this.limit;
+    this.#probing = undefined;
+    this.#set(Math.floor(from * FAILURE_CUT), inFlight);
+  }
+
+  #decide(rtt: number, inFlight: number): void {
+    const means = this.#means;
+    means.push(rtt);
+    if (means.length > BASE_EPOCHS) means.shift();
+    const base = Math.min(...means);
+    if (this.#probing !== undefined) {
+      // The probe only measured; the limit before it stands.
+      const back = this.#probing;
+      this.#probing = undefined;
+      this.#set(back, inFlight);
+      return;
+    }
+    const queue = rtt > 0 ? this.limit * (1 - base / rtt) : 0;
+    const capacity = rtt > 0 ? (this.limit * base) / rtt : this.limit;
+    const saturated = this.#saturated;
+    let next = this.limit;
+    if (queue >= QUEUE_LOW) this.#slowStart = false;
+    if (queue >= QUEUE_LOW && rtt > this.#targetLatencyMs) {
+      next = Math.min(this.limit - 1, Math.floor(capacity));
+    } else if (queue > QUEUE_HIGH) {
+      next = Math.min(this.limit - 1, Math.floor(capacity) + QUEUE_LOW);
+    } else if (queue < QUEUE_LOW && saturated && rtt <= this.#targetLatencyMs) {
+      next = this.#slowStart ? this.limit * 2 : this.limit + 1;
+    }
+    next = Math.max(this.#min, Math.min(this.#max, next));
+    const probe = Math.max(this.#min, Math.floor(next / 2));
+    if (++this.#sinceProbe >= PROBE_EVERY && probe < next) {
+      this.#sinceProbe = 0;
+      this.#probing = next;
+      next = probe;
+    }
+    this.#set(next, inFlight);
+  }
+
+  /** Sets the limit within the bounds and starts a new epoch. */
+  #set(next: number, inFlight: number): void {
+    const limit = Math.max(this.#min, Math.min(this.#max, next));
+    this.#calls = this.#totalMs = 0;
+    this.#saturated = false;
+    if (limit === this.limit) return;
+    this.limit = limit;
+    // The other calls in flight were started under the old limit: their times tell nothing of this one.
+    this.#skip = Math.max(0, inFlight - 1);
+  }
+}

@@ -1,0 +1,449 @@
+/**
+ * Adaptive concurrency (`maxConcurrentFlushes: { min, max }`), driven by a simulated
+ * sink that serves a given number of calls at once (a connection pool, an API's
+ * workers) and queues the rest, on fake timers: a call's measured time is exactly its
+ * wait in the sink's queue plus its service time.
+ */
+import { BlockingWritable } from '../lib';
+import { ConcurrencyLimiter, EPOCH_CALLS, PROBE_EVERY, QUEUE_HIGH } from '../lib/engine/concurrency-limiter';
+import { useStreamFakeTimers } from './support/test-sink';
+
+beforeEach(useStreamFakeTimers);
+afterEach(() => jest.useRealTimers());
+
+interface Call {
+  items: number[];
+  /** Calls in flight when this one was made, counting it. */
+  inFlight: number;
+  /** The stream's concurrency limit when this call was made. */
+  limit: number;
+  latency: number;
+  failed: boolean;
+}
+
+/**
+ * A sink that serves `capacity` calls at once for `serviceMs` each and queues the others in
+ * arrival order; `overload: 'fail'` rejects a call that finds every server busy instead (an HTTP
+ * 429). `setCapacity` and `setServiceMs` change it while it runs.
+ */
+function pooledSink(
+  initialCapacity: number,
+  initialServiceMs: number,
+  overload: 'queue' | 'fail' = 'queue',
+): {
+  flush: (items: number[]) => Promise<void>;
+  calls: Call[];
+  attach: (stream: BlockingWritable<number>) => void;
+  setCapacity: (capacity: number) => void;
+  setServiceMs: (ms: number) => void;
+} {
+  let capacity = initialCapacity;
+  let serviceMs = initialServiceMs;
+  let busy = 0;
+  let inFlight = 0;
+  let stream: BlockingWritable<number> | undefined;
+  const waiting: (() => void)[] = [];
+  const calls: Call[] = [];
+  const serveNext = (): void => {
+    while (busy < capacity && waiting.length > 0) (waiting.shift() as () => void)();
+  };
+  return {
+    calls,
+    attach: (s) => {
+      stream = s;
+    },
+    setCapacity: (next) => {
+      capacity = next;
+      serveNext();
+    },
+    setServiceMs: (ms) => {
+      serviceMs = ms;
+    },
+    flush: (items) => {
+      inFlight++;
+      const call: Call = {
+        items,
+        inFlight,
+        limit: stream?.getMetrics().currentConcurrency ?? 0,
+        latency: 0,
+        failed: false,
+      };
+      calls.push(call);
+      const started = Date.now();
+      return new Promise<void>((resolve, reject) => {
+        if (overload === 'fail' && busy >= capacity) {
+          inFlight--;
+          call.failed = true;
+          reject(new Error('429 Too Many Requests'));
+          return;
+        }
+        const serve = (): void => {
+          busy++;
+          setTimeout(() => {
+            busy--;
+            inFlight--;
+            call.latency = Date.now() - started;
+            resolve();
+            serveNext();
+          }, serviceMs);
+        };
+        if (busy < capacity) serve();
+        else waiting.push(serve);
+      });
+    },
+  };
+}
+
+/** Writes 0, 1, 2, … as fast as `write()` allows (honouring `false`/'drain') until `calls` reaches `until`. */
+async function produce(
+  stream: BlockingWritable<number>,
+  calls: Call[],
+  until: number,
+  from = { next: 0 },
+): Promise<void> {
+  const fill = (): void => {
+    while (stream.write(from.next++));
+  };
+  stream.on('drain', fill);
+  fill();
+  while (calls.length < until) await jest.advanceTimersByTimeAsync(1);
+  stream.off('drain', fill);
+}
+
+const limits = (calls: Call[]): number[] => calls.map((call) => call.limit);
+
+/**
+ * Checks that the limit stayed within [low, high] for all calls but those of the base probes (one
+ * epoch at half the limit in every PROBE_EVERY + 1: a share of the calls under 1 / PROBE_EVERY),
+ * and never went below half of `low` even then.
+ */
+function expectSettled(calls: Call[], low: number, high: number): void {
+  const seen = limits(calls);
+  const outside = seen.filter((limit) => limit < low || limit > high);
+  expect({ outsideShare: outside.length / seen.length < 1 / PROBE_EVERY }).toEqual({ outsideShare: true });
+  expect(Math.max(...seen)).toBeLessThanOrEqual(high);
+  expect(Math.min(...seen)).toBeGreaterThanOrEqual(Math.floor(low / 2));
+}
+const median = (values: number[]): number => {
+  const sorted = [...values].sort((x, y) => x - y);
+  return sorted[Math.floor(sorted.length / 2)] as number;
+};
+
+function adaptiveStream(
+  sink: ReturnType<typeof pooledSink>,
+  options: { min?: number; max?: number; targetLatencyMs?: number } = {},
+): BlockingWritable<number> {
+  const stream = new BlockingWritable(sink.flush, {
+    maxBufferSize: 20_000,
+    batchSize: 100,
+    maxConcurrentFlushes: { min: options.min ?? 1, max: options.max ?? 64 },
+    targetLatencyMs: options.targetLatencyMs ?? 10_000,
+    retry: { maxRetries: 1_000, initialDelayMs: 1, maxDelayMs: 5 },
+  });
+  sink.attach(stream);
+  return stream;
+}
+
+describe('adaptive concurrency', () => {
+  test('finds the sink capacity: the limit settles just above it, and throughput is the capacity', async () => {
+    const sink = pooledSink(8, 10);
+    const stream = adaptiveStream(sink);
+    await produce(stream, sink.calls, 600);
+    const settled = sink.calls.slice(300);
+    // Up to QUEUE_HIGH calls waiting inside the sink, and never fewer slots than the sink serves but in probes.
+    expectSettled(settled, 8, 8 + QUEUE_HIGH);
+    // Slow start: from 1 to the capacity in a few epochs (1, 2, 4, 8, 16, then the cut).
+    const reached = sink.calls.findIndex((call) => call.limit >= 8);
+    expect(reached).toBeGreaterThan(0);
+    expect(reached).toBeLessThan(20);
+    stream.destroy();
+  });
+
+  test('delivers 8 calls per service time once settled (the capacity), against 1 with a fixed single slot', async () => {
+    /** Calls per ms, measured over the calls after the first 200. */
+    const run = async (maxConcurrentFlushes: number | { min: number; max: number }): Promise<number> => {
+      const sink = pooledSink(8, 10);
+      const stream = new BlockingWritable(sink.flush, { maxBufferSize: 20_000, batchSize: 100, maxConcurrentFlushes });
+      sink.attach(stream);
+      const from = { next: 0 };
+      await produce(stream, sink.calls, 200, from);
+      const started = Date.now();
+      await produce(stream, sink.calls, 1_000, from);
+      const rate = (sink.calls.length - 200) / (Date.now() - started);
+      stream.destroy();
+      return rate;
+    };
+    const single = await run(1);
+    const best = await run(8);
+    const adaptive = await run({ min: 1, max: 64 });
+    expect(single).toBeCloseTo(0.1, 2);
+    expect(best).toBeGreaterThan(0.75);
+    expect(adaptive).toBeGreaterThan(0.9 * best);
+  });
+
+  test('follows the sink: capacity halves, then doubles', async () => {
+    const sink = pooledSink(8, 10);
+    const stream = adaptiveStream(sink);
+    const from = { next: 0 };
+    await produce(stream, sink.calls, 400, from);
+    sink.setCapacity(4);
+    await produce(stream, sink.calls, 1_000, from);
+    expectSettled(sink.calls.slice(800, 1_000), 4, 4 + QUEUE_HIGH);
+    sink.setCapacity(8);
+    await produce(stream, sink.calls, 1_600, from);
+    expectSettled(sink.calls.slice(1_400, 1_600), 8, 8 + QUEUE_HIGH);
+    stream.destroy();
+  });
+
+  test('follows a sink that gets slower for good and recovers its capacity', async () => {
+    const sink = pooledSink(8, 10);
+    const stream = adaptiveStream(sink);
+    const from = { next: 0 };
+    await produce(stream, sink.calls, 400, from);
+    sink.setServiceMs(20);
+    await produce(stream, sink.calls, 1_400, from);
+    expectSettled(sink.calls.slice(1_200, 1_400), 8, 8 + QUEUE_HIGH);
+    stream.destroy();
+  });
+
+  test('never exceeds max, never goes below min, and never runs more calls than the limit', async () => {
+    const sink = pooledSink(8, 10);
+    const stream = adaptiveStream(sink, { min: 2, max: 5 });
+    expect(stream.getMetrics().currentConcurrency).toBe(2);
+    await produce(stream, sink.calls, 300);
+    for (const call of sink.calls) {
+      expect(call.limit).toBeGreaterThanOrEqual(2);
+      expect(call.limit).toBeLessThanOrEqual(5);
+      expect(call.inFlight).toBeLessThanOrEqual(5);
+    }
+    // The capacity (8) lies above max: it settles at max.
+    expect(median(limits(sink.calls.slice(200)))).toBe(5);
+
+    const serial = pooledSink(1, 10);
+    const floor = adaptiveStream(serial, { min: 3, max: 64 });
+    await produce(floor, serial.calls, 200);
+    expect(Math.min(...limits(serial.calls))).toBe(3);
+    stream.destroy();
+    floor.destroy();
+  });
+
+  test('a sink that refuses calls past its capacity (HTTP 429): the limit backs off, and nothing is lost', async () => {
+    const sink = pooledSink(6, 10, 'fail');
+    const stream = adaptiveStream(sink);
+    const written = 60_000;
+    let next = 0;
+    const fill = (): void => {
+      while (next < written) if (!stream.write(next++)) break;
+      if (next === written) stream.end();
+    };
+    stream.on('drain', fill);
+    fill();
+    const finished = new Promise((resolve) => stream.on('finish', resolve));
+    let done = false;
+    void finished.then(() => (done = true));
+    while (!done) await jest.advanceTimersByTimeAsync(5);
+    const metrics = stream.getMetrics();
+    expect(metrics.eventsFlushed).toBe(written);
+    expect(metrics.deadLettered).toBe(0);
+    // Refusals cut the limit: most calls go through, and the limit stays near the capacity.
+    const failed = sink.calls.filter((call) => call.failed).length;
+    expect(failed / sink.calls.length).toBeLessThan(0.25);
+    expect(median(limits(sink.calls.slice(200)))).toBeLessThanOrEqual(7);
+    expect(median(limits(sink.calls.slice(200)))).toBeGreaterThanOrEqual(3);
+  });
+
+  test('the latency target: calls that queue past it cut the limit to the capacity', async () => {
+    // Capacity 4, 10 ms each: 5 in flight take 12.5 ms, 6 take 15 ms. A target of 11 ms allows no queue.
+    const sink = pooledSink(4, 10);
+    const stream = adaptiveStream(sink, { targetLatencyMs: 11 });
+    await produce(stream, sink.calls, 600);
+    const settled = sink.calls.slice(200);
+    // Never a second call queued; mostly the capacity or one more (an epoch that caught two waits cuts to 3).
+    expect(Math.max(...limits(settled))).toBeLessThanOrEqual(5);
+    expect(median(limits(settled))).toBeGreaterThanOrEqual(4);
+    // At 5, one call in five waits a service time (12 ms on average, over the target), so it goes back to 4 and
+    // only tries 5 again after an epoch within the target: fewer calls over it than a fixed 5 would send (20 %).
+    const overTarget = settled.filter((call) => call.latency > 11).length;
+    expect(overTarget / settled.length).toBeLessThan(0.2);
+    const meanLatency = settled.reduce((sum, call) => sum + call.latency, 0) / settled.length;
+    expect(meanLatency).toBeLessThan(12);
+    stream.destroy();
+  });
+
+  test('a producer that cannot fill the slots does not make them grow', async () => {
+    const sink = pooledSink(8, 10);
+    const stream = adaptiveStream(sink);
+    // One full batch every 50 ms: the sink takes 10 ms, so one slot is always enough.
+    for (let i = 0; i < 40; i++) {
+      for (let j = 0; j < 100; j++) stream.write(i * 100 + j);
+      await jest.advanceTimersByTimeAsync(50);
+    }
+    expect(Math.max(...limits(sink.calls))).toBeLessThanOrEqual(2);
+    expect(stream.getMetrics().eventsFlushed).toBe(4_000);
+    stream.destroy();
+  });
+
+  test('each batch keeps its items in order; every item is delivered once', async () => {
+    const sink = pooledSink(8, 10);
+    const stream = adaptiveStream(sink);
+    const written = 50_000;
+    let next = 0;
+    const fill = (): void => {
+      while (next < written) if (!stream.write(next++)) break;
+      if (next === written) stream.end();
+    };
+    stream.on('drain', fill);
+    fill();
+    let done = false;
+    stream.on('finish', () => (done = true));
+    while (!done) await jest.advanceTimersByTimeAsync(5);
+    const seen = new Set<number>();
+    for (const { items } of sink.calls) {
+      for (let i = 1; i < items.length; i++) expect(items[i]).toBe((items[i - 1] as number) + 1);
+      for (const item of items) seen.add(item);
+    }
+    expect(seen.size).toBe(written);
+    expect(sink.calls.reduce((sum, call) => sum + call.items.length, 0)).toBe(written);
+  });
+});
+
+describe('ConcurrencyLimiter', () => {
+  /** Feeds one epoch of `limit` (at least EPOCH_CALLS) full calls of `latency` ms, all slots busy. */
+  function epoch(limiter: ConcurrencyLimiter, latency: number, saturated = true): void {
+    const calls = Math.max(EPOCH_CALLS, limiter.limit);
+    if (saturated) limiter.started(limiter.limit);
+    for (let i = 0; i < calls; i++) limiter.delivered(100, latency, 100, 1);
+  }
+
+  test('slow start doubles while calls take their base time and every slot is busy', () => {
+    const limiter = new ConcurrencyLimiter(1, 64, 10_000);
+    const seen = [limiter.limit];
+    for (let i = 0; i < 5; i++) {
+      epoch(limiter, 10);
+      seen.push(limiter.limit);
+    }
+    expect(seen).toEqual([1, 2, 4, 8, 16, 32]);
+  });
+
+  test('no growth without saturation', () => {
+    const limiter = new ConcurrencyLimiter(1, 64, 10_000);
+    epoch(limiter, 10, false);
+    epoch(limiter, 10, false);
+    expect(limiter.limit).toBe(1);
+  });
+
+  test('a queue over QUEUE_HIGH cuts to the estimated capacity plus one; then growth is by one', () => {
+    const limiter = new ConcurrencyLimiter(1, 64, 10_000);
+    epoch(limiter, 10); // base 10 ms at 1: → 2
+    epoch(limiter, 10); // → 4
+    epoch(limiter, 10); // → 8
+    epoch(limiter, 10); // → 16
+    // 16 in flight take 20 ms: capacity 8, queue 8.
+    epoch(limiter, 20);
+    expect(limiter.limit).toBe(9);
+    // At 9: 11.25 ms, queue 1: hold.
+    epoch(limiter, 11.25);
+    expect(limiter.limit).toBe(9);
+    // Capacity grew: calls take their base time again: +1, not doubling (the slow start is over).
+    epoch(limiter, 10);
+    expect(limiter.limit).toBe(10);
+  });
+
+  test('a failure halves the limit once: the calls in flight then cannot cut it again', () => {
+    const limiter = new ConcurrencyLimiter(1, 64, 10_000);
+    for (let i = 0; i < 4; i++) epoch(limiter, 10);
+    expect(limiter.limit).toBe(16);
+    limiter.failed(16);
+    expect(limiter.limit).toBe(8);
+    // The other 15 calls in flight were made under 16: their failures do not count.
+    for (let i = 0; i < 15; i++) limiter.failed(15 - i);
+    expect(limiter.limit).toBe(8);
+    limiter.failed(1);
+    expect(limiter.limit).toBe(4);
+  });
+
+  test('every PROBE_EVERY epochs, one epoch at half the limit measures the base time; then the limit is back', () => {
+    const limiter = new ConcurrencyLimiter(1, 8, 10_000);
+    const seen: number[] = [];
+    for (let i = 0; i < PROBE_EVERY + 2; i++) {
+      epoch(limiter, 10);
+      seen.push(limiter.limit);
+    }
+    // 2, 4, 8 (max), then held at 8 until the probe at 4, then 8 again.
+    expect(seen.slice(0, 3)).toEqual([2, 4, 8]);
+    expect(seen.slice(3, PROBE_EVERY - 1)).toEqual(Array(PROBE_EVERY - 4).fill(8));
+    expect(seen.slice(PROBE_EVERY - 1)).toEqual([4, 8, 8]);
+  });
+
+  test('a failure during a probe cuts from the limit before it', () => {
+    const limiter = new ConcurrencyLimiter(1, 8, 10_000);
+    for (let i = 0; i < PROBE_EVERY; i++) epoch(limiter, 10);
+    expect(limiter.limit).toBe(4); // probing
+    limiter.failed(1);
+    expect(limiter.limit).toBe(4); // half of 8, and no going back to 8 after the probe epoch
+    epoch(limiter, 10);
+    expect(limiter.limit).toBe(5);
+  });
+
+  test('the times of calls in flight at a change are left out of the next epoch', () => {
+    const limiter = new ConcurrencyLimiter(1, 64, 10_000);
+    epoch(limiter, 10); // → 2
+    limiter.started(2);
+    // Both calls of the old epoch still in flight settle (one skipped), then the new epoch's calls.
+    limiter.delivered(100, 10, 100, 2); // in flight at the change: skipped
+    expect(limiter.limit).toBe(2);
+    for (let i = 0; i < EPOCH_CALLS; i++) limiter.delivered(100, 10, 100, 2);
+    expect(limiter.limit).toBe(4);
+  });
+
+  test('calls of another size do not count, and a new batch size forgets the base time', () => {
+    const limiter = new ConcurrencyLimiter(1, 64, 10_000);
+    epoch(limiter, 10); // → 2
+    limiter.started(2);
+    for (let i = 0; i < 10; i++) limiter.delivered(37, 50, 100, 1); // partial batches: ignored
+    expect(limiter.limit).toBe(2);
+    // Batches of 200 take 20 ms alone: with the base forgotten, that is no queue.
+    for (let i = 0; i < EPOCH_CALLS; i++) limiter.delivered(200, 20, 200, 1);
+    expect(limiter.limit).toBe(4);
+  });
+
+  test('latency over the target with a queue cuts to the capacity', () => {
+    const limiter = new ConcurrencyLimiter(1, 64, 15);
+    epoch(limiter, 10); // → 2
+    epoch(limiter, 10); // → 4
+    // 4 in flight take 16 ms (capacity 2.5, queue 1.5): over the target, cut to the capacity.
+    epoch(limiter, 16);
+    expect(limiter.limit).toBe(2);
+  });
+});
+
+describe('adaptive concurrency options', () => {
+  const flush = async (): Promise<void> => undefined;
+  test.each([
+    [{ min: 0, max: 10 }, RangeError, /"maxConcurrentFlushes.min" must be an integer >= 1. Received 0/],
+    [{ min: 10, max: 5 }, RangeError, /"maxConcurrentFlushes.min" must be <= "maxConcurrentFlushes.max" \(5\)/],
+    [{ min: 1, max: 20_000 }, RangeError, /"maxConcurrentFlushes.max" must be <= "maxBufferSize" \(10000\)/],
+    [{ min: 1 }, TypeError, /"maxConcurrentFlushes.max" must be of type number. Received undefined/],
+    [{ min: 1, max: 8, initial: 2 }, RangeError, /"maxConcurrentFlushes.initial" is not a sluice option/],
+    ['auto', TypeError, /"maxConcurrentFlushes" must be a number or an object \{ min, max \}. Received 'auto'/],
+    [0, RangeError, /"maxConcurrentFlushes" must be an integer >= 1. Received 0/],
+  ])('maxConcurrentFlushes %p is refused', (maxConcurrentFlushes, type, message) => {
+    const attempt = (): unknown => new BlockingWritable(flush, { maxConcurrentFlushes: maxConcurrentFlushes as never });
+    expect(attempt).toThrow(type);
+    expect(attempt).toThrow(message);
+    try {
+      attempt();
+    } catch (error) {
+      expect((error as { code: string }).code).toMatch(/^ERR_(OUT_OF_RANGE|INVALID_ARG_TYPE|INVALID_ARG_VALUE)$/);
+    }
+  });
+
+  test('a valid range is accepted and starts at min; a number is reported as it is', () => {
+    const adaptive = new BlockingWritable(flush, { maxConcurrentFlushes: { min: 3, max: 30 } });
+    expect(adaptive.getMetrics().currentConcurrency).toBe(3);
+    const fixed = new BlockingWritable(flush, { maxConcurrentFlushes: 4 });
+    expect(fixed.getMetrics().currentConcurrency).toBe(4);
+    adaptive.destroy();
+    fixed.destroy();
+  });
+});
