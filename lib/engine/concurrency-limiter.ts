@@ -40,12 +40,23 @@
  *   (another call can only add to it).
  * - queue < QUEUE_LOW: grow, doubling at first (slow start) and by one once the
  *   sink has shown a queue or a failure.
- * - queue > QUEUE_HIGH: down to the estimated capacity plus QUEUE_LOW (at least
- *   one less).
- * - Latency: an epoch mean over `targetLatencyMs` while calls queue
- *   (queue >= QUEUE_LOW): down to the estimated capacity, since the wait inside the
- *   sink is the part of the latency a lower limit removes (the rest is the batch
- *   size's: see adaptive batching's latency rule).
+ * - queue > QUEUE_HIGH: down to the estimated capacity plus QUEUE_LOW, at least
+ *   one less and at most to MAX_CUT of the limit (a cut made on times a stall
+ *   inflated anyway costs a little, not half the throughput).
+ * - Latency: an epoch mean over `targetLatencyMs` while calls queue (queue over
+ *   half a call): down to the estimated capacity, since the wait inside the sink
+ *   is the part of the latency a lower limit removes (the rest is the batch size's:
+ *   see adaptive batching's latency rule). The limit that was over the target is
+ *   then a cap: it is tried again only after CAP_RELAX_EPOCHS epochs within the
+ *   target, so a sink that recovers is followed, and one that does not is not
+ *   sent a queue over the target every other epoch.
+ * - Both cuts need CONFIRM_EPOCHS epochs in a row that call for one, and take the
+ *   capacity from the fastest of them. A call's time also holds whatever kept the
+ *   event loop from seeing it settle: measured on the benchmark's pool, a producer
+ *   that writes a few thousand items in one synchronous go delays every call in
+ *   flight by 5-15 ms at once (a third of the epochs or more), which one or two
+ *   epochs cannot tell from a queue in the sink. Such a stall only ever adds time,
+ *   so the fastest of a few epochs is the sink's own; a queue shows in all of them.
  * - A call that failed or timed out: the limit × FAILURE_CUT at once, and no slow
  *   start after it: errors are how an overloaded sink says so (HTTP 429 and 503,
  *   an exhausted pool). The other calls in flight then cannot cut it again: their
@@ -63,6 +74,12 @@ export const PROBE_EVERY = 16;
 export const QUEUE_LOW = 1;
 /** More calls than this queued inside the sink: they only wait there, so the limit shrinks. */
 export const QUEUE_HIGH = 2;
+/** Epochs in a row that must call for a cut before it is made. */
+export const CONFIRM_EPOCHS = 3;
+/** Epochs within the target before the limit may rise to the one that was over it. */
+export const CAP_RELAX_EPOCHS = 8;
+/** The deepest one cut for a queue or the latency target may go: to this fraction of the limit. */
+export const MAX_CUT = 0.75;
 /** What a failed or timed-out call multiplies the limit by. */
 export const FAILURE_CUT = 0.5;
 
@@ -89,12 +106,18 @@ export class ConcurrencyLimiter {
   #sinceProbe = 0;
   /** During a probe epoch: the limit to go back to. */
   #probing: number | undefined;
+  /** The mean times of the last epochs in a row that called for a cut (CONFIRM_EPOCHS make it). */
+  #suspects: number[] = [];
+  /** Below the lowest limit that was over the latency target, until CAP_RELAX_EPOCHS epochs within it. */
+  #cap: number;
+  #withinTarget = 0;
 
   constructor(min: number, max: number, targetLatencyMs: number) {
     this.#min = min;
     this.#max = max;
     this.#targetLatencyMs = targetLatencyMs;
     this.limit = min;
+    this.#cap = max;
   }
 
   /** A batch went into a slot; `inFlight` batches are in their slots now, counting it. */
@@ -133,6 +156,7 @@ export class ConcurrencyLimiter {
     // During a probe, from the limit it would have gone back to (half of it is no cut).
     const from = this.#probing ?? this.limit;
     this.#probing = undefined;
+    this.#suspects = [];
     this.#set(Math.floor(from * FAILURE_CUT), inFlight);
   }
 
@@ -149,16 +173,31 @@ export class ConcurrencyLimiter {
       return;
     }
     const queue = rtt > 0 ? this.limit * (1 - base / rtt) : 0;
-    const capacity = rtt > 0 ? (this.limit * base) / rtt : this.limit;
     const saturated = this.#saturated;
     let next = this.limit;
     if (queue >= QUEUE_LOW) this.#slowStart = false;
-    if (queue >= QUEUE_LOW && rtt > this.#targetLatencyMs) {
-      next = Math.min(this.limit - 1, Math.floor(capacity));
-    } else if (queue > QUEUE_HIGH) {
-      next = Math.min(this.limit - 1, Math.floor(capacity) + QUEUE_LOW);
-    } else if (queue < QUEUE_LOW && saturated && rtt <= this.#targetLatencyMs) {
-      next = this.#slowStart ? this.limit * 2 : this.limit + 1;
+    const overTarget = queue > QUEUE_LOW / 2 && rtt > this.#targetLatencyMs;
+    if (rtt > this.#targetLatencyMs) this.#withinTarget = 0;
+    else if (++this.#withinTarget >= CAP_RELAX_EPOCHS) {
+      this.#withinTarget = 0;
+      this.#cap = this.#max;
+    }
+    if (overTarget || queue > QUEUE_HIGH) {
+      const suspects = this.#suspects;
+      suspects.push(rtt);
+      if (suspects.length >= CONFIRM_EPOCHS) {
+        const fastest = Math.min(...suspects);
+        this.#suspects = [];
+        const capacity = fastest > 0 ? (this.limit * base) / fastest : this.limit;
+        const aim = Math.floor(capacity) + (overTarget ? 0 : QUEUE_LOW);
+        next = Math.min(this.limit - 1, Math.max(aim, Math.floor(this.limit * MAX_CUT)));
+        if (overTarget) this.#cap = Math.min(this.#cap, this.limit - 1);
+      }
+    } else {
+      this.#suspects = [];
+      if (queue < QUEUE_LOW && saturated && rtt <= this.#targetLatencyMs) {
+        next = Math.max(this.limit, Math.min(this.#cap, this.#slowStart ? this.limit * 2 : this.limit + 1));
+      }
     }
     next = Math.max(this.#min, Math.min(this.#max, next));
     const probe = Math.max(this.#min, Math.floor(next / 2));
@@ -177,6 +216,7 @@ export class ConcurrencyLimiter {
     this.#saturated = false;
     if (limit === this.limit) return;
     this.limit = limit;
+    this.#suspects = [];
     // The other calls in flight were started under the old limit: their times tell nothing of this one.
     this.#skip = Math.max(0, inFlight - 1);
   }
