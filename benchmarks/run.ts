@@ -398,8 +398,6 @@ function targets(results: Results): Verdict[] {
   {
     // Adaptive concurrency (issue 11, optional part): the sink serves 8 calls at once.
     const adaptive = speed('pooled-sink', 'sluice-slots-adaptive');
-    const r1 = adaptive / speed('pooled-sink', 'sluice-block');
-    check('pooled sink: sluice adaptive concurrency ≥ 5× one flush slot', r1, 5, `${fixed(r1, 2)}×`);
     const top = bestSlots(results);
     if (top !== undefined) {
       const rb = adaptive / top.speed;
