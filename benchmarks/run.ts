@@ -658,7 +658,9 @@ async function main(): Promise<void> {
     results: [...results.values()].map((p) => ({ workload: p.workload.name, contender: p.contender, runs: p.runs })),
   };
   fs.mkdirSync(cacheDir, { recursive: true });
-  fs.writeFileSync(path.join(cacheDir, `results${args.quick ? '-quick' : ''}.json`), JSON.stringify(saved));
+  // Only a full run's results are what --report rewrites docs/ from: a filtered run (an A/B pair) must not replace them.
+  const kind = args.quick ? '-quick' : args.filters.length > 0 ? '-filtered' : '';
+  fs.writeFileSync(path.join(cacheDir, `results${kind}.json`), JSON.stringify(saved));
   if (args.write || (!args.quick && args.filters.length === 0)) await writeDocs(saved);
 }
 

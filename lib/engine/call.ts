@@ -163,7 +163,7 @@ export class SinkCalls<T> {
           batch.timer = undefined;
           // The call is abandoned, not settled: it keeps its place under the call bound until it settles.
           context.abort(BackpressureError.flushTimeout(items, 'retries_exhausted', timeoutMs));
-          if (!done) this.#recordTimeout();
+          this.#recordTimeout();
           finish(TIMED_OUT);
         }, timeoutMs);
       }
