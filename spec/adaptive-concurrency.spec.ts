@@ -290,6 +290,45 @@ describe('adaptive concurrency', () => {
     stream.destroy();
   });
 
+  test('with adaptive batching too, the limit does not run away while the batch size moves', async () => {
+    // 8 servers; a call costs 5 ms + 0.01 ms per item, so bigger batches are better per item.
+    let busy = 0;
+    const waiting: (() => void)[] = [];
+    const calls: Call[] = [];
+    // eslint-disable-next-line prefer-const -- the sink reads the stream it is given to
+    let stream: BlockingWritable<number>;
+    const flush = (items: number[]): Promise<void> => {
+      calls.push({ items, inFlight: 0, limit: stream.getMetrics().currentConcurrency, latency: 0, failed: false });
+      return new Promise<void>((resolve) => {
+        const serve = (): void => {
+          busy++;
+          setTimeout(
+            () => {
+              busy--;
+              resolve();
+              while (busy < 8 && waiting.length > 0) (waiting.shift() as () => void)();
+            },
+            Math.round(5 + 0.01 * items.length),
+          );
+        };
+        if (busy < 8) serve();
+        else waiting.push(serve);
+      });
+    };
+    stream = new BlockingWritable(flush, {
+      maxBufferSize: 50_000,
+      batchSize: { min: 100, max: 2_000 },
+      maxConcurrentFlushes: { min: 1, max: 64 },
+      targetLatencyMs: 10_000,
+    });
+    await produce(stream, calls, 1_500);
+    const settled = limits(calls.slice(1_000));
+    expect(median(settled)).toBeGreaterThanOrEqual(8);
+    expect(median(settled)).toBeLessThanOrEqual(8 + QUEUE_HIGH);
+    expect(Math.max(...settled)).toBeLessThanOrEqual(16);
+    stream.destroy();
+  });
+
   test('each batch keeps its items in order; every item is delivered once', async () => {
     const sink = pooledSink(8, 10);
     const stream = adaptiveStream(sink);
@@ -315,6 +354,17 @@ describe('adaptive concurrency', () => {
 });
 
 describe('ConcurrencyLimiter', () => {
+  /**
+   * A limiter that has measured one epoch of 10 ms calls of 100 items (the first epoch at a batch size only
+   * measures: with no earlier time to compare it with, it would show no queue however long the calls waited).
+   */
+  function calibrated(min: number, max: number, targetLatencyMs: number): ConcurrencyLimiter {
+    const limiter = new ConcurrencyLimiter(min, max, targetLatencyMs);
+    epoch(limiter, 10);
+    expect(limiter.limit).toBe(min);
+    return limiter;
+  }
+
   /** Feeds one epoch of `limit` (at least EPOCH_CALLS) full calls of `latency` ms, all slots busy. */
   function epoch(limiter: ConcurrencyLimiter, latency: number, saturated = true): void {
     const calls = Math.max(EPOCH_CALLS, limiter.limit);
@@ -323,7 +373,7 @@ describe('ConcurrencyLimiter', () => {
   }
 
   test('slow start doubles while calls take their base time and every slot is busy', () => {
-    const limiter = new ConcurrencyLimiter(1, 64, 10_000);
+    const limiter = calibrated(1, 64, 10_000);
     const seen = [limiter.limit];
     for (let i = 0; i < 5; i++) {
       epoch(limiter, 10);
@@ -333,14 +383,14 @@ describe('ConcurrencyLimiter', () => {
   });
 
   test('no growth without saturation', () => {
-    const limiter = new ConcurrencyLimiter(1, 64, 10_000);
+    const limiter = calibrated(1, 64, 10_000);
     epoch(limiter, 10, false);
     epoch(limiter, 10, false);
     expect(limiter.limit).toBe(1);
   });
 
   test('a queue over QUEUE_HIGH cuts to the estimated capacity plus one; then growth is by one', () => {
-    const limiter = new ConcurrencyLimiter(1, 64, 10_000);
+    const limiter = calibrated(1, 64, 10_000);
     epoch(limiter, 10); // base 10 ms at 1: → 2
     epoch(limiter, 10); // → 4
     epoch(limiter, 10); // → 8
@@ -364,7 +414,7 @@ describe('ConcurrencyLimiter', () => {
   });
 
   test('a failure halves the limit once: the calls in flight then cannot cut it again', () => {
-    const limiter = new ConcurrencyLimiter(1, 64, 10_000);
+    const limiter = calibrated(1, 64, 10_000);
     for (let i = 0; i < 4; i++) epoch(limiter, 10);
     expect(limiter.limit).toBe(16);
     limiter.failed(16);
@@ -377,7 +427,7 @@ describe('ConcurrencyLimiter', () => {
   });
 
   test('every PROBE_EVERY epochs, one epoch at half the limit measures the base time; then the limit is back', () => {
-    const limiter = new ConcurrencyLimiter(1, 8, 10_000);
+    const limiter = calibrated(1, 8, 10_000);
     const seen: number[] = [];
     for (let i = 0; i < PROBE_EVERY + 2; i++) {
       epoch(limiter, 10);
@@ -390,7 +440,7 @@ describe('ConcurrencyLimiter', () => {
   });
 
   test('a failure during a probe cuts from the limit before it', () => {
-    const limiter = new ConcurrencyLimiter(1, 8, 10_000);
+    const limiter = calibrated(1, 8, 10_000);
     for (let i = 0; i < PROBE_EVERY; i++) epoch(limiter, 10);
     expect(limiter.limit).toBe(4); // probing
     limiter.failed(1);
@@ -400,7 +450,7 @@ describe('ConcurrencyLimiter', () => {
   });
 
   test('the times of calls in flight at a change are left out of the next epoch', () => {
-    const limiter = new ConcurrencyLimiter(1, 64, 10_000);
+    const limiter = calibrated(1, 64, 10_000);
     epoch(limiter, 10); // → 2
     limiter.started(2);
     // Both calls of the old epoch still in flight settle (one skipped), then the new epoch's calls.
@@ -410,19 +460,25 @@ describe('ConcurrencyLimiter', () => {
     expect(limiter.limit).toBe(4);
   });
 
-  test('calls of another size do not count, and a new batch size forgets the base time', () => {
-    const limiter = new ConcurrencyLimiter(1, 64, 10_000);
+  test('calls of another size do not count; each batch size has its own base time, measured before it decides', () => {
+    const limiter = calibrated(1, 64, 10_000);
     epoch(limiter, 10); // → 2
     limiter.started(2);
     for (let i = 0; i < 10; i++) limiter.delivered(37, 50, 100, 1); // partial batches: ignored
     expect(limiter.limit).toBe(2);
-    // Batches of 200 take 20 ms alone: with the base forgotten, that is no queue.
+    // Batches of 200 take 20 ms alone. The first epoch at 200 only measures; the next shows no queue.
+    for (let i = 0; i < EPOCH_CALLS; i++) limiter.delivered(200, 20, 200, 1);
+    expect(limiter.limit).toBe(2);
+    limiter.started(2);
     for (let i = 0; i < EPOCH_CALLS; i++) limiter.delivered(200, 20, 200, 1);
     expect(limiter.limit).toBe(4);
+    // Back at 100, whose base (10 ms) is remembered: 40 ms there is a queue of 3, and three such epochs cut (to 3/4).
+    for (let c = 0; c < 3; c++) for (let i = 0; i < 4; i++) limiter.delivered(100, 40, 100, 1);
+    expect(limiter.limit).toBe(3);
   });
 
   test('latency over the target with a queue cuts to the capacity', () => {
-    const limiter = new ConcurrencyLimiter(1, 64, 15);
+    const limiter = calibrated(1, 64, 15);
     epoch(limiter, 10); // → 2
     epoch(limiter, 10); // → 4
     // 4 in flight take 16 ms (capacity 2.5, queue 1.5): over the target, cut to the capacity (3/4 of 4 at most).
@@ -434,7 +490,7 @@ describe('ConcurrencyLimiter', () => {
   });
 
   test('a limit that was over the target is tried again only after CAP_RELAX_EPOCHS epochs within it', () => {
-    const limiter = new ConcurrencyLimiter(1, 64, 15);
+    const limiter = calibrated(1, 64, 15);
     epoch(limiter, 10); // → 2
     epoch(limiter, 10); // → 4
     for (let i = 0; i < CONFIRM_EPOCHS; i++) epoch(limiter, 16);
@@ -448,7 +504,7 @@ describe('ConcurrencyLimiter', () => {
   });
 
   test('an epoch that does not call for a cut starts the count again', () => {
-    const limiter = new ConcurrencyLimiter(1, 64, 10_000);
+    const limiter = calibrated(1, 64, 10_000);
     for (let i = 0; i < 4; i++) epoch(limiter, 10); // → 16
     epoch(limiter, 20);
     epoch(limiter, 20);

@@ -23,10 +23,13 @@
  *   calls as there are slots, so one call slowed by a garbage collection moves it
  *   little. Calls of another size, partial batches and the calls already in flight
  *   when the limit changed do not count.
- * - base: the lowest epoch mean of the last BASE_EPOCHS epochs, so a sink that
- *   gets faster is followed at once and one that gets slower for good once its old
- *   times are forgotten. A new batch size (adaptive batching) forgets them at once:
- *   a call of another size takes another time.
+ * - base: the lowest epoch mean of the last BASE_EPOCHS epochs of the same batch
+ *   size, so a sink that gets faster is followed at once and one that gets slower
+ *   for good once its old times are forgotten. Each batch size keeps its own (a
+ *   call of another size takes another time); with adaptive batching, whose sizes
+ *   are rungs of a ladder, the sizer's probes come back to a size whose base is
+ *   known. An epoch at a size with no earlier epoch decides nothing: its own mean
+ *   as the base would show no queue, however long the calls wait.
  * - Probe the base (BBR's ProbeRTT): every PROBE_EVERY epochs, one epoch at half
  *   the limit, then back. A limit kept just above the capacity never sees the base
  *   time again: the calls always queue a little. Without the probe, once the old
@@ -96,9 +99,9 @@ export class ConcurrencyLimiter {
   #saturated = false;
   /** Calls still to leave out: they were in flight when the limit changed. */
   #skip = 0;
-  /** Epoch means, oldest first, at most BASE_EPOCHS. */
-  #means: number[] = [];
-  /** The batch size the means are of. */
+  /** Epoch means per batch size, oldest first, at most BASE_EPOCHS each. */
+  readonly #means = new Map<number, number[]>();
+  /** The batch size of the epoch being measured. */
   #size = 0;
   /** Doubling until the sink shows a queue or a call fails. */
   #slowStart = true;
@@ -137,7 +140,6 @@ export class ConcurrencyLimiter {
     if (items !== batchSize) return;
     if (batchSize !== this.#size) {
       this.#size = batchSize;
-      this.#means = [];
       this.#calls = this.#totalMs = 0;
     }
     this.#calls++;
@@ -161,7 +163,9 @@ export class ConcurrencyLimiter {
   }
 
   #decide(rtt: number, inFlight: number): void {
-    const means = this.#means;
+    let means = this.#means.get(this.#size);
+    if (means === undefined) this.#means.set(this.#size, (means = []));
+    const known = means.length > 0;
     means.push(rtt);
     if (means.length > BASE_EPOCHS) means.shift();
     const base = Math.min(...means);
@@ -170,6 +174,10 @@ export class ConcurrencyLimiter {
       const back = this.#probing;
       this.#probing = undefined;
       this.#set(back, inFlight);
+      return;
+    }
+    if (!known) {
+      this.#set(this.limit, inFlight);
       return;
     }
     const queue = rtt > 0 ? this.limit * (1 - base / rtt) : 0;
