@@ -352,6 +352,16 @@ function targets(results: Results): Verdict[] {
   const check = (target: string, value: number, threshold: number, measured: string): void => {
     verdicts.push({ target, measured, met: Number.isFinite(value) ? value >= threshold : undefined });
   };
+  /** An adaptive contender against the best of its sweep of fixed settings. */
+  const checkAgainstBest = (
+    target: string,
+    threshold: number,
+    adaptive: number,
+    best: { label: string; speed: number },
+  ): void => {
+    const r = adaptive / best.speed;
+    check(target, r, threshold, `${fixed(r, 3)}× (best fixed: ${best.label}, ${si(best.speed)}/s)`);
+  };
   {
     const r = speed('fast-sink', 'sluice-block') / speed('fast-sink', 'native');
     check('fast sink: sluice block ≥ 1.0× native items/s', r, 1, `${fixed(r, 3)}×`);
@@ -386,26 +396,22 @@ function targets(results: Results): Verdict[] {
     check('peaked sink: sluice adaptive ≥ 3× native writev in calls of 100', r100, 3, `${fixed(r100, 2)}×`);
     const top = bestFixed(results);
     if (top !== undefined) {
-      const rb = adaptive / top.speed;
-      check(
-        'peaked sink: sluice adaptive ≥ 0.93× the best fixed batch of the sweep',
-        rb,
-        0.93,
-        `${fixed(rb, 3)}× (best fixed: ${top.size}, ${si(top.speed)}/s)`,
-      );
+      checkAgainstBest('peaked sink: sluice adaptive ≥ 0.93× the best fixed batch of the sweep', 0.93, adaptive, {
+        label: String(top.size),
+        speed: top.speed,
+      });
     }
   }
   {
     // Adaptive concurrency (issue 11, optional part): the sink serves 8 calls at once.
     const adaptive = speed('pooled-sink', 'sluice-slots-adaptive');
-    const top = bestSlots(results);
+    const top = bestOfSweep(results, 'pooled-sink', SLOTS_SWEEP, (slots) => `sluice-slots-${slots}`);
     if (top !== undefined) {
-      const rb = adaptive / top.speed;
-      check(
+      checkAgainstBest(
         'pooled sink: sluice adaptive concurrency ≥ 0.9× the best fixed number of slots of the sweep',
-        rb,
         0.9,
-        `${fixed(rb, 3)}× (best fixed: ${top.slots} slots, ${si(top.speed)}/s)`,
+        adaptive,
+        { label: `${top.value} slots`, speed: top.speed },
       );
     }
   }
@@ -486,22 +492,23 @@ function barsFor(results: Results, w: Workload, baseline: string): Bar[] {
   });
 }
 
-/** The fixed number of slots of the pooled-sink sweep with the highest median items/s, if any ran. */
-function bestSlots(results: Results): { slots: number; speed: number } | undefined {
-  const measured = SLOTS_SWEEP.map((slots) => ({
-    slots,
-    speed: pair(results, 'pooled-sink', `sluice-slots-${slots}`)?.median('itemsPerSec') ?? NaN,
-  })).filter((x) => Number.isFinite(x.speed));
+/** The setting of a sweep of fixed contenders with the highest median items/s, if any ran. */
+function bestOfSweep(
+  results: Results,
+  workloadName: string,
+  sweep: readonly number[],
+  name: (value: number) => string,
+): { value: number; speed: number } | undefined {
+  const measured = sweep
+    .map((value) => ({ value, speed: pair(results, workloadName, name(value))?.median('itemsPerSec') ?? NaN }))
+    .filter((x) => Number.isFinite(x.speed));
   return measured.length === 0 ? undefined : measured.reduce((a, b) => (b.speed > a.speed ? b : a));
 }
 
 /** The fixed batch size of the peaked-sink sweep with the highest median items/s, if any ran. */
 function bestFixed(results: Results): { size: number; speed: number } | undefined {
-  const measured = SWEEP.map((size) => ({
-    size,
-    speed: pair(results, 'peaked-sink', `sluice-fixed-${size}`)?.median('itemsPerSec') ?? NaN,
-  })).filter((x) => Number.isFinite(x.speed));
-  return measured.length === 0 ? undefined : measured.reduce((a, b) => (b.speed > a.speed ? b : a));
+  const best = bestOfSweep(results, 'peaked-sink', SWEEP, (size) => `sluice-fixed-${size}`);
+  return best === undefined ? undefined : { size: best.value, speed: best.speed };
 }
 
 /**

@@ -117,6 +117,20 @@ async function produce(
   stream.off('drain', fill);
 }
 
+/** Writes 0 … count − 1 honouring `write()`/'drain', ends the stream and waits for 'finish'. */
+async function writeAll(stream: BlockingWritable<number>, count: number): Promise<void> {
+  let next = 0;
+  const fill = (): void => {
+    while (next < count) if (!stream.write(next++)) break;
+    if (next === count) stream.end();
+  };
+  let done = false;
+  stream.on('finish', () => (done = true));
+  stream.on('drain', fill);
+  fill();
+  while (!done) await jest.advanceTimersByTimeAsync(5);
+}
+
 const limits = (calls: Call[]): number[] => calls.map((call) => call.limit);
 
 /**
@@ -188,30 +202,33 @@ describe('adaptive concurrency', () => {
     expect(adaptive).toBeGreaterThan(0.9 * best);
   });
 
-  test('follows the sink: capacity halves, then doubles', async () => {
+  /**
+   * A pool of 8 servers of 10 ms, 400 calls to settle; then each change in turn, run until the call count it
+   * gives, after which the last 200 calls must be settled at `capacity` (to capacity + QUEUE_HIGH).
+   */
+  async function follows(
+    changes: { change: (sink: ReturnType<typeof pooledSink>) => void; until: number; capacity: number }[],
+  ): Promise<void> {
     const sink = pooledSink(8, 10);
     const stream = adaptiveStream(sink);
     const from = { next: 0 };
     await produce(stream, sink.calls, 400, from);
-    sink.setCapacity(4);
-    await produce(stream, sink.calls, 1_000, from);
-    expectSettled(sink.calls.slice(800, 1_000), 4, 4 + QUEUE_HIGH);
-    sink.setCapacity(8);
-    await produce(stream, sink.calls, 1_600, from);
-    expectSettled(sink.calls.slice(1_400, 1_600), 8, 8 + QUEUE_HIGH);
+    for (const { change, until, capacity } of changes) {
+      change(sink);
+      await produce(stream, sink.calls, until, from);
+      expectSettled(sink.calls.slice(until - 200, until), capacity, capacity + QUEUE_HIGH);
+    }
     stream.destroy();
-  });
+  }
 
-  test('follows a sink that gets slower for good and recovers its capacity', async () => {
-    const sink = pooledSink(8, 10);
-    const stream = adaptiveStream(sink);
-    const from = { next: 0 };
-    await produce(stream, sink.calls, 400, from);
-    sink.setServiceMs(20);
-    await produce(stream, sink.calls, 1_400, from);
-    expectSettled(sink.calls.slice(1_200, 1_400), 8, 8 + QUEUE_HIGH);
-    stream.destroy();
-  });
+  test('follows the sink: capacity halves, then doubles', () =>
+    follows([
+      { change: (sink) => sink.setCapacity(4), until: 1_000, capacity: 4 },
+      { change: (sink) => sink.setCapacity(8), until: 1_600, capacity: 8 },
+    ]));
+
+  test('follows a sink that gets slower for good and recovers its capacity', () =>
+    follows([{ change: (sink) => sink.setServiceMs(20), until: 1_400, capacity: 8 }]));
 
   test('never exceeds max, never goes below min, and never runs more calls than the limit', async () => {
     const sink = pooledSink(8, 10);
@@ -238,17 +255,7 @@ describe('adaptive concurrency', () => {
     const sink = pooledSink(6, 10, 'fail');
     const stream = adaptiveStream(sink);
     const written = 60_000;
-    let next = 0;
-    const fill = (): void => {
-      while (next < written) if (!stream.write(next++)) break;
-      if (next === written) stream.end();
-    };
-    stream.on('drain', fill);
-    fill();
-    const finished = new Promise((resolve) => stream.on('finish', resolve));
-    let done = false;
-    void finished.then(() => (done = true));
-    while (!done) await jest.advanceTimersByTimeAsync(5);
+    await writeAll(stream, written);
     const metrics = stream.getMetrics();
     expect(metrics.eventsFlushed).toBe(written);
     expect(metrics.deadLettered).toBe(0);
@@ -333,16 +340,7 @@ describe('adaptive concurrency', () => {
     const sink = pooledSink(8, 10);
     const stream = adaptiveStream(sink);
     const written = 50_000;
-    let next = 0;
-    const fill = (): void => {
-      while (next < written) if (!stream.write(next++)) break;
-      if (next === written) stream.end();
-    };
-    stream.on('drain', fill);
-    fill();
-    let done = false;
-    stream.on('finish', () => (done = true));
-    while (!done) await jest.advanceTimersByTimeAsync(5);
+    await writeAll(stream, written);
     const seen = new Set<number>();
     for (const { items } of sink.calls) {
       for (let i = 1; i < items.length; i++) expect(items[i]).toBe((items[i - 1] as number) + 1);
@@ -477,24 +475,26 @@ describe('ConcurrencyLimiter', () => {
     expect(limiter.limit).toBe(3);
   });
 
-  test('latency over the target with a queue cuts to the capacity', () => {
+  /** A limiter with a 15 ms target, at 4 after its slow start, then cut to 3 by calls of 16 ms. */
+  function cutForLatency(): ConcurrencyLimiter {
     const limiter = calibrated(1, 64, 15);
     epoch(limiter, 10); // → 2
     epoch(limiter, 10); // → 4
     // 4 in flight take 16 ms (capacity 2.5, queue 1.5): over the target, cut to the capacity (3/4 of 4 at most).
     for (let i = 0; i < CONFIRM_EPOCHS; i++) epoch(limiter, 16);
     expect(limiter.limit).toBe(3);
+    return limiter;
+  }
+
+  test('latency over the target with a queue cuts to the capacity', () => {
+    const limiter = cutForLatency();
     // At 3, 16 ms: queue 1.1, capacity 1.9: cut to 2 (3/4 of 3, floored).
     for (let i = 0; i < CONFIRM_EPOCHS; i++) epoch(limiter, 16);
     expect(limiter.limit).toBe(2);
   });
 
   test('a limit that was over the target is tried again only after CAP_RELAX_EPOCHS epochs within it', () => {
-    const limiter = calibrated(1, 64, 15);
-    epoch(limiter, 10); // → 2
-    epoch(limiter, 10); // → 4
-    for (let i = 0; i < CONFIRM_EPOCHS; i++) epoch(limiter, 16);
-    expect(limiter.limit).toBe(3);
+    const limiter = cutForLatency();
     const seen: number[] = [];
     for (let i = 0; i < CAP_RELAX_EPOCHS; i++) {
       epoch(limiter, 10);
