@@ -177,19 +177,15 @@ export function resolveConfig<T>(
       config.minFlushIntervalMs,
     );
   }
-  const largest = config.batchBounds?.max ?? config.batchSize;
-  if (!(largest <= config.maxBufferSize)) {
-    const name = config.batchBounds === undefined ? 'batchSize' : 'batchSize.max';
-    throw outOfRange(`The option "${name}"`, `<= "maxBufferSize" (${config.maxBufferSize})`, largest);
-  }
+  const atMostBuffer = (name: string, value: number): void => {
+    if (!(value <= config.maxBufferSize)) {
+      throw outOfRange(label(name), `<= "maxBufferSize" (${config.maxBufferSize})`, value);
+    }
+  };
+  if (config.batchBounds === undefined) atMostBuffer('batchSize', config.batchSize);
+  else atMostBuffer('batchSize.max', config.batchBounds.max);
   // A flush holds at least one item: more slots than the buffer holds items could never all be busy.
-  if (config.concurrencyBounds !== undefined && !(config.concurrencyBounds.max <= config.maxBufferSize)) {
-    throw outOfRange(
-      'The option "maxConcurrentFlushes.max"',
-      `<= "maxBufferSize" (${config.maxBufferSize})`,
-      config.concurrencyBounds.max,
-    );
-  }
+  if (config.concurrencyBounds !== undefined) atMostBuffer('maxConcurrentFlushes.max', config.concurrencyBounds.max);
   return Object.freeze(config) as ResolvedConfig<T>;
 }
 
@@ -271,19 +267,27 @@ function bool(name: string, value: unknown): boolean {
   return value;
 }
 
+/** A count: a number fixes it; `{ min, max }` (integers >= 1, min <= max) lets it adapt between the two. */
+function countOrRange(name: string, value: unknown): number | { readonly min: number; readonly max: number } {
+  if (typeof value === 'number') return integer(name, value, 1);
+  if (value === null || typeof value !== 'object') {
+    throw invalidArgType(label(name), 'a number or an object { min, max }', value);
+  }
+  checkKnown(value, RANGE_NAMES, `The option "${name}.`);
+  const { min, max } = value as Partial<BatchSizeRange>;
+  const bounds = { min: integer(`${name}.min`, min, 1), max: integer(`${name}.max`, max, 1) };
+  if (!(bounds.min <= bounds.max)) {
+    throw outOfRange(label(`${name}.min`), `<= "${name}.max" (${bounds.max})`, bounds.min);
+  }
+  return Object.freeze(bounds);
+}
+
 /** A number fixes the batch size; `{ min, max }` makes it adaptive, starting at `min`. */
 function batchSize(value: unknown): { batchSize: number; batchBounds: Readonly<BatchSizeRange> | undefined } {
-  if (typeof value === 'number') return { batchSize: integer('batchSize', value, 1), batchBounds: undefined };
-  if (value === null || typeof value !== 'object') {
-    throw invalidArgType('The option "batchSize"', 'a number or an object { min, max }', value);
-  }
-  checkKnown(value, RANGE_NAMES, 'The option "batchSize.');
-  const { min, max } = value as Partial<BatchSizeRange>;
-  const bounds = { min: integer('batchSize.min', min, 1), max: integer('batchSize.max', max, 1) };
-  if (!(bounds.min <= bounds.max)) {
-    throw outOfRange('The option "batchSize.min"', `<= "batchSize.max" (${bounds.max})`, bounds.min);
-  }
-  return { batchSize: bounds.min, batchBounds: Object.freeze(bounds) };
+  const size = countOrRange('batchSize', value);
+  return typeof size === 'number'
+    ? { batchSize: size, batchBounds: undefined }
+    : { batchSize: size.min, batchBounds: size };
 }
 
 /** A number fixes the flushes that run at once; `{ min, max }` makes it adaptive, starting at `min`. */
@@ -291,26 +295,10 @@ function concurrency(value: unknown): {
   maxConcurrentFlushes: number;
   concurrencyBounds: Readonly<ConcurrencyRange> | undefined;
 } {
-  if (typeof value === 'number') {
-    return { maxConcurrentFlushes: integer('maxConcurrentFlushes', value, 1), concurrencyBounds: undefined };
-  }
-  if (value === null || typeof value !== 'object') {
-    throw invalidArgType('The option "maxConcurrentFlushes"', 'a number or an object { min, max }', value);
-  }
-  checkKnown(value, RANGE_NAMES, 'The option "maxConcurrentFlushes.');
-  const { min, max } = value as Partial<ConcurrencyRange>;
-  const bounds = {
-    min: integer('maxConcurrentFlushes.min', min, 1),
-    max: integer('maxConcurrentFlushes.max', max, 1),
-  };
-  if (!(bounds.min <= bounds.max)) {
-    throw outOfRange(
-      'The option "maxConcurrentFlushes.min"',
-      `<= "maxConcurrentFlushes.max" (${bounds.max})`,
-      bounds.min,
-    );
-  }
-  return { maxConcurrentFlushes: bounds.max, concurrencyBounds: Object.freeze(bounds) };
+  const slots = countOrRange('maxConcurrentFlushes', value);
+  return typeof slots === 'number'
+    ? { maxConcurrentFlushes: slots, concurrencyBounds: undefined }
+    : { maxConcurrentFlushes: slots.max, concurrencyBounds: slots };
 }
 
 function isolation(mode: unknown, fallbackToSequential: unknown): 'bisect' | 'sequential' | 'none' {

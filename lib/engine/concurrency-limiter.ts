@@ -109,8 +109,9 @@ export class ConcurrencyLimiter {
   #sinceProbe = 0;
   /** During a probe epoch: the limit to go back to. */
   #probing: number | undefined;
-  /** The mean times of the last epochs in a row that called for a cut (CONFIRM_EPOCHS make it). */
-  #suspects: number[] = [];
+  /** Epochs in a row that called for a cut (CONFIRM_EPOCHS make it), and the fastest mean of them. */
+  #suspects = 0;
+  #fastestSuspect = Infinity;
   /** Below the lowest limit that was over the latency target, until CAP_RELAX_EPOCHS epochs within it. */
   #cap: number;
   #withinTarget = 0;
@@ -158,7 +159,7 @@ export class ConcurrencyLimiter {
     // During a probe, from the limit it would have gone back to (half of it is no cut).
     const from = this.#probing ?? this.limit;
     this.#probing = undefined;
-    this.#suspects = [];
+    this.#clearSuspects();
     this.#set(Math.floor(from * FAILURE_CUT), inFlight);
   }
 
@@ -181,7 +182,6 @@ export class ConcurrencyLimiter {
       return;
     }
     const queue = rtt > 0 ? this.limit * (1 - base / rtt) : 0;
-    const saturated = this.#saturated;
     let next = this.limit;
     if (queue >= QUEUE_LOW) this.#slowStart = false;
     const overTarget = queue > QUEUE_LOW / 2 && rtt > this.#targetLatencyMs;
@@ -191,19 +191,18 @@ export class ConcurrencyLimiter {
       this.#cap = this.#max;
     }
     if (overTarget || queue > QUEUE_HIGH) {
-      const suspects = this.#suspects;
-      suspects.push(rtt);
-      if (suspects.length >= CONFIRM_EPOCHS) {
-        const fastest = Math.min(...suspects);
-        this.#suspects = [];
+      this.#fastestSuspect = Math.min(this.#fastestSuspect, rtt);
+      if (++this.#suspects >= CONFIRM_EPOCHS) {
+        const fastest = this.#fastestSuspect;
+        this.#clearSuspects();
         const capacity = fastest > 0 ? (this.limit * base) / fastest : this.limit;
         const aim = Math.floor(capacity) + (overTarget ? 0 : QUEUE_LOW);
         next = Math.min(this.limit - 1, Math.max(aim, Math.floor(this.limit * MAX_CUT)));
         if (overTarget) this.#cap = Math.min(this.#cap, this.limit - 1);
       }
     } else {
-      this.#suspects = [];
-      if (queue < QUEUE_LOW && saturated && rtt <= this.#targetLatencyMs) {
+      this.#clearSuspects();
+      if (queue < QUEUE_LOW && this.#saturated && rtt <= this.#targetLatencyMs) {
         next = Math.max(this.limit, Math.min(this.#cap, this.#slowStart ? this.limit * 2 : this.limit + 1));
       }
     }
@@ -217,6 +216,11 @@ export class ConcurrencyLimiter {
     this.#set(next, inFlight);
   }
 
+  #clearSuspects(): void {
+    this.#suspects = 0;
+    this.#fastestSuspect = Infinity;
+  }
+
   /** Sets the limit within the bounds and starts a new epoch. */
   #set(next: number, inFlight: number): void {
     const limit = Math.max(this.#min, Math.min(this.#max, next));
@@ -224,7 +228,7 @@ export class ConcurrencyLimiter {
     this.#saturated = false;
     if (limit === this.limit) return;
     this.limit = limit;
-    this.#suspects = [];
+    this.#clearSuspects();
     // The other calls in flight were started under the old limit: their times tell nothing of this one.
     this.#skip = Math.max(0, inFlight - 1);
   }

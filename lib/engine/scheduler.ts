@@ -107,9 +107,11 @@ export class Scheduler<T> {
     const limiter = this.#limiter;
     if (limiter !== undefined) {
       // Before the sizer: the call was cut at the size in force until now.
-      if (delivered > 0) limiter.delivered(delivered, latencyMs, this.batchSize, this.batches.size);
-      else limiter.failed(this.batches.size);
-      this.slots = limiter.limit;
+      if (delivered === 0) this.#callFailed(limiter);
+      else {
+        limiter.delivered(delivered, latencyMs, this.batchSize, this.batches.size);
+        this.slots = limiter.limit;
+      }
     }
     if (delivered > 0 && this.#sizer !== undefined) {
       this.#sizer.observe(delivered, latencyMs);
@@ -121,9 +123,13 @@ export class Scheduler<T> {
 
   /** A call timed out (it counts as failed); its batch is still in its slot. */
   recordTimeout(): void {
-    if (this.#limiter === undefined) return;
-    this.#limiter.failed(this.batches.size);
-    this.slots = this.#limiter.limit;
+    if (this.#limiter !== undefined) this.#callFailed(this.#limiter);
+  }
+
+  /** Adaptive concurrency: a call failed or timed out while its batch is in its slot. */
+  #callFailed(limiter: ConcurrencyLimiter): void {
+    limiter.failed(this.batches.size);
+    this.slots = limiter.limit;
   }
 
   /** Whether one more queued item could start a flush now (the hot path's cheap test before pump()). */
