@@ -19,7 +19,6 @@ export interface DiskFs {
   readdir(path: string): Promise<string[]>;
   mkdir(path: string): Promise<void>;
   readFile(path: string): Promise<Buffer>;
-  link(existing: string, created: string): Promise<void>;
   rename(from: string, to: string): Promise<void>;
   unlink(path: string): Promise<void>;
 }
@@ -43,7 +42,6 @@ export const nodeFs: DiskFs = {
   readdir: (path) => fs.promises.readdir(path),
   mkdir: (path) => fs.promises.mkdir(path, { recursive: true }).then(() => undefined),
   readFile: (path) => fs.promises.readFile(path),
-  link: (existing, created) => fs.promises.link(existing, created),
   rename: (from, to) => fs.promises.rename(from, to),
   unlink: (path) => fs.promises.unlink(path),
 };

@@ -1,15 +1,21 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DiskLog } from '../../lib/disk/log';
-import { LOCK_FILE } from '../../lib/disk/lock';
+import { LOCK_FILE, lockHolders } from '../../lib/disk/lock';
 import { assertBuilt, startChild } from './support/child';
 import { nodeFs } from '../../lib/disk/fs';
-import { CountingFs, cleanup, deadPid, leaveStaleLock, osError, tempDir } from './support/helpers';
+import { CountingFs, cleanup, deadPid, leaveOldStaleLock, leaveStaleLock, osError, tempDir } from './support/helpers';
 
 afterEach(cleanup);
 beforeAll(assertBuilt);
 
-const holder = (dir: string): number => (JSON.parse(readFileSync(join(dir, LOCK_FILE), 'utf8')) as { pid: number }).pid;
+/** The pids of the lock files in `dir`, live or not: claims name theirs, an old-style LOCK holds its own. */
+const claims = (dir: string): number[] =>
+  readdirSync(dir).flatMap((name) => {
+    if (name === LOCK_FILE) return [(JSON.parse(readFileSync(join(dir, name), 'utf8')) as { pid: number }).pid];
+    const pid = /^LOCK\.(\d+)\.[0-9a-f]+$/.exec(name)?.[1];
+    return pid === undefined ? [] : [Number(pid)];
+  });
 
 describe('the disk log lock', () => {
   test('a second opener in the same process gets ERR_DISK_LOCKED naming this pid and the path', async () => {
@@ -41,20 +47,26 @@ describe('the disk log lock', () => {
     const child = startChild('hold', dir);
     const ready = await child.waitFor((message) => 'ready' in message);
     await expect(DiskLog.open({ path: dir })).rejects.toThrow(new RegExp(`process ${String(ready.ready)} `));
+    expect(lockHolders(dir)).toEqual([ready.ready]);
     child.process.kill('SIGKILL');
     await child.closed;
-    expect(holder(dir)).toBe(ready.ready); // the dead process's lock is still there…
-    const log = await DiskLog.open({ path: dir }); // …and is taken over
-    expect(holder(dir)).toBe(process.pid);
+    expect(claims(dir)).toEqual([ready.ready]); // the dead process's claim is still there…
+    expect(lockHolders(dir)).toEqual([]); // …but it holds nothing…
+    const log = await DiskLog.open({ path: dir }); // …and is removed by the next owner
+    expect(claims(dir)).toEqual([process.pid]);
     await log.close();
+    expect(claims(dir)).toEqual([]); // close() released it
   });
 
-  test('a lock left by a dead pid is taken over', async () => {
+  test.each([
+    ['a claim', leaveStaleLock],
+    ['an old-style LOCK file', leaveOldStaleLock],
+  ])('%s left by a dead pid is taken over and removed', async (_name, leave) => {
     const dir = tempDir();
-    leaveStaleLock(dir);
-    expect(holder(dir)).toBe(deadPid());
+    leave(dir);
+    expect(claims(dir)).toEqual([deadPid()]);
     const log = await DiskLog.open({ path: dir });
-    expect(holder(dir)).toBe(process.pid);
+    expect(claims(dir)).toEqual([process.pid]);
     await log.close();
   });
 
@@ -64,10 +76,50 @@ describe('the disk log lock', () => {
     await (await DiskLog.open({ path: dir })).close();
   });
 
+  // The takeover race: processes that find the same stale lock at the same instant. Real processes,
+  // released together by a file they wait for; the owners hold the log until they are killed.
+  test.each([
+    ['a claim left by a dead process', leaveStaleLock],
+    ['an old-style LOCK left by a dead process', leaveOldStaleLock],
+    ['no lock', () => undefined],
+  ])(
+    '%s, 6 processes opening at the same instant: at most one owns the log (6 rounds)',
+    async (_name, prepare) => {
+      const counts: number[] = [];
+      for (let round = 0; round < 6; round++) {
+        const dir = tempDir();
+        prepare(dir);
+        const go = join(tempDir(), 'go');
+        const racers = Array.from({ length: 6 }, () => startChild('race', dir, go));
+        try {
+          await Promise.all(racers.map((racer) => racer.waitFor((line) => 'waiting' in line)));
+          writeFileSync(go, '');
+          const results = await Promise.all(
+            racers.map((racer) => racer.waitFor((line) => 'ready' in line || 'code' in line)),
+          );
+          const owners = results.filter((line) => 'ready' in line);
+          expect(results.filter((line) => 'code' in line).map((line) => line.code)).toEqual(
+            Array.from({ length: 6 - owners.length }, () => 'ERR_DISK_LOCKED'),
+          );
+          counts.push(owners.length);
+        } finally {
+          for (const racer of racers) racer.process.kill('SIGKILL');
+          await Promise.all(racers.map((racer) => racer.closed));
+        }
+        // What the killed owner left is taken over.
+        await (await DiskLog.open({ path: dir })).close();
+      }
+      expect(counts.filter((owners) => owners > 1)).toEqual([]);
+      // And the log is not left unowned every time (each opener backs off at random, up to 6 times).
+      expect(counts.some((owners) => owners === 1)).toBe(true);
+    },
+    120_000,
+  );
+
   test('a missing directory is created, parents too', async () => {
     const dir = join(tempDir(), 'a', 'b');
     const log = await DiskLog.open({ path: dir });
-    expect(holder(dir)).toBe(process.pid);
+    expect(lockHolders(dir)).toEqual([process.pid]);
     await log.close();
   });
 

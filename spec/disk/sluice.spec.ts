@@ -98,7 +98,6 @@ class FullableFs implements DiskFs {
   readdir = nodeFs.readdir;
   mkdir = nodeFs.mkdir;
   readFile = nodeFs.readFile;
-  link = nodeFs.link;
   rename = nodeFs.rename;
   unlink = nodeFs.unlink;
 }

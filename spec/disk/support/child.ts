@@ -20,8 +20,8 @@ export interface Child {
   closed: Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>;
 }
 
-export function startChild(mode: 'hold' | 'open' | 'crash', dir: string): Child {
-  const child = spawn(process.execPath, [SCRIPT, mode, dir], { stdio: ['ignore', 'pipe', 'pipe'] });
+export function startChild(mode: 'hold' | 'open' | 'crash' | 'race', dir: string, ...rest: string[]): Child {
+  const child = spawn(process.execPath, [SCRIPT, mode, dir, ...rest], { stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: Array<Record<string, unknown>> = [];
   const waiters: Array<{
     match: (line: Record<string, unknown>) => boolean;

@@ -6,23 +6,35 @@
  *
  *   node disk-child.js hold DIR        open the log, print {"ready": pid}, wait to be killed
  *   node disk-child.js open DIR        open the log; print {"ready": pid} or {"code", "message"}; exit
+ *   node disk-child.js race DIR GO     print {"waiting": pid}, wait until the file GO exists, then as hold
+ *                                      (or as open when refused)
  *   node disk-child.js crash DIR       open (always mode, small segments); print each replayed record
  *                                      {"r": id}; acknowledge about half of them, {"t": [ids]} before the
  *                                      ack() call, {"k": [ids]} once recorded; then append forever in concurrent groups: {"w": payload}
  *                                      before each append, {"a": id, "p": payload} after it resolved
  */
-const { writeSync } = require('node:fs');
+const { existsSync, writeSync } = require('node:fs');
 const { DiskLog } = require('../../../dist/disk/log');
 
-const [mode, dir] = process.argv.slice(2);
+const [mode, dir, go] = process.argv.slice(2);
 const print = (message) => writeSync(1, `${JSON.stringify(message)}\n`);
 
+/** Blocks until `file` exists, looking every 0.2 ms: the racers start within a fraction of a millisecond. */
+function waitForFile(file) {
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  while (!existsSync(file)) Atomics.wait(pause, 0, 0, 0.2);
+}
+
 async function main() {
-  if (mode === 'hold' || mode === 'open') {
+  if (mode === 'race') {
+    print({ waiting: process.pid });
+    waitForFile(go);
+  }
+  if (mode === 'hold' || mode === 'open' || mode === 'race') {
     try {
       const log = await DiskLog.open({ path: dir });
       print({ ready: process.pid });
-      if (mode === 'hold') setInterval(() => undefined, 1000);
+      if (mode === 'hold' || mode === 'race') setInterval(() => undefined, 1000);
       else await log.close();
     } catch (error) {
       print({ code: error.code, message: error.message });

@@ -68,7 +68,6 @@ export class FaultyFs implements DiskFs {
   readdir = (path: string): Promise<string[]> => this.#live(() => nodeFs.readdir(path));
   mkdir = (path: string): Promise<void> => this.#live(() => nodeFs.mkdir(path));
   readFile = (path: string): Promise<Buffer> => this.#live(() => nodeFs.readFile(path));
-  link = (existing: string, created: string): Promise<void> => this.#live(() => nodeFs.link(existing, created));
   rename = (from: string, to: string): Promise<void> => this.#live(() => nodeFs.rename(from, to));
   unlink = (path: string): Promise<void> => this.#live(() => nodeFs.unlink(path));
 }

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type DiskFs, nodeFs } from '../../../lib/disk/fs';
@@ -23,8 +23,18 @@ export function deadPid(): number {
   return dead;
 }
 
-/** What a process killed while holding the log leaves: its lock file, naming a dead pid. */
+/**
+ * What a process killed while holding the log leaves: its claim, named by a dead pid. This
+ * process's own claims there are removed first (a spec that simulates a crash of its log).
+ */
 export function leaveStaleLock(dir: string): void {
+  for (const name of readdirSync(dir)) if (name.startsWith(`${LOCK_FILE}.${process.pid}.`)) rmSync(join(dir, name));
+  const content = `${JSON.stringify({ pid: deadPid(), token: 'dead', startedAt: '' })}\n`;
+  writeFileSync(join(dir, `${LOCK_FILE}.${deadPid()}.dead`), content);
+}
+
+/** The same, as earlier versions wrote it: one file named LOCK holding the dead pid. */
+export function leaveOldStaleLock(dir: string): void {
   writeFileSync(join(dir, LOCK_FILE), `${JSON.stringify({ pid: deadPid(), token: 'dead', startedAt: '' })}\n`);
 }
 
@@ -71,7 +81,6 @@ export class CountingFs implements DiskFs {
   readdir = (path: string): Promise<string[]> => nodeFs.readdir(path);
   mkdir = (path: string): Promise<void> => nodeFs.mkdir(path);
   readFile = (path: string): Promise<Buffer> => nodeFs.readFile(path);
-  link = (existing: string, created: string): Promise<void> => nodeFs.link(existing, created);
   rename = (from: string, to: string): Promise<void> => nodeFs.rename(from, to);
   unlink = (path: string): Promise<void> => (this.#seen('unlink'), nodeFs.unlink(path));
 }
