@@ -10,8 +10,13 @@
  * other both withdraw, and the random pause before the next try separates them. A dead owner's
  * claim is simply ignored, then removed: unlike a single lock file that is taken over by removing
  * it (which another opener of the same instant may be about to replace), removing a claim whose
- * process is dead can never remove a live one. Liveness is `kill(pid, 0)`, so every process using
- * the directory must share one host and one pid namespace, on a local file system.
+ * process is dead can never remove a live one.
+ *
+ * A claim is live while its pid is (`kill(pid, 0)`) and, on Linux, while that pid is still the
+ * process that wrote it: a claim records its process's start (the boot id and the start time in
+ * /proc), so a pid reused after the owner died does not hold the log. That case is common: a
+ * container restarted after a crash often runs its process under the very same pid. Every
+ * process using the directory must share one host and one pid namespace, on a local file system.
  *
  * A lock file named plain `LOCK` (written by earlier versions) is read as a claim by the pid it holds.
  */
@@ -32,17 +37,23 @@ const CLAIM = /^LOCK\.(\d+)\.[0-9a-f]+$/;
 const TRIES = 6;
 const PAUSE_MS = 20;
 
-/** What a lock file holds (for people and for old-style `LOCK` files; a claim's name says the same). */
+/** What a lock file holds (its pid and token are also in a claim's name). */
 interface LockContent {
   pid: number;
   token: string;
   startedAt: string;
+  /** The process's start, on Linux: see {@link processStart}. */
+  start?: string;
 }
 
-/** A lock file found in the directory; `pid` undefined when it is an old-style `LOCK` that cannot be read. */
+/**
+ * A lock file found in the directory; `pid` undefined when it is an old-style `LOCK` that cannot
+ * be read; `start` when the file says which process start wrote it.
+ */
 interface Claim {
   name: string;
   pid: number | undefined;
+  start: string | undefined;
 }
 
 /** A held lock. */
@@ -53,6 +64,24 @@ export interface Lock {
   /** Removes the claim. */
   release(): Promise<void>;
 }
+
+/**
+ * Which start of a process `pid` is: the boot id and the process's start time in clock ticks
+ * since boot (Linux /proc; a pid reused later, or after a reboot, gives another value), or
+ * `undefined` where /proc cannot tell.
+ */
+export function processStart(pid: number): string | undefined {
+  try {
+    bootId ??= readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The fields after the command name, which is in parentheses and may hold anything: field 22 is the start time.
+    const startTime = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+    return startTime === undefined ? undefined : `${bootId} ${startTime}`;
+  } catch {
+    return undefined;
+  }
+}
+let bootId: string | undefined;
 
 /** Whether a process with this pid exists. EPERM means it exists but belongs to another user. */
 export function isProcessAlive(pid: number): boolean {
@@ -73,6 +102,7 @@ export async function acquireLock(disk: DiskFs, directory: string): Promise<Lock
     pid: process.pid,
     token: randomBytes(8).toString('hex'),
     startedAt: new Date().toISOString(),
+    start: processStart(process.pid),
   };
   const own = `${LOCK_FILE}.${content.pid}.${content.token}`;
   const file = join(directory, own);
@@ -94,11 +124,16 @@ export async function acquireLock(disk: DiskFs, directory: string): Promise<Lock
   }
 }
 
-/** The first claim other than `own` whose process is alive. */
+/** The first live claim other than `own`. */
 function liveClaim(claims: readonly Claim[], own?: string): (Claim & { pid: number }) | undefined {
-  return claims.find((claim): claim is Claim & { pid: number } => {
-    return claim.name !== own && claim.pid !== undefined && isProcessAlive(claim.pid);
-  });
+  return claims.find((claim): claim is Claim & { pid: number } => claim.name !== own && isLive(claim));
+}
+
+/** Its pid is alive and, where /proc tells, still the process that wrote it. */
+function isLive(claim: Claim): boolean {
+  if (claim.pid === undefined || !isProcessAlive(claim.pid)) return false;
+  const now = claim.start === undefined ? undefined : processStart(claim.pid);
+  return now === undefined || now === claim.start;
 }
 
 async function listClaims(disk: DiskFs, directory: string): Promise<Claim[]> {
@@ -108,33 +143,49 @@ async function listClaims(disk: DiskFs, directory: string): Promise<Claim[]> {
   } catch (error) {
     throw DiskError.unusable(directory, error);
   }
-  const oldPid = names.includes(LOCK_FILE)
-    ? await readOldLock(() => disk.readFile(join(directory, LOCK_FILE)))
-    : undefined;
-  return claimsAmong(names, () => oldPid);
+  const lockFiles = names.filter((name) => name === LOCK_FILE || CLAIM.test(name));
+  const contents = await Promise.all(
+    lockFiles.map((name) => disk.readFile(join(directory, name)).then(parseContent, () => undefined)),
+  );
+  return lockFiles.map((name, i) => claimOf(name, contents[i]));
 }
 
 /** The same, synchronously (for the checks at construction). */
 function listClaimsSync(directory: string): Claim[] {
-  return claimsAmong(readdirSync(directory), () => readOldLockSync(join(directory, LOCK_FILE)));
+  const lockFiles = readdirSync(directory).filter((name) => name === LOCK_FILE || CLAIM.test(name));
+  return lockFiles.map((name) => {
+    let content: Partial<LockContent> | undefined;
+    try {
+      content = parseContent(readFileSync(join(directory, name)));
+    } catch {
+      content = undefined; // gone meanwhile, or unreadable
+    }
+    return claimOf(name, content);
+  });
 }
 
-/** The lock files among a directory's `names`; `oldPid` reads an old-style `LOCK`, if there is one. */
-function claimsAmong(names: readonly string[], oldPid: () => number | undefined): Claim[] {
-  const claims: Claim[] = [];
-  for (const name of names) {
-    const pid = CLAIM.exec(name)?.[1];
-    if (pid !== undefined) claims.push({ name, pid: Number(pid) });
-    else if (name === LOCK_FILE) claims.push({ name, pid: oldPid() });
+/**
+ * A lock file as a claim. A claim's pid is in its name (its content may be missing: a claim is
+ * written after it is made); an old-style `LOCK` has only its content, unreadable if torn.
+ */
+function claimOf(name: string, content: Partial<LockContent> | undefined): Claim {
+  const named = CLAIM.exec(name)?.[1];
+  const pid = named !== undefined ? Number(named) : Number.isInteger(content?.pid) ? content?.pid : undefined;
+  return { name, pid, start: typeof content?.start === 'string' ? content.start : undefined };
+}
+
+function parseContent(bytes: Buffer): Partial<LockContent> | undefined {
+  try {
+    const content = JSON.parse(bytes.toString('utf8')) as unknown;
+    return typeof content === 'object' && content !== null ? content : undefined;
+  } catch {
+    return undefined;
   }
-  return claims;
 }
 
 /** The pids of the live processes that claim `directory` now: its owner, and openers of this instant. */
 export function lockHolders(directory: string): number[] {
-  return listClaimsSync(directory).flatMap((claim) =>
-    claim.pid !== undefined && isProcessAlive(claim.pid) ? [claim.pid] : [],
-  );
+  return listClaimsSync(directory).flatMap((claim) => (isLive(claim) ? [claim.pid as number] : []));
 }
 
 /**
@@ -169,28 +220,6 @@ async function writeClaim(disk: DiskFs, directory: string, path: string, content
   } catch (error) {
     throw DiskError.unusable(directory, error);
   }
-}
-
-/** The pid in an old-style `LOCK` file; `undefined` when it is gone or unreadable (torn by a power loss). */
-async function readOldLock(read: () => Promise<Buffer>): Promise<number | undefined> {
-  try {
-    return pidIn(await read());
-  } catch {
-    return undefined;
-  }
-}
-
-function readOldLockSync(file: string): number | undefined {
-  try {
-    return pidIn(readFileSync(file));
-  } catch {
-    return undefined;
-  }
-}
-
-function pidIn(bytes: Buffer): number | undefined {
-  const { pid } = JSON.parse(bytes.toString('utf8')) as Partial<LockContent>;
-  return Number.isInteger(pid) ? pid : undefined;
 }
 
 /** Removes a file; one that is already gone is fine. */

@@ -1,7 +1,7 @@
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DiskLog } from '../../lib/disk/log';
-import { LOCK_FILE, lockHolders } from '../../lib/disk/lock';
+import { LOCK_FILE, lockHolders, processStart } from '../../lib/disk/lock';
 import { assertBuilt, startChild } from './support/child';
 import { nodeFs } from '../../lib/disk/fs';
 import { CountingFs, cleanup, deadPid, leaveOldStaleLock, leaveStaleLock, osError, tempDir } from './support/helpers';
@@ -69,6 +69,38 @@ describe('the disk log lock', () => {
     expect(claims(dir)).toEqual([process.pid]);
     await log.close();
   });
+
+  // A pid reused after its owner died: on Linux a claim records which start of the process wrote it.
+  const onLinux = processStart(process.pid) !== undefined;
+  const linuxOnly = onLinux ? test : test.skip; // elsewhere a reused pid still looks like the owner (docs/disk.md)
+  const claimOf = (dir: string, pid: number, start: string): void =>
+    writeFileSync(join(dir, `${LOCK_FILE}.${pid}.0badc0de`), JSON.stringify({ pid, token: '0badc0de', start }));
+
+  linuxOnly(
+    'a claim under this very pid, left by an earlier process (a container restarted after a crash), is taken over',
+    async () => {
+      const dir = tempDir();
+      claimOf(dir, process.pid, 'an earlier boot 12345');
+      expect(lockHolders(dir)).toEqual([]);
+      const log = await DiskLog.open({ path: dir });
+      expect(claims(dir)).toEqual([process.pid]);
+      expect(readdirSync(dir).filter((name) => name.includes('0badc0de'))).toEqual([]);
+      await log.close();
+    },
+  );
+
+  linuxOnly(
+    "a claim whose pid now belongs to another process (reused) is taken over; the live owner's is not",
+    async () => {
+      const dir = tempDir();
+      claimOf(dir, process.ppid, 'an earlier boot 12345');
+      await (await DiskLog.open({ path: dir })).close();
+      const held = tempDir();
+      claimOf(held, process.ppid, processStart(process.ppid) as string);
+      expect(lockHolders(held)).toEqual([process.ppid]);
+      await expect(DiskLog.open({ path: held })).rejects.toThrow(`in use by process ${process.ppid} `);
+    },
+  );
 
   test('an unreadable lock file (torn by a power loss) is taken over', async () => {
     const dir = tempDir();
