@@ -59,6 +59,26 @@ export async function syncDirectory(disk: DiskFs, directory: string): Promise<vo
   }
 }
 
+/**
+ * Reads `length` bytes at `position` into the start of `buffer`; resolves how many were read:
+ * fewer only where the file ends.
+ */
+export async function readFully(
+  disk: DiskFs,
+  fd: number,
+  buffer: Uint8Array,
+  length: number,
+  position: number,
+): Promise<number> {
+  let filled = 0;
+  while (filled < length) {
+    const count = await disk.read(fd, buffer, filled, length - filled, position + filled);
+    if (count === 0) break;
+    filled += count;
+  }
+  return filled;
+}
+
 /** Writes all of `bytes` at `position` (a write may be short: a full disk, a signal). */
 export async function writeAll(disk: DiskFs, fd: number, bytes: Uint8Array, position: number): Promise<void> {
   let written = 0;

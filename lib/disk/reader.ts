@@ -4,7 +4,7 @@
  * position (a segment and a byte offset) and skips acknowledged records; it never writes.
  */
 import { DiskError, osCode } from './errors';
-import type { DiskFs } from './fs';
+import { type DiskFs, readFully } from './fs';
 import { HEADER_BYTES, announcedSize, parseRecord } from './record';
 import type { Segment } from './recovery';
 
@@ -63,15 +63,8 @@ export async function readSpan(
 }
 
 /** Fills `buffer` from `position`, stopping at `end`; resolves the bytes read. */
-async function fill(disk: DiskFs, fd: number, buffer: Buffer, position: number, end: number): Promise<number> {
-  const wanted = Math.min(buffer.length, end - position);
-  let filled = 0;
-  while (filled < wanted) {
-    const count = await disk.read(fd, buffer, filled, wanted - filled, position + filled);
-    if (count === 0) break;
-    filled += count;
-  }
-  return filled;
+function fill(disk: DiskFs, fd: number, buffer: Buffer, position: number, end: number): Promise<number> {
+  return readFully(disk, fd, buffer, Math.min(buffer.length, end - position), position);
 }
 
 /** What the reader needs from the log: its segments, how far each may be read, which ids are done. */

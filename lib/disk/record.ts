@@ -60,13 +60,27 @@ export interface ParsedRecord {
  * record still being read, or torn at the tail), `'bad'` when its checksum does not match.
  */
 export function parseRecord(bytes: Buffer, offset: number, end = bytes.length): ParsedRecord | 'short' | 'bad' {
-  if (end - offset < HEADER_BYTES) return 'short';
-  const length = bytes.readUInt32LE(offset + 4);
-  const size = HEADER_BYTES + length;
-  if (end - offset < size) return 'short';
-  if (crc32c(bytes, offset + 4, offset + size) !== bytes.readUInt32LE(offset)) return 'bad';
-  const id = bytes.readUInt32LE(offset + 12) * TWO_32 + bytes.readUInt32LE(offset + 8);
-  return { id, payload: bytes.subarray(offset + HEADER_BYTES, offset + size), size };
+  const size = checkRecord(bytes, offset, end);
+  if (size === SHORT) return 'short';
+  if (size === BAD) return 'bad';
+  return { id: recordId(bytes, offset), payload: bytes.subarray(offset + HEADER_BYTES, offset + size), size };
+}
+
+/** What {@link checkRecord} returns for a record that the bytes end before, and for one that fails its checksum. */
+export const SHORT = 0;
+export const BAD = -1;
+
+/** The size of the intact record at `offset` of `bytes[0, end)`, or `SHORT` or `BAD`; allocates nothing. */
+export function checkRecord(bytes: Buffer, offset: number, end = bytes.length): number {
+  if (end - offset < HEADER_BYTES) return SHORT;
+  const size = HEADER_BYTES + bytes.readUInt32LE(offset + 4);
+  if (end - offset < size) return SHORT;
+  return crc32c(bytes, offset + 4, offset + size) === bytes.readUInt32LE(offset) ? size : BAD;
+}
+
+/** The id in the header at `offset` (whether or not the record is intact). */
+export function recordId(bytes: Buffer, offset: number): number {
+  return bytes.readUInt32LE(offset + 12) * TWO_32 + bytes.readUInt32LE(offset + 8);
 }
 
 /** The payload length a header announces, before the payload is read (to size a read). */

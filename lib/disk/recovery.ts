@@ -3,7 +3,10 @@
  * truncated and a corrupt stretch followed by valid records is quarantined. Runs once, before
  * the log accepts anything; owns no state after it returns.
  *
- * Rules (each segment read whole, in id order; the ids of one log only ever grow):
+ * Each segment is first read in pieces of `SCAN_CHUNK_BYTES`, the next piece read while this one
+ * is checked: memory stays at two pieces however large the segment, and the event loop is never
+ * held for more than one piece's checksums. Only a segment found damaged is then read whole and
+ * repaired by the rules below (in id order; the ids of one log only ever grow):
  * - a record is valid when its checksum matches and its id is at least the next expected id;
  * - after an invalid spot, the bytes are searched for the next valid record; if one is found,
  *   the stretch between is corrupt: it is appended to the quarantine file, counted, and the
@@ -14,9 +17,12 @@
  *   so that they neither block a segment's deletion nor count as held.
  */
 import { join } from 'node:path';
-import { type DiskFs, syncDirectory, writeAll } from './fs';
-import { HEADER_BYTES, parseRecord } from './record';
+import { type DiskFs, readFully, syncDirectory, writeAll } from './fs';
+import { BAD, HEADER_BYTES, SHORT, checkRecord, parseRecord, recordId } from './record';
 import type { IdRanges } from './ranges';
+
+/** Bytes read at a time while checking a segment. */
+export const SCAN_CHUNK_BYTES = 1024 * 1024;
 
 /** The quarantine file's name inside the log directory. */
 export const QUARANTINE_FILE = 'quarantine';
@@ -63,6 +69,16 @@ export function segmentBase(name: string): number | undefined {
   return /^\d{16}\.seg$/.test(name) ? Number(name.slice(0, 16)) : undefined;
 }
 
+/** The records of one segment, counted before they are added to the result (a damaged one is counted again). */
+interface Tally {
+  /** The id the next record must have at least. */
+  expected: number;
+  held: number;
+  heldBytes: number;
+  /** Ids skipped between records (lost with a corrupt stretch), to be marked acknowledged. */
+  gaps: Array<[number, number]>;
+}
+
 /**
  * Verifies the segments with these base ids (ascending), repairs them as described above, and
  * adds the ids lost to corruption to `acked`.
@@ -72,6 +88,7 @@ export async function recoverSegments(
   directory: string,
   bases: number[],
   acked: IdRanges,
+  chunkBytes = SCAN_CHUNK_BYTES,
 ): Promise<Recovered> {
   const result: Recovered = { segments: [], held: 0, heldBytes: 0, corrupt: 0, nextId: 1 };
   let expected = bases[0] ?? 1;
@@ -79,24 +96,99 @@ export async function recoverSegments(
     if (base > expected) acked.addRange(expected, base - 1);
     expected = Math.max(expected, base);
     const file = join(directory, segmentName(base));
-    const bytes = await disk.readFile(file);
-    const onRecord = (id: number, size: number): void => {
-      if (id > expected) acked.addRange(expected, id - 1);
-      if (!acked.has(id)) {
-        result.held++;
-        result.heldBytes += size;
-      }
-      expected = id + 1;
-    };
-    const scan = scanSegment(bytes, () => expected, onRecord);
-    const isLast = index === bases.length - 1;
-    if (scan.tail !== undefined && !isLast) scan.corrupt.push([scan.tail, bytes.length]);
-    result.corrupt += scan.corrupt.length;
-    const size = await repair(disk, directory, file, bytes, scan);
+    let tally: Tally = { expected, held: 0, heldBytes: 0, gaps: [] };
+    let size = await scanInPieces(disk, file, tally, acked, chunkBytes);
+    if (size === undefined) {
+      // Damaged (or torn at the tail): read whole, counted again, repaired.
+      tally = { expected, held: 0, heldBytes: 0, gaps: [] };
+      const bytes = await disk.readFile(file);
+      const scan = scanSegment(
+        bytes,
+        () => tally.expected,
+        (id, recordSize) => count(tally, acked, id, recordSize),
+      );
+      const isLast = index === bases.length - 1;
+      if (scan.tail !== undefined && !isLast) scan.corrupt.push([scan.tail, bytes.length]);
+      result.corrupt += scan.corrupt.length;
+      size = await repair(disk, directory, file, bytes, scan);
+    }
+    for (const [from, to] of tally.gaps) acked.addRange(from, to);
+    result.held += tally.held;
+    result.heldBytes += tally.heldBytes;
+    expected = tally.expected;
     result.segments.push({ base, file, size });
   }
   result.nextId = Math.max(expected, acked.max + 1);
   return result;
+}
+
+/** A valid record, in order: counts it as held unless it is acknowledged. */
+function count(tally: Tally, acked: IdRanges, id: number, size: number): void {
+  if (id > tally.expected) tally.gaps.push([tally.expected, id - 1]);
+  if (!acked.has(id)) {
+    tally.held++;
+    tally.heldBytes += size;
+  }
+  tally.expected = id + 1;
+}
+
+/**
+ * Checks a segment piece by piece, reading the next piece while this one is checked. Resolves its
+ * size if every record is intact and in order to the end, `undefined` at the first record that is
+ * not (or a file that ends inside a record): then the whole-segment rules decide.
+ */
+async function scanInPieces(
+  disk: DiskFs,
+  file: string,
+  tally: Tally,
+  acked: IdRanges,
+  chunkBytes: number,
+): Promise<number | undefined> {
+  const fd = await disk.open(file, 'r');
+  try {
+    const end = await disk.size(fd);
+    /** Where the bytes asked for so far end. */
+    let readTo = 0;
+    const readNext = (length: number): Promise<Buffer> => {
+      const from = readTo;
+      readTo += length;
+      const buffer = Buffer.allocUnsafe(length);
+      return readFully(disk, fd, buffer, length, from).then((count) => buffer.subarray(0, count));
+    };
+    /** The read in progress, of the bytes after those checked. */
+    let next: Promise<Buffer> | undefined = end > 0 ? readNext(Math.min(chunkBytes, end)) : undefined;
+    /** The start of a record whose end was not read yet. */
+    let carry: Buffer = Buffer.alloc(0);
+    while (next !== undefined) {
+      const piece = await next;
+      next = undefined;
+      if (piece.length === 0) return undefined; // shorter than its size: the whole-segment rules decide
+      let bytes = carry.length === 0 ? piece : Buffer.concat([carry, piece]);
+      if (bytes.length >= HEADER_BYTES) {
+        // A record longer than what is read: the rest of it now, in one read.
+        const missing = HEADER_BYTES + bytes.readUInt32LE(4) - bytes.length;
+        if (missing > 0) {
+          if (readTo + missing > end) return undefined;
+          const rest = await readNext(missing);
+          if (rest.length < missing) return undefined;
+          bytes = Buffer.concat([bytes, rest]);
+        }
+      }
+      if (readTo < end) next = readNext(Math.min(chunkBytes, end - readTo));
+      let offset = 0;
+      for (let size = checkRecord(bytes, offset); size !== SHORT; size = checkRecord(bytes, offset)) {
+        const id = recordId(bytes, offset);
+        if (size === BAD || id < tally.expected) return undefined;
+        count(tally, acked, id, size);
+        offset += size;
+      }
+      carry = bytes.subarray(offset);
+    }
+    // Bytes left over: the file ends inside a record (a torn tail).
+    return carry.length === 0 ? end : undefined;
+  } finally {
+    await disk.close(fd);
+  }
 }
 
 /** Walks the records of one segment, calling `onRecord` for each valid one in order. */

@@ -1,7 +1,10 @@
 import { copyFileSync, readFileSync, readdirSync, statSync, truncateSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
+import { type DiskFs, nodeFs } from '../../lib/disk/fs';
 import { DiskLog } from '../../lib/disk/log';
+import { IdRanges } from '../../lib/disk/ranges';
 import { HEADER_BYTES } from '../../lib/disk/record';
+import { type Recovered, recoverSegments, segmentBase } from '../../lib/disk/recovery';
 import type { StoredRecord } from '../../lib/disk/reader';
 import { cleanup, payload, tempDir } from './support/helpers';
 
@@ -149,3 +152,103 @@ describe('recovery: a corrupt record in the middle', () => {
     expect(stats.corruptRecords).toBe(1);
   });
 });
+
+describe('recovery: segments checked in pieces', () => {
+  /** The node file system, remembering the largest read and which files were read whole. */
+  class ReadWatch implements DiskFs {
+    largestRead = 0;
+    readWhole: string[] = [];
+    open = nodeFs.open;
+    close = nodeFs.close;
+    write = nodeFs.write;
+    read = (fd: number, buffer: Uint8Array, offset: number, length: number, position: number): Promise<number> => {
+      this.largestRead = Math.max(this.largestRead, length);
+      return nodeFs.read(fd, buffer, offset, length, position);
+    };
+    fsync = nodeFs.fsync;
+    ftruncate = nodeFs.ftruncate;
+    size = nodeFs.size;
+    readdir = nodeFs.readdir;
+    mkdir = nodeFs.mkdir;
+    readFile = (path: string): Promise<Buffer> => {
+      this.readWhole.push(basename(path));
+      return nodeFs.readFile(path);
+    };
+    rename = nodeFs.rename;
+    unlink = nodeFs.unlink;
+  }
+
+  /** A closed log of records from 1 to 400 bytes (several segments), a few of them acknowledged. */
+  async function mixedLog(): Promise<string> {
+    const dir = tempDir();
+    const log = await DiskLog.open({ path: dir, fsync: 'never', segmentBytes: 4096 });
+    for (let n = 1; n <= 120; n++) await log.append(payload(n, 1 + ((n * 37) % 400)));
+    await log.ack([2, 3, 50, 51, 52, 119]);
+    await log.close();
+    return dir;
+  }
+
+  async function recover(dir: string, chunkBytes?: number): Promise<{ result: Recovered; fs: ReadWatch }> {
+    const fs = new ReadWatch();
+    const bases = readdirSync(dir)
+      .map(segmentBase)
+      .filter((base): base is number => base !== undefined)
+      .sort((a, b) => a - b);
+    const acked = new IdRanges();
+    acked.addRange(2, 3);
+    return { result: await recoverSegments(fs, dir, bases, acked, chunkBytes), fs };
+  }
+
+  test('a clean log: the same result for pieces of any size, records across pieces and longer than one, never a file read whole', async () => {
+    const dir = await mixedLog();
+    const { result: whole } = await recover(dir);
+    expect(whole.segments.length).toBeGreaterThan(3);
+    expect({ held: whole.held, corrupt: whole.corrupt, nextId: whole.nextId }).toEqual({
+      held: 118,
+      corrupt: 0,
+      nextId: 121,
+    });
+    for (const chunkBytes of [1, 15, 16, 17, 100, 255, 416, 1000, 4096]) {
+      const { result, fs } = await recover(dir, chunkBytes);
+      expect({ chunkBytes, result }).toEqual({ chunkBytes, result: whole });
+      expect(fs.readWhole).toEqual([]);
+      // A piece, or the rest of one record: never more than the largest record (416 bytes).
+      expect(fs.largestRead).toBeLessThanOrEqual(Math.max(chunkBytes, HEADER_BYTES + 400));
+    }
+  });
+
+  test('damage found in pieces: the segment is read whole and repaired exactly as in one piece', async () => {
+    const original = await mixedLog();
+    const last = readdirSync(original)
+      .filter((name) => name.endsWith('.seg'))
+      .sort()
+      .at(-1) as string;
+    const middle = readdirSync(original)
+      .filter((name) => name.endsWith('.seg'))
+      .sort()[1] as string;
+    const damages: Array<[string, (file: string) => void]> = [
+      ['a torn tail', (file) => truncateSync(file, statSync(file).size - 7)],
+      ['a flipped byte in a middle record', (file) => flipAt(file, 300)],
+      ['a length field claiming more than the file', (file) => flipAt(file, 4 + 3)],
+    ];
+    for (const [what, damage] of damages) {
+      for (const segment of [last, middle]) {
+        const results = [];
+        for (const chunkBytes of [undefined, 40]) {
+          const { dir } = copyOf(original);
+          damage(join(dir, segment));
+          const { result, fs } = await recover(dir, chunkBytes);
+          expect({ what, segment, readWhole: fs.readWhole }).toEqual({ what, segment, readWhole: [segment] });
+          results.push({ ...result, segments: result.segments.map(({ base, size }) => ({ base, size })) });
+        }
+        expect({ what, segment, inPieces: results[1] }).toEqual({ what, segment, inPieces: results[0] });
+      }
+    }
+  });
+});
+
+function flipAt(file: string, at: number): void {
+  const bytes = readFileSync(file);
+  flip(bytes, at);
+  writeFileSync(file, bytes);
+}
