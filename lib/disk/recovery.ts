@@ -145,6 +145,8 @@ async function scanInPieces(
   chunkBytes: number,
 ): Promise<number | undefined> {
   const fd = await disk.open(file, 'r');
+  /** The read in progress, of the bytes after those checked. */
+  let next: Promise<Buffer> | undefined;
   try {
     const end = await disk.size(fd);
     /** Where the bytes asked for so far end. */
@@ -155,8 +157,7 @@ async function scanInPieces(
       const buffer = Buffer.allocUnsafe(length);
       return readFully(disk, fd, buffer, length, from).then((count) => buffer.subarray(0, count));
     };
-    /** The read in progress, of the bytes after those checked. */
-    let next: Promise<Buffer> | undefined = end > 0 ? readNext(Math.min(chunkBytes, end)) : undefined;
+    if (end > 0) next = readNext(Math.min(chunkBytes, end));
     /** The start of a record whose end was not read yet. */
     let carry: Buffer = Buffer.alloc(0);
     while (next !== undefined) {
@@ -187,6 +188,8 @@ async function scanInPieces(
     // Bytes left over: the file ends inside a record (a torn tail).
     return carry.length === 0 ? end : undefined;
   } finally {
+    // A damaged record found while the next piece is being read: that read ends before the file is closed.
+    await next?.catch(() => undefined);
     await disk.close(fd);
   }
 }
