@@ -155,27 +155,28 @@ describe('recovery: a corrupt record in the middle', () => {
 
 describe('recovery: segments checked in pieces', () => {
   /** The node file system, remembering the largest read and which files were read whole. */
-  class ReadWatch implements DiskFs {
-    largestRead = 0;
-    readWhole: string[] = [];
-    open = nodeFs.open;
-    close = nodeFs.close;
-    write = nodeFs.write;
-    read = (fd: number, buffer: Uint8Array, offset: number, length: number, position: number): Promise<number> => {
-      this.largestRead = Math.max(this.largestRead, length);
-      return nodeFs.read(fd, buffer, offset, length, position);
+  interface ReadWatch {
+    fs: DiskFs;
+    largestRead: number;
+    readWhole: string[];
+  }
+  function readWatch(): ReadWatch {
+    const watch: ReadWatch = {
+      largestRead: 0,
+      readWhole: [],
+      fs: {
+        ...nodeFs,
+        read: (fd, buffer, offset, length, position) => {
+          watch.largestRead = Math.max(watch.largestRead, length);
+          return nodeFs.read(fd, buffer, offset, length, position);
+        },
+        readFile: (path) => {
+          watch.readWhole.push(basename(path));
+          return nodeFs.readFile(path);
+        },
+      },
     };
-    fsync = nodeFs.fsync;
-    ftruncate = nodeFs.ftruncate;
-    size = nodeFs.size;
-    readdir = nodeFs.readdir;
-    mkdir = nodeFs.mkdir;
-    readFile = (path: string): Promise<Buffer> => {
-      this.readWhole.push(basename(path));
-      return nodeFs.readFile(path);
-    };
-    rename = nodeFs.rename;
-    unlink = nodeFs.unlink;
+    return watch;
   }
 
   /** A closed log of records from 1 to 400 bytes (several segments), a few of them acknowledged. */
@@ -189,14 +190,14 @@ describe('recovery: segments checked in pieces', () => {
   }
 
   async function recover(dir: string, chunkBytes?: number): Promise<{ result: Recovered; fs: ReadWatch }> {
-    const fs = new ReadWatch();
+    const fs = readWatch();
     const bases = readdirSync(dir)
       .map(segmentBase)
       .filter((base): base is number => base !== undefined)
       .sort((a, b) => a - b);
     const acked = new IdRanges();
     acked.addRange(2, 3);
-    return { result: await recoverSegments(fs, dir, bases, acked, chunkBytes), fs };
+    return { result: await recoverSegments(fs.fs, dir, bases, acked, chunkBytes), fs };
   }
 
   test('a clean log: the same result for pieces of any size, records across pieces and longer than one, never a file read whole', async () => {
