@@ -1,7 +1,9 @@
 /**
  * Reading records back in bounded pieces: at most `maxRecords` records and one read buffer
  * (64 KiB, or one record's size if larger) are in memory at a time. `LogReader` keeps the
- * position (a segment and a byte offset) and skips acknowledged records; it never writes.
+ * position (a segment and a byte offset), the bytes read past it but not parsed yet (so that each
+ * byte is read once, however few records a read asks for), and skips acknowledged records; it
+ * never writes.
  */
 import { DiskError, osCode } from './errors';
 import { type DiskFs, readFully } from './fs';
@@ -16,16 +18,21 @@ export interface StoredRecord {
 
 const CHUNK_BYTES = 64 * 1024;
 
-/** What one read found, and where the next read starts. */
+/** What one read found, where the next read starts, and the bytes from there already read. */
 export interface Span {
   records: StoredRecord[];
   next: number;
+  /** Bytes at `next` read but not parsed: the next read's `carry`. */
+  rest: Buffer;
 }
+
+const EMPTY = Buffer.alloc(0);
 
 /**
  * Reads up to `maxRecords` records of `file` from byte `from` (a record boundary) up to `end`
- * (bytes known complete). A record that fails its checksum here was damaged after the log was
- * opened (recovery checked every record): `onBad` decides what to do (it throws).
+ * (bytes known complete); `carry` holds bytes at `from` read before. A record that fails its
+ * checksum here was damaged after the log was opened (recovery checked every record): `onBad`
+ * decides what to do (it throws).
  */
 export async function readSpan(
   disk: DiskFs,
@@ -34,37 +41,37 @@ export async function readSpan(
   end: number,
   maxRecords: number,
   onBad: (offset: number) => never,
+  carry: Buffer = EMPTY,
 ): Promise<Span> {
   const records: StoredRecord[] = [];
+  /** `bytes` are the file's bytes from `position` on. */
   let position = from;
-  let size = Math.min(CHUNK_BYTES, end - from);
-  while (records.length < maxRecords && position < end) {
-    // A fresh buffer per fill: the payloads returned are views into it, not copies.
-    const buffer = Buffer.allocUnsafe(size);
-    const length = await fill(disk, fd, buffer, position, end);
+  let bytes = carry;
+  for (;;) {
     let offset = 0;
     while (records.length < maxRecords) {
-      const record = parseRecord(buffer, offset, length);
+      const record = parseRecord(bytes, offset);
       if (record === 'bad') onBad(position + offset);
       if (record === 'short') break;
       records.push({ id: record.id, payload: record.payload });
       offset += record.size;
     }
-    if (offset === 0 && records.length < maxRecords) {
-      // Nothing parsed: either one record larger than the buffer (the next buffer fits exactly that
-      // record), or a record running past the bytes known complete (damage).
-      if (length < buffer.length || length < HEADER_BYTES) onBad(position);
-      size = announcedSize(buffer, 0);
-      if (position + size > end) onBad(position);
-    } else size = Math.min(CHUNK_BYTES, end - position - offset);
     position += offset;
+    bytes = bytes.subarray(offset);
+    if (records.length === maxRecords || position >= end) return { records, next: position, rest: bytes };
+    // The record at `position` is not all here: read a chunk more, or the rest of a record larger than one.
+    const size = bytes.length >= HEADER_BYTES ? announcedSize(bytes, 0) : HEADER_BYTES;
+    if (position + size > end || position + bytes.length >= end) onBad(position);
+    const total = Math.min(Math.max(size, CHUNK_BYTES), end - position);
+    // A fresh buffer per read: the payloads returned are views into it, not copies.
+    const buffer = Buffer.allocUnsafe(total);
+    bytes.copy(buffer);
+    const wanted = total - bytes.length;
+    if ((await readFully(disk, fd, buffer.subarray(bytes.length), wanted, position + bytes.length)) < wanted) {
+      onBad(position);
+    }
+    bytes = buffer;
   }
-  return { records, next: position };
-}
-
-/** Fills `buffer` from `position`, stopping at `end`; resolves the bytes read. */
-function fill(disk: DiskFs, fd: number, buffer: Buffer, position: number, end: number): Promise<number> {
-  return readFully(disk, fd, buffer, Math.min(buffer.length, end - position), position);
 }
 
 /** What the reader needs from the log: its segments, how far each may be read, which ids are done. */
@@ -85,6 +92,8 @@ export class LogReader {
   /** The segment file being read, kept open between reads (a deleted one still reads). */
   #fd: number | undefined;
   #fdBase = 0;
+  /** Bytes of that file from `#offset` on, read and not parsed yet. */
+  #rest: Buffer = EMPTY;
   /** Records below this id are not returned (the caller holds them in memory); see {@link skipBelow}. */
   #floor = 0;
   #queue: Promise<unknown> = Promise.resolve();
@@ -117,6 +126,7 @@ export class LogReader {
   async #closeFile(): Promise<void> {
     const fd = this.#fd;
     this.#fd = undefined;
+    this.#rest = EMPTY;
     if (fd !== undefined) await this.log.disk.close(fd);
   }
 
@@ -138,18 +148,19 @@ export class LogReader {
       const index = segments.findIndex((segment) => segment.base >= this.#base);
       const segment = segments[index];
       if (segment === undefined) break;
-      if (segment.base !== this.#base) [this.#base, this.#offset] = [segment.base, 0];
+      if (segment.base !== this.#base) [this.#base, this.#offset, this.#rest] = [segment.base, 0, EMPTY];
       const end = this.log.readableEnd(segment);
       if (this.#offset >= end) {
         const next = segments[index + 1];
         if (next === undefined) break;
-        [this.#base, this.#offset] = [next.base, 0];
+        [this.#base, this.#offset, this.#rest] = [next.base, 0, EMPTY];
         continue;
       }
       const span = await this.#span(segment, end, maxRecords - out.length);
       for (const record of span.records)
         if (record.id >= this.#floor && !this.log.isAcknowledged(record.id)) out.push(record);
       this.#offset = span.next;
+      this.#rest = span.rest;
     }
     return out;
   }
@@ -159,15 +170,16 @@ export class LogReader {
     const { disk, path } = this.log;
     try {
       const fd = await this.#fileOf(segment);
-      return await readSpan(disk, fd, this.#offset, end, maxRecords, (offset) => {
+      const onBad = (offset: number): never => {
         throw new DiskError(
           'ERR_DISK_IO',
           path,
           `The record at ${segment.file} offset ${offset} fails its checksum: the file changed after the log was opened.`,
         );
-      });
+      };
+      return await readSpan(disk, fd, this.#offset, end, maxRecords, onBad, this.#rest);
     } catch (error) {
-      if (osCode(error) === 'ENOENT') return { records: [], next: end };
+      if (osCode(error) === 'ENOENT') return { records: [], next: end, rest: EMPTY };
       throw error;
     }
   }

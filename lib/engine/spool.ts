@@ -164,17 +164,27 @@ export class Spool<T> {
     this.#appendNext();
   }
 
-  /** Memory has room and items wait on disk: reads the next ones back into the queue. */
+  /** Memory has room and items wait on disk: reads the next ones back into the queue, after this turn. */
   refill(): void {
-    const log = this.#log;
-    if (log === undefined || this.#reading || this.#diskOnly === 0 || this.#closed) return;
+    if (this.#log === undefined || this.#reading || this.#diskOnly === 0 || this.#closed) return;
+    if (this.#readAhead - this.#memoryHeld() <= 0) return;
+    // Not now: a delivery that just freed room is what calls this, and its sink's next call should
+    // start before records are decoded (a read back often needs no I/O: the reader has the bytes).
+    this.#reading = true;
+    setImmediate(this.#readBack);
+  }
+
+  readonly #readBack = (): void => {
+    const log = this.#log as DiskLog;
     const room = this.#readAhead - this.#memoryHeld();
-    if (room <= 0) return;
+    if (this.#closed || room <= 0 || this.#diskOnly === 0) {
+      this.#reading = false;
+      return;
+    }
     // Only records whose append resolved here: the reader must not run ahead of the counts. And two
     // batches at a time: decoding is synchronous, and 10,000 records decoded in one go kept a slow
     // sink's timers waiting (slow sink, interval: 0.91x of the in-memory sluice; 0.94x this way).
     const count = Math.min(room, this.#diskOnly, this.#pauseLimit);
-    this.#reading = true;
     log.read(count).then(
       (records) => {
         this.#reading = false;
@@ -204,7 +214,7 @@ export class Spool<T> {
         if (!this.#closed) this.#host.fail(error as Error);
       },
     );
-  }
+  };
 
   /**
    * These records are delivered (or taken by the dead-letter path): never read again, also after a

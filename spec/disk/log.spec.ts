@@ -40,6 +40,22 @@ describe('DiskLog: append, read, ack', () => {
     await log.close();
   });
 
+  test('each byte is read from the file once, however few records each read() asks for', async () => {
+    const dir = tempDir();
+    const disk = new CountingFs();
+    const log = await DiskLog.open({ path: dir, fsync: 'never', fs: disk });
+    const big = Buffer.alloc(100 * 1024, 'b');
+    const payloads = [...Array.from({ length: 2000 }, (_, n) => payload(n, 100)), big, payload(2001, 100)];
+    await Promise.all(payloads.map((bytes) => log.append(bytes)));
+    const before = disk.bytesRead;
+    const back = await readAll(log); // 7 records per read(): a few hundred bytes of a 64 KiB read buffer
+    expect(back.map((record) => record.id)).toEqual(payloads.map((_, i) => i + 1));
+    back.forEach((record, i) => expect(record.payload.equals(payloads[i] as Buffer)).toBe(true));
+    const logBytes = segmentFiles(dir).reduce((sum, name) => sum + statSync(join(dir, name)).size, 0);
+    expect(disk.bytesRead - before).toBe(logBytes);
+    await log.close();
+  });
+
   test('a reader positioned in a segment that gets deleted goes on with the next one', async () => {
     const dir = tempDir();
     const log = await DiskLog.open({ path: dir, fsync: 'never', segmentBytes: 100 });

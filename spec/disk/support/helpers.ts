@@ -69,8 +69,13 @@ export class CountingFs implements DiskFs {
     }
     return nodeFs.write(fd, buffer, offset, length, position);
   };
-  read = (fd: number, buffer: Uint8Array, offset: number, length: number, position: number): Promise<number> =>
-    nodeFs.read(fd, buffer, offset, length, position);
+  /** Bytes read by read() (not readFile()). */
+  bytesRead = 0;
+  read = async (fd: number, buffer: Uint8Array, offset: number, length: number, position: number): Promise<number> => {
+    const count = await nodeFs.read(fd, buffer, offset, length, position);
+    this.bytesRead += count;
+    return count;
+  };
   fsync = async (fd: number): Promise<void> => {
     this.#seen('fsync');
     this.beforeWrite?.('fsync', fd);
