@@ -1,6 +1,6 @@
 /**
- * Reading records back in bounded pieces: at most `maxRecords` records and one read buffer
- * (64 KiB, or one record's size if larger) are in memory at a time. `LogReader` keeps the
+ * Reading records back in bounded pieces: at most `maxRecords` records and two read buffers
+ * (64 KiB each, or one record's size if larger) are in memory at a time. `LogReader` keeps the
  * position (a segment and a byte offset), the bytes read past it but not parsed yet (so that each
  * byte is read once, however few records a read asks for), and skips acknowledged records; it
  * never writes.
