@@ -60,7 +60,6 @@ interface Claim {
 export interface Lock {
   /** The owner's claim. */
   readonly file: string;
-  readonly token: string;
   /** Removes the claim. */
   release(): Promise<void>;
 }
@@ -115,7 +114,7 @@ export async function acquireLock(disk: DiskFs, directory: string): Promise<Lock
       holder = liveClaim(claims, own);
       if (holder === undefined) {
         for (const claim of claims) if (claim.name !== own) await unlinkIfPresent(disk, join(directory, claim.name));
-        return { file, token: content.token, release: () => unlinkIfPresent(disk, file) };
+        return { file, release: () => unlinkIfPresent(disk, file) };
       }
       await unlinkIfPresent(disk, file);
     }
@@ -143,7 +142,7 @@ async function listClaims(disk: DiskFs, directory: string): Promise<Claim[]> {
   } catch (error) {
     throw DiskError.unusable(directory, error);
   }
-  const lockFiles = names.filter((name) => name === LOCK_FILE || CLAIM.test(name));
+  const lockFiles = names.filter(isLockFile);
   const contents = await Promise.all(
     lockFiles.map((name) => disk.readFile(join(directory, name)).then(parseContent, () => undefined)),
   );
@@ -152,7 +151,7 @@ async function listClaims(disk: DiskFs, directory: string): Promise<Claim[]> {
 
 /** The same, synchronously (for the checks at construction). */
 function listClaimsSync(directory: string): Claim[] {
-  const lockFiles = readdirSync(directory).filter((name) => name === LOCK_FILE || CLAIM.test(name));
+  const lockFiles = readdirSync(directory).filter(isLockFile);
   return lockFiles.map((name) => {
     let content: Partial<LockContent> | undefined;
     try {
@@ -162,6 +161,11 @@ function listClaimsSync(directory: string): Claim[] {
     }
     return claimOf(name, content);
   });
+}
+
+/** A claim, `LOCK.<pid>.<token>`, or an old-style `LOCK`. */
+function isLockFile(name: string): boolean {
+  return name === LOCK_FILE || CLAIM.test(name);
 }
 
 /**

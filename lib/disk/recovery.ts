@@ -18,7 +18,7 @@
  */
 import { join } from 'node:path';
 import { type DiskFs, readFully, syncDirectory, writeAll } from './fs';
-import { BAD, HEADER_BYTES, SHORT, checkRecord, parseRecord, recordId } from './record';
+import { BAD, HEADER_BYTES, SHORT, announcedSize, checkRecord, parseRecord, recordId } from './record';
 import type { IdRanges } from './ranges';
 
 /** Bytes read at a time while checking a segment. */
@@ -167,7 +167,7 @@ async function scanInPieces(
       let bytes = carry.length === 0 ? piece : Buffer.concat([carry, piece]);
       if (bytes.length >= HEADER_BYTES) {
         // A record longer than what is read: the rest of it now, in one read.
-        const missing = HEADER_BYTES + bytes.readUInt32LE(4) - bytes.length;
+        const missing = announcedSize(bytes, 0) - bytes.length;
         if (missing > 0) {
           if (readTo + missing > end) return undefined;
           const rest = await readNext(missing);
@@ -227,12 +227,9 @@ export function scanSegment(bytes: Buffer, expected: () => number, onRecord: (id
  */
 function findNextRecord(bytes: Buffer, badAt: number, expected: number): number | undefined {
   for (let offset = badAt + 1; offset + HEADER_BYTES <= bytes.length; offset++) {
-    const idLow = bytes.readUInt32LE(offset + 8);
-    const idHigh = bytes.readUInt32LE(offset + 12);
-    const id = idHigh * 0x1_0000_0000 + idLow;
+    const id = recordId(bytes, offset);
     if (id < expected || id > expected + Math.ceil((offset - badAt) / HEADER_BYTES)) continue;
-    const record = parseRecord(bytes, offset);
-    if (typeof record === 'object') return offset;
+    if (checkRecord(bytes, offset) > 0) return offset;
   }
   return undefined;
 }
