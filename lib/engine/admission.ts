@@ -121,15 +121,8 @@ export class Admission<T> implements Gate<T> {
     this.#blocks = policy.strategy === BackpressureStrategy.BLOCK;
     this.#maxItems = parts.thresholds.maxItems;
     this.#maxBytes = parts.thresholds.maxBytes;
-    // With a disk log the queue holds what memory keeps of the log (up to twice maxBufferSize: see
-    // spool.ts), and waiting writes are bounded by memory too.
-    const durable = config.disk !== undefined;
-    this.queue = new Queue(
-      durable ? 2 * config.maxBufferSize : config.maxBufferSize,
-      config.batchSize,
-      this.#sized,
-      durable,
-    );
+    // With a disk log the queue holds what memory keeps of the log (up to maxBufferSize: see spool.ts).
+    this.queue = new Queue(config.maxBufferSize, config.batchSize, this.#sized, config.disk !== undefined);
     this.waitQueue = new WaitQueue(criticalCount(config));
   }
 

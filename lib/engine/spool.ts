@@ -19,14 +19,15 @@ import type { Queue } from './queue';
  *                                                  nothing older waits in the log
  *                                                → else: disk-only, read back later, in order
  *
- * Memory holds at most 2 × `maxBufferSize` items queued or in flight (written items are kept up to
- * that; reading back fills it to `maxBufferSize`) and at most `maxBufferSize` accepted items not
- * written yet (the staging bound, `congested`). Block asks the producer to wait already at two
+ * Memory holds at most `maxBufferSize` items queued or in flight (written items are kept up to
+ * that, and reading back fills it to that) and at most `maxBufferSize` accepted items not written
+ * yet (the staging bound, `congested`). Block asks the producer to wait already at two
  * batches (`pressing`), so a producer that honours `write()` runs ahead of the disk in short bursts. Where a written item goes is decided when its append
  * resolves, so an item stays in memory whenever there is room for it then; only what arrives while
  * memory is full (or behind items already on disk only) is let go and read back. Once some are, every
- * later one is too until the reader has caught up: the slack of the keep limit is what keeps a
- * producer that is only briefly ahead out of that chase. The log's reader is told to pass over the records memory kept
+ * later one is too until the reader has caught up. (Keeping up to twice `maxBufferSize` cost a 5 GB
+ * burst into a stalled sink 40 MiB more peak RSS and gained nothing measurable on the benchmarks'
+ * workloads: docs/benchmarks.md.) The log's reader is told to pass over the records memory kept
  * (`skipBelow`, at the first record of each disk-only run), so nothing is read back twice.
  *
  * One group is appended at a time, so a failed group (a full disk) leaves no later item written
@@ -67,14 +68,11 @@ export class Spool<T> {
   readonly #queue: Queue<T>;
   readonly #ledger: Ledger;
   readonly #host: SpoolHost<T>;
-  /** Items reading back fills memory to (queued + in flight): `maxBufferSize`. */
-  readonly #readAhead: number;
   /**
-   * A written item stays in memory while it holds fewer than this (twice the read-ahead): a producer
-   * a little ahead of a fast sink then never sends items on a round trip through the disk. Reading
-   * back fills memory to the read-ahead only.
+   * Items memory holds at most (queued + in flight), `maxBufferSize`: a written item stays in memory
+   * while memory holds fewer, and reading back fills it to this.
    */
-  readonly #keepLimit: number;
+  readonly #readAhead: number;
   /**
    * Accepted items not written yet at which block asks the producer to wait (`write()` returns
    * false): two batches. Small on purpose: it is how far an honouring producer runs ahead of the disk
@@ -132,7 +130,6 @@ export class Spool<T> {
     this.#queue = parts.queue;
     this.#ledger = parts.ledger;
     this.#readAhead = parts.readAhead;
-    this.#keepLimit = 2 * parts.readAhead;
     this.#pauseLimit = Math.min(parts.readAhead, parts.pauseLimit);
     this.#host = host;
     // A missing directory that cannot be made, a read-only one, a live owner: errors of `new`.
@@ -312,7 +309,7 @@ export class Spool<T> {
     for (let i = 0; i < written; i++) {
       const entry = group[i] as Staged<T>;
       const id = firstId + i;
-      if (this.#diskOnly === 0 && this.#memoryHeld() < this.#keepLimit) {
+      if (this.#diskOnly === 0 && this.#memoryHeld() < this.#readAhead) {
         queue.push(entry.item, entry.size, now, id);
         queued = true;
       } else {

@@ -333,6 +333,21 @@ describe('disk: a producer that outruns the disk', () => {
     expect(stream.getMetrics().eventsDropped).toBe(0);
   });
 
+  test('a stalled sink: memory keeps at most maxBufferSize written items (queued or in flight); the rest waits on disk and comes back in order', async () => {
+    const path = tempDir();
+    const sink = recorder<number>();
+    sink.hold();
+    const stream = new BlockingWritable<number>(sink.flush, { maxBufferSize: 10, batchSize: 5, disk: { path } });
+    const engine = (stream as unknown as { [kEngine]: { inMemory: number } })[kEngine];
+    expect(await writeHonouring(stream, range(40))).toEqual(range(40).map(() => true));
+    // Every item is in the log (nothing waits to be written): 5 in the held flush and 5 queued; 30 on disk only.
+    expect(engine.inMemory).toBe(10);
+    sink.release();
+    stream.end();
+    await once(stream, 'finish');
+    expect(sink.items).toEqual(range(40));
+  });
+
   test("drop_newest: the incoming item is dropped ('rejected') while maxBufferSize items wait to be written", async () => {
     const path = tempDir();
     const sink = recorder<number>();

@@ -20,7 +20,7 @@ import { PROPERTY_RUNS, checkProperty, propertyTimeout } from '../support/proper
  * - every item is delivered or dead-lettered; a durable id always comes with the same item; without a
  *   restart each id exactly once (and, with one flush slot, in order); with one, redeliveries stay
  *   within the documented bound, (1 + RECORDING_PER_SLOT) × slots × batch size;
- * - memory holds at most 2 × maxBufferSize kept or read ahead, maxBufferSize on the way to the log,
+ * - memory holds at most maxBufferSize kept or read ahead, maxBufferSize on the way to the log,
  *   and the writes waiting at the door, however small `disk.maxBytes` makes the log;
  * - the accounting identity holds at the end.
  */
@@ -76,8 +76,8 @@ async function scenarioHolds(scenario: Scenario): Promise<void> {
   const delivered: Delivered[] = [];
   const deadLettered: number[] = [];
   let call = 0;
-  // Kept or read ahead (2 × maxBufferSize), not yet written (at most maxBufferSize), block's waiting writes.
-  const memoryBound = 3 * scenario.maxBufferSize + criticalCount({ highWatermark: 0.8, ...scenario }) + 1;
+  // Kept or read ahead (maxBufferSize), not yet written (at most maxBufferSize), block's waiting writes.
+  const memoryBound = 2 * scenario.maxBufferSize + criticalCount({ highWatermark: 0.8, ...scenario }) + 1;
   let stream: BlockingWritable<number>;
   const memory = (): number => (stream as unknown as { [kEngine]: { inMemory: number } })[kEngine].inMemory;
   const check = (where: string): void => {
