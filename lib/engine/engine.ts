@@ -123,7 +123,7 @@ export class Engine<T> {
         {
           queue: this.#queue,
           ledger: this.#ledger,
-          readAhead: config.maxBufferSize,
+          maxItems: config.maxBufferSize,
           pauseLimit: 2 * (config.batchBounds?.max ?? config.batchSize),
         },
         {

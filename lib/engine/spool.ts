@@ -21,14 +21,16 @@ import type { Queue } from './queue';
  *
  * Memory holds at most `maxBufferSize` items queued or in flight (written items are kept up to
  * that, and reading back fills it to that) and at most `maxBufferSize` accepted items not written
- * yet (the staging bound, `congested`). Block asks the producer to wait already at two
- * batches (`pressing`), so a producer that honours `write()` runs ahead of the disk in short bursts. Where a written item goes is decided when its append
- * resolves, so an item stays in memory whenever there is room for it then; only what arrives while
- * memory is full (or behind items already on disk only) is let go and read back. Once some are, every
- * later one is too until the reader has caught up. (Keeping up to twice `maxBufferSize` cost a 5 GB
- * burst into a stalled sink 40 MiB more peak RSS and gained nothing measurable on the benchmarks'
- * workloads: docs/benchmarks.md.) The log's reader is told to pass over the records memory kept
- * (`skipBelow`, at the first record of each disk-only run), so nothing is read back twice.
+ * yet (the staging bound, `congested`). Block asks the producer to wait already at two batches
+ * (`pressing`), so a producer that honours `write()` runs ahead of the disk in short bursts.
+ *
+ * Where a written item goes is decided when its append resolves, so an item stays in memory
+ * whenever there is room for it then; only what arrives while memory is full (or behind items
+ * already on disk only) is let go and read back. Once some are, every later one is too until the
+ * reader has caught up. (Keeping up to twice `maxBufferSize` cost a 5 GB burst into a stalled sink
+ * 40 MiB more peak RSS and gained nothing measurable on the benchmarks' workloads:
+ * docs/benchmarks.md.) The log's reader is told to pass over the records memory kept (`skipBelow`,
+ * at the first record of each disk-only run), so nothing is read back twice.
  *
  * One group is appended at a time, so a failed group (a full disk) leaves no later item written
  * before it: order holds when it is retried. Records found in the log at open (a previous run's
@@ -69,10 +71,10 @@ export class Spool<T> {
   readonly #ledger: Ledger;
   readonly #host: SpoolHost<T>;
   /**
-   * Items memory holds at most (queued + in flight), `maxBufferSize`: a written item stays in memory
-   * while memory holds fewer, and reading back fills it to this.
+   * `maxBufferSize`: the most items memory holds queued or in flight (a written item stays in memory
+   * while there is room, and reading back fills it), and the most accepted items not written yet.
    */
-  readonly #readAhead: number;
+  readonly #maxItems: number;
   /**
    * Accepted items not written yet at which block asks the producer to wait (`write()` returns
    * false): two batches. Small on purpose: it is how far an honouring producer runs ahead of the disk
@@ -107,7 +109,7 @@ export class Spool<T> {
    * a producer writes faster than the log can append.
    */
   get congested(): boolean {
-    return this.#unwritten >= this.#readAhead;
+    return this.#unwritten >= this.#maxItems;
   }
 
   /** Two batches wait to be written: block's `write()` says wait (a producer that honours it runs in short bursts). */
@@ -122,15 +124,15 @@ export class Spool<T> {
 
   constructor(
     disk: ResolvedSluiceDisk<T>,
-    parts: { queue: Queue<T>; ledger: Ledger; readAhead: number; pauseLimit: number },
+    parts: { queue: Queue<T>; ledger: Ledger; maxItems: number; pauseLimit: number },
     host: SpoolHost<T>,
   ) {
     this.path = disk.log.path;
     this.#codec = createCodec(disk.log.path, { serialize: disk.serialize, deserialize: disk.deserialize });
     this.#queue = parts.queue;
     this.#ledger = parts.ledger;
-    this.#readAhead = parts.readAhead;
-    this.#pauseLimit = Math.min(parts.readAhead, parts.pauseLimit);
+    this.#maxItems = parts.maxItems;
+    this.#pauseLimit = Math.min(parts.maxItems, parts.pauseLimit);
     this.#host = host;
     // A missing directory that cannot be made, a read-only one, a live owner: errors of `new`.
     if (disk.log.fs === nodeFs) checkDirectorySync(disk.log.path);
@@ -164,7 +166,7 @@ export class Spool<T> {
   /** Memory has room and items wait on disk: reads the next ones back into the queue, after this turn. */
   refill(): void {
     if (this.#log === undefined || this.#reading || this.#diskOnly === 0 || this.#closed) return;
-    if (this.#readAhead - this.#memoryHeld() <= 0) return;
+    if (this.#room() <= 0) return;
     // Not now: a delivery that just freed room is what calls this, and its sink's next call should
     // start before records are decoded (a read back often needs no I/O: the reader has the bytes).
     this.#reading = true;
@@ -173,7 +175,7 @@ export class Spool<T> {
 
   readonly #readBack = (): void => {
     const log = this.#log as DiskLog;
-    const room = this.#readAhead - this.#memoryHeld();
+    const room = this.#room();
     if (this.#closed || room <= 0 || this.#diskOnly === 0) {
       this.#reading = false;
       return;
@@ -269,6 +271,11 @@ export class Spool<T> {
     return this.#queue.size + this.#ledger.inFlight;
   }
 
+  /** Items memory may still take, queued or in flight: written ones kept, or read back. */
+  #room(): number {
+    return this.#maxItems - this.#memoryHeld();
+  }
+
   #opened(log: DiskLog): DiskLog | undefined {
     this.opening = false;
     // Destroyed while opening: close() (which waits for this open) closes it.
@@ -309,7 +316,7 @@ export class Spool<T> {
     for (let i = 0; i < written; i++) {
       const entry = group[i] as Staged<T>;
       const id = firstId + i;
-      if (this.#diskOnly === 0 && this.#memoryHeld() < this.#readAhead) {
+      if (this.#diskOnly === 0 && this.#room() > 0) {
         queue.push(entry.item, entry.size, now, id);
         queued = true;
       } else {
