@@ -1,4 +1,5 @@
 import { BackpressureState, BackpressureStrategy } from './types';
+import { belowCritical } from './engine';
 import type { AdmissionPolicy, Gate, Settle } from './engine';
 
 /**
@@ -9,18 +10,20 @@ import type { AdmissionPolicy, Gate, Settle } from './engine';
 /** Pauses the producer: `false` from `critical` on; at `blocked`, the write waits for room. */
 export class BlockPolicy<T> implements AdmissionPolicy<T> {
   readonly strategy = BackpressureStrategy.BLOCK;
+  readonly acceptsWhatFits = true;
 
   admit(gate: Gate<T>, item: T, size: number, settle: Settle | undefined): boolean {
     // Writes already waiting go first, so a newer write never overtakes an older one.
     if (gate.waiting > 0 || !gate.fits(size)) return gate.wait(item, size, settle);
     gate.accept(item, size, settle);
-    return gate.level !== BackpressureState.CRITICAL && gate.level !== BackpressureState.BLOCKED;
+    return belowCritical(gate.level);
   }
 }
 
 /** Never pauses: evicts the oldest queued items until the new one fits. */
 export class DropOldestPolicy<T> implements AdmissionPolicy<T> {
   readonly strategy = BackpressureStrategy.DROP_OLDEST;
+  readonly acceptsWhatFits = true;
 
   admit(gate: Gate<T>, item: T, size: number, settle: Settle | undefined): boolean {
     while (!gate.fits(size) && gate.evictOldest());
@@ -33,6 +36,7 @@ export class DropOldestPolicy<T> implements AdmissionPolicy<T> {
 /** Never pauses: refuses the incoming item when full. */
 export class DropNewestPolicy<T> implements AdmissionPolicy<T> {
   readonly strategy = BackpressureStrategy.DROP_NEWEST;
+  readonly acceptsWhatFits = true;
 
   admit(gate: Gate<T>, item: T, size: number, settle: Settle | undefined): boolean {
     if (gate.fits(size)) gate.accept(item, size, settle);
@@ -48,6 +52,8 @@ export class DropNewestPolicy<T> implements AdmissionPolicy<T> {
  */
 export class SamplePolicy<T> implements AdmissionPolicy<T> {
   readonly strategy = BackpressureStrategy.SAMPLE;
+  // It counts every offer outside `normal`.
+  readonly acceptsWhatFits = false;
   /** Offers since the last kept one, outside `normal`; 0 means keep the next. */
   #sinceKept = 0;
 

@@ -1,6 +1,6 @@
 import { Queue } from './queue';
 import { Spool } from './spool';
-import { criticalCount } from './thresholds';
+import { belowCritical, criticalCount } from './thresholds';
 import { WaitQueue } from './waiting';
 import type { ResolvedConfig } from '../config';
 import { BackpressureStrategy } from '../types';
@@ -52,6 +52,11 @@ export interface Gate<T> {
  */
 export interface AdmissionPolicy<T> {
   readonly strategy: BackpressureStrategy;
+  /**
+   * Whether admit(), for an item that fits while no write waits, does nothing but accept it (and
+   * then returns true, or for block {@link belowCritical}). Admission skips admit() then: see offer().
+   */
+  readonly acceptsWhatFits: boolean;
   admit(gate: Gate<T>, item: T, size: number, settle: Settle | undefined): boolean;
 }
 
@@ -87,6 +92,8 @@ export class Admission<T> implements Gate<T> {
   readonly #sized: boolean;
   /** The strategy is block (it waits where the others drop). */
   readonly #blocks: boolean;
+  /** No disk log, no byte bound, and a policy that accepts what fits: offer()'s fast lane is open. */
+  readonly #plain: boolean;
   /** The bounds, read on every offer. */
   readonly #maxItems: number;
   readonly #maxBytes: number;
@@ -121,6 +128,7 @@ export class Admission<T> implements Gate<T> {
     this.#blocks = policy.strategy === BackpressureStrategy.BLOCK;
     this.#maxItems = parts.thresholds.maxItems;
     this.#maxBytes = parts.thresholds.maxBytes;
+    this.#plain = policy.acceptsWhatFits && config.disk === undefined && !this.#sized;
     // With a disk log the queue holds what memory keeps of the log (up to maxBufferSize: see spool.ts).
     this.queue = new Queue(config.maxBufferSize, config.batchSize, this.#sized, config.disk !== undefined);
     this.waitQueue = new WaitQueue(criticalCount(config));
@@ -128,6 +136,23 @@ export class Admission<T> implements Gate<T> {
 
   /** Offers one item; returns what `write()` returns. */
   offer(item: T, settle: Settle | undefined): boolean {
+    // The fast lane, for most writes: an item that fits, with nothing waiting and no offer under way
+    // (whose 'drop' events would have to wait for this one). The policy would only accept it.
+    const ledger = this.#ledger;
+    if (
+      this.#plain &&
+      ledger.held < this.#maxItems &&
+      this.waitQueue.size === 0 &&
+      !this.#admitting &&
+      !this.#signals.destroyed
+    ) {
+      ledger.offered++;
+      this.accept(item, 0, settle);
+      if (!this.#blocks) return true;
+      if (belowCritical(this.#signals.level)) return true;
+      if (!this.#signals.destroyed) this.#signals.refused();
+      return false;
+    }
     // disk: an item that cannot be encoded is refused here, before it counts (write() throws).
     const payload = this.spool?.encode(item);
     this.#ledger.offered++;

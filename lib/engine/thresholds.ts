@@ -19,6 +19,11 @@ export function criticalCount(config: { readonly highWatermark: number; readonly
   return Math.max(1, countAtLeast(config.highWatermark, config.maxBufferSize));
 }
 
+/** What block's `write()` returns after an accept at `level`: the producer may go on below `critical`. */
+export function belowCritical(level: BackpressureState): boolean {
+  return level !== BackpressureState.CRITICAL && level !== BackpressureState.BLOCKED;
+}
+
 export interface ThresholdConfig {
   readonly maxBufferSize: number;
   readonly maxBufferBytes: number;
