@@ -218,13 +218,13 @@ export class Scheduler<T> {
     };
     this.batches.add(batch);
     this.#limiter?.started(this.batches.size);
-    void this.#delivery.run(batch).then(() => this.#batchDone(batch));
+    this.#delivery.run(batch, this.#batchDone);
   }
 
-  #batchDone(batch: Batch<T>): void {
+  readonly #batchDone = (batch: Batch<T>): void => {
     this.batches.delete(batch);
     if (this.#signals.destroyed) return;
     this.pump();
     this.#host.batchDone();
-  }
+  };
 }
