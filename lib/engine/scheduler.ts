@@ -102,6 +102,7 @@ export class Scheduler<T> {
 
   /** A call settled after `latencyMs` of sink time, delivering `delivered` items (0 if it failed). */
   recordLatency(latencyMs: number, delivered: number): void {
+    this.turns++; // the batch size and the slots may change
     const { targetLatencyMs, minFlushIntervalMs, maxFlushIntervalMs } = this.#config;
     this.lastLatencyMs = latencyMs;
     const limiter = this.#limiter;
@@ -123,6 +124,7 @@ export class Scheduler<T> {
 
   /** A call timed out (it counts as failed); its batch is still in its slot. */
   recordTimeout(): void {
+    this.turns++;
     if (this.#limiter !== undefined) this.#callFailed(this.#limiter);
   }
 
@@ -141,11 +143,31 @@ export class Scheduler<T> {
   }
 
   /**
+   * Bumped by every call that may change what {@link queueable} says: a pump (which starts batches
+   * and arms the timer; a batch's end and the timer call it too), a settled or timed-out call (the batch
+   * size and the slots may change), cork, pause and stop. What queueable() said holds within one turn.
+   */
+  turns = 0;
+
+  /**
+   * How many more items may be queued, while nothing else happens, before one of them could start a
+   * flush (mayStart() true once it is queued): none while the timer is not armed or everything is
+   * urgent, the rest of the partial batch while it is, and any number while every slot is busy (the
+   * end of a batch pumps).
+   */
+  queueable(): number {
+    if (this.batches.size >= this.slots) return Infinity;
+    if (this.#flushTimer === undefined || this.#signals.urgent) return 0;
+    return Math.max(0, this.batchSize - 1 - this.#queue.size);
+  }
+
+  /**
    * Starts every flush that is due and arms the timer for the next partial batch. Urgent (end(),
    * drain(), what waited for uncork()): everything goes now. Corked: full batches only, so that
    * nothing corked waits on a full buffer (a drop strategy would drop it).
    */
   pump(): void {
+    this.turns++;
     if (this.#signals.destroyed) return;
     const urgent = this.#signals.urgent;
     if (this.#paused && !urgent) return;
@@ -175,12 +197,14 @@ export class Scheduler<T> {
   };
 
   setPaused(paused: boolean): void {
+    this.turns++;
     this.#paused = paused;
     if (paused) this.#clearFlushTimer();
     else this.pump();
   }
 
   setCorked(corked: boolean): void {
+    this.turns++;
     this.#corked = corked;
     if (corked) this.#clearFlushTimer();
     else {
@@ -191,6 +215,7 @@ export class Scheduler<T> {
 
   /** destroy() and the shutdown deadline: no batch is cut any more (timers are the caller's). */
   stop(): void {
+    this.turns++;
     this.#flushTimer = undefined;
     this.batches.clear();
   }

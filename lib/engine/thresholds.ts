@@ -63,6 +63,18 @@ export class Thresholds {
     );
   }
 
+  /**
+   * How many items may be accepted from `held` on before one could raise the level: accepts up to
+   * the next count {@link isEdge} names leave it as it is. None with a byte bound (there every
+   * item may) or at the item bound.
+   */
+  steadyRoom(held: number): number {
+    if (this.bytesBounded) return 0;
+    const edge =
+      held < this.lowCount ? this.lowCount : held < this.highCount ? this.highCount : this.#config.maxBufferSize;
+    return Math.max(0, edge - 1 - held);
+  }
+
   utilization(held: number, bytes: number): number {
     const items = held / this.#config.maxBufferSize;
     return this.bytesBounded ? Math.max(items, bytes / this.#config.maxBufferBytes) : items;
