@@ -95,10 +95,19 @@ export class BoundedBuffer<T> {
   /** Removes and returns up to `count` of the oldest items, oldest first. */
   take(count: number): T[] {
     const n = Math.max(0, Math.min(Math.floor(count), this.#size));
-    const out = new Array<T>(n);
     const slots = this.#slots;
+    const head = this.#head;
+    if (head + n <= slots.length) {
+      // Not wrapped (the common case): two builtins, fast before the JIT has compiled the loop below.
+      const out = slots.slice(head, head + n) as T[];
+      slots.fill(undefined, head, head + n);
+      this.#head = (head + n) & this.#mask;
+      this.#size -= n;
+      return out;
+    }
+    const out = new Array<T>(n);
     const mask = this.#mask;
-    let index = this.#head;
+    let index = head;
     for (let i = 0; i < n; i++) {
       out[i] = slots[index] as T;
       slots[index] = undefined;

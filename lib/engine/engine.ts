@@ -275,7 +275,7 @@ export class Engine<T> {
   }
 
   #checkIdle(): void {
-    if (this.busy || this.#idleCallbacks.length === 0 || this.#signals.destroyed) return;
+    if (this.#idleCallbacks.length === 0 || this.busy || this.#signals.destroyed) return;
     this.#signals.setDrainRequested(false);
     // Leaving 'draining' emits 'state', and its listeners may write or destroy: look again. Idle callbacks that
     // ran with items held let end() emit 'finish' before they were delivered (found by spec/properties/faults).

@@ -20,6 +20,8 @@ export class Queue<T> {
   readonly #runLength: number;
   /** Items of the oldest run already gone from the head (0 ≤ it < runLength). */
   #headGone = 0;
+  /** Pushes until the next one starts a run (and is stamped); 0 when the next one does. */
+  #untilStamp = 0;
   /** Size of the item the last shift() removed. */
   lastSize = 0;
   /** Durable id of the item the last shift() removed (0 without a disk log). */
@@ -43,7 +45,11 @@ export class Queue<T> {
   }
 
   push(item: T, size: number, now: () => number, id = 0): void {
-    if ((this.#items.size + this.#headGone) % this.#runLength === 0) this.#stamps.push(now());
+    if (this.#untilStamp === 0) {
+      this.#stamps.push(now());
+      this.#untilStamp = this.#runLength;
+    }
+    this.#untilStamp--;
     this.#items.push(item);
     this.#sizes?.push(size);
     this.#ids?.push(id);
@@ -78,6 +84,7 @@ export class Queue<T> {
     this.#ids?.clear();
     this.#stamps.clear();
     this.#headGone = 0;
+    this.#untilStamp = 0;
     return this.#items.clear();
   }
 
@@ -90,6 +97,7 @@ export class Queue<T> {
     if (this.#items.isEmpty()) {
       this.#stamps.clear();
       this.#headGone = 0;
+      this.#untilStamp = 0;
       return;
     }
     this.#headGone += count;
