@@ -57,8 +57,22 @@ export class Scheduler<T> {
   #corked = false;
   /** Items queued at the last uncork() not yet cut into a batch: they go without waiting for the interval. */
   #uncorked = 0;
-  interval: number;
-  lastLatencyMs = 0;
+  /**
+   * The adaptive interval and the last call's sink time. Numbers that become fractional are kept in
+   * a typed array, not in fields: the first fraction stored in a field that held only integers
+   * changes this object's shape, and that deoptimized the compiled write path (which reads `turns`).
+   */
+  readonly #timings = new Float64Array(2);
+
+  /** How long a partial batch may wait now. */
+  get interval(): number {
+    return this.#timings[0] as number;
+  }
+
+  /** How long the last call took to settle (0 before the first). */
+  get lastLatencyMs(): number {
+    return this.#timings[1] as number;
+  }
   /** Adaptive batching; undefined for a fixed batch size. */
   readonly #sizer: BatchSizer | undefined;
   /** Adaptive concurrency; undefined for a fixed number of slots. */
@@ -76,7 +90,7 @@ export class Scheduler<T> {
     this.#delivery = parts.delivery;
     this.#signals = parts.signals;
     this.#host = host;
-    this.interval = config.minFlushIntervalMs;
+    this.#timings[0] = config.minFlushIntervalMs;
     const bounds = config.batchBounds;
     // A batch larger than the critical count could never fill while a block producer waits at critical:
     // it would go on the interval timer only. And while every slot's batch is in flight, the next one
@@ -104,7 +118,7 @@ export class Scheduler<T> {
   recordLatency(latencyMs: number, delivered: number): void {
     this.turns++; // the batch size and the slots may change
     const { targetLatencyMs, minFlushIntervalMs, maxFlushIntervalMs } = this.#config;
-    this.lastLatencyMs = latencyMs;
+    this.#timings[1] = latencyMs;
     const limiter = this.#limiter;
     if (limiter !== undefined) {
       // Before the sizer: the call was cut at the size in force until now.
@@ -118,8 +132,9 @@ export class Scheduler<T> {
       this.#sizer.observe(delivered, latencyMs);
       this.batchSize = this.#sizer.size;
     }
-    if (latencyMs > targetLatencyMs * 1.5) this.interval = Math.min(this.interval * 1.5, maxFlushIntervalMs);
-    else if (latencyMs < targetLatencyMs * 0.5) this.interval = Math.max(this.interval * 0.8, minFlushIntervalMs);
+    const interval = this.interval;
+    if (latencyMs > targetLatencyMs * 1.5) this.#timings[0] = Math.min(interval * 1.5, maxFlushIntervalMs);
+    else if (latencyMs < targetLatencyMs * 0.5) this.#timings[0] = Math.max(interval * 0.8, minFlushIntervalMs);
   }
 
   /** A call timed out (it counts as failed); its batch is still in its slot. */
