@@ -141,6 +141,10 @@ export class Delivery<T> {
     }
   }
 
+  /**
+   * Takes the batch from delivery: aborts its call, stops its wait, and returns its
+   * unresolved items (the caller accounts for them).
+   */
   abandon(batch: Batch<T>, reason: BackpressureError<T>): T[] {
     batch.abandoned = true;
     batch.context?.abort(reason);
