@@ -14,11 +14,14 @@ export const kEngine = Symbol('sluice.engine');
 /** A stream with a sluice engine behind it. */
 export type SluiceStream<T> = Writable & { readonly [kEngine]: Engine<T> };
 
-/** The fields of Node's internal WritableState that sluice keeps in step. */
+/** The fields of Node's internal WritableState that sluice keeps in step, or reads. */
 interface NodeWritableState {
   needDrain: boolean;
   length: number;
   finished: boolean;
+  /** end() was called (what `writableEnded` reports). */
+  readonly ending: boolean;
+  readonly destroyed: boolean;
 }
 
 function nodeState(stream: Writable): NodeWritableState {
@@ -57,8 +60,12 @@ export function writeToEngine<T>(
   callback: WriteCallback | undefined,
 ): boolean {
   const cb = typeof encoding === 'function' ? encoding : callback;
-  // Null, after end() and after destroy(): Node's own coded errors and return value.
-  if (chunk === null || stream.writableEnded || stream.destroyed) {
+  // Null, after end() and after destroy(): Node's own coded errors and return value. Read from
+  // Node's state object, whose class is always the same: the `writableEnded` and `destroyed`
+  // getters of Writable.prototype see every Writable class in the process and were not inlined
+  // (about 8 ns of a write's 40 when measured alone).
+  const state = nodeState(stream);
+  if (chunk === null || state.ending || state.destroyed) {
     return nodeWrite.call(stream, chunk, cb as (error?: Error | null) => void);
   }
   return stream[kEngine].offer(chunk, cb);

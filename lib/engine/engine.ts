@@ -303,7 +303,7 @@ export class Engine<T> {
     const abort = reason([]);
     this.#keepAlive.clearAll();
     const items: T[] = [];
-    for (const batch of this.#scheduler.batches)
+    for (const batch of this.#scheduler.inSlots())
       for (const item of this.#delivery.abandon(batch, abort)) items.push(item);
     this.#scheduler.stop();
     const queued = this.#admission.takeAll();

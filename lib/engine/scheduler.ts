@@ -47,8 +47,18 @@ export class Scheduler<T> {
   /** destroyed; ending or drainRequested (urgent: flush everything now, holds and timers aside). */
   readonly #signals: Signals;
   readonly #host: SchedulerHost;
-  /** Batches in a flush slot, in the order they were cut; at most `slots`. */
-  readonly batches = new Set<Batch<T>>();
+  /**
+   * Batches in a flush slot, in the order they were cut; at most `slots`. An array, not a Set: the
+   * profile of a fast sink put about a microsecond per batch on `Set#delete` of the batch that left,
+   * and the array took the fast-sink benchmark from 0.93x to 0.98x native. Batches mostly leave in
+   * the order they were cut, so the one leaving is found first.
+   */
+  readonly #batches: Batch<T>[] = [];
+
+  /** The batches in their flush slots now, in the order they were cut (a copy). */
+  inSlots(): Batch<T>[] {
+    return this.#batches.slice();
+  }
   /** Armed for the oldest partial batch, undefined otherwise. */
   #flushTimer: NodeJS.Timeout | undefined;
   /** Flushing halted by the controller's stop(); drain() and end() still flush. */
@@ -124,7 +134,7 @@ export class Scheduler<T> {
       // Before the sizer: the call was cut at the size in force until now.
       if (delivered === 0) this.#callFailed(limiter);
       else {
-        limiter.delivered(delivered, latencyMs, this.batchSize, this.batches.size);
+        limiter.delivered(delivered, latencyMs, this.batchSize, this.#batches.length);
         this.slots = limiter.limit;
       }
     }
@@ -145,14 +155,14 @@ export class Scheduler<T> {
 
   /** Adaptive concurrency: a call failed or timed out while its batch is in its slot. */
   #callFailed(limiter: ConcurrencyLimiter): void {
-    limiter.failed(this.batches.size);
+    limiter.failed(this.#batches.length);
     this.slots = limiter.limit;
   }
 
   /** Whether one more queued item could start a flush now (the hot path's cheap test before pump()). */
   mayStart(): boolean {
     return (
-      this.batches.size < this.slots &&
+      this.#batches.length < this.slots &&
       (this.#flushTimer === undefined || this.#queue.size >= this.batchSize || this.#signals.urgent)
     );
   }
@@ -171,7 +181,7 @@ export class Scheduler<T> {
    * end of a batch pumps).
    */
   queueable(): number {
-    if (this.batches.size >= this.slots) return Infinity;
+    if (this.#batches.length >= this.slots) return Infinity;
     if (this.#flushTimer === undefined || this.#signals.urgent) return 0;
     return Math.max(0, this.batchSize - 1 - this.#queue.size);
   }
@@ -189,7 +199,7 @@ export class Scheduler<T> {
     const slots = this.slots;
     const batchSize = this.batchSize;
     const queue = this.#queue;
-    while (this.batches.size < slots && queue.size > 0) {
+    while (this.#batches.length < slots && queue.size > 0) {
       if (!urgent && this.#uncorked === 0 && queue.size < batchSize) {
         // A timer already armed will call back here; reading the clock per item is what it saves.
         if (this.#corked || this.#flushTimer !== undefined) return;
@@ -232,7 +242,7 @@ export class Scheduler<T> {
   stop(): void {
     this.turns++;
     this.#flushTimer = undefined;
-    this.batches.clear();
+    this.#batches.length = 0;
   }
 
   #clearFlushTimer(): void {
@@ -256,13 +266,15 @@ export class Scheduler<T> {
       wake: undefined,
       acking: undefined,
     };
-    this.batches.add(batch);
-    this.#limiter?.started(this.batches.size);
+    this.#batches.push(batch);
+    this.#limiter?.started(this.#batches.length);
     this.#delivery.run(batch, this.#batchDone);
   }
 
   readonly #batchDone = (batch: Batch<T>): void => {
-    this.batches.delete(batch);
+    const slots = this.#batches;
+    const index = slots.indexOf(batch);
+    if (index >= 0) slots.splice(index, 1);
     if (this.#signals.destroyed) return;
     this.pump();
     this.#host.batchDone();
