@@ -2,7 +2,7 @@ import { Writable } from 'node:stream';
 import { resolveConfig } from './config';
 import { Engine, criticalCount } from './engine';
 import { shutdown, watchSignal } from './lifecycle';
-import { hookOf, optionsOf, writevFlush } from './sink';
+import { hookOf, optionsOf, writevSink } from './sink';
 import {
   destroyThroughEngine,
   endThroughEngine,
@@ -71,7 +71,7 @@ export abstract class BackpressureWritable<T> extends Writable {
     const resolved = resolveConfig(options, policy.strategy, new.target.name);
     const found = hookOf(hook, options, new.target.prototype as object);
     super({ objectMode: true, highWaterMark: criticalCount(resolved) });
-    const flush = 'flush' in found ? found.flush : writevFlush(this, found.writev);
+    const flush = 'flush' in found ? found.flush : writevSink(this, found.writev);
     this[kEngine] = new Engine(resolved, flush, engineHost(this), policy, new.target.name);
     this.#unwatchSignal = watchSignal(this, resolved.signal);
   }

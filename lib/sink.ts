@@ -1,6 +1,7 @@
 import { Writable } from 'node:stream';
 import { incompatiblePair, invalidArgType, missingArgs, multipleCallback } from './errors';
 import type { BackpressureOptions, FlushContext, FlushFunction, FlushResult } from './types';
+import type { CallbackSink } from './engine/call';
 
 /**
  * The delivery hook of a sluice Writable: which one it was given (the flush
@@ -187,23 +188,23 @@ const SIGNAL: PropertyDescriptor = {
 };
 
 /**
- * `writev` as a flush function, bound to `stream` once. Per call: one `{ chunk, encoding }` per
- * item, the array, the callback and the promise. The promise settles on the first call of the
- * callback (or a synchronous throw, which counts as `callback(error)`); a second call destroys the
- * stream with `ERR_MULTIPLE_CALLBACK` and counts nothing: the engine saw only the first.
+ * `writev` as the engine's sink, bound to `stream` once. Per call: one `{ chunk, encoding }` per
+ * item, copied straight out of the batch, the array and the callback; no promise (the engine's
+ * own settles on the callback). The first call of the callback (or a synchronous throw, which
+ * counts as `callback(error)`) settles the call; a second destroys the stream with
+ * `ERR_MULTIPLE_CALLBACK` and counts nothing: the engine saw only the first.
  */
-export function writevFlush<T>(stream: Writable, writev: WritevFunction<T>): FlushFunction<T> {
-  return (items, context) =>
-    new Promise((resolve, reject) => {
-      // Filled by a loop, not items.map(): the arrays map() returned did not all have one hidden
-      // class, and the stores below deoptimized (`--trace-deopt`: "wrong map") early in every run.
-      const n = items.length;
-      const chunks = new Array<WritevChunk<T>>(n) as WritevChunk<T>[] & {
+export function writevSink<T>(stream: Writable, writev: WritevFunction<T>): CallbackSink<T> {
+  return {
+    deliver(source, from, count, context, done) {
+      // Filled by a loop, not map(): the arrays map() returned did not all have one hidden class,
+      // and the stores below deoptimized (`--trace-deopt`: "wrong map") early in every run.
+      const chunks = new Array<WritevChunk<T>>(count) as WritevChunk<T>[] & {
         [kContext]: FlushContext;
         attempt: number;
         ids?: readonly number[];
       };
-      for (let i = 0; i < n; i++) chunks[i] = toChunk(items[i] as T);
+      for (let i = 0; i < count; i++) chunks[i] = toChunk(source[from + i] as T);
       chunks[kContext] = context;
       Object.defineProperty(chunks, 'signal', SIGNAL);
       chunks.attempt = context.attempt;
@@ -211,12 +212,11 @@ export function writevFlush<T>(stream: Writable, writev: WritevFunction<T>): Flu
       let called = false;
       const settle = (failed: boolean, error: unknown, result: unknown): void => {
         if (called) {
-          stream.destroy(multipleCallback(items.length, error));
+          stream.destroy(multipleCallback(count, error));
           return;
         }
         called = true;
-        if (failed) reject(error);
-        else resolve(result);
+        done(failed, error, result);
       };
       try {
         writev.call(stream, chunks as unknown as WritevChunks<T>, (error, result) =>
@@ -225,5 +225,6 @@ export function writevFlush<T>(stream: Writable, writev: WritevFunction<T>): Flu
       } catch (error) {
         settle(true, error, undefined);
       }
-    });
+    },
+  };
 }

@@ -1,5 +1,5 @@
 import { BackpressureError } from '../errors';
-import { judge } from './judge';
+import { DELIVERED, isFlushResult, judge } from './judge';
 import type { FlushContext, FlushFunction } from '../types';
 import type { KeepAlive } from './keep-alive';
 import type { Outcome } from './judge';
@@ -37,6 +37,25 @@ export interface Batch<T> {
   /** disk: the acknowledgements of its items being recorded (see Delivery.run for when the slot waits on them). */
   acking: Promise<void> | undefined;
 }
+
+/**
+ * A sink that calls back, Node's way (the `_writev` adapter in sink.ts): it is handed the call's
+ * items as a range of the batch, so that it copies them once into its own shape, and calls `done`
+ * exactly once (a synchronous throw included). Called without a promise of its own in between: on
+ * a fast sink, the promise, its executor and its reaction per call were measurable.
+ */
+export interface CallbackSink<T> {
+  deliver(
+    source: readonly T[],
+    from: number,
+    count: number,
+    context: FlushContext,
+    done: (failed: boolean, cause: unknown, result: unknown) => void,
+  ): void;
+}
+
+/** What the engine calls: a flush function, or a sink that calls back. */
+export type SinkHook<T> = FlushFunction<T> | CallbackSink<T>;
 
 export interface CallConfig {
   readonly maxConcurrentFlushes: number;
@@ -94,6 +113,8 @@ export class CallContext implements FlushContext {
 export class SinkCalls<T> {
   readonly #config: CallConfig;
   readonly #flush: FlushFunction<T>;
+  /** The hook, when it calls back: the untimed path calls it without a promise of its own. */
+  readonly #callback: CallbackSink<T> | undefined;
   readonly #keepAlive: KeepAlive;
   /** Told every settled call's sink time; `delivered` is the number of items it delivered (0 if it failed). */
   readonly #recordLatency: (latencyMs: number, delivered: number) => void;
@@ -106,12 +127,18 @@ export class SinkCalls<T> {
 
   constructor(
     config: CallConfig,
-    flush: FlushFunction<T>,
+    hook: SinkHook<T>,
     keepAlive: KeepAlive,
     record: { latency: (latencyMs: number, delivered: number) => void; timeout: () => void },
   ) {
     this.#config = config;
-    this.#flush = flush;
+    if (typeof hook === 'function') {
+      this.#flush = hook;
+      this.#callback = undefined;
+    } else {
+      this.#flush = promised(hook);
+      this.#callback = hook;
+    }
     this.#keepAlive = keepAlive;
     this.#recordLatency = record.latency;
     this.#recordTimeout = record.timeout;
@@ -151,15 +178,17 @@ export class SinkCalls<T> {
 
   /** The call itself, holding its place under the bound. */
   #start(batch: Batch<T>, count: number): Promise<Outcome<T>> {
-    // The sink gets an array of its own: one that empties it as it goes (`while (items.length)
-    // insert(items.shift())`) and then fails must not empty the batch that is retried.
-    const items = batch.items.slice(batch.start, batch.start + count);
     batch.tries++;
     const ids = batch.ids?.slice(batch.start, batch.start + count);
     const context = new CallContext(++batch.attempt, ids);
     batch.context = context;
     const started = now();
-    if (this.#config.flushTimeoutMs === Infinity) return this.#untimed(batch, items, context, started);
+    const untimed = this.#config.flushTimeoutMs === Infinity;
+    if (untimed && this.#callback !== undefined) return this.#untimedCallback(batch, count, context, started);
+    // The sink gets an array of its own: one that empties it as it goes (`while (items.length)
+    // insert(items.shift())`) and then fails must not empty the batch that is retried.
+    const items = batch.items.slice(batch.start, batch.start + count);
+    if (untimed) return this.#untimed(batch, items, context, started);
     return new Promise<Outcome<T>>((resolve) => {
       let done = false;
       const finish = (outcome: Outcome<T>): void => {
@@ -207,6 +236,31 @@ export class SinkCalls<T> {
       (result) => settled(this.#judged(items, result, started)),
       (cause: unknown) => settled(this.#failed(cause, started)),
     );
+  }
+
+  /**
+   * An untimed call of a sink that calls back: one promise, settled by its callback. The sink
+   * copies its items out of the batch itself; they are sliced here only if its result is a
+   * FlushResult to judge (`batch.items` is replaced, never changed, so the range still holds them).
+   */
+  #untimedCallback(batch: Batch<T>, count: number, context: CallContext, started: number): Promise<Outcome<T>> {
+    const source = batch.items;
+    const from = batch.start;
+    const sink = this.#callback as CallbackSink<T>;
+    return new Promise((resolve) => {
+      sink.deliver(source, from, count, context, (failed, cause, result) => {
+        this.#releaseCall();
+        if (batch.context === context) batch.context = undefined;
+        let outcome: Outcome<T>;
+        if (failed) outcome = this.#failed(cause, started);
+        else if (isFlushResult(result)) outcome = this.#judged(source.slice(from, from + count), result, started);
+        else {
+          this.#recordLatency(now() - started, count);
+          outcome = DELIVERED;
+        }
+        resolve(batch.abandoned ? ABANDONED : outcome);
+      });
+    });
   }
 
   /** The sink's promise; a synchronous throw is a rejection. */
@@ -290,4 +344,15 @@ export class SinkCalls<T> {
       batch.timer = this.#keepAlive.setTimeout(wake, Math.random() * bound);
     });
   }
+}
+
+/** A sink that calls back, as a flush function (for calls with a timeout, which race a promise). */
+function promised<T>(sink: CallbackSink<T>): FlushFunction<T> {
+  return (items, context) =>
+    new Promise((resolve, reject) => {
+      sink.deliver(items, 0, items.length, context, (failed, cause, result) => {
+        if (failed) reject(cause);
+        else resolve(result);
+      });
+    });
 }

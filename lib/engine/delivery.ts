@@ -2,7 +2,7 @@ import { BackpressureError } from '../errors';
 import { warnHandlerFailed } from './dead-letter';
 import { SinkCalls } from './call';
 import type { ResolvedConfig } from '../config';
-import type { FlushFunction } from '../types';
+import type { SinkHook } from './call';
 import type { Batch } from './call';
 import type { DeadLetters } from './dead-letter';
 import type { KeepAlive } from './keep-alive';
@@ -56,7 +56,7 @@ export class Delivery<T> {
 
   constructor(
     config: ResolvedConfig<T>,
-    flush: FlushFunction<T>,
+    flush: SinkHook<T>,
     ledger: Ledger,
     keepAlive: KeepAlive,
     deadLetters: DeadLetters<T>,

@@ -14,7 +14,8 @@ import { BackpressureStrategy } from '../types';
 import type { DiskError } from '../disk/errors';
 import type { Staged } from './spool';
 import type { ResolvedConfig } from '../config';
-import type { BackpressureMetrics, FlushFunction } from '../types';
+import type { BackpressureMetrics } from '../types';
+import type { SinkHook } from './call';
 import type { AdmissionPolicy, Settle } from './admission';
 import type { Queue } from './queue';
 import type { SignalHost } from './signals';
@@ -63,7 +64,7 @@ export class Engine<T> {
 
   constructor(
     config: ResolvedConfig<T>,
-    flush: FlushFunction<T>,
+    flush: SinkHook<T>,
     host: EngineHost,
     policy: AdmissionPolicy<T>,
     className: string,
