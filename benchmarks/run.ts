@@ -385,13 +385,16 @@ function targets(results: Results): Verdict[] {
     // Both forms are sluice block; they differ only in the adapter's work.
     const pa = pair(results, 'fast-sink', 'sluice-writev');
     const pb = pair(results, 'fast-sink', 'sluice-block');
+    const pf = pair(results, 'fast-sink', 'sluice-chunks-floor');
     const cpu = pa === undefined || pb === undefined ? NaN : pairedRatios(pa, pb, 'itemsPerCpuSec').median;
+    const floor = pf === undefined || pb === undefined ? NaN : pairedRatios(pf, pb, 'itemsPerSec').median;
+    const overFloor = pa === undefined || pf === undefined ? NaN : pairedRatios(pa, pf, 'itemsPerSec').median;
     compare(
       'fast sink: the `_writev` form ≥ 0.95× the flush-function form (items/s)',
       0.95,
       ['fast-sink', 'sluice-writev', 'sluice-block'],
       'itemsPerSec',
-      `; per CPU-second, paired: ${fixed(cpu, 3)}×`,
+      `; per CPU-second, paired: ${fixed(cpu, 3)}×; the chunk objects alone (sluice-chunks-floor): ${fixed(floor, 3)}×, and the \`_writev\` form against them ${fixed(overFloor, 3)}×`,
     );
   }
   compare('slow sink: sluice block ≥ 0.95× native items/s', 0.95, ['slow-sink', 'sluice-block', 'native']);

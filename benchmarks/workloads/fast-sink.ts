@@ -24,6 +24,7 @@ export const fastSinkWorkload: Workload = {
     'rxjs',
     'sluice-block',
     'sluice-writev',
+    'sluice-chunks-floor',
     'sluice-drop_oldest',
     'sluice-drop_newest',
     'sluice-sample',
