@@ -26,6 +26,19 @@ describe('BoundedBuffer', () => {
     expect(buffer.shift()).toBeUndefined();
   });
 
+  test('grows while wrapped around and keeps the order', () => {
+    // 16 slots at first: after 10 taken and 10 more pushed the items wrap around the end of the ring,
+    // so the next pushes grow it (twice) from a head in the middle.
+    const buffer = new BoundedBuffer<number>(100);
+    for (let i = 0; i < 16; i++) buffer.push(i);
+    expect(buffer.take(10)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    for (let i = 16; i < 60; i++) buffer.push(i);
+    expect(buffer.size).toBe(50);
+    expect(buffer.take(5)).toEqual([10, 11, 12, 13, 14]);
+    for (let i = 60; i < 100; i++) buffer.push(i);
+    expect(buffer.clear()).toEqual(Array.from({ length: 85 }, (_, i) => 15 + i));
+  });
+
   test.each([0, -1, 1.5, NaN, Infinity])('rejects capacity %p with a coded RangeError', (capacity) => {
     expect(() => new BoundedBuffer(capacity)).toThrow(
       expect.objectContaining({ code: 'ERR_OUT_OF_RANGE', name: 'RangeError' }),
