@@ -50,8 +50,9 @@ export class Scheduler<T> {
   /**
    * Batches in a flush slot, in the order they were cut; at most `slots`. An array, not a Set: the
    * profile of a fast sink put about a microsecond per batch on `Set#delete` of the batch that left,
-   * and the array took the fast-sink benchmark from 0.93x to 0.98x native. Batches mostly leave in
-   * the order they were cut, so the one leaving is found first.
+   * and the array took a fast pipeline of 3,000,000 items from 0.93x to 0.98x native (no change
+   * measured at 1,000,000). Batches mostly leave in the order they were cut, so the one leaving is
+   * found first.
    */
   readonly #batches: Batch<T>[] = [];
 
