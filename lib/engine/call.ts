@@ -1,5 +1,5 @@
 import { BackpressureError } from '../errors';
-import { DELIVERED, isFlushResult, judge } from './judge';
+import { judge } from './judge';
 import type { FlushContext, FlushFunction } from '../types';
 import type { KeepAlive } from './keep-alive';
 import type { Outcome } from './judge';
@@ -184,7 +184,8 @@ export class SinkCalls<T> {
     batch.context = context;
     const started = now();
     const untimed = this.#config.flushTimeoutMs === Infinity;
-    if (untimed && this.#callback !== undefined) return this.#untimedCallback(batch, count, context, started);
+    const callback = this.#callback;
+    if (untimed && callback !== undefined) return this.#untimedCallback(callback, batch, count, context, started);
     // The sink gets an array of its own: one that empties it as it goes (`while (items.length)
     // insert(items.shift())`) and then fails must not empty the batch that is retried.
     const items = batch.items.slice(batch.start, batch.start + count);
@@ -212,7 +213,7 @@ export class SinkCalls<T> {
       this.#invoke(items, context).then(
         (result) => {
           this.#releaseCall();
-          if (!done) finish(this.#judged(items, result, started));
+          if (!done) finish(this.#judged(items, 0, items.length, result, started));
         },
         (cause: unknown) => {
           this.#releaseCall();
@@ -227,40 +228,39 @@ export class SinkCalls<T> {
    * marks the batch abandoned; the outcome is ABANDONED then.
    */
   #untimed(batch: Batch<T>, items: T[], context: CallContext, started: number): Promise<Outcome<T>> {
-    const settled = (outcome: Outcome<T>): Outcome<T> => {
-      this.#releaseCall();
-      if (batch.context === context) batch.context = undefined;
-      return batch.abandoned ? ABANDONED : outcome;
-    };
     return this.#invoke(items, context).then(
-      (result) => settled(this.#judged(items, result, started)),
-      (cause: unknown) => settled(this.#failed(cause, started)),
+      (result) => this.#settledUntimed(batch, context, this.#judged(items, 0, items.length, result, started)),
+      (cause: unknown) => this.#settledUntimed(batch, context, this.#failed(cause, started)),
     );
   }
 
   /**
    * An untimed call of a sink that calls back: one promise, settled by its callback. The sink
-   * copies its items out of the batch itself; they are sliced here only if its result is a
-   * FlushResult to judge (`batch.items` is replaced, never changed, so the range still holds them).
+   * copies its items out of the batch itself, and its result is judged on the same range of the
+   * batch (`batch.items` is replaced, never changed, so the range still holds them).
    */
-  #untimedCallback(batch: Batch<T>, count: number, context: CallContext, started: number): Promise<Outcome<T>> {
+  #untimedCallback(
+    sink: CallbackSink<T>,
+    batch: Batch<T>,
+    count: number,
+    context: CallContext,
+    started: number,
+  ): Promise<Outcome<T>> {
     const source = batch.items;
     const from = batch.start;
-    const sink = this.#callback as CallbackSink<T>;
     return new Promise((resolve) => {
       sink.deliver(source, from, count, context, (failed, cause, result) => {
-        this.#releaseCall();
-        if (batch.context === context) batch.context = undefined;
-        let outcome: Outcome<T>;
-        if (failed) outcome = this.#failed(cause, started);
-        else if (isFlushResult(result)) outcome = this.#judged(source.slice(from, from + count), result, started);
-        else {
-          this.#recordLatency(now() - started, count);
-          outcome = DELIVERED;
-        }
-        resolve(batch.abandoned ? ABANDONED : outcome);
+        const outcome = failed ? this.#failed(cause, started) : this.#judged(source, from, count, result, started);
+        resolve(this.#settledUntimed(batch, context, outcome));
       });
     });
+  }
+
+  /** An untimed call settled: its place under the bound is freed; after a destroy() its outcome is ABANDONED. */
+  #settledUntimed(batch: Batch<T>, context: CallContext, outcome: Outcome<T>): Outcome<T> {
+    this.#releaseCall();
+    if (batch.context === context) batch.context = undefined;
+    return batch.abandoned ? ABANDONED : outcome;
   }
 
   /** The sink's promise; a synchronous throw is a rejection. */
@@ -273,15 +273,18 @@ export class SinkCalls<T> {
     }
   }
 
-  /** What a settled call's result means, its latency recorded; a result that throws when read failed. */
-  #judged(items: T[], result: unknown, started: number): Outcome<T> {
+  /**
+   * What a settled call's result means for its items, `source[from, from + count)`, its latency
+   * recorded; a result that throws when read failed.
+   */
+  #judged(source: readonly T[], from: number, count: number, result: unknown, started: number): Outcome<T> {
     let outcome: Outcome<T>;
     try {
-      outcome = judge(items, result);
+      outcome = judge(source, from, count, result);
     } catch (cause) {
       return this.#failed(cause, started);
     }
-    this.#recordLatency(now() - started, outcome.kind === 'delivered' ? items.length : 0);
+    this.#recordLatency(now() - started, outcome.kind === 'delivered' ? count : 0);
     return outcome;
   }
 

@@ -28,18 +28,22 @@ export function isFlushResult(value: unknown): value is { success: number; faile
   return typeof success === 'number' && typeof failed === 'number';
 }
 
-/** Judges `result` against `items`; a `failed` outcome with `failed: undefined` means the whole batch. */
-export function judge<T>(items: readonly T[], result: unknown): Outcome<T> {
+/**
+ * Judges `result` against the call's items, `source[from, from + count)` (a range, so that a sink
+ * handed a range of the batch costs no copy); a `failed` outcome with `failed: undefined` means the
+ * whole batch, and its indices count from `from`'s item.
+ */
+export function judge<T>(source: readonly T[], from: number, count: number, result: unknown): Outcome<T> {
   if (!isFlushResult(result)) return DELIVERED;
   const { success, failed } = result;
   const { failedItems, errors } = result as { failedItems?: unknown; errors?: unknown };
   const invalid = (problem: string): Outcome<T> => ({
     kind: 'invalid',
-    error: BackpressureError.invalidResult([...items], problem, result),
+    error: BackpressureError.invalidResult(source.slice(from, from + count), problem, result),
   });
   if (!isCount(success) || !isCount(failed)) return invalid('"success" and "failed" must be integers >= 0');
-  if (success + failed !== items.length) {
-    return invalid(`"success" (${success}) + "failed" (${failed}) must equal the batch length (${items.length})`);
+  if (success + failed !== count) {
+    return invalid(`"success" (${success}) + "failed" (${failed}) must equal the batch length (${count})`);
   }
   if (failed === 0) return DELIVERED;
   const cause = sinkErrors(errors, failed);
@@ -47,7 +51,7 @@ export function judge<T>(items: readonly T[], result: unknown): Outcome<T> {
   if (!Array.isArray(failedItems) || failedItems.length !== failed) {
     return invalid(`"failedItems" must be an array of the ${failed} failed items`);
   }
-  const picked = indicesInBatch(items, failedItems as T[]);
+  const picked = indicesInBatch(source, from, count, failedItems as T[]);
   if (picked === undefined) return invalid('"failedItems" must hold items of the batch');
   return { kind: 'failed', failed: picked, cause, timedOut: false };
 }
@@ -56,15 +60,24 @@ function isCount(value: number): boolean {
   return Number.isSafeInteger(value) && value >= 0;
 }
 
-/** Indices of `failedItems` in batch order (a multiset match, so repeated primitives count right); undefined if one is foreign. */
-function indicesInBatch<T>(items: readonly T[], failedItems: readonly T[]): number[] | undefined {
+/**
+ * Indices (from `from`'s item) of `failedItems` in `source[from, from + count)`, in batch order (a
+ * multiset match, so repeated primitives count right); undefined if one is foreign.
+ */
+function indicesInBatch<T>(
+  source: readonly T[],
+  from: number,
+  count: number,
+  failedItems: readonly T[],
+): number[] | undefined {
   const wanted = new Map<T, number>();
   for (const item of failedItems) wanted.set(item, (wanted.get(item) ?? 0) + 1);
   const picked: number[] = [];
-  for (let i = 0; i < items.length; i++) {
-    const n = wanted.get(items[i] as T);
+  for (let i = 0; i < count; i++) {
+    const item = source[from + i] as T;
+    const n = wanted.get(item);
     if (n === undefined || n === 0) continue;
-    wanted.set(items[i] as T, n - 1);
+    wanted.set(item, n - 1);
     picked.push(i);
   }
   return picked.length === failedItems.length ? picked : undefined;

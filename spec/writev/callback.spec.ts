@@ -84,6 +84,12 @@ describe.each([
     {},
   ],
   [
+    'callback(null, a result whose counts throw when read): failed, retried, delivered',
+    [{ kind: 'result', result: throwingResult() }],
+    { kind: 'ok' },
+    {},
+  ],
+  [
     'callback(null, something that is not a FlushResult): delivered',
     [{ kind: 'result', result: { rowCount: 4 } }],
     { kind: 'ok' },
@@ -111,6 +117,16 @@ describe.each([
     });
   },
 );
+
+/** A result that cannot be read: its `success` getter throws. */
+function throwingResult(): unknown {
+  return Object.defineProperty({ failed: 0, errors: [] }, 'success', {
+    get(): never {
+      throw new Error('unreadable result');
+    },
+    enumerable: true,
+  });
+}
 
 function failAll(batch: readonly number[]): unknown {
   return { success: 0, failed: batch.length, errors: [sinkError] };
