@@ -383,12 +383,14 @@ function targets(results: Results): Verdict[] {
   compare('fast sink: sluice block ≥ 100× the design-doc reference', 100, ['fast-sink', 'sluice-block', 'reference']);
   {
     // Both forms are sluice block; they differ only in the adapter's work.
-    const pa = pair(results, 'fast-sink', 'sluice-writev');
-    const pb = pair(results, 'fast-sink', 'sluice-block');
-    const pf = pair(results, 'fast-sink', 'sluice-chunks-floor');
-    const cpu = pa === undefined || pb === undefined ? NaN : pairedRatios(pa, pb, 'itemsPerCpuSec').median;
-    const floor = pf === undefined || pb === undefined ? NaN : pairedRatios(pf, pb, 'itemsPerSec').median;
-    const overFloor = pa === undefined || pf === undefined ? NaN : pairedRatios(pa, pf, 'itemsPerSec').median;
+    const paired = (a: string, b: string, key: NumericKey): number => {
+      const pa = pair(results, 'fast-sink', a);
+      const pb = pair(results, 'fast-sink', b);
+      return pa === undefined || pb === undefined ? NaN : pairedRatios(pa, pb, key).median;
+    };
+    const cpu = paired('sluice-writev', 'sluice-block', 'itemsPerCpuSec');
+    const floor = paired('sluice-chunks-floor', 'sluice-block', 'itemsPerSec');
+    const overFloor = paired('sluice-writev', 'sluice-chunks-floor', 'itemsPerSec');
     compare(
       'fast sink: the `_writev` form ≥ 0.95× the flush-function form (items/s)',
       0.95,
