@@ -12,7 +12,11 @@ import {
   EPOCH_CALLS,
   PROBE_EVERY,
   QUEUE_HIGH,
+  STALLED_PER_CALL,
+  STALL_FRACTION,
 } from '../lib/engine/concurrency-limiter';
+import { LoopStalls } from '../lib/engine/loop-stalls';
+import type { LoopTimes } from '../lib/engine/loop-stalls';
 import { useStreamFakeTimers } from './support/test-sink';
 
 beforeEach(useStreamFakeTimers);
@@ -43,12 +47,15 @@ function pooledSink(
   attach: (stream: BlockingWritable<number>) => void;
   setCapacity: (capacity: number) => void;
   setServiceMs: (ms: number) => void;
+  /** A stall of the event loop: a call done at `now` is seen to settle only `stall(now)` ms later. */
+  seenAfter: (stall: (now: number) => number) => void;
 } {
   let capacity = initialCapacity;
   let serviceMs = initialServiceMs;
   let busy = 0;
   let inFlight = 0;
   let stream: BlockingWritable<number> | undefined;
+  let stallLeft = (_now: number): number => 0;
   const waiting: (() => void)[] = [];
   const calls: Call[] = [];
   const serveNext = (): void => {
@@ -65,6 +72,9 @@ function pooledSink(
     },
     setServiceMs: (ms) => {
       serviceMs = ms;
+    },
+    seenAfter: (stall) => {
+      stallLeft = stall;
     },
     flush: (items) => {
       inFlight++;
@@ -86,12 +96,17 @@ function pooledSink(
         }
         const serve = (): void => {
           busy++;
-          setTimeout(() => {
+          const done = (): void => {
             busy--;
             inFlight--;
             call.latency = Date.now() - started;
             resolve();
             serveNext();
+          };
+          setTimeout(() => {
+            const stall = stallLeft(Date.now());
+            if (stall > 0) setTimeout(done, stall);
+            else done();
           }, serviceMs);
         };
         if (busy < capacity) serve();
@@ -336,6 +351,34 @@ describe('adaptive concurrency', () => {
     stream.destroy();
   });
 
+  test('stalls of the event loop that delay every call in flight at once are not taken for a queue', async () => {
+    // From 60 ms on, the first 30 ms of every 60 the loop is busy (a producer writing thousands of items in one
+    // go): no call is seen to settle meanwhile, so the calls in flight measure up to 30 ms longer, and epochs
+    // that hold them look like a queue. The loop's times say it was busy: those calls are left out.
+    const every = 60;
+    const forMs = 30;
+    const started = Date.now();
+    /** ms of the stall left at `t` ms into the run (0 outside one), and the loop's busy time up to `t`. */
+    const stallLeft = (t: number): number => (t < every ? 0 : Math.max(0, forMs - (t % every)));
+    const busyUpTo = (t: number): number =>
+      t < every ? 0 : (Math.floor(t / every) - 1) * forMs + Math.min(t % every, forMs);
+    const loop = jest.spyOn(performance, 'eventLoopUtilization').mockImplementation(() => {
+      const t = Date.now() - started;
+      return { idle: t - busyUpTo(t), active: busyUpTo(t), utilization: 0 };
+    });
+    const sink = pooledSink(8, 10);
+    sink.seenAfter((now) => stallLeft(now - started));
+    const stream = adaptiveStream(sink);
+    await produce(stream, sink.calls, 900);
+    expect(loop).toHaveBeenCalled();
+    expect(sink.calls.filter((call) => call.latency >= 20).length).toBeGreaterThan(100);
+    // Settled at the capacity to the capacity plus QUEUE_HIGH, but for the base probes at half of that. Taking
+    // the stalled calls for a queue cut it below the capacity (to 7 and 4 here).
+    const settled = limits(sink.calls.slice(400));
+    expect(settled.filter((limit) => (limit < 8 || limit > 8 + QUEUE_HIGH) && limit !== 4 && limit !== 5)).toEqual([]);
+    stream.destroy();
+  });
+
   test('each batch keeps its items in order; every item is delivered once', async () => {
     const sink = pooledSink(8, 10);
     const stream = adaptiveStream(sink);
@@ -503,6 +546,38 @@ describe('ConcurrencyLimiter', () => {
     expect(seen).toEqual([...Array<number>(CAP_RELAX_EPOCHS - 1).fill(3), 4]);
   });
 
+  test('calls seen after the event loop was busy for more than STALL_FRACTION of their time are left out', () => {
+    // At 16 (the max), epochs of 16 calls of 10 ms, each after 16 calls that measured 20 ms because the loop was
+    // busy for 12 of them: left out, no cut. Told nothing of the loop, the same calls cut to 12 (3/4 of 16).
+    const run = (stalledMs: number): number => {
+      const limiter = calibrated(1, 16, 10_000);
+      for (let i = 0; i < 4; i++) epoch(limiter, 10);
+      expect(limiter.limit).toBe(16);
+      for (let e = 0; e < 2 * CONFIRM_EPOCHS; e++) {
+        limiter.started(16);
+        for (let i = 0; i < 16; i++) limiter.delivered(100, 20, 100, 16, stalledMs);
+        for (let i = 0; i < 16; i++) limiter.delivered(100, 10, 100, 16, 0);
+      }
+      return limiter.limit;
+    };
+    expect(run(20 * STALL_FRACTION + 2)).toBe(16);
+    expect(run(0)).toBeLessThanOrEqual(12);
+    // Busy for exactly STALL_FRACTION of the call's time: it counts.
+    expect(run(20 * STALL_FRACTION)).toBeLessThanOrEqual(12);
+  });
+
+  test('stalled calls count once an epoch has left out STALLED_PER_CALL times the calls it needs', () => {
+    // A loop that is always busy: every call is seen after a stall as long as the call. The limit still moves,
+    // an epoch later: the first EPOCH_CALLS × STALLED_PER_CALL calls are left out, the next EPOCH_CALLS decide.
+    const limiter = calibrated(1, 64, 10_000);
+    limiter.started(1);
+    const leftOut = EPOCH_CALLS * STALLED_PER_CALL;
+    for (let i = 0; i < leftOut + EPOCH_CALLS - 1; i++) limiter.delivered(100, 10, 100, 1, 10);
+    expect(limiter.limit).toBe(1);
+    limiter.delivered(100, 10, 100, 1, 10);
+    expect(limiter.limit).toBe(2);
+  });
+
   test('an epoch that does not call for a cut starts the count again', () => {
     const limiter = calibrated(1, 64, 10_000);
     for (let i = 0; i < 4; i++) epoch(limiter, 10); // → 16
@@ -546,5 +621,45 @@ describe('adaptive concurrency options', () => {
     expect(fixed.getMetrics().currentConcurrency).toBe(4);
     adaptive.destroy();
     fixed.destroy();
+  });
+});
+
+describe('LoopStalls', () => {
+  /** A reader that returns `readings` in turn. */
+  const scripted = (...readings: (LoopTimes | undefined)[]): (() => LoopTimes | undefined) => {
+    let next = 0;
+    return () => readings[next++];
+  };
+
+  test('counts the active time since the loop last idled: it grows while the loop stays busy', () => {
+    const stalls = new LoopStalls(
+      scripted(
+        { idle: 100, active: 50 },
+        { idle: 100, active: 55 },
+        { idle: 100, active: 62 },
+        { idle: 104, active: 63 },
+        { idle: 110, active: 63 },
+      ),
+    );
+    expect(stalls.busyMs()).toBe(5);
+    expect(stalls.busyMs()).toBe(12);
+    // It idled in between: only the active time since the last reading counts, all of it as after the idle.
+    expect(stalls.busyMs()).toBe(1);
+    expect(stalls.busyMs()).toBe(0);
+  });
+
+  test('a runtime without the measure never reports a stall', () => {
+    expect(new LoopStalls(() => undefined).busyMs()).toBe(0);
+    const stalls = new LoopStalls(scripted({ idle: 0, active: 0 }, undefined));
+    expect(stalls.busyMs()).toBe(0);
+  });
+
+  test("by default it reads Node's event-loop utilization: synchronous work is a stall", () => {
+    jest.useRealTimers();
+    const stalls = new LoopStalls();
+    // The loop cannot idle during synchronous code, so at least this long counts (a loaded machine only adds).
+    const until = performance.now() + 20;
+    while (performance.now() < until);
+    expect(stalls.busyMs()).toBeGreaterThanOrEqual(19);
   });
 });

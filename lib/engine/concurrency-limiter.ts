@@ -53,13 +53,21 @@
  *   then a cap: it is tried again only after CAP_RELAX_EPOCHS epochs within the
  *   target, so a sink that recovers is followed, and one that does not is not
  *   sent a queue over the target every other epoch.
+ * - Stalls of the event loop: a call's time also holds whatever kept the loop from
+ *   seeing it settle. Measured on the benchmark's pool, a producer that writes a
+ *   few thousand items in one synchronous go delays every call in flight by 5-15 ms
+ *   at once (a third of the epochs or more), which latency alone cannot tell from
+ *   a queue in the sink. So a call seen after the loop was busy without a break
+ *   for more than STALL_FRACTION of its time (see loop-stalls.ts) is left out of
+ *   the epoch: a queue in the sink makes calls wait while the loop is idle, so it
+ *   still shows in the calls that count. Unless stalls are the norm: once an
+ *   epoch has left out STALLED_PER_CALL times as many calls as it needs, the rest
+ *   count (a loop that is always busy delays every call, the base ones too, and
+ *   the limit must still move).
  * - Both cuts need CONFIRM_EPOCHS epochs in a row that call for one, and take the
- *   capacity from the fastest of them. A call's time also holds whatever kept the
- *   event loop from seeing it settle: measured on the benchmark's pool, a producer
- *   that writes a few thousand items in one synchronous go delays every call in
- *   flight by 5-15 ms at once (a third of the epochs or more), which one or two
- *   epochs cannot tell from a queue in the sink. Such a stall only ever adds time,
- *   so the fastest of a few epochs is the sink's own; a queue shows in all of them.
+ *   capacity from the fastest of them: a stall the rule above did not see only
+ *   ever adds time, so the fastest of a few epochs is the sink's own, while a
+ *   queue shows in all of them.
  * - A call that failed or timed out: the limit × FAILURE_CUT at once, and no slow
  *   start after it: errors are how an overloaded sink says so (HTTP 429 and 503,
  *   an exhausted pool). The other calls in flight then cannot cut it again: their
@@ -85,6 +93,10 @@ export const CAP_RELAX_EPOCHS = 8;
 export const MAX_CUT = 0.75;
 /** What a failed or timed-out call multiplies the limit by. */
 export const FAILURE_CUT = 0.5;
+/** A call seen after the event loop was busy for more than this fraction of its time is left out. */
+export const STALL_FRACTION = 0.5;
+/** Calls left out as stalled, per call an epoch needs, before stalled calls count too. */
+export const STALLED_PER_CALL = 2;
 
 export class ConcurrencyLimiter {
   readonly #min: number;
@@ -99,6 +111,8 @@ export class ConcurrencyLimiter {
   #saturated = false;
   /** Calls still to leave out: they were in flight when the limit changed. */
   #skip = 0;
+  /** Calls of this epoch left out because the event loop stalled them. */
+  #stalled = 0;
   /** Epoch means per batch size, oldest first, at most BASE_EPOCHS each. */
   readonly #means = new Map<number, number[]>();
   /** The batch size of the epoch being measured. */
@@ -130,10 +144,11 @@ export class ConcurrencyLimiter {
   }
 
   /**
-   * A call delivered `items` items in `latencyMs`; `batchSize` is the size batches are cut at now
-   * and `inFlight` the batches in their slots, counting this call's.
+   * A call delivered `items` items in `latencyMs`; `batchSize` is the size batches are cut at now,
+   * `inFlight` the batches in their slots, counting this call's, and `stalledMs` how long the event
+   * loop had been busy without a break when the call was seen to settle.
    */
-  delivered(items: number, latencyMs: number, batchSize: number, inFlight: number): void {
+  delivered(items: number, latencyMs: number, batchSize: number, inFlight: number, stalledMs = 0): void {
     if (this.#skip > 0) {
       this.#skip--;
       return;
@@ -141,11 +156,16 @@ export class ConcurrencyLimiter {
     if (items !== batchSize) return;
     if (batchSize !== this.#size) {
       this.#size = batchSize;
-      this.#calls = this.#totalMs = 0;
+      this.#calls = this.#totalMs = this.#stalled = 0;
+    }
+    const needed = Math.max(EPOCH_CALLS, this.limit);
+    if (stalledMs > latencyMs * STALL_FRACTION && this.#stalled < needed * STALLED_PER_CALL) {
+      this.#stalled++;
+      return;
     }
     this.#calls++;
     this.#totalMs += latencyMs;
-    if (this.#calls < Math.max(EPOCH_CALLS, this.limit)) return;
+    if (this.#calls < needed) return;
     this.#decide(this.#totalMs / this.#calls, inFlight);
   }
 
@@ -224,7 +244,7 @@ export class ConcurrencyLimiter {
   /** Sets the limit within the bounds and starts a new epoch. */
   #set(next: number, inFlight: number): void {
     const limit = Math.max(this.#min, Math.min(this.#max, next));
-    this.#calls = this.#totalMs = 0;
+    this.#calls = this.#totalMs = this.#stalled = 0;
     this.#saturated = false;
     if (limit === this.limit) return;
     this.limit = limit;

@@ -1,5 +1,6 @@
 import { BatchSizer } from './batch-sizer';
 import { ConcurrencyLimiter } from './concurrency-limiter';
+import { LoopStalls } from './loop-stalls';
 import { criticalCount } from './thresholds';
 import type { Delivery, Batch } from './delivery';
 import type { KeepAlive } from './keep-alive';
@@ -88,6 +89,8 @@ export class Scheduler<T> {
   readonly #sizer: BatchSizer | undefined;
   /** Adaptive concurrency; undefined for a fixed number of slots. */
   readonly #limiter: ConcurrencyLimiter | undefined;
+  /** With adaptive concurrency: how long the event loop kept each settled call from being seen. */
+  readonly #stalls: LoopStalls | undefined;
 
   constructor(
     config: SchedulerConfig,
@@ -117,6 +120,7 @@ export class Scheduler<T> {
     const slots = config.concurrencyBounds;
     this.#limiter =
       slots === undefined ? undefined : new ConcurrencyLimiter(slots.min, slots.max, config.targetLatencyMs);
+    this.#stalls = slots === undefined ? undefined : new LoopStalls();
     this.slots = this.#limiter?.limit ?? config.maxConcurrentFlushes;
   }
 
@@ -135,7 +139,8 @@ export class Scheduler<T> {
       // Before the sizer: the call was cut at the size in force until now.
       if (delivered === 0) this.#callFailed(limiter);
       else {
-        limiter.delivered(delivered, latencyMs, this.batchSize, this.#batches.length);
+        const stalledMs = (this.#stalls as LoopStalls).busyMs();
+        limiter.delivered(delivered, latencyMs, this.batchSize, this.#batches.length, stalledMs);
         this.slots = limiter.limit;
       }
     }
