@@ -17,7 +17,7 @@ import {
   type BrokerMessage,
   type JetStreamSourceOptions,
 } from '../../lib/brokers/nats';
-import { NATS_URL, deferred, describeBroker, uniqueName, waitFor } from './support';
+import { CuttableProxy, NATS_URL, deferred, describeBroker, uniqueName, waitFor } from './support';
 
 interface Event {
   n: number;
@@ -193,6 +193,46 @@ describeBroker('NATS JetStream', NATS_URL, () => {
       await waitFor('10 acks', () => run.summary().acked === 10);
       await run.stop();
       expect(redeliveredDuringFlush).toBe(redelivered);
+    });
+
+    it('a pull that misses the server heartbeats (a network stall) ends, and the source pulls again', async () => {
+      const { hostname, port } = new URL(NATS_URL);
+      const proxy = new CuttableProxy({ host: hostname, port: Number(port) });
+      await proxy.listen();
+      try {
+        const name = await stream('stall');
+        // expiresMs 1000: each pull asks the server for a heartbeat every 500 ms while it waits, and nats.js
+        // gives up a pull (fetch) with "heartbeats missed" after two checks that saw none.
+        const reader = new JetStreamSource<Event>({
+          servers: proxy.via(NATS_URL),
+          stream: name,
+          consumer: 'c',
+          expiresMs: 1000,
+        });
+        sources.push(reader);
+        const stored: number[] = [];
+        const run = endToEnd(reader, async (batch) => void stored.push(...batch.map((event) => event.n)), {
+          batchSize: 1,
+        });
+        let failed: unknown;
+        run.done.catch((error: unknown) => (failed = error));
+        await publish(name, events(2));
+        await waitFor('2 acks', () => run.summary().acked === 2);
+        // The network stalls for 2.5 s while the source waits on a pull: no heartbeat reaches it.
+        proxy.hold();
+        await new Promise((resolve) => setTimeout(resolve, 2_500));
+        proxy.release();
+        await publish(
+          name,
+          [2, 3, 4].map((n) => ({ n })),
+        );
+        await waitFor('5 acks', () => failed ?? run.summary().acked === 5);
+        expect(failed).toBeUndefined();
+        await run.stop();
+        expect(stored).toEqual([0, 1, 2, 3, 4]);
+      } finally {
+        await proxy.close();
+      }
     });
 
     it('nack() has JetStream deliver the message again, marked redelivered', async () => {

@@ -84,6 +84,8 @@ export class CuttableProxy {
   readonly #sockets = new Set<Socket>();
   #down = false;
   #muted = false;
+  /** While held: what the server sent, per client socket, to pass on at release(). */
+  #held: Map<Socket, Buffer[]> | undefined;
   /** Connections accepted (and passed on to the server). */
   accepted = 0;
   /** Connections refused while down: the client is trying to reconnect. */
@@ -109,8 +111,11 @@ export class CuttableProxy {
           to.destroy();
         });
         // While muted, what the server sends is dropped: the client waits for replies that never come.
+        // While held, it is kept and passed on at release(): a network that stalls, then recovers.
         from.on('data', (chunk: Buffer) => {
-          if (!(this.#muted && from === upstream)) to.write(chunk);
+          if (from !== upstream) to.write(chunk);
+          else if (this.#held !== undefined) this.#held.set(to, [...(this.#held.get(to) ?? []), chunk]);
+          else if (!this.#muted) to.write(chunk);
         });
       }
     });
@@ -132,6 +137,18 @@ export class CuttableProxy {
   /** From now on, drops what the server sends (the client's requests still reach it). */
   mute(): void {
     this.#muted = true;
+  }
+
+  /** From now on, keeps what the server sends until release() (the client's requests still reach it). */
+  hold(): void {
+    this.#held ??= new Map();
+  }
+
+  /** Passes on what was held, in order, and stops holding. */
+  release(): void {
+    const held = this.#held;
+    this.#held = undefined;
+    for (const [client, chunks] of held ?? []) for (const chunk of chunks) if (!client.destroyed) client.write(chunk);
   }
 
   cut(): void {

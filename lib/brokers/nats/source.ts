@@ -14,6 +14,8 @@ import { NatsLink, type NatsConnectionOptions } from './connection';
 
 /** JetStream's API error code for a consumer that does not exist. */
 const CONSUMER_NOT_FOUND = 10014;
+/** How nats.js ends a fetch that saw none of the server's idle heartbeats twice in a row. */
+const HEARTBEATS_MISSED = 'heartbeats missed';
 
 /**
  * Options of {@link JetStreamSource}.
@@ -180,10 +182,20 @@ export class JetStreamSource<P = unknown> extends BrokerSource<P, JsMsg> {
     ]);
   }
 
+  /**
+   * One pull's messages. A pull that saw none of the heartbeats it asked the server for (every
+   * expiresMs / 2 while it waits) ends with the rest: nats.js gives up such a fetch with "heartbeats
+   * missed", where its consume() would go on. A network that stalled or a loaded machine is not the
+   * end of the source: the next pull goes on, and a connection that is really gone fails that one.
+   */
   async *#deliveries(fetch: ConsumerMessages): AsyncGenerator<Delivery<JsMsg>> {
     try {
       for await (const message of fetch) {
         yield { id: String(message.seq), body: message.data, redelivered: message.redelivered, handle: message };
+      }
+    } catch (error) {
+      if (!(error instanceof this.#link.modules.jetstream.JetStreamError && error.message === HEARTBEATS_MISSED)) {
+        throw error;
       }
     } finally {
       this.#fetch = undefined;
