@@ -59,11 +59,11 @@
  *   at once (a third of the epochs or more), which latency alone cannot tell from
  *   a queue in the sink. So a call seen after the loop was busy without a break
  *   for more than STALL_FRACTION of its time (see loop-stalls.ts) is left out of
- *   the epoch: a queue in the sink makes calls wait while the loop is idle, so it
- *   still shows in the calls that count. Unless stalls are the norm: once an
+ *   the epoch: a queue in the sink makes calls wait while the loop goes on, so it
+ *   still shows in the calls that count. Unless such calls are the norm: once an
  *   epoch has left out STALLED_PER_CALL times as many calls as it needs, the rest
- *   count (a loop that is always busy delays every call, the base ones too, and
- *   the limit must still move).
+ *   count (a loop busy for most of every call gives the measure nothing to tell
+ *   by, and the limit must still move).
  * - Both cuts need CONFIRM_EPOCHS epochs in a row that call for one, and take the
  *   capacity from the fastest of them: a stall the rule above did not see only
  *   ever adds time, so the fastest of a few epochs is the sink's own, while a

@@ -1,16 +1,21 @@
 /**
- * How long the event loop has been busy without a break: the part of a sink
- * call's measured time that may be the loop's own, not the sink's. A call's
+ * How long the event loop kept a settled sink call from being seen: the part of
+ * the call's measured time that may be the loop's own, not the sink's. A call's
  * time runs until the loop sees it settle, and a loop busy with synchronous work
  * (a producer writing a few thousand items in one go after a `'drain'`, a long
  * garbage collection) sees nothing settle until it is done: every call in
  * flight then measures that much longer at once. Adaptive concurrency leaves
  * such calls out (see concurrency-limiter.ts).
  *
- * Read from Node's event-loop utilization, the loop's total idle and active time
- * so far, at each call's settlement. Between two readings with any idle time in
- * between, all the active time is counted as after it, so the figure is an upper
- * bound: the loop may have been idle for a moment later than it assumes.
+ * Read from Node's event-loop utilization (the loop's total active time so far)
+ * at each settlement: the active time since the previous reading bounds how long
+ * the loop was busy before it saw this one. The calls a stall delayed are seen
+ * together, in the turn after it, and only the first of them finds the stall
+ * since the previous reading; so the longest stall found stands for every
+ * reading until the loop reaches its check phase (a one-off `setImmediate`),
+ * which it does after that turn's timers and I/O. Readings are only compared
+ * with the previous one, never summed: a loop that never waits (busy with I/O,
+ * or `setImmediate` chains) but turns quickly is not one long stall.
  */
 
 /** The loop's idle and active time so far, in ms. */
@@ -24,8 +29,8 @@ export type LoopReader = () => LoopTimes | undefined;
 
 /**
  * Through the global `performance`, as the engine reads its clock: fake timers that fake the clock
- * replace `eventLoopUtilization` with a function that returns nothing, and the busy time then stays 0
- * (the loop of a simulation never stalls a call).
+ * replace `eventLoopUtilization` with a function that returns nothing, and no call is then found
+ * stalled (the loop of a simulation never stalls a call).
  */
 const readLoop: LoopReader = () => {
   const read = performance.eventLoopUtilization as (() => LoopTimes | undefined) | undefined;
@@ -34,28 +39,38 @@ const readLoop: LoopReader = () => {
 
 export class LoopStalls {
   readonly #read: LoopReader;
-  #idle = 0;
+  /** The loop's active time at the previous reading (at construction for the first one). */
   #active = 0;
-  #busyMs = 0;
+  /** The longest stall found in this turn of the loop; 0 once it reaches its check phase. */
+  #turnMs = 0;
+  #clearing = false;
+  readonly #clear = (): void => {
+    this.#turnMs = 0;
+    this.#clearing = false;
+  };
 
   constructor(read: LoopReader = readLoop) {
     this.#read = read;
-    const times = read();
-    if (times !== undefined) {
-      this.#idle = times.idle;
-      this.#active = times.active;
-    }
+    this.#active = read()?.active ?? 0;
   }
 
-  /** How long (ms) the loop has been busy up to now since it last waited for I/O or a timer, at most. */
+  /**
+   * How long (ms) the loop may have been busy before it saw what settled now, at most: its active time
+   * since the previous reading, or the longest of those found earlier in this turn. The first reading
+   * after a quiet spell counts all the active time since the one before, an overestimate for that one call.
+   */
   busyMs(): number {
     const times = this.#read();
     if (times === undefined) return 0;
-    const idle = times.idle - this.#idle;
-    const active = times.active - this.#active;
-    this.#idle = times.idle;
+    const busy = times.active - this.#active;
     this.#active = times.active;
-    this.#busyMs = idle > 0 ? active : this.#busyMs + active;
-    return this.#busyMs;
+    if (busy > this.#turnMs) {
+      this.#turnMs = busy;
+      if (!this.#clearing) {
+        this.#clearing = true;
+        setImmediate(this.#clear).unref();
+      }
+    }
+    return this.#turnMs;
   }
 }
