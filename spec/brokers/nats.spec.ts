@@ -235,6 +235,36 @@ describeBroker('NATS JetStream', NATS_URL, () => {
       }
     });
 
+    it('a pull that misses heartbeats on a connection that no longer answers fails the source', async () => {
+      const { hostname, port } = new URL(NATS_URL);
+      const proxy = new CuttableProxy({ host: hostname, port: Number(port) });
+      await proxy.listen();
+      try {
+        const name = await stream('halfopen');
+        const reader = new JetStreamSource<Event>({
+          servers: proxy.via(NATS_URL),
+          stream: name,
+          consumer: 'c',
+          expiresMs: 1000,
+        });
+        sources.push(reader);
+        const run = endToEnd(reader, async () => {}, { batchSize: 1 });
+        let failed: unknown;
+        run.done.catch((error: unknown) => (failed = error));
+        await publish(name, events(1));
+        await waitFor('1 ack', () => run.summary().acked === 1);
+        // From now on nothing the server sends reaches the source (a half-open connection): the pull misses
+        // its heartbeats, and the question about its consumer gets no answer within JetStream's API timeout.
+        // About 1–1.5 s to miss the heartbeats, 5 s for the question to time out, 5 s for the drain that closing
+        // starts (a half-open connection never answers it either).
+        proxy.mute();
+        await waitFor('the source to fail', () => failed !== undefined, 40_000);
+        expect(String(failed)).toMatch(/timeout/i);
+      } finally {
+        await proxy.close();
+      }
+    }, 60_000);
+
     it('nack() has JetStream deliver the message again, marked redelivered', async () => {
       const name = await stream('nack');
       await publish(name, events(1));

@@ -154,6 +154,7 @@ export class CuttableProxy {
   cut(): void {
     this.#down = true;
     this.#muted = false;
+    this.#held = undefined;
     for (const socket of this.#sockets) socket.destroy();
   }
 

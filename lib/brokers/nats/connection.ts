@@ -36,6 +36,27 @@ export function loadNats(): { transport: TransportModule; jetstream: JetStreamMo
   };
 }
 
+/**
+ * How long a NATS server may take to answer what closing waits for (a drain, a flush): a connection
+ * that is half-open (the server's side gone, nothing received) never answers, and would hang close().
+ * The same as JetStream's own API timeout.
+ */
+export const NATS_ANSWER_TIMEOUT_MS = 5_000;
+
+/**
+ * Settles with `promise`, or rejects with `error()` if it has not settled within NATS_ANSWER_TIMEOUT_MS
+ * (`promise` failing later is then nobody's business: it is not left unhandled).
+ */
+export function withinAnswerTimeout<T>(promise: Promise<T>, error: () => Error): Promise<T> {
+  promise.catch(() => undefined);
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(error()), NATS_ANSWER_TIMEOUT_MS);
+    timer.unref();
+  });
+  return Promise.race([promise, timedOut]).finally(() => clearTimeout(timer));
+}
+
 /** A connection opened on first use, with its JetStream contexts. */
 export class NatsLink {
   readonly modules = loadNats();
@@ -76,12 +97,16 @@ export class NatsLink {
     return this.modules.jetstream.jetstreamManager(await this.connection());
   }
 
-  /** Drains and closes the connection if sluice opened it. */
+  /**
+   * Drains and closes the connection if sluice opened it; a drain the server does not answer within
+   * NATS_ANSWER_TIMEOUT_MS (a half-open connection) is cut short by closing it.
+   */
   async close(): Promise<void> {
     const opened = this.#opened;
     this.#opened = undefined;
     if (opened === undefined) return;
     const connection = await opened.catch(() => undefined);
-    if (connection !== undefined && !connection.isClosed()) await connection.drain().catch(() => connection.close());
+    if (connection === undefined || connection.isClosed()) return;
+    await withinAnswerTimeout(connection.drain(), () => new Error('drain timed out')).catch(() => connection.close());
   }
 }

@@ -10,7 +10,7 @@ import { invalidArgValue } from '../../errors';
 import { BrokerError } from '../errors';
 import { integerOption, optionsObject, stringOption } from '../options';
 import { BrokerSource, type Delivery, type SourceMessage, type SourceOptions } from '../source';
-import { NatsLink, type NatsConnectionOptions } from './connection';
+import { NATS_ANSWER_TIMEOUT_MS, NatsLink, withinAnswerTimeout, type NatsConnectionOptions } from './connection';
 
 /** JetStream's API error code for a consumer that does not exist. */
 const CONSUMER_NOT_FOUND = 10014;
@@ -166,27 +166,37 @@ export class JetStreamSource<P = unknown> extends BrokerSource<P, JsMsg> {
   }
 
   /**
-   * Waits until the server has what was sent. A connection that is (or gets) closed fails it: nats.js's
-   * flush() would never settle then, and a destroy() handing messages back would hang. The server
-   * delivers those messages again after ack_wait anyway.
+   * Waits until the server has what was sent. A connection that is (or gets) closed fails it, and so
+   * does one that does not answer within NATS_ANSWER_TIMEOUT_MS (half-open): nats.js's flush() would
+   * never settle then, and a destroy() handing messages back would hang. The server delivers those
+   * messages again after ack_wait anyway.
    */
   async #flush(): Promise<void> {
     const connection = await this.#link.connection();
     const closed = (): Error => new Error(`The NATS connection of consumer ${this.consumer} is closed`);
     if (connection.isClosed()) throw closed();
-    await Promise.race([
+    const flushed = Promise.race([
       connection.flush(),
       connection.closed().then(() => {
         throw closed();
       }),
     ]);
+    await withinAnswerTimeout(
+      flushed,
+      () =>
+        new Error(
+          `The NATS server did not answer a flush for consumer ${this.consumer} within ${NATS_ANSWER_TIMEOUT_MS} ms`,
+        ),
+    );
   }
 
   /**
-   * One pull's messages. A pull that saw none of the heartbeats it asked the server for (every
-   * expiresMs / 2 while it waits) ends with the rest: nats.js gives up such a fetch with "heartbeats
-   * missed", where its consume() would go on. A network that stalled or a loaded machine is not the
-   * end of the source: the next pull goes on, and a connection that is really gone fails that one.
+   * One pull's messages. nats.js gives up a fetch that saw none of the idle heartbeats it asked the
+   * server for (every expiresMs / 2 while it waits, at most 30 s) for two or three of those intervals,
+   * with "heartbeats missed", where its consume() would go on. A network that stalled or a loaded
+   * machine is not the end of the source: if the server still answers for the consumer, the pull ends
+   * as an expired one would and the next goes out. If it does not (the consumer was deleted, the
+   * connection is half-open, a permission is missing), that answer's error fails the source.
    */
   async *#deliveries(fetch: ConsumerMessages): AsyncGenerator<Delivery<JsMsg>> {
     try {
@@ -197,6 +207,7 @@ export class JetStreamSource<P = unknown> extends BrokerSource<P, JsMsg> {
       if (!(error instanceof this.#link.modules.jetstream.JetStreamError && error.message === HEARTBEATS_MISSED)) {
         throw error;
       }
+      await (await (this.#consumer as Promise<Consumer>)).info();
     } finally {
       this.#fetch = undefined;
     }
