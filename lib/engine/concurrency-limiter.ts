@@ -57,9 +57,9 @@
  *   seeing it settle. Measured on the benchmark's pool, a producer that writes a
  *   few thousand items in one synchronous go delays every call in flight by 5-15 ms
  *   at once (a third of the epochs or more), which latency alone cannot tell from
- *   a queue in the sink. So a call seen after the loop was busy without a break
- *   for more than STALL_FRACTION of its time (see loop-stalls.ts) is left out of
- *   the epoch: a queue in the sink makes calls wait while the loop goes on, so it
+ *   a queue in the sink. So a call the loop may have kept from being seen for more
+ *   than STALL_FRACTION of its time (see loop-stalls.ts) is left out of the
+ *   epoch: a queue in the sink makes calls wait while the loop goes on, so it
  *   still shows in the calls that count. Unless such calls are the norm: once an
  *   epoch has left out STALLED_PER_CALL times as many calls as it needs, the rest
  *   count (a loop busy for most of every call gives the measure nothing to tell
@@ -146,7 +146,7 @@ export class ConcurrencyLimiter {
   /**
    * A call delivered `items` items in `latencyMs`; `batchSize` is the size batches are cut at now,
    * `inFlight` the batches in their slots, counting this call's, and `stalledMs` how long the event
-   * loop had been busy without a break when the call was seen to settle.
+   * loop may have kept the call from being seen to settle (see loop-stalls.ts).
    */
   delivered(items: number, latencyMs: number, batchSize: number, inFlight: number, stalledMs = 0): void {
     if (this.#skip > 0) {

@@ -14,7 +14,7 @@ import { NATS_ANSWER_TIMEOUT_MS, NatsLink, withinAnswerTimeout, type NatsConnect
 
 /** JetStream's API error code for a consumer that does not exist. */
 const CONSUMER_NOT_FOUND = 10014;
-/** How nats.js ends a fetch that saw none of the server's idle heartbeats twice in a row. */
+/** How nats.js ends a fetch that saw none of the server's idle heartbeats for two or three of their intervals. */
 const HEARTBEATS_MISSED = 'heartbeats missed';
 
 /**
