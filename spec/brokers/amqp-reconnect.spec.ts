@@ -107,6 +107,17 @@ describeBroker('RabbitMQ lost mid-run', AMQP_URL, () => {
   });
 
   describe('AmqpSource', () => {
+    it('stop() on a half-open connection settles: no close waits more than 5 s for an answer that never comes', async () => {
+      const name = await queue('src_halfopen');
+      await publish(name, events(2));
+      const run = endToEnd(source({ queue: name }), async () => {}, { batchSize: 1 });
+      await waitFor('2 acks', () => run.summary().acked === 2);
+      // Nothing the server sends reaches the client any more: the consumer's cancel, the channel's and the
+      // connection's close are never answered. The first unanswered one (5 s) lets the rest go at once.
+      proxy.mute();
+      await expect(run.stop()).resolves.toEqual(expect.objectContaining({ acked: 2 }));
+    }, 30_000);
+
     it('consumes again after a reconnect; the old channel’s messages are forgotten: their ack is a no-op, they come again', async () => {
       const name = await queue('src_reconnect');
       await publish(name, events(8));

@@ -10,6 +10,7 @@
  */
 import type { Channel, ChannelModel, ConfirmChannel } from 'amqplib';
 import { invalidArgType } from '../../errors';
+import { withinAnswerTimeout } from '../answer-timeout';
 import { BrokerError } from '../errors';
 import { integerOption, stringOption } from '../options';
 import { loadClient } from '../peer';
@@ -68,6 +69,8 @@ export class AmqpLink {
   #reopening = false;
   /** Bumped by `close()`: a re-opening of an older epoch stops, a channel closing then was closed on purpose. */
   #epoch = 0;
+  /** Something was left unanswered past ANSWER_TIMEOUT_MS (see unanswered()). */
+  #unanswered = false;
   /** Aborted by `close()`, to cut a backoff wait short. */
   #closing = new AbortController();
   readonly #channels = new Set<Channel>();
@@ -132,12 +135,22 @@ export class AmqpLink {
     return channel;
   }
 
-  /** Closes the channels sluice opened, and the connection if sluice opened it; stops a re-opening. */
+  /**
+   * Closes the channels sluice opened, and the connection if sluice opened it; stops a re-opening.
+   * Each close waits for the server's close-ok at most ANSWER_TIMEOUT_MS: on a half-open connection
+   * it never comes, so the channel is left to its connection, and a connection sluice opened has its
+   * socket destroyed.
+   */
   async close(): Promise<void> {
     this.#epoch++;
     this.#closing.abort();
     this.#closing = new AbortController();
-    for (const channel of [...this.#channels]) await channel.close().catch(() => undefined);
+    for (const channel of [...this.#channels]) {
+      if (this.#unanswered) break;
+      await withinAnswerTimeout(channel.close(), () => new Error('channel close timed out')).catch(() =>
+        this.unanswered(),
+      );
+    }
     if (this.#given !== undefined) {
       this.#given.off('close', this.#givenClosed);
       return;
@@ -148,7 +161,18 @@ export class AmqpLink {
     this.#opened = undefined;
     this.#current = undefined;
     const connection = await opened?.catch(() => undefined);
-    await connection?.close().catch(() => undefined);
+    if (connection === undefined) return;
+    if (this.#unanswered) destroySocket(connection);
+    else {
+      await withinAnswerTimeout(connection.close(), () => new Error('connection close timed out')).catch(() =>
+        destroySocket(connection),
+      );
+    }
+  }
+
+  /** The server left something unanswered past ANSWER_TIMEOUT_MS: close() then waits for nothing more. */
+  unanswered(): void {
+    this.#unanswered = true;
   }
 
   /** A connection sluice opened, now open: watched for its loss. */
@@ -233,4 +257,14 @@ function settledFailure(error: Error): Promise<never> {
   const failed = Promise.reject(error);
   failed.catch(() => undefined);
   return failed;
+}
+
+/**
+ * Destroys the socket under an amqplib connection whose close was not answered (amqplib has no call
+ * for it: `ChannelModel.connection.stream` is its own, undocumented). Without it the socket of a
+ * half-open connection would stay open, and keep the process alive.
+ */
+function destroySocket(connection: ChannelModel): void {
+  const internal = connection as unknown as { connection?: { stream?: { destroy?: () => void } } };
+  internal.connection?.stream?.destroy?.();
 }

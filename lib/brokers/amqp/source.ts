@@ -12,6 +12,7 @@
  */
 import type { Channel, ConfirmChannel, ConsumeMessage, Options } from 'amqplib';
 import { invalidArgValue } from '../../errors';
+import { withinAnswerTimeout } from '../answer-timeout';
 import { BrokerError } from '../errors';
 import { optionsObject, stringOption } from '../options';
 import { BrokerSource, type Sent, type SourceMessage, type SourceOptions } from '../source';
@@ -200,7 +201,11 @@ export class AmqpSource<P = unknown> extends BrokerSource<P, ConsumeMessage> {
     await this.#started;
     const tag = this.#consumerTag;
     this.#consumerTag = undefined;
-    if (tag !== undefined && this.#channel !== undefined) await this.#channel.cancel(tag).catch(() => undefined);
+    if (tag === undefined || this.#channel === undefined) return;
+    // A half-open connection never answers the cancel: the close that follows takes the consumer down anyway.
+    await withinAnswerTimeout(this.#channel.cancel(tag), () => new Error('cancel timed out')).catch(() =>
+      this.#link.unanswered(),
+    );
   }
 
   protected override async release(): Promise<void> {

@@ -6,6 +6,7 @@
 import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { invalidArgType } from '../../errors';
+import { withinAnswerTimeout } from '../answer-timeout';
 import { loadClient } from '../peer';
 
 /** Where to reach NATS: your own connection (left open), or server URLs (a connection sluice opens and closes). */
@@ -34,27 +35,6 @@ export function loadNats(): { transport: TransportModule; jetstream: JetStreamMo
     transport: loadClient<TransportModule>('nats', '@nats-io/transport-node', INSTALL),
     jetstream: loadClient<JetStreamModule>('nats', '@nats-io/jetstream', INSTALL),
   };
-}
-
-/**
- * How long a NATS server may take to answer what closing waits for (a drain, a flush): a connection
- * that is half-open (the server's side gone, nothing received) never answers, and would hang close().
- * The same as JetStream's own API timeout.
- */
-export const NATS_ANSWER_TIMEOUT_MS = 5_000;
-
-/**
- * Settles with `promise`, or rejects with `error()` if it has not settled within NATS_ANSWER_TIMEOUT_MS
- * (`promise` failing later is then nobody's business: it is not left unhandled).
- */
-export function withinAnswerTimeout<T>(promise: Promise<T>, error: () => Error): Promise<T> {
-  promise.catch(() => undefined);
-  let timer: NodeJS.Timeout | undefined;
-  const timedOut = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(error()), NATS_ANSWER_TIMEOUT_MS);
-    timer.unref();
-  });
-  return Promise.race([promise, timedOut]).finally(() => clearTimeout(timer));
 }
 
 /** A connection opened on first use, with its JetStream contexts. */
@@ -99,7 +79,7 @@ export class NatsLink {
 
   /**
    * Drains and closes the connection if sluice opened it; a drain the server does not answer within
-   * NATS_ANSWER_TIMEOUT_MS (a half-open connection) is cut short by closing it.
+   * ANSWER_TIMEOUT_MS (a half-open connection) is cut short by closing it.
    */
   async close(): Promise<void> {
     const opened = this.#opened;

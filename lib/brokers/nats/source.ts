@@ -10,7 +10,8 @@ import { invalidArgValue } from '../../errors';
 import { BrokerError } from '../errors';
 import { integerOption, optionsObject, stringOption } from '../options';
 import { BrokerSource, type Delivery, type SourceMessage, type SourceOptions } from '../source';
-import { NATS_ANSWER_TIMEOUT_MS, NatsLink, withinAnswerTimeout, type NatsConnectionOptions } from './connection';
+import { ANSWER_TIMEOUT_MS, withinAnswerTimeout } from '../answer-timeout';
+import { NatsLink, type NatsConnectionOptions } from './connection';
 
 /** JetStream's API error code for a consumer that does not exist. */
 const CONSUMER_NOT_FOUND = 10014;
@@ -167,7 +168,7 @@ export class JetStreamSource<P = unknown> extends BrokerSource<P, JsMsg> {
 
   /**
    * Waits until the server has what was sent. A connection that is (or gets) closed fails it, and so
-   * does one that does not answer within NATS_ANSWER_TIMEOUT_MS (half-open): nats.js's flush() would
+   * does one that does not answer within ANSWER_TIMEOUT_MS (half-open): nats.js's flush() would
    * never settle then, and a destroy() handing messages back would hang. The server delivers those
    * messages again after ack_wait anyway.
    */
@@ -185,7 +186,7 @@ export class JetStreamSource<P = unknown> extends BrokerSource<P, JsMsg> {
       flushed,
       () =>
         new Error(
-          `The NATS server did not answer a flush for consumer ${this.consumer} within ${NATS_ANSWER_TIMEOUT_MS} ms`,
+          `The NATS server did not answer a flush for consumer ${this.consumer} within ${ANSWER_TIMEOUT_MS} ms`,
         ),
     );
   }
