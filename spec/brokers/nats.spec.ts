@@ -195,14 +195,20 @@ describeBroker('NATS JetStream', NATS_URL, () => {
       expect(redeliveredDuringFlush).toBe(redelivered);
     });
 
-    it('a pull that misses the server heartbeats (a network stall) ends, and the source pulls again', async () => {
+    /**
+     * Runs `test` with a source on a fresh stream that reaches NATS through a proxy the test can hold or mute.
+     * expiresMs 1000: each pull asks the server for a heartbeat every 500 ms while it waits, and nats.js gives a
+     * pull (fetch) up with "heartbeats missed" after two or three such intervals without one.
+     */
+    async function throughProxy(
+      prefix: string,
+      test: (edge: { proxy: CuttableProxy; name: string; reader: JetStreamSource<Event> }) => Promise<void>,
+    ): Promise<void> {
       const { hostname, port } = new URL(NATS_URL);
       const proxy = new CuttableProxy({ host: hostname, port: Number(port) });
       await proxy.listen();
       try {
-        const name = await stream('stall');
-        // expiresMs 1000: each pull asks the server for a heartbeat every 500 ms while it waits, and nats.js
-        // gives up a pull (fetch) with "heartbeats missed" after two checks that saw none.
+        const name = await stream(prefix);
         const reader = new JetStreamSource<Event>({
           servers: proxy.via(NATS_URL),
           stream: name,
@@ -210,6 +216,14 @@ describeBroker('NATS JetStream', NATS_URL, () => {
           expiresMs: 1000,
         });
         sources.push(reader);
+        await test({ proxy, name, reader });
+      } finally {
+        await proxy.close();
+      }
+    }
+
+    it('a pull that misses the server heartbeats (a network stall) ends, and the source pulls again', () =>
+      throughProxy('stall', async ({ proxy, name, reader }) => {
         const stored: number[] = [];
         const run = endToEnd(reader, async (batch) => void stored.push(...batch.map((event) => event.n)), {
           batchSize: 1,
@@ -230,40 +244,27 @@ describeBroker('NATS JetStream', NATS_URL, () => {
         expect(failed).toBeUndefined();
         await run.stop();
         expect(stored).toEqual([0, 1, 2, 3, 4]);
-      } finally {
-        await proxy.close();
-      }
-    });
+      }));
 
-    it('a pull that misses heartbeats on a connection that no longer answers fails the source', async () => {
-      const { hostname, port } = new URL(NATS_URL);
-      const proxy = new CuttableProxy({ host: hostname, port: Number(port) });
-      await proxy.listen();
-      try {
-        const name = await stream('halfopen');
-        const reader = new JetStreamSource<Event>({
-          servers: proxy.via(NATS_URL),
-          stream: name,
-          consumer: 'c',
-          expiresMs: 1000,
-        });
-        sources.push(reader);
-        const run = endToEnd(reader, async () => {}, { batchSize: 1 });
-        let failed: unknown;
-        run.done.catch((error: unknown) => (failed = error));
-        await publish(name, events(1));
-        await waitFor('1 ack', () => run.summary().acked === 1);
-        // From now on nothing the server sends reaches the source (a half-open connection): the pull misses
-        // its heartbeats, and the question about its consumer gets no answer within JetStream's API timeout.
-        // About 1–1.5 s to miss the heartbeats, 5 s for the question to time out, 5 s for the drain that closing
-        // starts (a half-open connection never answers it either).
-        proxy.mute();
-        await waitFor('the source to fail', () => failed !== undefined, 40_000);
-        expect(String(failed)).toMatch(/timeout/i);
-      } finally {
-        await proxy.close();
-      }
-    }, 60_000);
+    it(
+      'a pull that misses heartbeats on a connection that no longer answers fails the source',
+      () =>
+        throughProxy('halfopen', async ({ proxy, name, reader }) => {
+          const run = endToEnd(reader, async () => {}, { batchSize: 1 });
+          let failed: unknown;
+          run.done.catch((error: unknown) => (failed = error));
+          await publish(name, events(1));
+          await waitFor('1 ack', () => run.summary().acked === 1);
+          // From now on nothing the server sends reaches the source (a half-open connection): the pull misses
+          // its heartbeats, and the question about its consumer gets no answer within JetStream's API timeout.
+          // About 1–1.5 s to miss the heartbeats, 5 s for the question to time out, 5 s for the drain that closing
+          // starts (a half-open connection never answers it either).
+          proxy.mute();
+          await waitFor('the source to fail', () => failed !== undefined, 40_000);
+          expect(String(failed)).toMatch(/timeout/i);
+        }),
+      60_000,
+    );
 
     it('nack() has JetStream deliver the message again, marked redelivered', async () => {
       const name = await stream('nack');
