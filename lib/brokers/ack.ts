@@ -7,9 +7,10 @@
  * source's) nor batching, retries and the bound (the sluice's).
  */
 import { pipeline } from 'node:stream/promises';
+import { isFlushResult } from '../engine/judge';
 import { BlockingWritable } from '../strategies/blocking';
 import { invalidArgType, type BackpressureError } from '../errors';
-import type { BackpressureOptions, FlushContext, FlushFunction, FlushResult } from '../types';
+import type { BackpressureOptions, FlushContext, FlushFunction } from '../types';
 import { functionOption, optionsObject } from './options';
 import { BrokerSource, type BrokerMessage } from './source';
 
@@ -170,13 +171,6 @@ export function endToEnd<P>(
       return done;
     },
   };
-}
-
-/** Only an object with numeric `success` and `failed` is a FlushResult (the sluice's own rule). */
-function isFlushResult(value: unknown): value is FlushResult<unknown> {
-  if (value === null || typeof value !== 'object') return false;
-  const { success, failed } = value as Partial<FlushResult<unknown>>;
-  return typeof success === 'number' && typeof failed === 'number';
 }
 
 /**

@@ -1,4 +1,5 @@
 import { BackpressureError } from '../errors';
+import type { FlushResult } from '../types';
 
 /**
  * Reads what a flush function returned for its batch. Pure: counts nothing.
@@ -22,7 +23,8 @@ export type Outcome<T> =
 
 export const DELIVERED: Outcome<never> = Object.freeze({ kind: 'delivered' });
 
-export function isFlushResult(value: unknown): value is { success: number; failed: number } {
+/** Only an object with numeric `success` and `failed` is a FlushResult; its other fields are judged apart. */
+export function isFlushResult(value: unknown): value is FlushResult<unknown> {
   if (value === null || typeof value !== 'object') return false;
   const { success, failed } = value as { success?: unknown; failed?: unknown };
   return typeof success === 'number' && typeof failed === 'number';
