@@ -76,6 +76,7 @@ const TIMED_OUT: Outcome<never> = Object.freeze({
   timedOut: true,
 });
 const now = (): number => performance.now();
+const same = <R>(outcome: R): R => outcome;
 
 /**
  * The flush context. Its AbortController is made only when the sink reads
@@ -176,12 +177,36 @@ export class SinkCalls<T> {
     return this.#start(batch, count);
   }
 
-  /** The call itself, holding its place under the bound. */
-  #start(batch: Batch<T>, count: number): Promise<Outcome<T>> {
+  /**
+   * call(), with the outcome handed to `next` rather than to a promise of call()'s own. On the
+   * common path (an untimed flush function, room under the bound) that is one `then` per call on
+   * the sink's promise instead of two: a promise and a microtask turn less per batch.
+   */
+  callThen(batch: Batch<T>, count: number, next: (outcome: Outcome<T>) => void): void {
+    if (
+      this.#callback === undefined &&
+      this.#config.flushTimeoutMs === Infinity &&
+      this.#unsettled < 2 * this.#config.maxConcurrentFlushes
+    ) {
+      this.#unsettled++;
+      const context = this.#begin(batch, count);
+      const started = now();
+      void this.#untimed(batch, batch.items.slice(batch.start, batch.start + count), context, started, next);
+    } else void this.call(batch, count).then(next);
+  }
+
+  /** A call's try and context. */
+  #begin(batch: Batch<T>, count: number): CallContext {
     batch.tries++;
     const ids = batch.ids?.slice(batch.start, batch.start + count);
     const context = new CallContext(++batch.attempt, ids);
     batch.context = context;
+    return context;
+  }
+
+  /** The call itself, holding its place under the bound. */
+  #start(batch: Batch<T>, count: number): Promise<Outcome<T>> {
+    const context = this.#begin(batch, count);
     const started = now();
     const untimed = this.#config.flushTimeoutMs === Infinity;
     const callback = this.#callback;
@@ -189,7 +214,7 @@ export class SinkCalls<T> {
     // The sink gets an array of its own: one that empties it as it goes (`while (items.length)
     // insert(items.shift())`) and then fails must not empty the batch that is retried.
     const items = batch.items.slice(batch.start, batch.start + count);
-    if (untimed) return this.#untimed(batch, items, context, started);
+    if (untimed) return this.#untimed(batch, items, context, started, same);
     return new Promise<Outcome<T>>((resolve) => {
       let done = false;
       const finish = (outcome: Outcome<T>): void => {
@@ -227,10 +252,16 @@ export class SinkCalls<T> {
    * A call without a timeout: one `then` on the sink's promise. A destroy() meanwhile only
    * marks the batch abandoned; the outcome is ABANDONED then.
    */
-  #untimed(batch: Batch<T>, items: T[], context: CallContext, started: number): Promise<Outcome<T>> {
+  #untimed<R>(
+    batch: Batch<T>,
+    items: T[],
+    context: CallContext,
+    started: number,
+    then: (outcome: Outcome<T>) => R,
+  ): Promise<R> {
     return this.#invoke(items, context).then(
-      (result) => this.#settledUntimed(batch, context, this.#judged(items, 0, items.length, result, started)),
-      (cause: unknown) => this.#settledUntimed(batch, context, this.#failed(cause, started)),
+      (result) => then(this.#settledUntimed(batch, context, this.#judged(items, 0, items.length, result, started))),
+      (cause: unknown) => then(this.#settledUntimed(batch, context, this.#failed(cause, started))),
     );
   }
 

@@ -86,7 +86,7 @@ export class Delivery<T> {
    */
   run(batch: Batch<T>, left: (batch: Batch<T>) => void): void {
     const count = batch.items.length - batch.start;
-    void this.#calls.call(batch, count).then((outcome) => {
+    this.#calls.callThen(batch, count, (outcome) => {
       if (!batch.abandoned && outcome.kind === 'delivered') {
         this.#deliver(batch, count);
         this.#leave(batch, left);

@@ -279,8 +279,12 @@ export class Scheduler<T> {
 
   readonly #batchDone = (batch: Batch<T>): void => {
     const slots = this.#batches;
-    const index = slots.indexOf(batch);
-    if (index >= 0) slots.splice(index, 1);
+    // Batches mostly leave in the order they were cut: shift() then, which allocates nothing.
+    if (slots[0] === batch) slots.shift();
+    else {
+      const index = slots.indexOf(batch);
+      if (index >= 0) slots.splice(index, 1);
+    }
     if (this.#signals.destroyed) return;
     this.pump();
     this.#host.batchDone();
