@@ -10,7 +10,7 @@ import {
   type BrokerMessage,
   type RedisStreamSourceOptions,
 } from '../../lib/brokers/redis';
-import { REDIS_URL, deferred, describeBroker, uniqueName, waitFor } from './support';
+import { CuttableProxy, REDIS_URL, deferred, describeBroker, uniqueName, waitFor } from './support';
 
 interface Event {
   n: number;
@@ -175,6 +175,30 @@ describeBroker('Redis Streams', REDIS_URL, () => {
       await run.stop();
       expect(Math.max(...pendingSeen)).toBeLessThanOrEqual(8);
       expect(await pendingCount(stream, 'g')).toBe(0);
+    });
+
+    it('stops while Redis is lost: the blocking read and the client it opened are let go at once, not left waiting for a reconnect', async () => {
+      // ioredis keeps a command that was in flight when the connection dropped for a reconnect that
+      // may never come, and a disconnect() while it waits to reconnect leaves it unsettled: the
+      // source's stop() then waited for ever on its blocking read.
+      const { hostname, port } = new URL(REDIS_URL);
+      const proxy = new CuttableProxy({ host: hostname, port: Number(port) });
+      await proxy.listen();
+      try {
+        const stream = key('lost');
+        await seed(stream, events(3));
+        const reader = new RedisStreamSource<Event>({ url: proxy.via(REDIS_URL), stream, group: 'g', consumer: 'c' });
+        const stored: Event[] = [];
+        const run = endToEnd(reader, (batch: Event[]) => void stored.push(...batch));
+        run.done.catch(() => undefined);
+        await waitFor('3 acks', () => run.summary().acked === 3);
+        proxy.cut(); // the next blocking read is in flight: it waits for the connection to come back
+        await waitFor('a reconnection attempt', () => proxy.refused > 0);
+        expect(await run.stop()).toEqual({ acked: 3, deadLettered: 0, nacked: 0, ackFailures: 0 });
+        expect(stored).toEqual(events(3));
+      } finally {
+        await proxy.close();
+      }
     });
 
     it('a consumer restarted under the same name re-reads its own pending entries first, marked redelivered', async () => {

@@ -21,3 +21,46 @@ export function connectRedis(options: RedisConnectionOptions): { client: RedisCl
   const { Redis } = loadClient<typeof import('ioredis')>('redis', 'ioredis', ['ioredis']);
   return { client: new Redis(url), owned: true };
 }
+
+/**
+ * Closes a client sluice opened: `quit()` while it is connected, so that the replies of the
+ * commands in flight come first; otherwise at once (see {@link abandonRedis}). A `quit()` on a
+ * client that is waiting to reconnect would wait for the reconnect, which may never come.
+ */
+export async function closeRedis(client: RedisClient): Promise<void> {
+  if (client.status === 'end') return;
+  if (client.status === 'ready') await client.quit().catch(() => abandonRedis(client));
+  else abandonRedis(client);
+}
+
+/** The parts of an ioredis client that {@link abandonRedis} reaches for (present in ioredis 5 and 6). */
+interface ClientInternals {
+  setStatus?: (status: string) => void;
+  flushQueue?: (error: Error) => void;
+  prevCommandQueue?: { shift(): { command?: { reject?: (error: Error) => void } } | undefined } | null;
+}
+
+/**
+ * Disconnects at once and fails every command the client still holds. ioredis leaves them
+ * unsettled in two cases: a client disconnected while it waits to reconnect stays in that state
+ * (its close handler does not run again), and the commands that were in flight when the connection
+ * dropped sit in a stash that only a successful reconnect drains (redis/ioredis#2169, #2197). Each
+ * would wait for `commandTimeout`, or for ever without one. So this finishes what ioredis's own
+ * close does (status `end`, the queues failed) and fails the stash, through those internals where
+ * present; without them the client is only disconnected.
+ */
+export function abandonRedis(client: RedisClient): void {
+  const stuck = client.status === 'reconnecting';
+  client.disconnect();
+  const internals = client as unknown as ClientInternals;
+  const error = new Error('Connection is closed.');
+  if (stuck) {
+    internals.setStatus?.('end');
+    internals.flushQueue?.(error);
+  }
+  const stash = internals.prevCommandQueue;
+  if (stash !== null && stash !== undefined && typeof stash.shift === 'function') {
+    for (let item = stash.shift(); item !== undefined; item = stash.shift()) item.command?.reject?.(error);
+    internals.prevCommandQueue = null;
+  }
+}

@@ -3,7 +3,7 @@ import type { FlushContext, FlushFunction, FlushResult } from '../../types';
 import { BrokerError } from '../errors';
 import { encodeJson, functionOption, integerOption, optionsObject, routeOption, stringOption } from '../options';
 import type { BrokerSink } from '../sink';
-import { connectRedis, type RedisConnectionOptions } from './connection';
+import { closeRedis, connectRedis, type RedisConnectionOptions } from './connection';
 
 /**
  * Options of {@link redisStreamSink}.
@@ -93,7 +93,7 @@ export function redisStreamSink<T>(options: RedisStreamSinkOptions<T>): BrokerSi
   };
   return Object.assign(flush, {
     close: async () => {
-      if (owned) await client.quit();
+      if (owned) await closeRedis(client);
     },
   });
 }

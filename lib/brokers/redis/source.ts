@@ -12,7 +12,7 @@ import { invalidArgType } from '../../errors';
 import { BrokerError } from '../errors';
 import { integerOption, optionsObject, stringOption } from '../options';
 import { BrokerSource, type Delivery, type SourceMessage, type SourceOptions } from '../source';
-import { connectRedis, type RedisConnectionOptions } from './connection';
+import { abandonRedis, closeRedis, connectRedis, type RedisConnectionOptions } from './connection';
 
 /** An entry's fields as Redis hands them back: a flat [name, value, name, value, …] list (`null`: deleted). */
 export type RedisEntryFields = Buffer[] | null;
@@ -174,15 +174,16 @@ export class RedisStreamSource<P = unknown> extends BrokerSource<P, Fields> {
   }
 
   protected override async interrupt(): Promise<void> {
-    // Ends a blocking XREADGROUP at once (it rejects, and the pull loop sees the stop). Only once:
-    // ioredis arms a 2 s timer per disconnect() that only the socket's (single) 'close' clears.
-    if (this.#readerOpen) this.#reader.disconnect();
+    // Ends a blocking XREADGROUP at once (it rejects, and the pull loop sees the stop), also one
+    // stranded by a lost connection. Only once: ioredis arms a 2 s timer per disconnect() that only
+    // the socket's (single) 'close' clears.
+    if (this.#readerOpen) abandonRedis(this.#reader);
     this.#readerOpen = false;
   }
 
   protected override async release(): Promise<void> {
     await this.interrupt();
-    if (this.#owned && this.#client.status !== 'end') await this.#client.quit().catch(() => undefined);
+    if (this.#owned) await closeRedis(this.#client);
   }
 
   async #createGroup(startId: string): Promise<void> {

@@ -21,6 +21,7 @@ import { JetStreamSource } from '../../brokers/nats/source';
 import { loadNats } from '../../brokers/nats/connection';
 import { natsSink } from '../../brokers/nats/sink';
 import { loadClient } from '../../brokers/peer';
+import { abandonRedis, closeRedis } from '../../brokers/redis/connection';
 import { RedisStreamSource, type RedisEntryFields } from '../../brokers/redis/source';
 import { redisStreamSink } from '../../brokers/redis/sink';
 import type { BrokerSource, Sent, SourceMessage } from '../../brokers/source';
@@ -254,14 +255,14 @@ async function openRedis(url: BrokerUrl, watchdog: Watchdog): Promise<BrokerLink
     // commands wait for it; the watchdog decides when to give up.
     retryStrategy: (times: number) => (ready ? Math.min(2_000, 100 * 2 ** Math.min(times, 5)) : null),
     maxRetriesPerRequest: null,
-    // A safety net: disconnect() while ioredis waits to reconnect leaves queued commands unsettled (its
-    // close handler does not run again), and a flush awaiting its XACK would wait for ever. Above the
+    // A safety net: giving up fails the commands the client holds (abandonRedis), through ioredis
+    // internals; should those change, a flush awaiting its XACK still does not wait for ever. Above the
     // source's blocking read (2 s) and the reconnect timeout, so a healthy run never meets it.
     commandTimeout: watchdog.timeoutMs + 10_000,
   });
   client.on('error', (error: unknown) => (lastError = error));
   // Commands wait for a reconnect (maxRetriesPerRequest: null); giving up must fail them, or a nack would wait for ever.
-  watchdog.sever = () => client.disconnect();
+  watchdog.sever = () => abandonRedis(client);
   client.on('close', () => ready && watchdog.down(lastError === undefined ? 'connection closed' : describe(lastError)));
   client.on('ready', () => watchdog.up());
   try {
@@ -295,7 +296,7 @@ async function openRedis(url: BrokerUrl, watchdog: Watchdog): Promise<BrokerLink
     close: async () => {
       watchdog.stop();
       ready = false;
-      if (client.status !== 'end') await client.quit().catch(() => client.disconnect());
+      await closeRedis(client);
     },
   };
 }
