@@ -35,6 +35,7 @@ export async function closeRedis(client: RedisClient): Promise<void> {
 
 /** The parts of an ioredis client that {@link abandonRedis} reaches for (present in ioredis 5 and 6). */
 interface ClientInternals {
+  reconnectTimeout?: NodeJS.Timeout | null;
   setStatus?: (status: string) => void;
   flushQueue?: (error: Error) => void;
   prevCommandQueue?: { shift(): { command?: { reject?: (error: Error) => void } } | undefined } | null;
@@ -42,22 +43,28 @@ interface ClientInternals {
 
 /**
  * Disconnects at once and fails every command the client still holds. ioredis leaves them
- * unsettled in two cases: a client disconnected while it waits to reconnect stays in that state
- * (its close handler does not run again), and the commands that were in flight when the connection
+ * unsettled in two cases: `disconnect()` while it waits to reconnect leaves it in that state (its
+ * close handler does not run again), and the commands that were in flight when the connection
  * dropped sit in a stash that only a successful reconnect drains (redis/ioredis#2169, #2197). Each
- * would wait for `commandTimeout`, or for ever without one. So this finishes what ioredis's own
- * close does (status `end`, the queues failed) and fails the stash, through those internals where
- * present; without them the client is only disconnected.
+ * would wait for `commandTimeout`, or for ever without one. So a client waiting to reconnect is
+ * closed here as ioredis closes one by hand (the reconnect timer cleared, status `end`, its queues
+ * failed), without the `disconnect()` whose timer for the socket, already closed, would hold the
+ * process for 2 s; and the stash is failed. Through those internals where present; without them the
+ * client is only disconnected.
  */
 export function abandonRedis(client: RedisClient): void {
-  const stuck = client.status === 'reconnecting';
-  client.disconnect();
   const internals = client as unknown as ClientInternals;
   const error = new Error('Connection is closed.');
-  if (stuck) {
-    internals.setStatus?.('end');
+  if (
+    client.status === 'reconnecting' &&
+    typeof internals.setStatus === 'function' &&
+    'reconnectTimeout' in internals
+  ) {
+    clearTimeout(internals.reconnectTimeout ?? undefined);
+    internals.reconnectTimeout = null;
+    internals.setStatus('end');
     internals.flushQueue?.(error);
-  }
+  } else client.disconnect();
   const stash = internals.prevCommandQueue;
   if (stash !== null && stash !== undefined && typeof stash.shift === 'function') {
     for (let item = stash.shift(); item !== undefined; item = stash.shift()) item.command?.reject?.(error);
