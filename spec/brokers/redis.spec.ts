@@ -177,17 +177,29 @@ describeBroker('Redis Streams', REDIS_URL, () => {
       expect(await pendingCount(stream, 'g')).toBe(0);
     });
 
-    it('stops while Redis is lost: the blocking read and the client it opened are let go at once, not left waiting for a reconnect', async () => {
-      // ioredis keeps a command that was in flight when the connection dropped for a reconnect that
-      // may never come, and a disconnect() while it waits to reconnect leaves it unsettled: the
-      // source's stop() then waited for ever on its blocking read.
+    /** A source on a fresh stream of 3 entries, reached through a proxy the test can cut. */
+    async function throughProxy(
+      prefix: string,
+      test: (edge: { proxy: CuttableProxy; stream: string; reader: RedisStreamSource<Event> }) => Promise<void>,
+    ): Promise<void> {
       const { hostname, port } = new URL(REDIS_URL);
       const proxy = new CuttableProxy({ host: hostname, port: Number(port) });
       await proxy.listen();
       try {
-        const stream = key('lost');
+        const stream = key(prefix);
         await seed(stream, events(3));
         const reader = new RedisStreamSource<Event>({ url: proxy.via(REDIS_URL), stream, group: 'g', consumer: 'c' });
+        sources.push(reader);
+        await test({ proxy, stream, reader });
+      } finally {
+        await proxy.close();
+      }
+    }
+
+    // ioredis keeps a command that was in flight when the connection dropped for a reconnect that may
+    // never come, and a disconnect() while it waits to reconnect leaves it unsettled: stop() waited for ever.
+    it('stops while Redis is lost: the blocking read in flight at the drop is let go at once', () =>
+      throughProxy('lost', async ({ proxy, reader }) => {
         const stored: Event[] = [];
         const run = endToEnd(reader, (batch: Event[]) => void stored.push(...batch));
         run.done.catch(() => undefined);
@@ -196,10 +208,22 @@ describeBroker('Redis Streams', REDIS_URL, () => {
         await waitFor('a reconnection attempt', () => proxy.refused > 0);
         expect(await run.stop()).toEqual({ acked: 3, deadLettered: 0, nacked: 0, ackFailures: 0 });
         expect(stored).toEqual(events(3));
-      } finally {
-        await proxy.close();
-      }
-    });
+      }));
+
+    it('stops while Redis is lost: an XACK in flight at the drop fails (an ack failure) instead of waiting for ever', () =>
+      throughProxy('lostack', async ({ proxy, stream, reader }) => {
+        let stored = false;
+        const run = endToEnd(reader, () => {
+          proxy.hold(); // stored: from now on Redis's replies do not reach the source
+          stored = true;
+        });
+        run.done.catch(() => undefined);
+        // The XACK reached Redis; its reply never reaches the source, which is cut off before it comes.
+        await waitFor('the XACK at Redis', async () => stored && (await pendingCount(stream, 'g')) === 0);
+        proxy.cut();
+        await waitFor('a reconnection attempt', () => proxy.refused > 0);
+        expect(await run.stop()).toEqual({ acked: 0, deadLettered: 0, nacked: 0, ackFailures: 3 });
+      }));
 
     it('a consumer restarted under the same name re-reads its own pending entries first, marked redelivered', async () => {
       const stream = key('restart');

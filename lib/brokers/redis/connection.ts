@@ -28,7 +28,6 @@ export function connectRedis(options: RedisConnectionOptions): { client: RedisCl
  * client that is waiting to reconnect would wait for the reconnect, which may never come.
  */
 export async function closeRedis(client: RedisClient): Promise<void> {
-  if (client.status === 'end') return;
   if (client.status === 'ready') await client.quit().catch(() => abandonRedis(client));
   else abandonRedis(client);
 }
@@ -55,19 +54,22 @@ interface ClientInternals {
 export function abandonRedis(client: RedisClient): void {
   const internals = client as unknown as ClientInternals;
   const error = new Error('Connection is closed.');
-  if (
-    client.status === 'reconnecting' &&
-    typeof internals.setStatus === 'function' &&
-    'reconnectTimeout' in internals
-  ) {
-    clearTimeout(internals.reconnectTimeout ?? undefined);
-    internals.reconnectTimeout = null;
-    internals.setStatus('end');
-    internals.flushQueue?.(error);
-  } else client.disconnect();
+  // Closed already: a disconnect() would arm a timer for its closed socket that nothing clears.
+  if (client.status !== 'end' && !closeWhileReconnecting(client, internals, error)) client.disconnect();
   const stash = internals.prevCommandQueue;
   if (stash !== null && stash !== undefined && typeof stash.shift === 'function') {
     for (let item = stash.shift(); item !== undefined; item = stash.shift()) item.command?.reject?.(error);
     internals.prevCommandQueue = null;
   }
+}
+
+/** A (non-cluster) client waiting to reconnect, closed as ioredis closes one by hand; false if it is not one. */
+function closeWhileReconnecting(client: RedisClient, internals: ClientInternals, error: Error): boolean {
+  if (client.status !== 'reconnecting' || (client as { isCluster?: boolean }).isCluster === true) return false;
+  if (typeof internals.setStatus !== 'function' || !('reconnectTimeout' in internals)) return false;
+  clearTimeout(internals.reconnectTimeout ?? undefined);
+  internals.reconnectTimeout = null;
+  internals.setStatus('end');
+  internals.flushQueue?.(error);
+  return true;
 }

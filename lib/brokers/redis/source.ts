@@ -179,6 +179,10 @@ export class RedisStreamSource<P = unknown> extends BrokerSource<P, Fields> {
     // the socket's (single) 'close' clears.
     if (this.#readerOpen) abandonRedis(this.#reader);
     this.#readerOpen = false;
+    // A client opened here that is not connected now is not waited for: what it holds (an XACK in
+    // flight when the connection dropped) fails, counted as an ack failure, and Redis delivers those
+    // entries again. A client you passed in is yours: its commands wait for its reconnect.
+    if (this.#owned && this.#client.status !== 'ready') abandonRedis(this.#client);
   }
 
   protected override async release(): Promise<void> {
