@@ -17,7 +17,7 @@ import {
   type BrokerMessage,
   type JetStreamSourceOptions,
 } from '../../lib/brokers/nats';
-import { CuttableProxy, NATS_URL, deferred, describeBroker, uniqueName, waitFor } from './support';
+import { NATS_URL, deferred, describeBroker, uniqueName, waitFor, withProxy, type CuttableProxy } from './support';
 
 interface Event {
   n: number;
@@ -204,10 +204,7 @@ describeBroker('NATS JetStream', NATS_URL, () => {
       prefix: string,
       test: (edge: { proxy: CuttableProxy; name: string; reader: JetStreamSource<Event> }) => Promise<void>,
     ): Promise<void> {
-      const { hostname, port } = new URL(NATS_URL);
-      const proxy = new CuttableProxy({ host: hostname, port: Number(port) });
-      await proxy.listen();
-      try {
+      return withProxy(NATS_URL, async (proxy) => {
         const name = await stream(prefix);
         const reader = new JetStreamSource<Event>({
           servers: proxy.via(NATS_URL),
@@ -217,9 +214,7 @@ describeBroker('NATS JetStream', NATS_URL, () => {
         });
         sources.push(reader);
         await test({ proxy, name, reader });
-      } finally {
-        await proxy.close();
-      }
+      });
     }
 
     it('a pull that misses the server heartbeats (a network stall) ends, and the source pulls again', () =>

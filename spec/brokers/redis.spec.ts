@@ -10,7 +10,7 @@ import {
   type BrokerMessage,
   type RedisStreamSourceOptions,
 } from '../../lib/brokers/redis';
-import { CuttableProxy, REDIS_URL, deferred, describeBroker, uniqueName, waitFor } from './support';
+import { REDIS_URL, deferred, describeBroker, uniqueName, waitFor, withProxy, type CuttableProxy } from './support';
 
 interface Event {
   n: number;
@@ -182,18 +182,13 @@ describeBroker('Redis Streams', REDIS_URL, () => {
       prefix: string,
       test: (edge: { proxy: CuttableProxy; stream: string; reader: RedisStreamSource<Event> }) => Promise<void>,
     ): Promise<void> {
-      const { hostname, port } = new URL(REDIS_URL);
-      const proxy = new CuttableProxy({ host: hostname, port: Number(port) });
-      await proxy.listen();
-      try {
+      return withProxy(REDIS_URL, async (proxy) => {
         const stream = key(prefix);
         await seed(stream, events(3));
         const reader = new RedisStreamSource<Event>({ url: proxy.via(REDIS_URL), stream, group: 'g', consumer: 'c' });
         sources.push(reader);
         await test({ proxy, stream, reader });
-      } finally {
-        await proxy.close();
-      }
+      });
     }
 
     // ioredis keeps a command that was in flight when the connection dropped for a reconnect that may

@@ -167,3 +167,15 @@ export class CuttableProxy {
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));
   }
 }
+
+/** Runs `test` with a listening {@link CuttableProxy} to the server at `url`; closes the proxy afterwards. */
+export async function withProxy<R>(url: string, test: (proxy: CuttableProxy) => Promise<R>): Promise<R> {
+  const { hostname, port } = new URL(url);
+  const proxy = new CuttableProxy({ host: hostname, port: Number(port) });
+  await proxy.listen();
+  try {
+    return await test(proxy);
+  } finally {
+    await proxy.close();
+  }
+}
