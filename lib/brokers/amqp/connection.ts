@@ -10,7 +10,7 @@
  */
 import type { Channel, ChannelModel, ConfirmChannel } from 'amqplib';
 import { invalidArgType } from '../../errors';
-import { withinAnswerTimeout } from '../answer-timeout';
+import { ANSWER_TIMEOUT_MS, withinAnswerTimeout } from '../answer-timeout';
 import { BrokerError } from '../errors';
 import { integerOption, stringOption } from '../options';
 import { loadClient } from '../peer';
@@ -262,9 +262,14 @@ function settledFailure(error: Error): Promise<never> {
 /**
  * Destroys the socket under an amqplib connection whose close was not answered (amqplib has no call
  * for it: `ChannelModel.connection.stream` is its own, undocumented). Without it the socket of a
- * half-open connection would stay open, and keep the process alive.
+ * half-open connection would stay open, and keep the process alive. With an error: amqplib learns
+ * of a socket's end from its 'error' or 'end', not from 'close', and only then stops its heartbeat
+ * timers (which kept the process alive for two heartbeat intervals, two minutes with RabbitMQ's
+ * default) and closes the connection ('close' comes after sluice has let it go: nothing re-opens it).
  */
 function destroySocket(connection: ChannelModel): void {
-  const internal = connection as unknown as { connection?: { stream?: { destroy?: () => void } } };
-  internal.connection?.stream?.destroy?.();
+  const internal = connection as unknown as { connection?: { stream?: { destroy?: (error?: Error) => void } } };
+  internal.connection?.stream?.destroy?.(
+    new Error(`RabbitMQ did not answer within ${ANSWER_TIMEOUT_MS} ms; sluice destroyed the socket`),
+  );
 }
