@@ -154,7 +154,7 @@ export class SinkCalls<T> {
   call(batch: Batch<T>, count: number): Promise<Outcome<T>> {
     // The common case takes its place under the call bound synchronously, so the first call of a
     // batch starts in the same turn as the write that cut it.
-    if (this.#unsettled < 2 * this.#config.maxConcurrentFlushes) {
+    if (this.#roomUnderBound()) {
       this.#unsettled++;
       return this.#start(batch, count);
     }
@@ -183,16 +183,25 @@ export class SinkCalls<T> {
    * the sink's promise instead of two: a promise and a microtask turn less per batch.
    */
   callThen(batch: Batch<T>, count: number, next: (outcome: Outcome<T>) => void): void {
-    if (
-      this.#callback === undefined &&
-      this.#config.flushTimeoutMs === Infinity &&
-      this.#unsettled < 2 * this.#config.maxConcurrentFlushes
-    ) {
+    if (this.#callback === undefined && this.#config.flushTimeoutMs === Infinity && this.#roomUnderBound()) {
       this.#unsettled++;
       const context = this.#begin(batch, count);
       const started = now();
-      void this.#untimed(batch, batch.items.slice(batch.start, batch.start + count), context, started, next);
+      void this.#untimed(batch, this.#itemsOfCall(batch, count), context, started, next);
     } else void this.call(batch, count).then(next);
+  }
+
+  /** Whether a call may start now: fewer than 2 × maxConcurrentFlushes calls unsettled. */
+  #roomUnderBound(): boolean {
+    return this.#unsettled < 2 * this.#config.maxConcurrentFlushes;
+  }
+
+  /**
+   * The sink's array for a call: its own copy, since one that empties it as it goes (`while
+   * (items.length) insert(items.shift())`) and then fails must not empty the batch that is retried.
+   */
+  #itemsOfCall(batch: Batch<T>, count: number): T[] {
+    return batch.items.slice(batch.start, batch.start + count);
   }
 
   /** A call's try and context. */
@@ -211,9 +220,7 @@ export class SinkCalls<T> {
     const untimed = this.#config.flushTimeoutMs === Infinity;
     const callback = this.#callback;
     if (untimed && callback !== undefined) return this.#untimedCallback(callback, batch, count, context, started);
-    // The sink gets an array of its own: one that empties it as it goes (`while (items.length)
-    // insert(items.shift())`) and then fails must not empty the batch that is retried.
-    const items = batch.items.slice(batch.start, batch.start + count);
+    const items = this.#itemsOfCall(batch, count);
     if (untimed) return this.#untimed(batch, items, context, started, same);
     return new Promise<Outcome<T>>((resolve) => {
       let done = false;
