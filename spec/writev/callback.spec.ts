@@ -364,6 +364,57 @@ describe('a synchronous throw counts as callback(err)', () => {
   });
 });
 
+describe('when the callback comes', () => {
+  test('called before _writev returns, 20,000 times in a row: no call runs inside another, none lost, in order', async () => {
+    let depth = 0;
+    let deepest = 0;
+    let first: WritevCallback<number> | undefined;
+    const seen: number[] = [];
+    const stream = new BlockingWritable<number>({
+      writev(chunks, callback) {
+        depth++;
+        deepest = Math.max(deepest, depth);
+        for (const { chunk } of chunks) seen.push(chunk);
+        if (seen.length === 1) first = callback;
+        else callback();
+        depth--;
+      },
+      batchSize: 1,
+      maxBufferSize: 20_000,
+    });
+    // The first call is held while the rest are written; once it calls back, each of the other
+    // 19,999 calls back before it returns.
+    for (let i = 0; i < 20_000; i++) stream.write(i);
+    first?.();
+    await finish(stream);
+    expect(deepest).toBe(1);
+    expect(seen).toEqual(range(0, 20_000));
+    expect(stream.getMetrics()).toMatchObject({ eventsFlushed: 20_000, batches: 20_000 });
+  });
+
+  test('called later: the next batch is handed to _writev within that callback, as Node does', async () => {
+    const callbacks: WritevCallback<number>[] = [];
+    const batches: number[][] = [];
+    const stream = new BlockingWritable<number>({
+      writev(chunks, callback) {
+        batches.push(chunks.map((c) => c.chunk));
+        callbacks.push(callback);
+      },
+      batchSize: 2,
+    });
+    for (const id of range(0, 4)) stream.write(id);
+    expect(batches).toEqual([[0, 1]]);
+    callbacks[0]?.();
+    expect(batches).toEqual([
+      [0, 1],
+      [2, 3],
+    ]);
+    callbacks[1]?.();
+    await finish(stream);
+    expect(stream.getMetrics()).toMatchObject({ eventsFlushed: 4, batches: 2 });
+  });
+});
+
 describe('the writev and flush options', () => {
   test('writev: the batches through pipeline(), this = the stream', async () => {
     const batches: number[][] = [];
