@@ -183,13 +183,11 @@ export class SinkCalls<T> {
    * the sink's promise instead of two: a promise and a microtask turn less per batch.
    */
   callThen(batch: Batch<T>, count: number, next: (outcome: Outcome<T>) => void): void {
-    if (this.#config.flushTimeoutMs === Infinity && this.#roomUnderBound()) {
+    if (this.#callback === undefined && this.#config.flushTimeoutMs === Infinity && this.#roomUnderBound()) {
       this.#unsettled++;
       const context = this.#begin(batch, count);
       const started = now();
-      const callback = this.#callback;
-      if (callback === undefined) void this.#untimed(batch, this.#itemsOfCall(batch, count), context, started, next);
-      else this.#untimedCallback(callback, batch, count, context, started, next);
+      void this.#untimed(batch, this.#itemsOfCall(batch, count), context, started, next);
     } else void this.call(batch, count).then(next);
   }
 
@@ -221,9 +219,7 @@ export class SinkCalls<T> {
     const started = now();
     const untimed = this.#config.flushTimeoutMs === Infinity;
     const callback = this.#callback;
-    if (untimed && callback !== undefined) {
-      return new Promise((resolve) => this.#untimedCallback(callback, batch, count, context, started, resolve));
-    }
+    if (untimed && callback !== undefined) return this.#untimedCallback(callback, batch, count, context, started);
     const items = this.#itemsOfCall(batch, count);
     if (untimed) return this.#untimed(batch, items, context, started, same);
     return new Promise<Outcome<T>>((resolve) => {
@@ -277,11 +273,9 @@ export class SinkCalls<T> {
   }
 
   /**
-   * An untimed call of a sink that calls back, its outcome handed to `then`: no promise of its own.
-   * The sink copies its items out of the batch itself, and its result is judged on the same range
-   * of the batch (`batch.items` is replaced, never changed, so the range still holds them). A sink
-   * that calls back before it returns (a synchronous one, or one that throws) has its outcome handed
-   * on in a microtask, so that a run of such calls never nests one batch's call inside another's.
+   * An untimed call of a sink that calls back: one promise, settled by its callback. The sink
+   * copies its items out of the batch itself, and its result is judged on the same range of the
+   * batch (`batch.items` is replaced, never changed, so the range still holds them).
    */
   #untimedCallback(
     sink: CallbackSink<T>,
@@ -289,18 +283,15 @@ export class SinkCalls<T> {
     count: number,
     context: CallContext,
     started: number,
-    then: (outcome: Outcome<T>) => void,
-  ): void {
+  ): Promise<Outcome<T>> {
     const source = batch.items;
     const from = batch.start;
-    let returned = false;
-    sink.deliver(source, from, count, context, (failed, cause, result) => {
-      const judged = failed ? this.#failed(cause, started) : this.#judged(source, from, count, result, started);
-      const outcome = this.#settledUntimed(batch, context, judged);
-      if (returned) then(outcome);
-      else queueMicrotask(() => then(outcome));
+    return new Promise((resolve) => {
+      sink.deliver(source, from, count, context, (failed, cause, result) => {
+        const outcome = failed ? this.#failed(cause, started) : this.#judged(source, from, count, result, started);
+        resolve(this.#settledUntimed(batch, context, outcome));
+      });
     });
-    returned = true;
   }
 
   /** An untimed call settled: its place under the bound is freed; after a destroy() its outcome is ABANDONED. */

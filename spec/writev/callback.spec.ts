@@ -392,26 +392,39 @@ describe('when the callback comes', () => {
     expect(stream.getMetrics()).toMatchObject({ eventsFlushed: 20_000, batches: 20_000 });
   });
 
-  test('called later: the next batch is handed to _writev within that callback, as Node does', async () => {
-    const callbacks: WritevCallback<number>[] = [];
-    const batches: number[][] = [];
+  test('two slots, and a _writev that calls back the batch before it: _writev is never re-entered, nothing lost', async () => {
+    let depth = 0;
+    let deepest = 0;
+    const pending: WritevCallback<number>[] = [];
+    const seen: number[] = [];
     const stream = new BlockingWritable<number>({
       writev(chunks, callback) {
-        batches.push(chunks.map((c) => c.chunk));
-        callbacks.push(callback);
+        depth++;
+        deepest = Math.max(deepest, depth);
+        for (const { chunk } of chunks) seen.push(chunk);
+        // A pipelined client: a call's reply comes in while the next call is being sent.
+        if (replying) pending.shift()?.();
+        pending.push(callback);
+        depth--;
       },
-      batchSize: 2,
+      batchSize: 10,
+      maxConcurrentFlushes: 2,
+      maxBufferSize: 10_000,
     });
-    for (const id of range(0, 4)) stream.write(id);
-    expect(batches).toEqual([[0, 1]]);
-    callbacks[0]?.();
-    expect(batches).toEqual([
-      [0, 1],
-      [2, 3],
-    ]);
-    callbacks[1]?.();
-    await finish(stream);
-    expect(stream.getMetrics()).toMatchObject({ eventsFlushed: 4, batches: 2 });
+    // Both slots are taken and the rest is queued before the first reply.
+    let replying = false;
+    for (let i = 0; i < 10_000; i++) stream.write(i);
+    expect(pending).toHaveLength(2);
+    replying = true;
+    const finished = finish(stream);
+    while (pending.length > 0) {
+      pending.shift()?.();
+      await settle(1);
+    }
+    await finished;
+    expect(deepest).toBe(1);
+    expect(seen).toEqual(range(0, 10_000));
+    expect(stream.getMetrics()).toMatchObject({ eventsFlushed: 10_000, deadLettered: 0 });
   });
 });
 
