@@ -364,55 +364,53 @@ describe('a synchronous throw counts as callback(err)', () => {
   });
 });
 
+/** A `writev` that records the items it was given and how deeply its calls nested; `reply` handles each callback. */
+function nestingWatch(reply: (callback: WritevCallback<number>, seen: readonly number[]) => void) {
+  const watch = { deepest: 0, seen: [] as number[] };
+  let depth = 0;
+  const writev = (chunks: WritevChunks<number>, callback: WritevCallback<number>): void => {
+    depth++;
+    watch.deepest = Math.max(watch.deepest, depth);
+    for (const { chunk } of chunks) watch.seen.push(chunk);
+    reply(callback, watch.seen);
+    depth--;
+  };
+  return { watch, writev };
+}
+
 describe('when the callback comes', () => {
   test('called before _writev returns, 20,000 times in a row: no call runs inside another, none lost, in order', async () => {
-    let depth = 0;
-    let deepest = 0;
     let first: WritevCallback<number> | undefined;
-    const seen: number[] = [];
-    const stream = new BlockingWritable<number>({
-      writev(chunks, callback) {
-        depth++;
-        deepest = Math.max(deepest, depth);
-        for (const { chunk } of chunks) seen.push(chunk);
-        if (seen.length === 1) first = callback;
-        else callback();
-        depth--;
-      },
-      batchSize: 1,
-      maxBufferSize: 20_000,
-    });
     // The first call is held while the rest are written; once it calls back, each of the other
     // 19,999 calls back before it returns.
+    const { watch, writev } = nestingWatch((callback, seen) => {
+      if (seen.length === 1) first = callback;
+      else callback();
+    });
+    const stream = new BlockingWritable<number>({ writev, batchSize: 1, maxBufferSize: 20_000 });
     for (let i = 0; i < 20_000; i++) stream.write(i);
     first?.();
     await finish(stream);
-    expect(deepest).toBe(1);
-    expect(seen).toEqual(range(0, 20_000));
+    expect(watch.deepest).toBe(1);
+    expect(watch.seen).toEqual(range(0, 20_000));
     expect(stream.getMetrics()).toMatchObject({ eventsFlushed: 20_000, batches: 20_000 });
   });
 
   test('two slots, and a _writev that calls back the batch before it: _writev is never re-entered, nothing lost', async () => {
-    let depth = 0;
-    let deepest = 0;
     const pending: WritevCallback<number>[] = [];
-    const seen: number[] = [];
+    let replying = false;
+    // A pipelined client: a call's reply comes in while the next call is being sent.
+    const { watch, writev } = nestingWatch((callback) => {
+      if (replying) pending.shift()?.();
+      pending.push(callback);
+    });
     const stream = new BlockingWritable<number>({
-      writev(chunks, callback) {
-        depth++;
-        deepest = Math.max(deepest, depth);
-        for (const { chunk } of chunks) seen.push(chunk);
-        // A pipelined client: a call's reply comes in while the next call is being sent.
-        if (replying) pending.shift()?.();
-        pending.push(callback);
-        depth--;
-      },
+      writev,
       batchSize: 10,
       maxConcurrentFlushes: 2,
       maxBufferSize: 10_000,
     });
     // Both slots are taken and the rest is queued before the first reply.
-    let replying = false;
     for (let i = 0; i < 10_000; i++) stream.write(i);
     expect(pending).toHaveLength(2);
     replying = true;
@@ -422,8 +420,8 @@ describe('when the callback comes', () => {
       await settle(1);
     }
     await finished;
-    expect(deepest).toBe(1);
-    expect(seen).toEqual(range(0, 10_000));
+    expect(watch.deepest).toBe(1);
+    expect(watch.seen).toEqual(range(0, 10_000));
     expect(stream.getMetrics()).toMatchObject({ eventsFlushed: 10_000, deadLettered: 0 });
   });
 });
