@@ -18,10 +18,14 @@ export interface DiskFs {
   size(fd: number): Promise<number>;
   readdir(path: string): Promise<string[]>;
   mkdir(path: string): Promise<void>;
+  /** The whole file, however large (`fs.promises.readFile` stops at 2 GiB; a segment may be up to 4 GiB). */
   readFile(path: string): Promise<Buffer>;
   rename(from: string, to: string): Promise<void>;
   unlink(path: string): Promise<void>;
 }
+
+/** The most one read or write call moves: Node's fs.read and fs.write take at most 2 GiB − 1 bytes. */
+const MAX_IO_BYTES = 1024 * 1024 * 1024;
 
 /** Adapts a callback-last call to a promise. */
 function settle<T>(run: (done: (error: NodeJS.ErrnoException | null, value?: T) => void) => void): Promise<T> {
@@ -41,10 +45,22 @@ export const nodeFs: DiskFs = {
   size: (fd) => settle<fs.Stats>((done) => fs.fstat(fd, done)).then((stats) => stats.size),
   readdir: (path) => fs.promises.readdir(path),
   mkdir: (path) => fs.promises.mkdir(path, { recursive: true }).then(() => undefined),
-  readFile: (path) => fs.promises.readFile(path),
+  readFile: (path) => readWholeFile(nodeFs, path),
   rename: (from, to) => fs.promises.rename(from, to),
   unlink: (path) => fs.promises.unlink(path),
 };
+
+/** A file's bytes, read in calls of at most {@link MAX_IO_BYTES} into one buffer of its size. */
+export async function readWholeFile(disk: DiskFs, path: string): Promise<Buffer> {
+  const fd = await disk.open(path, 'r');
+  try {
+    const size = await disk.size(fd);
+    const bytes = Buffer.allocUnsafe(size);
+    return bytes.subarray(0, await readFully(disk, fd, bytes, size, 0));
+  } finally {
+    await disk.close(fd);
+  }
+}
 
 /**
  * Makes the directory's entries durable (a created, renamed or deleted file): on Linux a new
@@ -72,7 +88,7 @@ export async function readFully(
 ): Promise<number> {
   let filled = 0;
   while (filled < length) {
-    const count = await disk.read(fd, buffer, filled, length - filled, position + filled);
+    const count = await disk.read(fd, buffer, filled, Math.min(length - filled, MAX_IO_BYTES), position + filled);
     if (count === 0) break;
     filled += count;
   }
@@ -83,7 +99,13 @@ export async function readFully(
 export async function writeAll(disk: DiskFs, fd: number, bytes: Uint8Array, position: number): Promise<void> {
   let written = 0;
   while (written < bytes.length) {
-    const count = await disk.write(fd, bytes, written, bytes.length - written, position + written);
+    const count = await disk.write(
+      fd,
+      bytes,
+      written,
+      Math.min(bytes.length - written, MAX_IO_BYTES),
+      position + written,
+    );
     if (count <= 0) throw Object.assign(new Error('write wrote nothing'), { code: 'EIO' });
     written += count;
   }

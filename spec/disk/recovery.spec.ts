@@ -1,6 +1,6 @@
 import { copyFileSync, readFileSync, readdirSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { type DiskFs, nodeFs } from '../../lib/disk/fs';
+import { type DiskFs, nodeFs, readFully, readWholeFile, writeAll } from '../../lib/disk/fs';
 import { DiskLog } from '../../lib/disk/log';
 import { IdRanges } from '../../lib/disk/ranges';
 import { HEADER_BYTES } from '../../lib/disk/record';
@@ -253,3 +253,60 @@ function flipAt(file: string, at: number): void {
   flip(bytes, at);
   writeFileSync(file, bytes);
 }
+
+describe('a damaged segment past 2 GiB', () => {
+  /**
+   * A 2 GiB + 1 MiB file that is never read for real: `read` only counts, and refuses what Node's
+   * fs.read refuses (more than 2 GiB − 1 bytes in one call). The buffer is allocated, never touched.
+   */
+  function bigFile(): { fs: DiskFs; reads: Array<[number, number]>; size: number } {
+    const size = 2 * 1024 ** 3 + 1024 ** 2;
+    const reads: Array<[number, number]> = [];
+    const fs: DiskFs = {
+      ...nodeFs,
+      open: () => Promise.resolve(7),
+      close: () => Promise.resolve(),
+      size: () => Promise.resolve(size),
+      read: (_fd, buffer, offset, length, position) => {
+        if (length > 2 ** 31 - 1)
+          return Promise.reject(new RangeError(`The value of "length" is out of range: ${length}`));
+        const count = Math.max(0, Math.min(length, size - position, buffer.length - offset));
+        reads.push([position, count]);
+        return Promise.resolve(count);
+      },
+    };
+    return { fs, reads, size };
+  }
+
+  test('is read whole (fs.promises.readFile stops at 2 GiB), in reads of at most 1 GiB, every byte once', async () => {
+    const { fs, reads, size } = bigFile();
+    const bytes = await readWholeFile(fs, 'segment');
+    expect(bytes.length).toBe(size);
+    expect(Math.max(...reads.map(([, count]) => count))).toBeLessThanOrEqual(1024 ** 3);
+    let next = 0;
+    for (const [position, count] of reads) {
+      expect(position).toBe(next);
+      next += count;
+    }
+    expect(next).toBe(size);
+  });
+
+  test('readFully and writeAll move at most 1 GiB per call (a single fs.read or fs.write refuses more than 2 GiB − 1)', async () => {
+    const { fs, size } = bigFile();
+    const buffer = Buffer.allocUnsafe(size);
+    expect(await readFully(fs, 7, buffer, size, 0)).toBe(size);
+    const writes: number[] = [];
+    const writer: DiskFs = {
+      ...fs,
+      write: (_fd, _bytes, _offset, length) => {
+        if (length > 2 ** 31 - 1)
+          return Promise.reject(new RangeError(`The value of "length" is out of range: ${length}`));
+        writes.push(length);
+        return Promise.resolve(length);
+      },
+    };
+    await writeAll(writer, 7, buffer, 0);
+    expect(writes.reduce((sum, length) => sum + length, 0)).toBe(size);
+    expect(Math.max(...writes)).toBeLessThanOrEqual(1024 ** 3);
+  });
+});
