@@ -1,8 +1,6 @@
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { connect, type Channel, type ChannelModel, type GetMessage } from 'amqplib';
@@ -15,7 +13,7 @@ import {
   type AmqpSourceOptions,
   type BrokerMessage,
 } from '../../lib/brokers/amqp';
-import { AMQP_URL, deferred, describeBroker, uniqueName, waitFor } from './support';
+import { AMQP_URL, deferred, describeBroker, killAfterReport, uniqueName, waitFor } from './support';
 
 interface Event {
   n: number;
@@ -282,25 +280,7 @@ describeBroker('RabbitMQ', AMQP_URL, () => {
       const dir = mkdtempSync(join(tmpdir(), 'sluice-amqp-kill-'));
       const storeFile = join(dir, 'stored.txt');
       try {
-        const child = spawn(process.execPath, [FIXTURE, AMQP_URL, name, storeFile], {
-          stdio: ['ignore', 'pipe', 'pipe'],
-        });
-        let stderr = '';
-        child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-        const exited = new Promise<NodeJS.Signals | null>((resolve) =>
-          child.once('exit', (_code, signal) => resolve(signal)),
-        );
-        const line = await Promise.race([
-          (async () => {
-            for await (const text of createInterface({ input: child.stdout })) return text;
-            return undefined;
-          })(),
-          exited.then(() => undefined),
-        ]);
-        expect({ line: line !== undefined, stderr }).toEqual({ line: true, stderr: '' });
-        const { hung, acked: ackedByDoomed } = JSON.parse(line!) as { hung: number[]; acked: number };
-        child.kill('SIGKILL');
-        expect(await exited).toBe('SIGKILL');
+        const { hung, acked: ackedByDoomed } = await killAfterReport(FIXTURE, [AMQP_URL, name, storeFile]);
 
         const storedByDoomed = readFileSync(storeFile, 'utf8').split('\n').filter(Boolean).map(Number);
         expect(storedByDoomed).toHaveLength(ackedByDoomed + hung.length);

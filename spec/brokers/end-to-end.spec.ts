@@ -1,6 +1,4 @@
-import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { Redis } from 'ioredis';
 import type { FlushContext, FlushResult } from '../../lib';
 import {
@@ -9,7 +7,7 @@ import {
   type BrokerMessage,
   type RedisStreamSourceOptions,
 } from '../../lib/brokers/redis';
-import { REDIS_URL, deferred, describeBroker, uniqueName, waitFor } from './support';
+import { REDIS_URL, deferred, describeBroker, killAfterReport, uniqueName, waitFor } from './support';
 
 /**
  * endToEnd() against a real Redis: a message is acked only when the flush of its batch
@@ -196,25 +194,7 @@ describeBroker('end-to-end acknowledgement (Redis Streams)', REDIS_URL, () => {
     const ids = await seed(stream, events(total));
     await redis.call('XGROUP', 'CREATE', stream, 'g', '0');
 
-    const child = spawn(process.execPath, [FIXTURE, REDIS_URL, stream, 'g', 'doomed', store], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stderr = '';
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    const exited = new Promise<NodeJS.Signals | null>((resolve) =>
-      child.once('exit', (_code, signal) => resolve(signal)),
-    );
-    const [line] = await Promise.race([
-      (async () => {
-        for await (const text of createInterface({ input: child.stdout })) return [text];
-        return [undefined];
-      })(),
-      exited.then(() => [undefined]),
-    ]);
-    expect({ line: line !== undefined, stderr }).toEqual({ line: true, stderr: '' });
-    const { hung, acked: ackedByDoomed } = JSON.parse(line!) as { hung: number[]; acked: number };
-    child.kill('SIGKILL');
-    expect(await exited).toBe('SIGKILL');
+    const { hung, acked: ackedByDoomed } = await killAfterReport(FIXTURE, [REDIS_URL, stream, 'g', 'doomed', store]);
 
     // The hung batch was stored but never acked: it is pending on the dead consumer, with whatever it had prefetched.
     const leftPending = await pending(stream, 'g', 'doomed');

@@ -5,8 +5,9 @@
  * A suite whose server is unreachable is skipped with a message saying so; with
  * SLUICE_REQUIRE_BROKERS=1 (CI, see .ci/run) its availability test fails instead.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createServer, connect as netConnect, type Server, type Socket } from 'node:net';
+import { createInterface } from 'node:readline';
 
 export const REDIS_URL = process.env.SLUICE_REDIS_URL ?? 'redis://127.0.0.1:6379';
 export const NATS_URL = process.env.SLUICE_NATS_URL ?? 'nats://127.0.0.1:4222';
@@ -178,4 +179,39 @@ export async function withProxy<R>(url: string, test: (proxy: CuttableProxy) => 
   } finally {
     await proxy.close();
   }
+}
+
+/** What a doomed consumer (spec/brokers/fixtures) printed before it was killed: the batch it hung on, and how many it acked. */
+export interface DoomedReport {
+  hung: number[];
+  acked: number;
+}
+
+/**
+ * Runs a consumer fixture (`node fixture ...args`) until it prints its report line, then kills it
+ * with SIGKILL, as a crash would, and resolves the report once the process is gone. Fails, with
+ * the child killed, if it exits or writes to stderr before reporting.
+ */
+export async function killAfterReport(fixture: string, args: string[]): Promise<DoomedReport> {
+  const child = spawn(process.execPath, [fixture, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const exited = new Promise<NodeJS.Signals | null>((resolve) =>
+    child.once('exit', (_code, signal) => resolve(signal)),
+  );
+  let line: string | undefined;
+  try {
+    line = await Promise.race([
+      (async () => {
+        for await (const text of createInterface({ input: child.stdout })) return text;
+        return undefined;
+      })(),
+      exited.then(() => undefined),
+    ]);
+    expect({ line: line !== undefined, stderr }).toEqual({ line: true, stderr: '' });
+  } finally {
+    child.kill('SIGKILL');
+  }
+  expect(await exited).toBe('SIGKILL');
+  return JSON.parse(line as string) as DoomedReport;
 }
