@@ -6,7 +6,8 @@
  * Each segment is first read in pieces of `SCAN_CHUNK_BYTES`, the next piece read while this one
  * is checked: memory stays at two pieces however large the segment, and the event loop is never
  * held for more than one piece's checksums. Only a segment found damaged is then read whole and
- * repaired by the rules below (in id order; the ids of one log only ever grow):
+ * repaired by the rules below (in id order; the ids of one log only ever grow), the event loop
+ * turning every `WALK_SLICE_BYTES` of the walk:
  * - a record is valid when its checksum matches and its id is at least the next expected id;
  * - after an invalid spot, the bytes are searched for the next valid record; if one is found,
  *   the stretch between is corrupt: it is appended to the quarantine file, counted, and the
@@ -102,7 +103,7 @@ export async function recoverSegments(
       // Damaged (or torn at the tail): read whole, counted again, repaired.
       tally = { expected, held: 0, heldBytes: 0, gaps: [] };
       const bytes = await disk.readFile(file);
-      const scan = scanSegment(
+      const scan = await scanSegment(
         bytes,
         () => tally.expected,
         (id, recordSize) => count(tally, acked, id, recordSize),
@@ -194,12 +195,30 @@ async function scanInPieces(
   }
 }
 
+/**
+ * Bytes of a damaged segment walked between two turns of the event loop: about 30 ms of searching
+ * for the next valid record (7 ns per byte on the benchmark machine), much less of checking records.
+ */
+const WALK_SLICE_BYTES = 4 * 1024 * 1024;
+
+/** Lets the event loop turn (timers, I/O, other work) in the middle of a long walk. */
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
 /** Walks the records of one segment, calling `onRecord` for each valid one in order. */
-export function scanSegment(bytes: Buffer, expected: () => number, onRecord: (id: number, size: number) => void): Scan {
+export async function scanSegment(
+  bytes: Buffer,
+  expected: () => number,
+  onRecord: (id: number, size: number) => void,
+): Promise<Scan> {
   const scan: Scan = { kept: [], corrupt: [], tail: undefined };
   let offset = 0;
   let keptFrom = 0;
+  let turnAt = WALK_SLICE_BYTES;
   while (offset < bytes.length) {
+    if (offset >= turnAt) {
+      await nextTurn();
+      turnAt = offset + WALK_SLICE_BYTES;
+    }
     const record = parseRecord(bytes, offset);
     if (typeof record === 'object' && record.id >= expected()) {
       onRecord(record.id, record.size);
@@ -207,7 +226,7 @@ export function scanSegment(bytes: Buffer, expected: () => number, onRecord: (id
       continue;
     }
     if (offset > keptFrom) scan.kept.push([keptFrom, offset]);
-    const next = findNextRecord(bytes, offset, expected());
+    const next = await findNextRecord(bytes, offset, expected());
     if (next === undefined) {
       scan.tail = offset;
       return scan;
@@ -225,11 +244,16 @@ export function scanSegment(bytes: Buffer, expected: () => number, onRecord: (id
  * skipped bytes could have held. That filter keeps the search linear (a random header almost
  * never passes it) before the checksum is computed.
  */
-function findNextRecord(bytes: Buffer, badAt: number, expected: number): number | undefined {
-  for (let offset = badAt + 1; offset + HEADER_BYTES <= bytes.length; offset++) {
-    const id = recordId(bytes, offset);
-    if (id < expected || id > expected + Math.ceil((offset - badAt) / HEADER_BYTES)) continue;
-    if (checkRecord(bytes, offset) > 0) return offset;
+async function findNextRecord(bytes: Buffer, badAt: number, expected: number): Promise<number | undefined> {
+  const last = bytes.length - HEADER_BYTES;
+  for (let from = badAt + 1; from <= last; from += WALK_SLICE_BYTES) {
+    if (from > badAt + 1) await nextTurn();
+    const to = Math.min(last, from + WALK_SLICE_BYTES - 1);
+    for (let offset = from; offset <= to; offset++) {
+      const id = recordId(bytes, offset);
+      if (id < expected || id > expected + Math.ceil((offset - badAt) / HEADER_BYTES)) continue;
+      if (checkRecord(bytes, offset) > 0) return offset;
+    }
   }
   return undefined;
 }

@@ -5,7 +5,7 @@ import { type DiskFs, nodeFs, readFully, readWholeFile, writeAll } from '../../l
 import { DiskLog } from '../../lib/disk/log';
 import { IdRanges } from '../../lib/disk/ranges';
 import { HEADER_BYTES, encodeRecord, recordId } from '../../lib/disk/record';
-import { type Recovered, recoverSegments, segmentBase } from '../../lib/disk/recovery';
+import { type Recovered, recoverSegments, segmentBase, segmentName } from '../../lib/disk/recovery';
 import type { StoredRecord } from '../../lib/disk/reader';
 import { cleanup, payload, tempDir } from './support/helpers';
 
@@ -322,5 +322,53 @@ describe('recordId', () => {
       }),
       { numRuns: 1000 },
     );
+  });
+});
+
+describe('a long damaged stretch', () => {
+  test('is searched with the event loop turning every 4 MiB, and the record after it is kept', async () => {
+    // Record 1, 24 MiB of zeros (a stretch of a segment never written, or overwritten), record 2.
+    const dir = tempDir();
+    const stretch = 24 * 1024 * 1024;
+    writeFileSync(
+      join(dir, segmentName(1)),
+      Buffer.concat([encodeRecord(1, payload(1)), Buffer.alloc(stretch), encodeRecord(2, payload(2))]),
+    );
+    const events: string[] = [];
+    const watched: DiskFs = {
+      ...nodeFs,
+      readFile: async (path) => {
+        const bytes = await nodeFs.readFile(path);
+        events.push('read whole');
+        return bytes;
+      },
+      open: (path, flags) => {
+        events.push('open');
+        return nodeFs.open(path, flags);
+      },
+    };
+    let spinning = true;
+    const spin = (): void => {
+      events.push('turn');
+      if (spinning) setImmediate(spin);
+    };
+    setImmediate(spin);
+    let result: Recovered;
+    try {
+      result = await recoverSegments(watched, dir, [1], new IdRanges());
+    } finally {
+      spinning = false;
+    }
+    expect({ held: result.held, corrupt: result.corrupt, nextId: result.nextId }).toEqual({
+      held: 2,
+      corrupt: 1,
+      nextId: 3,
+    });
+    // Between the whole read and the repair's first file operation, only the search ran: the loop
+    // turned once per 4 MiB slice after the first (24 MiB: 6 slices, 5 turns), not never.
+    const afterRead = events.slice(events.indexOf('read whole') + 1);
+    const turns = afterRead.indexOf('open');
+    expect(afterRead.slice(0, turns).every((event) => event === 'turn')).toBe(true);
+    expect(turns).toBeGreaterThanOrEqual(5);
   });
 });
