@@ -8,7 +8,7 @@
  * an acknowledgement can only cause a duplicate delivery, never a lost record.
  */
 import { join } from 'node:path';
-import { type DiskFs, writeAll } from './fs';
+import { type DiskFs, readFully, writeAll } from './fs';
 import { IdRanges } from './ranges';
 import { encodeRecord, parseRecord } from './record';
 import { rewrite } from './recovery';
@@ -41,10 +41,11 @@ export class AckFile {
     const file = join(directory, ACK_FILE);
     const fd = await disk.open(file, 'a+');
     try {
-      const length = await disk.size(fd);
-      const bytes = Buffer.alloc(length);
-      let filled = 0;
-      while (filled < length) filled += await disk.read(fd, bytes, filled, length - filled, filled);
+      const size = await disk.size(fd);
+      const whole = Buffer.alloc(size);
+      // A file that ends early (shorter than its size said) ends in a torn record: truncated below.
+      const length = await readFully(disk, fd, whole, size, 0);
+      const bytes = whole.subarray(0, length);
       let offset = 0;
       for (let entry = parseRecord(bytes, 0); typeof entry === 'object'; entry = parseRecord(bytes, offset)) {
         for (const [start, end] of decodePairs(entry.payload)) acked.addRange(start, end);

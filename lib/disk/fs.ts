@@ -3,6 +3,7 @@
  * takes them from here and nowhere else, so a test can count fsyncs, tear a write at a chosen
  * byte or fail one with ENOSPC by wrapping {@link nodeFs}.
  */
+import { constants } from 'node:buffer';
 import * as fs from 'node:fs';
 
 /** File operations, promise-returning, positional (the log tracks every offset itself). */
@@ -25,7 +26,7 @@ export interface DiskFs {
 }
 
 /** The most one read or write call moves: Node's fs.read and fs.write take at most 2 GiB − 1 bytes. */
-const MAX_IO_BYTES = 1024 * 1024 * 1024;
+export const MAX_IO_BYTES = 1024 * 1024 * 1024;
 
 /** Adapts a callback-last call to a promise. */
 function settle<T>(run: (done: (error: NodeJS.ErrnoException | null, value?: T) => void) => void): Promise<T> {
@@ -50,13 +51,20 @@ export const nodeFs: DiskFs = {
   unlink: (path) => fs.promises.unlink(path),
 };
 
-/** A file's bytes, read in calls of at most {@link MAX_IO_BYTES} into one buffer of its size. */
-export async function readWholeFile(disk: DiskFs, path: string): Promise<Buffer> {
+/**
+ * A file's bytes, read in calls of at most `maxIo` bytes into one buffer of its size. A file larger
+ * than a buffer can be (4 GiB) fails with `EFBIG`, naming it.
+ */
+export async function readWholeFile(disk: DiskFs, path: string, maxIo = MAX_IO_BYTES): Promise<Buffer> {
   const fd = await disk.open(path, 'r');
   try {
     const size = await disk.size(fd);
+    if (size > constants.MAX_LENGTH) {
+      const message = `${path} holds ${size} bytes, more than one buffer can (${constants.MAX_LENGTH})`;
+      throw Object.assign(new Error(message), { code: 'EFBIG' });
+    }
     const bytes = Buffer.allocUnsafe(size);
-    return bytes.subarray(0, await readFully(disk, fd, bytes, size, 0));
+    return bytes.subarray(0, await readFully(disk, fd, bytes, size, 0, maxIo));
   } finally {
     await disk.close(fd);
   }
@@ -76,8 +84,8 @@ export async function syncDirectory(disk: DiskFs, directory: string): Promise<vo
 }
 
 /**
- * Reads `length` bytes at `position` into the start of `buffer`; resolves how many were read:
- * fewer only where the file ends.
+ * Reads `length` bytes at `position` into the start of `buffer`, at most `maxIo` per call; resolves
+ * how many were read: fewer only where the file ends.
  */
 export async function readFully(
   disk: DiskFs,
@@ -85,27 +93,28 @@ export async function readFully(
   buffer: Uint8Array,
   length: number,
   position: number,
+  maxIo = MAX_IO_BYTES,
 ): Promise<number> {
   let filled = 0;
   while (filled < length) {
-    const count = await disk.read(fd, buffer, filled, Math.min(length - filled, MAX_IO_BYTES), position + filled);
+    const count = await disk.read(fd, buffer, filled, Math.min(length - filled, maxIo), position + filled);
     if (count === 0) break;
     filled += count;
   }
   return filled;
 }
 
-/** Writes all of `bytes` at `position` (a write may be short: a full disk, a signal). */
-export async function writeAll(disk: DiskFs, fd: number, bytes: Uint8Array, position: number): Promise<void> {
+/** Writes all of `bytes` at `position`, at most `maxIo` per call (a write may be short: a full disk, a signal). */
+export async function writeAll(
+  disk: DiskFs,
+  fd: number,
+  bytes: Uint8Array,
+  position: number,
+  maxIo = MAX_IO_BYTES,
+): Promise<void> {
   let written = 0;
   while (written < bytes.length) {
-    const count = await disk.write(
-      fd,
-      bytes,
-      written,
-      Math.min(bytes.length - written, MAX_IO_BYTES),
-      position + written,
-    );
+    const count = await disk.write(fd, bytes, written, Math.min(bytes.length - written, maxIo), position + written);
     if (count <= 0) throw Object.assign(new Error('write wrote nothing'), { code: 'EIO' });
     written += count;
   }

@@ -190,9 +190,9 @@ export interface DoomedReport {
 /**
  * Runs a consumer fixture (`node fixture ...args`) until it prints its report line, then kills it
  * with SIGKILL, as a crash would, and resolves the report once the process is gone. Fails, with
- * the child killed, if it exits or writes to stderr before reporting.
+ * the child killed, if it exits, writes to stderr or has not reported within `timeoutMs`.
  */
-export async function killAfterReport(fixture: string, args: string[]): Promise<DoomedReport> {
+export async function killAfterReport(fixture: string, args: string[], timeoutMs = 15_000): Promise<DoomedReport> {
   const child = spawn(process.execPath, [fixture, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
@@ -200,6 +200,7 @@ export async function killAfterReport(fixture: string, args: string[]): Promise<
     child.once('exit', (_code, signal) => resolve(signal)),
   );
   let line: string | undefined;
+  let timer: NodeJS.Timeout | undefined;
   try {
     line = await Promise.race([
       (async () => {
@@ -207,9 +208,11 @@ export async function killAfterReport(fixture: string, args: string[]): Promise<
         return undefined;
       })(),
       exited.then(() => undefined),
+      new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), timeoutMs))),
     ]);
     expect({ line: line !== undefined, stderr }).toEqual({ line: true, stderr: '' });
   } finally {
+    clearTimeout(timer);
     child.kill('SIGKILL');
   }
   expect(await exited).toBe('SIGKILL');

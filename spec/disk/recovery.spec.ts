@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { copyFileSync, readFileSync, readdirSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { type DiskFs, nodeFs, readFully, readWholeFile, writeAll } from '../../lib/disk/fs';
+import { type DiskFs, MAX_IO_BYTES, nodeFs, readFully, readWholeFile, writeAll } from '../../lib/disk/fs';
 import { DiskLog } from '../../lib/disk/log';
 import { IdRanges } from '../../lib/disk/ranges';
 import { HEADER_BYTES, encodeRecord, recordId } from '../../lib/disk/record';
@@ -256,59 +256,72 @@ function flipAt(file: string, at: number): void {
 }
 
 describe('a damaged segment past 2 GiB', () => {
+  test('the cap: Node refuses more than 2 GiB − 1 bytes in one fs.read or fs.write, so one call moves at most 1 GiB', () => {
+    expect(MAX_IO_BYTES).toBeLessThanOrEqual(2 ** 31 - 1);
+  });
+
   /**
-   * A 2 GiB + 1 MiB file that is never read for real: `read` only counts, and refuses what Node's
-   * fs.read refuses (more than 2 GiB − 1 bytes in one call). The buffer is allocated, never touched.
+   * A file that is never read for real, 10 MiB + 1 byte with calls capped at 1 MiB (standing in for
+   * 2 GiB + 1 MiB with calls capped at 1 GiB): `read` and `write` only count, and refuse more than
+   * the cap in one call, as Node refuses more than 2 GiB − 1.
    */
-  function bigFile(): { fs: DiskFs; reads: Array<[number, number]>; size: number } {
-    const size = 2 * 1024 ** 3 + 1024 ** 2;
-    const reads: Array<[number, number]> = [];
+  const SIZE = 10 * 1024 ** 2 + 1;
+  const CAP = 1024 ** 2;
+  function fakeFile(): { fs: DiskFs; calls: Array<[number, number]> } {
+    const calls: Array<[number, number]> = [];
+    const refuse = (length: number): Promise<number> | undefined =>
+      length > CAP ? Promise.reject(new RangeError(`The value of "length" is out of range: ${length}`)) : undefined;
     const fs: DiskFs = {
       ...nodeFs,
       open: () => Promise.resolve(7),
       close: () => Promise.resolve(),
-      size: () => Promise.resolve(size),
+      size: () => Promise.resolve(SIZE),
       read: (_fd, buffer, offset, length, position) => {
-        if (length > 2 ** 31 - 1)
-          return Promise.reject(new RangeError(`The value of "length" is out of range: ${length}`));
-        const count = Math.max(0, Math.min(length, size - position, buffer.length - offset));
-        reads.push([position, count]);
-        return Promise.resolve(count);
+        const count = Math.max(0, Math.min(length, SIZE - position, buffer.length - offset));
+        calls.push([position, count]);
+        return refuse(length) ?? Promise.resolve(count);
+      },
+      write: (_fd, _bytes, _offset, length, position) => {
+        calls.push([position, length]);
+        return refuse(length) ?? Promise.resolve(length);
       },
     };
-    return { fs, reads, size };
+    return { fs, calls };
   }
 
-  test('is read whole (fs.promises.readFile stops at 2 GiB), in reads of at most 1 GiB, every byte once', async () => {
-    const { fs, reads, size } = bigFile();
-    const bytes = await readWholeFile(fs, 'segment');
-    expect(bytes.length).toBe(size);
-    expect(Math.max(...reads.map(([, count]) => count))).toBeLessThanOrEqual(1024 ** 3);
+  /** The calls cover [0, SIZE) once, in order, none over the cap. */
+  function expectCovered(calls: Array<[number, number]>): void {
     let next = 0;
-    for (const [position, count] of reads) {
+    for (const [position, count] of calls) {
       expect(position).toBe(next);
+      expect(count).toBeLessThanOrEqual(CAP);
       next += count;
     }
-    expect(next).toBe(size);
+    expect(next).toBe(SIZE);
+  }
+
+  test('is read whole (fs.promises.readFile stops at 2 GiB) in capped reads, every byte once', async () => {
+    const { fs, calls } = fakeFile();
+    expect((await readWholeFile(fs, 'segment', CAP)).length).toBe(SIZE);
+    expectCovered(calls);
   });
 
-  test('readFully and writeAll move at most 1 GiB per call (a single fs.read or fs.write refuses more than 2 GiB − 1)', async () => {
-    const { fs, size } = bigFile();
-    const buffer = Buffer.allocUnsafe(size);
-    expect(await readFully(fs, 7, buffer, size, 0)).toBe(size);
-    const writes: number[] = [];
-    const writer: DiskFs = {
-      ...fs,
-      write: (_fd, _bytes, _offset, length) => {
-        if (length > 2 ** 31 - 1)
-          return Promise.reject(new RangeError(`The value of "length" is out of range: ${length}`));
-        writes.push(length);
-        return Promise.resolve(length);
-      },
-    };
-    await writeAll(writer, 7, buffer, 0);
-    expect(writes.reduce((sum, length) => sum + length, 0)).toBe(size);
-    expect(Math.max(...writes)).toBeLessThanOrEqual(1024 ** 3);
+  test('readFully and writeAll move at most the cap per call', async () => {
+    const reader = fakeFile();
+    expect(await readFully(reader.fs, 7, Buffer.alloc(SIZE), SIZE, 0, CAP)).toBe(SIZE);
+    expectCovered(reader.calls);
+    const writer = fakeFile();
+    await writeAll(writer.fs, 7, Buffer.alloc(SIZE), 0, CAP);
+    expectCovered(writer.calls);
+  });
+
+  test('a file larger than one buffer can be fails with EFBIG, naming it', async () => {
+    const { fs } = fakeFile();
+    const huge: DiskFs = { ...fs, size: () => Promise.resolve(2 ** 32 + 1) };
+    await expect(readWholeFile(huge, '/logs/0000000000000001.seg')).rejects.toMatchObject({
+      code: 'EFBIG',
+      message: expect.stringContaining('/logs/0000000000000001.seg holds 4294967297 bytes') as unknown,
+    });
   });
 });
 
@@ -319,6 +332,19 @@ describe('recordId', () => {
         const bytes = Buffer.concat([Buffer.alloc(at, 0xff), encodeRecord(id, payload)]);
         expect(recordId(bytes, at)).toBe(id);
         expect(recordId(bytes, at)).toBe(bytes.readUInt32LE(at + 12) * 2 ** 32 + bytes.readUInt32LE(at + 8));
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
+  test('on any 16 bytes (the garbage a damaged stretch holds), the same as two readUInt32LE calls', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 16, maxLength: 40 }), fc.nat(), (array, at) => {
+        const bytes = Buffer.from(array);
+        const offset = at % (bytes.length - 15);
+        expect(recordId(bytes, offset)).toBe(
+          bytes.readUInt32LE(offset + 12) * 2 ** 32 + bytes.readUInt32LE(offset + 8),
+        );
       }),
       { numRuns: 1000 },
     );
