@@ -1,19 +1,5 @@
 import fc from 'fast-check';
-import {
-  checkProperty,
-  propertyTimeout,
-  explain,
-  runScenario,
-  scenarioArb,
-  terminalViolations,
-} from '../support/property-harness';
-import type { Scenario } from '../support/property-harness';
-
-async function holds(scenario: Scenario): Promise<void> {
-  const { run } = await runScenario(scenario);
-  const violations = terminalViolations(run);
-  if (violations.length > 0) throw new Error(explain(scenario, violations));
-}
+import { checkProperty, holdsAtEnd, propertyTimeout, scenarioArb } from '../support/property-harness';
 
 /**
  * The model-based property: a random configuration (every strategy, small
@@ -30,7 +16,7 @@ describe('property: nothing is lost silently, memory stays bounded', () => {
   test(
     'random writes, sinks, configurations and endings',
     async () => {
-      await checkProperty(scenarioArb(), holds);
+      await checkProperty(scenarioArb(), holdsAtEnd);
     },
     propertyTimeout(),
   );
@@ -48,7 +34,7 @@ describe('property: nothing is lost silently, memory stays bounded', () => {
         },
         script: [{ kind: 'delay' as const, ms: 120 }, ...s.script],
       }));
-      await checkProperty(scenarios, holds);
+      await checkProperty(scenarios, holdsAtEnd);
     },
     propertyTimeout(),
   );
@@ -67,7 +53,7 @@ describe('property: nothing is lost silently, memory stays bounded', () => {
         deadLetter: 'handler' as const,
         handlerDelayMs: 35,
       }));
-      await checkProperty(scenarios, holds);
+      await checkProperty(scenarios, holdsAtEnd);
     },
     propertyTimeout(),
   );

@@ -1,18 +1,4 @@
-import {
-  checkProperty,
-  explain,
-  faultScenarioArb,
-  propertyTimeout,
-  runScenario,
-  terminalViolations,
-} from '../support/property-harness';
-import type { Scenario } from '../support/property-harness';
-
-async function holds(scenario: Scenario): Promise<void> {
-  const { run } = await runScenario(scenario);
-  const violations = terminalViolations(run);
-  if (violations.length > 0) throw new Error(explain(scenario, violations));
-}
+import { checkProperty, faultScenarioArb, holdsAtEnd, propertyTimeout } from '../support/property-harness';
 
 /**
  * BackpressureController: push() (awaited by an honouring producer, or not), stop() and start() at random,
@@ -25,7 +11,7 @@ describe('property: BackpressureController under faults', () => {
   test(
     'push, stop, start, drain, shutdown, destroy and abort interleaved',
     async () => {
-      await checkProperty(faultScenarioArb({ api: 'controller' }), holds);
+      await checkProperty(faultScenarioArb({ api: 'controller' }), holdsAtEnd);
     },
     propertyTimeout(),
   );

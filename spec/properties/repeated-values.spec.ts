@@ -1,19 +1,7 @@
 import fc from 'fast-check';
-import {
-  checkProperty,
-  propertyTimeout,
-  countViolations,
-  explain,
-  runScenario,
-  scenarioArb,
-} from '../support/property-harness';
-import type { Scenario } from '../support/property-harness';
+import { checkProperty, countViolations, holdsBy, propertyTimeout, scenarioArb } from '../support/property-harness';
 
-async function balances(scenario: Scenario): Promise<void> {
-  const { run } = await runScenario(scenario);
-  const violations = countViolations(run);
-  if (violations.length > 0) throw new Error(explain(scenario, violations));
-}
+const balances = holdsBy(countViolations);
 
 /**
  * Items need not be distinct: a producer may write the same string or number

@@ -7,6 +7,7 @@ import { ModelSink } from './property-sink';
 import type { SinkCall, Step } from './property-sink';
 import { settle, useStreamFakeTimers } from './test-sink';
 
+import { explain, terminalViolations } from './property-checks';
 import { IGNORED_VIOLATIONS } from './property-runner';
 
 export { PROPERTY_RUNS, checkProperty, propertyTimeout } from './property-runner';
@@ -1138,5 +1139,20 @@ export async function runScenario(scenario: Scenario): Promise<{ run: Run; obs: 
     return { run, obs: run.obs };
   });
 }
+
+/**
+ * A property's predicate: runs the scenario and throws, with the scenario explained, if `check`
+ * finds violations in the finished run.
+ */
+export function holdsBy(check: (run: Run) => string[]): (scenario: Scenario) => Promise<void> {
+  return async (scenario) => {
+    const { run } = await runScenario(scenario);
+    const violations = check(run);
+    if (violations.length > 0) throw new Error(explain(scenario, violations));
+  };
+}
+
+/** Every check at the end of a run (terminalViolations): the predicate of most properties. */
+export const holdsAtEnd = holdsBy(terminalViolations);
 
 export { countViolations, deadLetteredIds, explain, terminalViolations } from './property-checks';
