@@ -333,13 +333,8 @@ export class PostgresSink implements Sink {
       strict: schema.strict,
       tableName: table,
       target: this.target,
+      nullType: final ? 'text' : undefined,
     });
-    if (final) {
-      schema.columns.forEach((column, index) => {
-        if (column.type === 'unknown' && !existing.has(schema.identity(column.name)))
-          plan.add.push({ index, type: 'text' });
-      });
-    }
     if (plan.add.length > 0) {
       const adds = plan.add.map(({ index, type }) => {
         const name = (schema.columns[index] as { name: string }).name;

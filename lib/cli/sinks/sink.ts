@@ -134,16 +134,18 @@ export interface Plan {
 
 /**
  * Compares the schema with the table's columns. Columns only ever null (`unknown`)
- * wait for a typed value (or the end of the run); under --strict-schema nothing is
- * added or widened, and a missing column is an error.
+ * wait for a typed value, or for the end of the run: then (`nullType` given) they are
+ * added with that type, after the others; under --strict-schema nothing is added or
+ * widened, and a missing column is an error.
  */
 export function planChanges(
   schema: Schema,
   columns: Map<string, TableColumn>,
   dialect: Dialect,
-  options: { strict: boolean; tableName: string; target: string },
+  options: { strict: boolean; tableName: string; target: string; nullType?: TableType | undefined },
 ): Plan {
   const plan: Plan = { add: [], widen: [] };
+  const onlyNull: Plan['add'] = [];
   schema.columns.forEach((column, index) => {
     const existing = columns.get(schema.identity(column.name));
     if (existing === undefined) {
@@ -152,12 +154,14 @@ export function planChanges(
           `table ${options.tableName} of ${options.target} has no column named ${column.name} (--strict-schema adds no columns)`,
         );
       if (column.type !== 'unknown') plan.add.push({ index, type: dialect.typeFor(column) });
+      else if (options.nullType !== undefined) onlyNull.push({ index, type: options.nullType });
       return;
     }
     if (options.strict || !schema.typed) return;
     const to = dialect.widened(existing.type, column.type);
     if (to !== existing.type) plan.widen.push({ index, column: existing, to });
   });
+  plan.add.push(...onlyNull);
   return plan;
 }
 

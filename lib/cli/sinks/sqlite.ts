@@ -237,13 +237,8 @@ export class SqliteSink implements Sink {
       strict: schema.strict,
       tableName: table,
       target: this.target,
+      nullType: final ? 'any' : undefined,
     });
-    if (final) {
-      schema.columns.forEach((column, index) => {
-        if (column.type === 'unknown' && !existing.has(schema.identity(column.name)))
-          plan.add.push({ index, type: 'any' });
-      });
-    }
     for (const { index, type } of plan.add) {
       const name = (schema.columns[index] as { name: string }).name;
       try {
