@@ -8,7 +8,7 @@
  * an acknowledgement can only cause a duplicate delivery, never a lost record.
  */
 import { join } from 'node:path';
-import { type DiskFs, readFully, writeAll } from './fs';
+import { type DiskFs, readAll, writeAll } from './fs';
 import { IdRanges } from './ranges';
 import { encodeRecord, parseRecord } from './record';
 import { rewrite } from './recovery';
@@ -41,17 +41,13 @@ export class AckFile {
     const file = join(directory, ACK_FILE);
     const fd = await disk.open(file, 'a+');
     try {
-      const size = await disk.size(fd);
-      const whole = Buffer.alloc(size);
-      // A file that ends early (shorter than its size said) ends in a torn record: truncated below.
-      const length = await readFully(disk, fd, whole, size, 0);
-      const bytes = whole.subarray(0, length);
+      const bytes = await readAll(disk, fd, file);
       let offset = 0;
       for (let entry = parseRecord(bytes, 0); typeof entry === 'object'; entry = parseRecord(bytes, offset)) {
         for (const [start, end] of decodePairs(entry.payload)) acked.addRange(start, end);
         offset += entry.size;
       }
-      if (offset < length) {
+      if (offset < bytes.length) {
         await disk.ftruncate(fd, offset);
         await disk.fsync(fd);
       }

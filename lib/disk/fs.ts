@@ -51,23 +51,29 @@ export const nodeFs: DiskFs = {
   unlink: (path) => fs.promises.unlink(path),
 };
 
-/**
- * A file's bytes, read in calls of at most `maxIo` bytes into one buffer of its size. A file larger
- * than a buffer can be (4 GiB) fails with `EFBIG`, naming it.
- */
+/** A file's bytes, opened by path; see {@link readAll}. */
 export async function readWholeFile(disk: DiskFs, path: string, maxIo = MAX_IO_BYTES): Promise<Buffer> {
   const fd = await disk.open(path, 'r');
   try {
-    const size = await disk.size(fd);
-    if (size > constants.MAX_LENGTH) {
-      const message = `${path} holds ${size} bytes, more than one buffer can (${constants.MAX_LENGTH})`;
-      throw Object.assign(new Error(message), { code: 'EFBIG' });
-    }
-    const bytes = Buffer.allocUnsafe(size);
-    return bytes.subarray(0, await readFully(disk, fd, bytes, size, 0, maxIo));
+    return await readAll(disk, fd, path, maxIo);
   } finally {
     await disk.close(fd);
   }
+}
+
+/**
+ * The bytes of the open file `fd` (named `path` in errors), read in calls of at most `maxIo` bytes
+ * into one buffer of its size: as many as there are, if it ends before the size it reported. A file
+ * larger than a buffer can be (4 GiB) fails with `EFBIG`, naming it.
+ */
+export async function readAll(disk: DiskFs, fd: number, path: string, maxIo = MAX_IO_BYTES): Promise<Buffer> {
+  const size = await disk.size(fd);
+  if (size > constants.MAX_LENGTH) {
+    const message = `${path} holds ${size} bytes, more than one buffer can (${constants.MAX_LENGTH})`;
+    throw Object.assign(new Error(message), { code: 'EFBIG' });
+  }
+  const bytes = Buffer.allocUnsafe(size);
+  return bytes.subarray(0, await readFully(disk, fd, bytes, size, 0, maxIo));
 }
 
 /**

@@ -85,17 +85,17 @@ export function checkRecord(bytes: Buffer, offset: number, end = bytes.length): 
  * offset), with the same result.
  */
 export function recordId(bytes: Buffer, offset: number): number {
-  const low =
-    (bytes[offset + 8] as number) +
-    (bytes[offset + 9] as number) * 0x100 +
-    (bytes[offset + 10] as number) * 0x1_0000 +
-    (bytes[offset + 11] as number) * 0x100_0000;
-  const high =
-    (bytes[offset + 12] as number) +
-    (bytes[offset + 13] as number) * 0x100 +
-    (bytes[offset + 14] as number) * 0x1_0000 +
-    (bytes[offset + 15] as number) * 0x100_0000;
-  return high * TWO_32 + low;
+  return uint32At(bytes, offset + 12) * TWO_32 + uint32At(bytes, offset + 8);
+}
+
+/** The unsigned little-endian 32-bit value at `at`, without readUInt32LE's call and bounds check. */
+function uint32At(bytes: Buffer, at: number): number {
+  return (
+    (bytes[at] as number) +
+    (bytes[at + 1] as number) * 0x100 +
+    (bytes[at + 2] as number) * 0x1_0000 +
+    (bytes[at + 3] as number) * 0x100_0000
+  );
 }
 
 /** The payload length a header announces, before the payload is read (to size a read). */
