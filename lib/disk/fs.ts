@@ -19,7 +19,7 @@ export interface DiskFs {
   size(fd: number): Promise<number>;
   readdir(path: string): Promise<string[]>;
   mkdir(path: string): Promise<void>;
-  /** The whole file, however large (`fs.promises.readFile` stops at 2 GiB; a segment may be up to 4 GiB). */
+  /** The whole file, however large (`fs.promises.readFile` stops at 2 GiB). The log reads only small files whole (lock claims). */
   readFile(path: string): Promise<Buffer>;
   rename(from: string, to: string): Promise<void>;
   unlink(path: string): Promise<void>;

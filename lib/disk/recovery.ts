@@ -5,9 +5,10 @@
  *
  * Each segment is first read in pieces of `SCAN_CHUNK_BYTES`, the next piece read while this one
  * is checked: memory stays at two pieces however large the segment, and the event loop is never
- * held for more than one piece's checksums. Only a segment found damaged is then read whole and
- * repaired by the rules below (in id order; the ids of one log only ever grow), the event loop
- * turning every `WALK_SLICE_BYTES` of the walk:
+ * held for more than one piece's checksums. Only a segment found damaged (or holding a record longer
+ * than a piece, which this check leaves alone) is then walked again, through
+ * a window of pieces (see SegmentWindow), and repaired by the rules below, its bytes copied a piece at a
+ * time (in id order; the ids of one log only ever grow):
  * - a record is valid when its checksum matches and its id is at least the next expected id;
  * - after an invalid spot, the bytes are searched for the next valid record; if one is found,
  *   the stretch between is corrupt: it is appended to the quarantine file, counted, and the
@@ -18,8 +19,9 @@
  *   so that they neither block a segment's deletion nor count as held.
  */
 import { join } from 'node:path';
+import { crc32c } from './crc';
 import { type DiskFs, readFully, syncDirectory, writeAll } from './fs';
-import { BAD, HEADER_BYTES, SHORT, announcedSize, checkRecord, parseRecord, recordId } from './record';
+import { BAD, HEADER_BYTES, SHORT, announcedSize, checkRecord, recordId } from './record';
 import type { IdRanges } from './ranges';
 
 /** Bytes read at a time while checking a segment. */
@@ -100,18 +102,11 @@ export async function recoverSegments(
     let tally: Tally = { expected, held: 0, heldBytes: 0, gaps: [] };
     let size = await scanInPieces(disk, file, tally, acked, chunkBytes);
     if (size === undefined) {
-      // Damaged (or torn at the tail): read whole, counted again, repaired.
+      // Damaged (or torn at the tail): walked again from the start, counted again, repaired.
       tally = { expected, held: 0, heldBytes: 0, gaps: [] };
-      const bytes = await disk.readFile(file);
-      const scan = await scanSegment(
-        bytes,
-        () => tally.expected,
-        (id, recordSize) => count(tally, acked, id, recordSize),
-      );
-      const isLast = index === bases.length - 1;
-      if (scan.tail !== undefined && !isLast) scan.corrupt.push([scan.tail, bytes.length]);
-      result.corrupt += scan.corrupt.length;
-      size = await repair(disk, directory, file, bytes, scan);
+      const repaired = await repairSegment(disk, directory, file, index === bases.length - 1, chunkBytes, tally, acked);
+      result.corrupt += repaired.corrupt;
+      size = repaired.size;
     }
     for (const [from, to] of tally.gaps) acked.addRange(from, to);
     result.held += tally.held;
@@ -136,7 +131,7 @@ function count(tally: Tally, acked: IdRanges, id: number, size: number): void {
 /**
  * Checks a segment piece by piece, reading the next piece while this one is checked. Resolves its
  * size if every record is intact and in order to the end, `undefined` at the first record that is
- * not (or a file that ends inside a record): then the whole-segment rules decide.
+ * not, or is longer than a piece, or that the file ends inside: then the walk that repairs decides.
  */
 async function scanInPieces(
   disk: DiskFs,
@@ -165,17 +160,10 @@ async function scanInPieces(
       const piece = await next;
       next = undefined;
       if (piece.length === 0) return undefined; // shorter than its size: the whole-segment rules decide
-      let bytes = carry.length === 0 ? piece : Buffer.concat([carry, piece]);
-      if (bytes.length >= HEADER_BYTES) {
-        // A record longer than what is read: the rest of it now, in one read.
-        const missing = announcedSize(bytes, 0) - bytes.length;
-        if (missing > 0) {
-          if (readTo + missing > end) return undefined;
-          const rest = await readNext(missing);
-          if (rest.length < missing) return undefined;
-          bytes = Buffer.concat([bytes, rest]);
-        }
-      }
+      const bytes = carry.length === 0 ? piece : Buffer.concat([carry, piece]);
+      // A record longer than a piece (or a damaged length field that says so) is left to the walk, which
+      // checks it a piece at a time: reading all that the length claims could take the whole segment.
+      if (bytes.length >= HEADER_BYTES && announcedSize(bytes, 0) > bytes.length) return undefined;
       if (readTo < end) next = readNext(Math.min(chunkBytes, end - readTo));
       let offset = 0;
       for (let size = checkRecord(bytes, offset); size !== SHORT; size = checkRecord(bytes, offset)) {
@@ -196,37 +184,99 @@ async function scanInPieces(
 }
 
 /**
- * Bytes of a damaged segment walked between two turns of the event loop: about 30 ms of searching
- * for the next valid record (7 ns per byte on the benchmark machine), much less of checking records.
+ * One open segment file read through a window: the bytes of one piece (or of one record that fits in
+ * a piece) at a time, in one buffer, so that walking a damaged segment holds one piece however large
+ * the segment. Every read is an I/O callback, so the event loop turns between pieces.
  */
-const WALK_SLICE_BYTES = 4 * 1024 * 1024;
+class SegmentWindow {
+  readonly #disk: DiskFs;
+  readonly #fd: number;
+  readonly pieceBytes: number;
+  /** The most one view may span: a piece, and never less than two headers. */
+  readonly span: number;
+  /** The file's size; lowered if a read finds it shorter. */
+  size: number;
+  /** The window's bytes (the start of #buffer), and the offset of the first of them in the file. */
+  #bytes: Buffer = Buffer.alloc(0);
+  #from = 0;
+  #buffer: Buffer | undefined;
 
-/** Lets the event loop turn (timers, I/O, other work) in the middle of a long walk. */
-const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+  constructor(disk: DiskFs, fd: number, size: number, pieceBytes: number) {
+    this.#disk = disk;
+    this.#fd = fd;
+    this.size = size;
+    this.pieceBytes = pieceBytes;
+    this.span = Math.max(pieceBytes, 2 * HEADER_BYTES);
+  }
+
+  /**
+   * The bytes [start, end) of the file, `end - start` at most {@link span}: a view of the window, which
+   * is moved to start at `start` (and to hold a span from there) when it does not hold them. Shorter
+   * where the file ends. Valid until the next call, which may move the window.
+   */
+  async view(start: number, end: number): Promise<Buffer> {
+    const held = this.#from + this.#bytes.length;
+    if (start < this.#from || Math.min(end, this.size) > held) {
+      const buffer = (this.#buffer ??= Buffer.allocUnsafe(this.span));
+      const length = Math.max(0, Math.min(this.size, start + this.span) - start);
+      // What the window holds from `start` on moves to the front (copy() allows the overlap), and is not read again.
+      const kept = start >= this.#from && start < held ? this.#bytes.copy(buffer, 0, start - this.#from) : 0;
+      const count =
+        kept >= length ? 0 : await readFully(this.#disk, this.#fd, buffer.subarray(kept), length - kept, start + kept);
+      if (kept + count < length) this.size = start + kept + count; // shorter than it said
+      this.#bytes = buffer.subarray(0, Math.min(length, kept + count));
+      this.#from = start;
+    }
+    return this.#bytes.subarray(start - this.#from, Math.max(start, Math.min(end, this.size)) - this.#from);
+  }
+
+  /**
+   * The intact record at `offset`: its id and size, or `undefined` (a bad checksum, or the file ends
+   * before the record does). A record longer than a piece is checked piece by piece, never held.
+   */
+  async recordAt(offset: number): Promise<{ id: number; size: number } | undefined> {
+    if (this.size - offset < HEADER_BYTES) return undefined;
+    const header = await this.view(offset, offset + HEADER_BYTES);
+    const id = recordId(header, 0);
+    const size = announcedSize(header, 0);
+    return (await this.isIntact(offset, size, header.readUInt32LE(0))) ? { id, size } : undefined;
+  }
+
+  /** Whether the `size` bytes at `offset` are within the file and their checksum (after its 4 bytes) is `stored`. */
+  async isIntact(offset: number, size: number, stored: number): Promise<boolean> {
+    if (offset + size > this.size) return false;
+    if (size <= this.pieceBytes) {
+      const bytes = await this.view(offset, offset + size);
+      return bytes.length === size && checkRecord(bytes, 0) === size;
+    }
+    let crc = 0;
+    for (let at = offset + 4; at < offset + size; at += this.pieceBytes) {
+      const piece = await this.view(at, Math.min(offset + size, at + this.pieceBytes));
+      if (piece.length === 0) return false;
+      crc = crc32c(piece, 0, piece.length, crc);
+    }
+    return crc === stored;
+  }
+}
 
 /** Walks the records of one segment, calling `onRecord` for each valid one in order. */
-export async function scanSegment(
-  bytes: Buffer,
+async function scanSegment(
+  window: SegmentWindow,
   expected: () => number,
   onRecord: (id: number, size: number) => void,
 ): Promise<Scan> {
   const scan: Scan = { kept: [], corrupt: [], tail: undefined };
   let offset = 0;
   let keptFrom = 0;
-  let turnAt = WALK_SLICE_BYTES;
-  while (offset < bytes.length) {
-    if (offset >= turnAt) {
-      await nextTurn();
-      turnAt = offset + WALK_SLICE_BYTES;
-    }
-    const record = parseRecord(bytes, offset);
-    if (typeof record === 'object' && record.id >= expected()) {
+  while (offset < window.size) {
+    const record = await window.recordAt(offset);
+    if (record !== undefined && record.id >= expected()) {
       onRecord(record.id, record.size);
       offset += record.size;
       continue;
     }
     if (offset > keptFrom) scan.kept.push([keptFrom, offset]);
-    const next = await findNextRecord(bytes, offset, expected());
+    const next = await findNextRecord(window, offset, expected());
     if (next === undefined) {
       scan.tail = offset;
       return scan;
@@ -244,36 +294,117 @@ export async function scanSegment(
  * skipped bytes could have held. That filter keeps the search linear (a random header almost
  * never passes it) before the checksum is computed.
  */
-async function findNextRecord(bytes: Buffer, badAt: number, expected: number): Promise<number | undefined> {
-  const last = bytes.length - HEADER_BYTES;
-  for (let from = badAt + 1; from <= last; from += WALK_SLICE_BYTES) {
-    if (from > badAt + 1) await nextTurn();
-    const to = Math.min(last, from + WALK_SLICE_BYTES - 1);
-    for (let offset = from; offset <= to; offset++) {
-      const id = recordId(bytes, offset);
-      if (id < expected || id > expected + Math.ceil((offset - badAt) / HEADER_BYTES)) continue;
-      if (checkRecord(bytes, offset) > 0) return offset;
+async function findNextRecord(window: SegmentWindow, badAt: number, expected: number): Promise<number | undefined> {
+  // A span at a time: the headers that lie wholly within it, then on from the first that does not.
+  for (let from = badAt + 1; from <= window.size - HEADER_BYTES;) {
+    const bytes = await window.view(from, from + window.span);
+    const last = from + bytes.length - HEADER_BYTES;
+    let offset = from;
+    for (; offset <= last; offset++) {
+      const id = recordId(bytes, offset - from);
+      if (id >= expected && id <= expected + Math.ceil((offset - badAt) / HEADER_BYTES)) break;
     }
+    if (offset > last) {
+      from = last + 1;
+      continue;
+    }
+    // A candidate: checked with what its header says, read before the check moves the window.
+    const at = offset - from;
+    if (await window.isIntact(offset, announcedSize(bytes, at), bytes.readUInt32LE(at))) return offset;
+    from = offset + 1;
   }
   return undefined;
 }
 
-/** Applies a scan: quarantine and rewrite, or truncate a torn tail. Resolves the segment's size. */
-async function repair(disk: DiskFs, directory: string, file: string, bytes: Buffer, scan: Scan): Promise<number> {
+/**
+ * A segment that the check in pieces found damaged: walked again from its start through a window of
+ * `pieceBytes` (counting its records into `tally`), then repaired. Resolves its size after the repair
+ * and the number of corrupt stretches quarantined.
+ */
+async function repairSegment(
+  disk: DiskFs,
+  directory: string,
+  file: string,
+  isLast: boolean,
+  pieceBytes: number,
+  tally: Tally,
+  acked: IdRanges,
+): Promise<{ size: number; corrupt: number }> {
+  const fd = await disk.open(file, 'r');
+  let scan: Scan;
+  let size: number;
+  try {
+    const window = new SegmentWindow(disk, fd, await disk.size(fd), pieceBytes);
+    scan = await scanSegment(
+      window,
+      () => tally.expected,
+      (id, recordSize) => count(tally, acked, id, recordSize),
+    );
+    if (scan.tail !== undefined && !isLast) scan.corrupt.push([scan.tail, window.size]);
+    size = await repair(disk, directory, file, fd, Math.min(pieceBytes, window.size), scan);
+  } finally {
+    await disk.close(fd);
+  }
+  // Renamed over the segment once it is closed (Windows refuses to replace an open file).
+  if (scan.corrupt.length > 0) await replaceWithReplacement(disk, directory, file);
+  return { size, corrupt: scan.corrupt.length };
+}
+
+/**
+ * Applies a scan: quarantine and write the replacement, or truncate a torn tail. Resolves the
+ * segment's size. The bytes are copied `pieceBytes` at a time, from the segment (open as `fd`) to
+ * the quarantine file and to the replacement.
+ */
+async function repair(
+  disk: DiskFs,
+  directory: string,
+  file: string,
+  fd: number,
+  pieceBytes: number,
+  scan: Scan,
+): Promise<number> {
   const keptBytes = scan.kept.reduce((sum, [start, end]) => sum + end - start, 0);
   if (scan.corrupt.length > 0) {
-    await quarantine(disk, directory, file, bytes, scan.corrupt);
-    await rewrite(disk, directory, file, Buffer.concat(scan.kept.map(([start, end]) => bytes.subarray(start, end))));
+    const buffer = Buffer.allocUnsafe(Math.max(1, pieceBytes));
+    const copy = (to: number, [start, end]: [number, number], position: number): Promise<void> =>
+      copyRange(disk, fd, start, end, to, position, buffer);
+    await quarantine(disk, directory, file, scan.corrupt, copy);
+    await writeReplacement(disk, file, async (to) => {
+      let position = 0;
+      for (const range of scan.kept) {
+        await copy(to, range, position);
+        position += range[1] - range[0];
+      }
+    });
   } else if (scan.tail !== undefined) {
-    const fd = await disk.open(file, 'r+');
+    const writable = await disk.open(file, 'r+');
     try {
-      await disk.ftruncate(fd, keptBytes);
-      await disk.fsync(fd);
+      await disk.ftruncate(writable, keptBytes);
+      await disk.fsync(writable);
     } finally {
-      await disk.close(fd);
+      await disk.close(writable);
     }
   }
   return keptBytes;
+}
+
+/** Copies the bytes [start, end) of the open file `from` to `position` of `to`, a buffer's length at a time. */
+async function copyRange(
+  disk: DiskFs,
+  from: number,
+  start: number,
+  end: number,
+  to: number,
+  position: number,
+  buffer: Buffer,
+): Promise<void> {
+  for (let at = start; at < end; at += buffer.length) {
+    const length = Math.min(buffer.length, end - at);
+    if ((await readFully(disk, from, buffer, length, at)) < length) {
+      throw Object.assign(new Error(`a segment ended at ${at} while it was repaired`), { code: 'EIO' });
+    }
+    await writeAll(disk, to, buffer.subarray(0, length), position + at - start);
+  }
 }
 
 /** Appends the corrupt stretches to the quarantine file, each after a line saying where it was. */
@@ -281,34 +412,43 @@ async function quarantine(
   disk: DiskFs,
   directory: string,
   file: string,
-  bytes: Buffer,
   stretches: Array<[number, number]>,
+  copy: (to: number, range: [number, number], position: number) => Promise<void>,
 ): Promise<void> {
-  const parts = stretches.flatMap(([start, end]) => [
-    Buffer.from(`sluice quarantine: ${file} offset ${start} length ${end - start}\n`),
-    bytes.subarray(start, end),
-    Buffer.from('\n'),
-  ]);
   const fd = await disk.open(join(directory, QUARANTINE_FILE), 'a');
   try {
-    // Opened for appending: the position is ignored, the bytes go at the end.
-    await writeAll(disk, fd, Buffer.concat(parts), 0);
+    // Opened for appending: positions are ignored, the bytes go at the end.
+    for (const stretch of stretches) {
+      const [start, end] = stretch;
+      await writeAll(disk, fd, Buffer.from(`sluice quarantine: ${file} offset ${start} length ${end - start}\n`), 0);
+      await copy(fd, stretch, 0);
+      await writeAll(disk, fd, Buffer.from('\n'), 0);
+    }
     await disk.fsync(fd);
   } finally {
     await disk.close(fd);
   }
 }
 
-/** Replaces a file's content atomically: a temporary file, synced, renamed over it. */
-export async function rewrite(disk: DiskFs, directory: string, file: string, content: Buffer): Promise<void> {
-  const temporary = `${file}.tmp`;
-  const fd = await disk.open(temporary, 'w');
+/** Writes a file's replacement beside it (`<file>.tmp`), synced; {@link replaceWithReplacement} puts it in place. */
+async function writeReplacement(disk: DiskFs, file: string, fill: (fd: number) => Promise<void>): Promise<void> {
+  const fd = await disk.open(`${file}.tmp`, 'w');
   try {
-    await writeAll(disk, fd, content, 0);
+    await fill(fd);
     await disk.fsync(fd);
   } finally {
     await disk.close(fd);
   }
-  await disk.rename(temporary, file);
+}
+
+/** Renames the replacement over the file, atomically, and makes the rename durable. */
+async function replaceWithReplacement(disk: DiskFs, directory: string, file: string): Promise<void> {
+  await disk.rename(`${file}.tmp`, file);
   await syncDirectory(disk, directory);
+}
+
+/** Replaces a file's content atomically: a temporary file, synced, renamed over it. */
+export async function rewrite(disk: DiskFs, directory: string, file: string, content: Buffer): Promise<void> {
+  await writeReplacement(disk, file, (fd) => writeAll(disk, fd, content, 0));
+  await replaceWithReplacement(disk, directory, file);
 }
