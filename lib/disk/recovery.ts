@@ -237,6 +237,7 @@ class SegmentWindow {
   async recordAt(offset: number): Promise<{ id: number; size: number } | undefined> {
     if (this.size - offset < HEADER_BYTES) return undefined;
     const header = await this.view(offset, offset + HEADER_BYTES);
+    if (header.length < HEADER_BYTES) return undefined; // the file is shorter than it said
     const id = recordId(header, 0);
     const size = announcedSize(header, 0);
     return (await this.isIntact(offset, size, header.readUInt32LE(0))) ? { id, size } : undefined;

@@ -311,7 +311,7 @@ describe('a damaged segment past 2 GiB', () => {
     expect(next).toBe(SIZE);
   }
 
-  test('is read whole (fs.promises.readFile stops at 2 GiB) in capped reads, every byte once', async () => {
+  test('readWholeFile (lock claims; fs.promises.readFile stops at 2 GiB) reads in capped reads, every byte once', async () => {
     const { fs, calls } = fakeFile();
     expect((await readWholeFile(fs, 'segment', CAP)).length).toBe(SIZE);
     expectCovered(calls);
@@ -417,6 +417,26 @@ describe('a long damaged stretch', () => {
   });
 });
 
+describe('a segment shorter than its size says', () => {
+  test('a header cut by the real end is a torn tail, not an error', async () => {
+    const dir = tempDir();
+    const bytes = Buffer.concat([
+      encodeRecord(1, Buffer.alloc(0)),
+      encodeRecord(2, Buffer.alloc(0)),
+      Buffer.alloc(4, 7),
+    ]);
+    writeFileSync(join(dir, segmentName(1)), bytes);
+    const lying: DiskFs = { ...nodeFs, size: async (fd) => (await nodeFs.size(fd)) + 100 };
+    const result = await recoverSegments(lying, dir, [1], new IdRanges(), 32);
+    expect({ held: result.held, corrupt: result.corrupt, nextId: result.nextId }).toEqual({
+      held: 2,
+      corrupt: 0,
+      nextId: 3,
+    });
+    expect(readFileSync(join(dir, segmentName(1)))).toEqual(bytes.subarray(0, 2 * HEADER_BYTES));
+  });
+});
+
 describe('the search for the next intact record', () => {
   test('goes on from the byte after a candidate that fails its checksum, which may be where the record starts', async () => {
     // Record 2 right after one byte that, with record 2's first 15 bytes, reads as a header whose id
@@ -494,7 +514,11 @@ describe('recovery against a model of its rules', () => {
         fc.nat(),
         fc.array(damage, { minLength: 1, maxLength: 3 }),
         fc.boolean(),
-        fc.oneof(fc.integer({ min: 1, max: 300 }), fc.constant(SCAN_CHUNK_BYTES)),
+        fc.oneof(
+          { arbitrary: fc.integer({ min: 1, max: 64 }), weight: 3 },
+          { arbitrary: fc.integer({ min: 65, max: 300 }), weight: 1 },
+          { arbitrary: fc.constant(SCAN_CHUNK_BYTES), weight: 1 },
+        ),
         fc.array(fc.integer({ min: 1, max: 40 }), { maxLength: 6 }),
         async (specs, split, damages, damageFirst, chunkBytes, ackedIds) => {
           // Records with ids 1, 2, … (skipping where asked), in one segment or two.
