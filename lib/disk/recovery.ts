@@ -6,9 +6,9 @@
  * Each segment is first read in pieces of `SCAN_CHUNK_BYTES`, the next piece read while this one
  * is checked: memory stays at two pieces however large the segment, and the event loop is never
  * held for more than one piece's checksums. Only a segment found damaged (or holding a record longer
- * than a piece, which this check leaves alone) is then walked again, through
- * a window of pieces (see SegmentWindow), and repaired by the rules below, its bytes copied a piece at a
- * time (in id order; the ids of one log only ever grow):
+ * than a piece, which this check leaves alone) is then walked again through a window of pieces (see
+ * SegmentWindow) and repaired by the rules below, its bytes copied a piece at a time (in id order; the
+ * ids of one log only ever grow):
  * - a record is valid when its checksum matches and its id is at least the next expected id;
  * - after an invalid spot, the bytes are searched for the next valid record; if one is found,
  *   the stretch between is corrupt: it is appended to the quarantine file, counted, and the
@@ -159,7 +159,7 @@ async function scanInPieces(
     while (next !== undefined) {
       const piece = await next;
       next = undefined;
-      if (piece.length === 0) return undefined; // shorter than its size: the whole-segment rules decide
+      if (piece.length === 0) return undefined; // shorter than its size: the walk that repairs decides
       const bytes = carry.length === 0 ? piece : Buffer.concat([carry, piece]);
       // A record longer than a piece (or a damaged length field that says so) is left to the walk, which
       // checks it a piece at a time: reading all that the length claims could take the whole segment.
