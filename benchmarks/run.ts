@@ -379,15 +379,28 @@ function targets(results: Results): Verdict[] {
       `${fixed(paired.median, 3)}× (rounds ${fixed(paired.min, 3)}–${fixed(paired.max, 3)}; ratio of medians ${fixed(ofMedians, 3)}×${note})`,
     );
   };
-  compare('fast sink: sluice block ≥ 1.0× native items/s', 1, ['fast-sink', 'sluice-block', 'native']);
+  /** The median of the per-round ratios of two fast-sink contenders; NaN when either did not run. */
+  const paired = (a: string, b: string, key: NumericKey): number => {
+    const pa = pair(results, 'fast-sink', a);
+    const pb = pair(results, 'fast-sink', b);
+    return pa === undefined || pb === undefined ? NaN : pairedRatios(pa, pb, key).median;
+  };
+  {
+    // native-100: the same Writable holding as many items as sluice block (notes.md, "The same buffer, ...").
+    const sameBuffer = paired('sluice-block', 'native-100', 'itemsPerSec');
+    compare(
+      'fast sink: sluice block ≥ 1.0× native items/s',
+      1,
+      ['fast-sink', 'sluice-block', 'native'],
+      'itemsPerSec',
+      Number.isNaN(sameBuffer)
+        ? ''
+        : `; against native with sluice's buffer (native-100), paired: ${fixed(sameBuffer, 3)}×`,
+    );
+  }
   compare('fast sink: sluice block ≥ 100× the design-doc reference', 100, ['fast-sink', 'sluice-block', 'reference']);
   {
     // Both forms are sluice block; they differ only in the adapter's work.
-    const paired = (a: string, b: string, key: NumericKey): number => {
-      const pa = pair(results, 'fast-sink', a);
-      const pb = pair(results, 'fast-sink', b);
-      return pa === undefined || pb === undefined ? NaN : pairedRatios(pa, pb, key).median;
-    };
     const cpu = paired('sluice-writev', 'sluice-block', 'itemsPerCpuSec');
     const floor = paired('sluice-chunks-floor', 'sluice-block', 'itemsPerSec');
     const overFloor = paired('sluice-writev', 'sluice-chunks-floor', 'itemsPerSec');

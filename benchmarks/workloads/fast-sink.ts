@@ -17,6 +17,10 @@ export const fastSinkWorkload: Workload = {
   description: `${ITEMS.toLocaleString('en')} items (quick: a tenth); the sink counts the batch and resolves. batchSize 100. items/s = delivered items per second of wall time.`,
   contenders: [
     'native',
+    // The same Writable with sluice's buffer (highWaterMark 10,000): it holds thousands of items as sluice
+    // block does (write() returns false at 8,000), so the pair shows what holding them costs (notes.md).
+    'native-100',
+    'native-uncapped',
     'native-ignoring',
     'reference',
     'for-loop',
