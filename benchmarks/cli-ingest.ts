@@ -14,6 +14,8 @@
  *   npm run bench:cli -- --no-sqlite-utils   # skip the (slow) sqlite-utils run
  *   npm run bench:cli -- --mb 64 --pg postgres://postgres@127.0.0.1/test
  *                                     # PostgreSQL: --pg-method copy against insert
+ *   npm run bench:cli -- --mb 256 --resumable [--pg URL]
+ *                                     # what --resumable costs: the uniform file with and without it
  *
  * The data files are generated once under os.tmpdir() (kept out of git) and reused.
  * The CLI and the loop do the same per-line work on uniform data (see handLoop), use
@@ -130,7 +132,7 @@ async function generateHeterogeneous(path: string, bytes: number, numericText: b
   return written;
 }
 
-function cliRun(file: string, db: string, name = 'sluice ingest (CLI)'): Result {
+function cliRun(file: string, db: string, name = 'sluice ingest (CLI)', extra: readonly string[] = []): Result {
   rmDb(db);
   const started = performance.now();
   const child = spawnSync(
@@ -151,6 +153,7 @@ function cliRun(file: string, db: string, name = 'sluice ingest (CLI)'): Result 
       '--quiet',
       '--rejects',
       `${db}.rejects`,
+      ...extra,
     ],
     { encoding: 'utf8', maxBuffer: 1 << 24 },
   );
@@ -172,7 +175,7 @@ function cliRun(file: string, db: string, name = 'sluice ingest (CLI)'): Result 
 }
 
 /** One CLI run into PostgreSQL with `--pg-method method`, into a fresh table dropped afterwards. */
-function pgRun(file: string, url: string, method: string): Result {
+function pgRun(file: string, url: string, method: string, extra: readonly string[] = []): Result {
   const table = `sluice_bench_${process.pid}_${method}`;
   const drop = (): void => {
     spawnSync(
@@ -205,6 +208,7 @@ function pgRun(file: string, url: string, method: string): Result {
       '--quiet',
       '--rejects',
       join(tmpdir(), `${table}.rejects`),
+      ...extra,
     ],
     { encoding: 'utf8', maxBuffer: 1 << 24 },
   );
@@ -216,7 +220,7 @@ function pgRun(file: string, url: string, method: string): Result {
     peakRssBytes: number;
   };
   return {
-    name: `--pg-method ${method}`,
+    name: [`--pg-method ${method}`, ...extra].join(' '),
     rows: summary.inserted,
     seconds,
     cpuSeconds: NaN,
@@ -484,14 +488,13 @@ async function main(): Promise<void> {
   const bytes = await generate(file, mb * 1024 * 1024);
 
   const pgFlag = args.indexOf('--pg');
-  if (pgFlag !== -1) return comparePg(file, bytes, args[pgFlag + 1] as string);
+  const pgUrl = pgFlag === -1 ? undefined : (args[pgFlag + 1] as string);
+  if (args.includes('--resumable')) return compareResumable(file, bytes, db, pgUrl, roundsOf(args, 3));
+  if (pgUrl !== undefined) return comparePg(file, bytes, pgUrl);
 
   process.stderr.write(`generating ${mixedFile} (${mb} MiB, reused if present)...\n`);
   const mixedBytes = await generateHeterogeneous(mixedFile, mb * 1024 * 1024, false);
-  const roundsFlag = args.indexOf('--rounds');
-  const rounds = roundsFlag === -1 ? 2 : Number(args[roundsFlag + 1]);
-  if (!(Number.isInteger(rounds) && rounds >= 1))
-    throw new Error(`--rounds must be an integer >= 1. Received ${args[roundsFlag + 1]}`);
+  const rounds = roundsOf(args, 2);
   const runs: (() => Result)[] = [
     () => loopRun(file, db),
     () => cliRun(file, db),
@@ -568,6 +571,70 @@ async function main(): Promise<void> {
         ]),
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
+}
+
+/** `--rounds N`, else `fallback`. */
+function roundsOf(args: readonly string[], fallback: number): number {
+  const flag = args.indexOf('--rounds');
+  const rounds = flag === -1 ? fallback : Number(args[flag + 1]);
+  if (!(Number.isInteger(rounds) && rounds >= 1))
+    throw new Error(`--rounds must be an integer >= 1. Received ${args[flag + 1]}`);
+  return rounds;
+}
+
+/**
+ * What `--resumable` costs (docs/cli.md, "Resumable loads"): the uniform file loaded with and without
+ * it, into SQLite or, with `url`, PostgreSQL (COPY), alternated round by round; medians of the rounds.
+ * `--restart` makes every resumable run load the whole file, as the first run of a load does.
+ */
+function compareResumable(file: string, bytes: number, db: string, url: string | undefined, rounds: number): void {
+  const resumable = ['--resumable', '--restart'];
+  const plain = (): Result => (url === undefined ? cliRun(file, db) : pgRun(file, url, 'copy'));
+  const withProgress = (): Result =>
+    url === undefined ? cliRun(file, db, 'sluice ingest --resumable', resumable) : pgRun(file, url, 'copy', resumable);
+  const pairs: [Result, Result][] = [];
+  for (let round = 0; round < rounds; round++) {
+    // Alternated, so a warm page cache or a noisy neighbour does not favour one side.
+    let a: Result;
+    let b: Result;
+    if (round % 2 === 0) {
+      a = plain();
+      b = withProgress();
+    } else {
+      b = withProgress();
+      a = plain();
+    }
+    process.stderr.write(
+      `  round ${round + 1}: ${a.seconds.toFixed(2)} s / ${a.peakRssMiB.toFixed(0)} MiB without, ${b.seconds.toFixed(2)} s / ${b.peakRssMiB.toFixed(0)} MiB with --resumable (${b.rows} rows)\n`,
+    );
+    if (a.rows !== b.rows) throw new Error(`row counts differ: ${a.rows} without --resumable, ${b.rows} with it`);
+    pairs.push([a, b]);
+  }
+  if (url === undefined) rmDb(db);
+  const median = (values: number[]): number => {
+    const sorted = [...values].sort((x, y) => x - y);
+    const mid = sorted.length >> 1;
+    return sorted.length % 2 === 1
+      ? (sorted[mid] as number)
+      : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+  };
+  const rows = pairs[0]?.[0].rows ?? 0;
+  const without = median(pairs.map(([a]) => a.seconds));
+  const withIt = median(pairs.map(([, b]) => b.seconds));
+  const ratio = median(pairs.map(([a, b]) => a.seconds / b.seconds));
+  process.stdout.write(
+    [
+      `Node ${process.version}, ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}; ${(bytes / 1048576).toFixed(0)} MiB uniform NDJSON, batch ${BATCH}, ${url === undefined ? 'SQLite' : 'local PostgreSQL, COPY'}; ${rounds} alternated rounds, medians (wall time incl. process start)`,
+      '',
+      '| load | seconds | rows/s | peak RSS (median) |',
+      '|---|---:|---:|---:|',
+      `| without \`--resumable\` | ${without.toFixed(2)} | ${Math.round(rows / without).toLocaleString('en-US')} | ${median(pairs.map(([a]) => a.peakRssMiB)).toFixed(0)} MiB |`,
+      `| \`--resumable\` | ${withIt.toFixed(2)} | ${Math.round(rows / withIt).toLocaleString('en-US')} | ${median(pairs.map(([, b]) => b.peakRssMiB)).toFixed(0)} MiB |`,
+      '',
+      `with / without --resumable, rows/s, median of the per-round ratios: ${ratio.toFixed(3)}x`,
+      '',
+    ].join('\n'),
+  );
 }
 
 function comparePg(file: string, bytes: number, url: string): void {
