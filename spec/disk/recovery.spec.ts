@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { copyFileSync, readFileSync, readdirSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { copyFileSync, readFileSync, readdirSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { type DiskFs, MAX_IO_BYTES, nodeFs, readFully, readWholeFile, writeAll } from '../../lib/disk/fs';
 import { DiskLog } from '../../lib/disk/log';
@@ -96,6 +96,30 @@ describe('recovery: a corrupt record in the middle', () => {
       expect(quarantined.includes(bytes.subarray(RECORD, 2 * RECORD))).toBe(true);
       expect(quarantined.toString('latin1')).toContain(`offset ${RECORD} length ${RECORD}`);
     }
+  });
+
+  test('the quarantine file is only ever appended to at open: deleted, the next damage found starts a new one', async () => {
+    const { dir, segment } = await logOf(5);
+    const damage = (at: number): Buffer => {
+      const bytes = readFileSync(segment);
+      flip(bytes, at);
+      writeFileSync(segment, bytes);
+      return bytes;
+    };
+    const first = damage(RECORD + 5);
+    expect(await reopen(dir)).toMatchObject({ ids: [1, 3, 4, 5], next: 6 });
+    expect(readFileSync(join(dir, 'quarantine')).includes(first.subarray(RECORD, 2 * RECORD))).toBe(true);
+    rmSync(join(dir, 'quarantine'));
+    // The segment now holds records 1, 3, 4, 5 and 6; record 4 is its third.
+    const second = damage(2 * RECORD + 5);
+    const { ids, stats } = await reopen(dir);
+    expect({ ids, corrupt: stats.corruptRecords }).toEqual({ ids: [1, 3, 5, 6], corrupt: 1 });
+    const quarantine = readFileSync(join(dir, 'quarantine'));
+    expect(quarantine.toString('latin1')).toMatch(
+      new RegExp(`^sluice quarantine: \\S+ offset ${2 * RECORD} length ${RECORD}\\n`),
+    );
+    expect(quarantine.includes(second.subarray(2 * RECORD, 3 * RECORD))).toBe(true);
+    expect(quarantine.includes(first.subarray(RECORD, 2 * RECORD))).toBe(false);
   });
 
   test('the quarantine is done once: a second reopen finds nothing more, and acking the rest deletes the segment', async () => {
