@@ -182,7 +182,8 @@ function pgRun(file: string, url: string, method: string, extra: readonly string
       process.execPath,
       [
         '-e',
-        `const {Client}=require('pg');const c=new Client(process.argv[1]);c.connect().then(()=>c.query('DROP TABLE IF EXISTS ${table}')).then(()=>c.end())`,
+        // The table, and a --resumable run's progress row (kept by sluice in sluice_progress).
+        `const {Client}=require('pg');const c=new Client(process.argv[1]);c.connect().then(()=>c.query('DROP TABLE IF EXISTS ${table}')).then(()=>c.query("SELECT to_regclass('sluice_progress') IS NOT NULL AS p")).then((r)=>r.rows[0].p&&c.query('DELETE FROM sluice_progress WHERE target_table = $1',['${table}'])).then(()=>c.end())`,
         url,
       ],
       { cwd: ROOT },
@@ -582,10 +583,21 @@ function roundsOf(args: readonly string[], fallback: number): number {
   return rounds;
 }
 
+/** The median of `values` (not empty). */
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((x, y) => x - y);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1
+    ? (sorted[mid] as number)
+    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+}
+
 /**
  * What `--resumable` costs (docs/cli.md, "Resumable loads"): the uniform file loaded with and without
  * it, into SQLite or, with `url`, PostgreSQL (COPY), alternated round by round; medians of the rounds.
- * `--restart` makes every resumable run load the whole file, as the first run of a load does.
+ * Every run starts on an empty table: SQLite's database file is deleted before each run, PostgreSQL's
+ * table and progress row are dropped after it (and `--restart` covers a progress row left by a run that
+ * was killed).
  */
 function compareResumable(file: string, bytes: number, db: string, url: string | undefined, rounds: number): void {
   const resumable = ['--resumable', '--restart'];
@@ -611,13 +623,6 @@ function compareResumable(file: string, bytes: number, db: string, url: string |
     pairs.push([a, b]);
   }
   if (url === undefined) rmDb(db);
-  const median = (values: number[]): number => {
-    const sorted = [...values].sort((x, y) => x - y);
-    const mid = sorted.length >> 1;
-    return sorted.length % 2 === 1
-      ? (sorted[mid] as number)
-      : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
-  };
   const rows = pairs[0]?.[0].rows ?? 0;
   const without = median(pairs.map(([a]) => a.seconds));
   const withIt = median(pairs.map(([, b]) => b.seconds));

@@ -17,8 +17,8 @@ export const fastSinkWorkload: Workload = {
   description: `${ITEMS.toLocaleString('en')} items (quick: a tenth); the sink counts the batch and resolves. batchSize 100. items/s = delivered items per second of wall time.`,
   contenders: [
     'native',
-    // The same Writable with sluice's buffer (highWaterMark 10,000): it holds thousands of items as sluice
-    // block does (write() returns false at 8,000), so the pair shows what holding them costs (notes.md).
+    // The same Writable with sluice's buffer (highWaterMark 10,000, so write() returns false at 10,000): it
+    // holds thousands of items, as sluice block does (false at 8,000), where native holds 200 (notes.md).
     'native-100',
     'native-uncapped',
     'native-ignoring',

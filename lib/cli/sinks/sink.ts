@@ -174,34 +174,51 @@ export function quoteTable(name: string): string {
   return name.split('.').map(quoteIdent).join('.');
 }
 
-/** Waits `ms`, or rejects with the signal's reason as soon as it aborts. */
 /**
- * When a sink whose statements run synchronously (SQLite) lets the event loop turn: before a batch,
- * once `everyMs` have passed since the last turn.
+ * When a sink whose statements run synchronously (SQLite) makes the event loop turn: before a batch,
+ * when the loop has not turned for `everyMs`, neither on its own nor made to.
  *
- * Batches chain through promises, so without turns a signal, the `--shutdown-timeout` deadline and
- * the status line would wait until the buffer is empty (seconds, on a slow table). A turn before every
- * batch is too many: each lets the input read another chunk (256 KiB: about 1,250 rows of the CLI
- * benchmark's data) for the one batch committed (1,000 rows), so a sluice fed faster than it could
- * commit only because of those turns filled to its critical count and stayed there.
+ * Batches chain through promises while the buffer holds more than one (a small file is a single chunk of
+ * input), so without a turn a signal, the `--shutdown-timeout` deadline and the status line would wait
+ * until the chain ends (seconds, on a slow table). A turn before every batch is too many: each lets the
+ * input read another chunk (256 KiB, often more rows than a batch) for the one batch committed, so a
+ * sluice whose sink was faster than its input still filled to its critical count and stayed there. So
+ * the turns the loop takes on its own, between the input's chunks, are watched for (one `setImmediate`
+ * at a time), and a turn is made only when a chain of batches has kept the loop from turning. A sink
+ * slower than its input (every batch longer than `everyMs`) fills the buffer all the same, as it should.
  */
 export class EventLoopTurns {
-  /** When the next turn is due, on `now`'s clock. */
-  #due = Number.NEGATIVE_INFINITY;
+  /** When the event loop last turned, as far as this has seen, on `now`'s clock. */
+  #lastTurn = Number.NEGATIVE_INFINITY;
+  /** A `setImmediate` is waiting to note the loop's next turn. */
+  #watching = false;
 
   constructor(
     readonly everyMs: number,
     readonly now: () => number = () => performance.now(),
   ) {}
 
-  /** Resolves after a turn of the event loop (a `setImmediate`) if one is due, else in a microtask. */
+  /** Before a batch: resolves after a turn of the event loop if one is due, else in a microtask. */
   async take(): Promise<void> {
-    if (this.now() < this.#due) return;
-    await new Promise<void>((resolve) => setImmediate(resolve));
-    this.#due = this.now() + this.everyMs;
+    if (this.now() - this.#lastTurn >= this.everyMs) {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      this.#lastTurn = this.now();
+    }
+    this.#watch();
+  }
+
+  /** Notes the loop's next turn, whoever causes it (the input's next read, a timer, another sink call). */
+  #watch(): void {
+    if (this.#watching) return;
+    this.#watching = true;
+    setImmediate(() => {
+      this.#watching = false;
+      this.#lastTurn = this.now();
+    });
   }
 }
 
+/** Waits `ms`, or rejects with the signal's reason as soon as it aborts. */
 export function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal.aborted) return reject(signal.reason as Error);

@@ -23,9 +23,8 @@ const FATAL = /^SQLITE_(IOERR|CORRUPT|NOTADB|FULL|CANTOPEN|READONLY)/;
 /** Another connection holds the lock: wait (asynchronously, so signals are heard) and try again. */
 const BUSY = /^SQLITE_(BUSY|LOCKED)/;
 /**
- * Synchronous SQLite work between two turns of the event loop: a signal or the status line waits at most
- * this plus one batch. A turn before every batch held 8,000 rows for the whole of a 256 MiB --resumable load
- * where 1,248 were enough, 13 % slower and with 55 MiB more peak RSS (benchmarks/cli-ingest.ts --resumable).
+ * How long batches may run one after another without a turn of the event loop (see EventLoopTurns): a
+ * signal or the status line waits about this plus one batch (or a change of the table's shape).
  */
 const TURN_EVERY_MS = 20;
 /** A string SQLite would turn into a number in an INTEGER or REAL column ("007" → 7). */
@@ -105,7 +104,11 @@ export class SqliteSink implements Sink {
   readonly #commitBatch: (batch: ResumableBatch) => number;
   /** `--dedupe`: the unique index on options.uniqueColumn exists (created here or found). */
   #uniqueReady = false;
-  /** better-sqlite3 runs each batch synchronously: the event loop turns between batches at least this often. */
+  /**
+   * `--resumable`: better-sqlite3 runs each batch synchronously, and commit() makes the event loop turn when
+   * a chain of them has kept it from turning. insert() makes no turns: a plain load's batches run inside
+   * the input's own turns, so its buffer holds little more than a chunk whatever the table's speed.
+   */
   readonly #turns = new EventLoopTurns(TURN_EVERY_MS);
 
   private constructor(path: string, db: BetterSqlite3.Database, options: SinkOptions) {
@@ -142,7 +145,6 @@ export class SqliteSink implements Sink {
   }
 
   async insert(rows: Row[]): Promise<undefined> {
-    await this.#turns.take();
     if (this.#version !== this.#options.schema.version) await this.#sync(false, rows);
     if (this.#textChecks.length > 0) await this.#checkText(rows);
     const inserted = await this.#locked(() => (this.#insertMany as (rows: Row[]) => number)(rows));
