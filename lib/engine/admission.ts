@@ -1,7 +1,7 @@
 import { Queue } from './queue';
-import { Spool } from './spool';
 import { belowCritical, criticalCount } from './thresholds';
 import { WaitQueue } from './waiting';
+import type { Spool } from './spool';
 import type { ResolvedConfig } from '../config';
 import { BackpressureStrategy } from '../types';
 import type { BackpressureState, DropReason, WriteCallback } from '../types';
@@ -205,7 +205,7 @@ export class Admission<T> implements Gate<T> {
     this.#ledger.offered++;
     let size = 0;
     if (this.#sized) {
-      size = payload === undefined ? this.config.sizeOf(item) : Spool.sizeOf(payload);
+      size = payload === undefined ? this.config.sizeOf(item) : (this.spool as Spool<T>).sizeOf(payload);
       if (!(size <= this.#maxBytes)) {
         this.drop(item, 'oversize', settle);
         return true;

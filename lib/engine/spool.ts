@@ -152,7 +152,7 @@ export class Spool<T> {
   }
 
   /** What an encoded item counts for in the byte bound. */
-  static sizeOf(payload: Uint8Array): number {
+  sizeOf(payload: Uint8Array): number {
     return HEADER_BYTES + payload.length;
   }
 
@@ -202,7 +202,7 @@ export class Spool<T> {
             this.#host.fail(error as Error);
             return;
           }
-          this.#queue.push(item, Spool.sizeOf(record.payload), now, record.id);
+          this.#queue.push(item, this.sizeOf(record.payload), now, record.id);
         }
         this.#diskOnly -= records.length;
         this.#host.queued();
