@@ -1,9 +1,10 @@
 import { EventLoopTurns } from '../../lib/cli/sinks/sink';
 
 /**
- * The SQLite sink runs each batch synchronously. Before a batch it makes the event loop turn only when
- * the loop has not turned for `everyMs`: a chain of batches cannot hold signals and the status line up
- * for long, and the turns the loop takes on its own (between the input's chunks) make none necessary.
+ * The SQLite sink runs each batch synchronously. Before a batch it makes the event loop turn only once
+ * the batches run since the loop last turned have taken `everyMs`: a chain of batches cannot hold signals
+ * and the status line up for long, and the turns the loop takes on its own (between the input's chunks)
+ * make none necessary. The clock is injected; the turns are real `setImmediate`s, which run in order.
  */
 describe('EventLoopTurns', () => {
   /**
@@ -28,48 +29,56 @@ describe('EventLoopTurns', () => {
     };
   }
 
-  it('a chain of batches with no turn between them: one is made once everyMs have passed since the last', async () => {
+  /** The loop turns without the sink (the input's next read, say). */
+  const loopTurns = (): Promise<void> => new Promise<void>((resolve) => setImmediate(resolve));
+
+  it('a chain of batches with no turn between them: one is made each time the chain has run everyMs', async () => {
     let now = 0;
     const turns = new EventLoopTurns(20, () => now);
     const watch = turnWatch();
-    await turns.take();
-    expect(watch.turned()).toBe(true); // the first batch: no turn seen yet
     const madeAt: number[] = [];
-    for (let batch = 1; batch <= 10; batch++) {
-      now += 5;
+    for (let batch = 0; batch <= 10; batch++) {
       await turns.take();
       if (watch.turned()) madeAt.push(now);
+      now += 5;
     }
+    // The stretch starts at the first batch (0), and again after each turn made (20, 40).
     expect(madeAt).toEqual([20, 40]);
   });
 
-  it('the turns the loop takes on its own count: the batch after one goes without a turn', async () => {
+  it('after a turn the loop takes on its own, the next batch starts a new stretch, however long ago the last one was', async () => {
     let now = 0;
     const turns = new EventLoopTurns(20, () => now);
     await turns.take();
-    now = 1_000;
-    // The input's next read, say: the loop turns without the sink.
-    await new Promise<void>((resolve) => setImmediate(resolve));
-    now = 1_010;
+    now = 5;
+    await loopTurns();
+    // Long after, with other turns in between that nothing watched: still a fresh stretch.
+    now = 100;
+    await loopTurns();
     const watch = turnWatch();
     await turns.take();
     expect(watch.turned()).toBe(false);
-    now = 1_020;
+    now = 110;
+    await turns.take();
+    expect(watch.turned()).toBe(false);
+    now = 120;
     await turns.take();
     expect(watch.turned()).toBe(true);
-    // And every later turn the loop takes on its own, not only the first.
+    // And every later turn of the loop is seen, not only the first.
     now = 2_000;
-    await new Promise<void>((resolve) => setImmediate(resolve));
+    await loopTurns();
     watch.turned();
     now = 2_010;
     await turns.take();
     expect(watch.turned()).toBe(false);
   });
 
-  it('counts everyMs from the end of a turn it made, so a slow turn does not make the next one due at once', async () => {
+  it('a stretch that follows a turn it made starts when that turn ends, so a slow turn does not make the next one due at once', async () => {
     let now = 0;
     const turns = new EventLoopTurns(20, () => now);
-    // The clock moves 50 ms while the turn is under way (an immediate queued before take() runs first).
+    await turns.take();
+    now = 20;
+    // The clock moves 50 ms while the turn is under way (an immediate queued before take()'s runs first).
     setImmediate(() => {
       now += 50;
     });

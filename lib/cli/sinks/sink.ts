@@ -175,8 +175,8 @@ export function quoteTable(name: string): string {
 }
 
 /**
- * When a sink whose statements run synchronously (SQLite) makes the event loop turn: before a batch,
- * when the loop has not turned for `everyMs`, neither on its own nor made to.
+ * When a sink whose statements run synchronously (SQLite) makes the event loop turn: before a batch, once
+ * the batches run since the loop last turned have taken `everyMs`.
  *
  * Batches chain through promises while the buffer holds more than one (a small file is a single chunk of
  * input), so without a turn a signal, the `--shutdown-timeout` deadline and the status line would wait
@@ -184,13 +184,15 @@ export function quoteTable(name: string): string {
  * input read another chunk (256 KiB, often more rows than a batch) for the one batch committed, so a
  * sluice whose sink was faster than its input still filled to its critical count and stayed there. So
  * the turns the loop takes on its own, between the input's chunks, are watched for (one `setImmediate`
- * at a time), and a turn is made only when a chain of batches has kept the loop from turning. A sink
- * slower than its input (every batch longer than `everyMs`) fills the buffer all the same, as it should.
+ * at a time after a batch), and the first batch after one starts a new stretch. A sink slower than its
+ * input (every batch longer than `everyMs`) fills the buffer all the same, as it should.
  */
 export class EventLoopTurns {
-  /** When the event loop last turned, as far as this has seen, on `now`'s clock. */
-  #lastTurn = Number.NEGATIVE_INFINITY;
-  /** A `setImmediate` is waiting to note the loop's next turn. */
+  /** When the current stretch of batches without a turn of the loop began, on `now`'s clock. */
+  #since = 0;
+  /** The loop has turned since the last batch: the next one starts a new stretch. */
+  #turned = true;
+  /** A `setImmediate` is waiting to see the loop's next turn. */
   #watching = false;
 
   constructor(
@@ -200,20 +202,26 @@ export class EventLoopTurns {
 
   /** Before a batch: resolves after a turn of the event loop if one is due, else in a microtask. */
   async take(): Promise<void> {
-    if (this.now() - this.#lastTurn >= this.everyMs) {
+    const now = this.now();
+    if (this.#turned) {
+      this.#turned = false;
+      this.#since = now;
+    } else if (now - this.#since >= this.everyMs) {
       await new Promise<void>((resolve) => setImmediate(resolve));
-      this.#lastTurn = this.now();
+      // The watcher saw this turn too: the stretch it ends is accounted for, the next one starts now.
+      this.#turned = false;
+      this.#since = this.now();
     }
     this.#watch();
   }
 
-  /** Notes the loop's next turn, whoever causes it (the input's next read, a timer, another sink call). */
+  /** Sees the loop's next turn, whoever causes it (the input's next read, a timer, another sink call). */
   #watch(): void {
     if (this.#watching) return;
     this.#watching = true;
     setImmediate(() => {
       this.#watching = false;
-      this.#lastTurn = this.now();
+      this.#turned = true;
     });
   }
 }
