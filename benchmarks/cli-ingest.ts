@@ -36,6 +36,7 @@ import { cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
 import type BetterSqlite3 from 'better-sqlite3';
+import { median } from './common';
 
 const ROOT = process.cwd();
 const CLI = resolve(ROOT, 'dist/cli/main.js');
@@ -581,15 +582,6 @@ function roundsOf(args: readonly string[], fallback: number): number {
   if (!(Number.isInteger(rounds) && rounds >= 1))
     throw new Error(`--rounds must be an integer >= 1. Received ${args[flag + 1]}`);
   return rounds;
-}
-
-/** The median of `values` (not empty). */
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((x, y) => x - y);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1
-    ? (sorted[mid] as number)
-    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
 }
 
 /**

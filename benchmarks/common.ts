@@ -1,5 +1,14 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 
+/** The median of `values` (not empty): the mean of the middle two for an even count. */
+export function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1
+    ? (sorted[middle] as number)
+    : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
+}
+
 /** A benchmark item: a small fresh object with a ~100-character payload. `t` is set when it is written. */
 export interface Item {
   id: number;

@@ -23,6 +23,7 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type * as Pg from 'pg';
 import { sizeTraceSvg } from './charts';
+import { median } from './common';
 import { repoRoot } from './sluice';
 
 const load = createRequire(join(repoRoot, 'package.json'));
@@ -378,11 +379,6 @@ async function drain(broker: Broker, kind: Kind, round: number, o: Options): Pro
   return o.events / seconds;
 }
 
-const median = (values: number[]): number => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
-};
 const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
 const mib = (bytes: number): string => `${(bytes / 1024 / 1024).toFixed(0)} MiB`;
 
