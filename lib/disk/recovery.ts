@@ -240,11 +240,11 @@ class SegmentWindow {
     if (header.length < HEADER_BYTES) return undefined; // the file is shorter than it said
     const id = recordId(header, 0);
     const size = announcedSize(header, 0);
-    return (await this.isIntact(offset, size, header.readUInt32LE(0))) ? { id, size } : undefined;
+    return (await this.#isIntact(offset, size, header.readUInt32LE(0))) ? { id, size } : undefined;
   }
 
   /** Whether the `size` bytes at `offset` are within the file and their checksum (after its 4 bytes) is `stored`. */
-  async isIntact(offset: number, size: number, stored: number): Promise<boolean> {
+  async #isIntact(offset: number, size: number, stored: number): Promise<boolean> {
     if (offset + size > this.size) return false;
     if (size <= this.pieceBytes) {
       const bytes = await this.view(offset, offset + size);
@@ -309,9 +309,8 @@ async function findNextRecord(window: SegmentWindow, badAt: number, expected: nu
       from = last + 1;
       continue;
     }
-    // A candidate: checked with what its header says, read before the check moves the window.
-    const at = offset - from;
-    if (await window.isIntact(offset, announcedSize(bytes, at), bytes.readUInt32LE(at))) return offset;
+    // A candidate: checked as any record is (its header is in the window, so no read for it).
+    if ((await window.recordAt(offset)) !== undefined) return offset;
     from = offset + 1;
   }
   return undefined;
