@@ -1,5 +1,13 @@
 import fc from 'fast-check';
+import * as v8 from 'node:v8';
+import * as vm from 'node:vm';
 import { BoundedBuffer } from '../lib';
+
+/** A full garbage collection, synchronous (V8's gc(), exposed for this process). */
+function collectGarbage(): void {
+  v8.setFlagsFromString('--expose-gc');
+  (vm.runInNewContext('gc') as () => void)();
+}
 
 describe('BoundedBuffer', () => {
   test('push refuses when full; pushWithEviction returns the oldest', () => {
@@ -37,6 +45,85 @@ describe('BoundedBuffer', () => {
     expect(buffer.take(5)).toEqual([10, 11, 12, 13, 14]);
     for (let i = 60; i < 100; i++) buffer.push(i);
     expect(buffer.clear()).toEqual(Array.from({ length: 85 }, (_, i) => 15 + i));
+  });
+
+  test('keeps order across a burst, the drain that empties it and smaller use after', () => {
+    // 1,000 items grow the ring to 1,024 slots; emptied, it starts again on a smaller array, and
+    // grows again from there (wrapped around, as in the test above).
+    const buffer = new BoundedBuffer<number>(2000);
+    for (let i = 0; i < 1000; i++) buffer.push(i);
+    expect(buffer.take(999)).toEqual(Array.from({ length: 999 }, (_, i) => i));
+    expect(buffer.shift()).toBe(999);
+    expect(buffer.isEmpty()).toBe(true);
+    for (let round = 0; round < 3; round++) {
+      for (let i = 0; i < 20; i++) buffer.push(i);
+      expect(buffer.take(15)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]);
+      for (let i = 20; i < 50; i++) buffer.push(i);
+      expect(buffer.peek()).toBe(15);
+      expect(buffer.clear()).toEqual(Array.from({ length: 35 }, (_, i) => 15 + i));
+    }
+  });
+
+  test('starts again at the front of a smaller array when it empties far into a larger one', () => {
+    // 40 items grow the ring to 64 slots; emptied, it starts on a fresh 64-slot array. Then a
+    // stretch of a few items at a time moves the head past slot 40 before the buffer empties
+    // again: the next array has 16 slots, so reading on from the old head would read past its end.
+    const buffer = new BoundedBuffer<number>(100);
+    for (let i = 0; i < 40; i++) buffer.push(i);
+    buffer.take(40);
+    let next = 0;
+    buffer.push(next++);
+    for (let step = 0; step < 12; step++) {
+      for (let i = 0; i < 4; i++) buffer.push(next++);
+      expect(buffer.take(4)).toEqual([next - 5, next - 4, next - 3, next - 2]);
+    }
+    expect(buffer.take(1)).toEqual([next - 1]);
+    expect(buffer.isEmpty()).toBe(true);
+    for (let i = 0; i < 3; i++) buffer.push(100 + i);
+    expect(buffer.take(3)).toEqual([100, 101, 102]);
+    for (let i = 0; i < 20; i++) buffer.push(200 + i);
+    expect(buffer.clear()).toEqual(Array.from({ length: 20 }, (_, i) => 200 + i));
+  });
+
+  test('holds no reference to an item it no longer stores', async () => {
+    const refs: WeakRef<object>[] = [];
+    const fill = (buffer: BoundedBuffer<object>, count: number): void => {
+      for (let i = 0; i < count; i++) {
+        const item = { i };
+        refs.push(new WeakRef(item));
+        buffer.push(item);
+      }
+    };
+    // On its first array (16 slots), where the slots items leave must be cleared: by take() and
+    // shift(), by a take() wrapped around the end of the ring, and by eviction.
+    const leftByTake = new BoundedBuffer<object>(16);
+    fill(leftByTake, 8);
+    leftByTake.take(3);
+    leftByTake.shift();
+    const leftWrapped = new BoundedBuffer<object>(16);
+    fill(leftWrapped, 16);
+    leftWrapped.take(12);
+    fill(leftWrapped, 8);
+    leftWrapped.take(10);
+    const evicting = new BoundedBuffer<object>(4);
+    fill(evicting, 4);
+    const newest = { i: 4 };
+    refs.push(new WeakRef(newest));
+    evicting.pushWithEviction(newest);
+    // Grown to 64 slots, then emptied (it starts on a fresh array), then used again.
+    const renewed = new BoundedBuffer<object>(100);
+    fill(renewed, 60);
+    renewed.take(59);
+    renewed.shift();
+    fill(renewed, 3);
+    // WeakRefs keep their targets until the current job ends.
+    await new Promise((resolve) => setImmediate(resolve));
+    collectGarbage();
+    const alive = refs.map((ref) => ref.deref()).filter((item) => item !== undefined);
+    // Read after the collection, so that the buffers were reachable during it.
+    const held = [leftByTake, leftWrapped, evicting, renewed].flatMap((buffer) => buffer.clear());
+    expect(held).toHaveLength(4 + 2 + 4 + 3);
+    expect(alive).toEqual(held);
   });
 
   test.each([0, -1, 1.5, NaN, Infinity])('rejects capacity %p with a coded RangeError', (capacity) => {
