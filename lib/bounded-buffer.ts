@@ -5,9 +5,9 @@ const INITIAL_SLOTS = 16;
 /**
  * A FIFO of at most `capacity` items on a power-of-two ring: every operation is
  * O(1) per item moved, with no `Array#shift`/`splice`. Storage grows by doubling
- * up to the capacity, so a large bound costs nothing until it is used, and each
- * time the buffer empties it starts on a fresh array sized for its recent peaks:
- * a burst's storage is given back over the emptyings that follow it.
+ * up to the capacity, so a large bound costs nothing until it is used. When the
+ * buffer empties after at least half its array's length has gone through it, it
+ * starts on a fresh array, sized for the most it held meanwhile (see #renewIfDue).
  *
  * @example
  * ```ts
@@ -27,12 +27,12 @@ export class BoundedBuffer<T> {
   /** Items stored, 0..capacity. */
   #size = 0;
   /**
-   * The most items stored since #slots was allocated. Read where items leave (shift, take): a peak
-   * always comes right before one of those, and push() is the write path's hottest step.
+   * The most items stored, and the items removed, since #slots was last renewed (see #renewIfDue).
+   * Both are counted where items leave (shift, take), not in push(), the write path's hottest step:
+   * a peak always comes right before a removal.
    */
   #peak = 0;
-  /** What the last #renew sized the slots for: the recent peaks, decaying (see #renew). */
-  #recentPeak = 0;
+  #removed = 0;
 
   /** @param capacity items it holds at most; an integer >= 1. */
   constructor(capacity: number) {
@@ -90,11 +90,9 @@ export class BoundedBuffer<T> {
   shift(): T | undefined {
     if (this.#size === 0) return undefined;
     if (this.#size > this.#peak) this.#peak = this.#size;
+    this.#removed++;
     const item = this.#slots[this.#head];
-    if (--this.#size === 0 && this.#slots.length > INITIAL_SLOTS) {
-      this.#renew();
-      return item;
-    }
+    if (--this.#size === 0 && this.#renewIfDue()) return item;
     this.#slots[this.#head] = undefined;
     this.#head = (this.#head + 1) & this.#mask;
     return item;
@@ -109,16 +107,14 @@ export class BoundedBuffer<T> {
   take(count: number): T[] {
     const n = Math.max(0, Math.min(Math.floor(count), this.#size));
     if (this.#size > this.#peak) this.#peak = this.#size;
+    this.#removed += n;
     const slots = this.#slots;
     const head = this.#head;
     if (head + n <= slots.length) {
       // Not wrapped (the common case): two builtins, fast before the JIT has compiled the loop below.
       const out = slots.slice(head, head + n) as T[];
       this.#size -= n;
-      if (this.#size === 0 && slots.length > INITIAL_SLOTS) {
-        this.#renew();
-        return out;
-      }
+      if (this.#size === 0 && this.#renewIfDue()) return out;
       slots.fill(undefined, head, head + n);
       this.#head = (head + n) & this.#mask;
       return out;
@@ -133,7 +129,7 @@ export class BoundedBuffer<T> {
     }
     this.#head = index;
     this.#size -= n;
-    if (this.#size === 0 && slots.length > INITIAL_SLOTS) this.#renew();
+    if (this.#size === 0) this.#renewIfDue();
     return out;
   }
 
@@ -143,29 +139,38 @@ export class BoundedBuffer<T> {
   }
 
   /**
-   * On emptying: a fresh slot array (the old one needs no clearing), for two reasons. A fresh array
-   * is in V8's young generation, where storing an item costs less: an array that has lived through
-   * two collections is in the old one, and each store of a new (young) item into it takes the write
-   * barrier's slow path, which records the slot for the next collection. A buffer that fills and
-   * drains, as a stream's does, now stores most of its items into a young array (the fast-sink
-   * benchmark: 105 barrier instructions per item instead of 157; benchmarks/notes.md). And storage
-   * shrinks back after a burst.
+   * On emptying: a fresh slot array (the old one needs no clearing), once at least half the current
+   * one's length has been removed since the last renewal. A fresh array is in V8's young generation,
+   * where storing an item costs less: an array that has lived through two collections is in the old
+   * one, and each store of a new (young) item into it takes the write barrier's slow path, which
+   * records the slot for the next collection. A buffer that fills and drains, as a stream's does,
+   * thus stores most of its items into a young array (the fast-sink benchmark: 105 barrier
+   * instructions per item instead of 157; benchmarks/notes.md).
    *
-   * The new array is sized for the recent peaks: the most held since the last emptying, or three
-   * quarters of what the last one was sized for, whichever is more. A stream's buffer often empties
-   * twice per fill, once after a few items and once after thousands: sized by the last peak alone,
-   * it would shrink at the first and grow again by doubling, copying each time (measured: 4 % more
-   * instructions per item on the fast sink). A burst's storage is given back over a dozen or two
-   * emptyings. Arrays of INITIAL_SLOTS are kept: renewing them would allocate once per item or two
-   * where the buffer empties that often.
+   * The new array is sized for the most held since the last renewal, so storage also shrinks back
+   * after a burst, once half of it has gone through again. The condition bounds what renewing
+   * allocates, whatever the pattern: at most two slots per item removed. And a stream's buffer,
+   * which often empties twice per fill (after a few items, and after thousands), renews only at the
+   * second: renewing at both, each time sized for the last peak, shrank the array at the first and
+   * grew it back by doubling at the next fill (4 % more instructions per item on the fast sink).
+   * Arrays of INITIAL_SLOTS or fewer are kept: renewing them would allocate every few items.
+   *
+   * @returns whether it renewed (then the slots need no clearing)
    */
-  #renew(): void {
-    this.#recentPeak = Math.max(this.#peak, Math.floor(this.#recentPeak * 0.75));
-    const slots = Math.max(INITIAL_SLOTS, nextPowerOfTwo(this.#recentPeak));
+  #renewIfDue(): boolean {
+    if (this.#slots.length <= INITIAL_SLOTS) {
+      this.#peak = 0;
+      this.#removed = 0;
+      return false;
+    }
+    if (this.#removed < this.#slots.length / 2) return false;
+    const slots = Math.max(INITIAL_SLOTS, nextPowerOfTwo(this.#peak));
     this.#slots = new Array<T | undefined>(slots);
     this.#mask = slots - 1;
     this.#head = 0;
     this.#peak = 0;
+    this.#removed = 0;
+    return true;
   }
 
   #grow(): void {

@@ -47,27 +47,31 @@ describe('BoundedBuffer', () => {
     expect(buffer.clear()).toEqual(Array.from({ length: 85 }, (_, i) => 15 + i));
   });
 
-  test('keeps order across a burst, the drain that empties it and smaller use after', () => {
-    // 1,000 items grow the ring to 1,024 slots; emptied, it starts again on a smaller array, and
-    // grows again from there (wrapped around, as in the test above).
+  test('keeps order across a burst, the emptyings after it and the smaller array it starts again on', () => {
+    // 1,000 items grow the ring to 1,024 slots, and emptied it starts on a fresh array as large. The
+    // small cycles that follow empty it often; once 512 items (half its length) have gone through,
+    // it starts on a 16-slot array, and the last round wraps around it and grows it twice.
     const buffer = new BoundedBuffer<number>(2000);
     for (let i = 0; i < 1000; i++) buffer.push(i);
     expect(buffer.take(999)).toEqual(Array.from({ length: 999 }, (_, i) => i));
     expect(buffer.shift()).toBe(999);
     expect(buffer.isEmpty()).toBe(true);
-    for (let round = 0; round < 3; round++) {
-      for (let i = 0; i < 20; i++) buffer.push(i);
-      expect(buffer.take(15)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]);
-      for (let i = 20; i < 50; i++) buffer.push(i);
-      expect(buffer.peek()).toBe(15);
-      expect(buffer.clear()).toEqual(Array.from({ length: 35 }, (_, i) => 15 + i));
+    for (let cycle = 0; cycle < 60; cycle++) {
+      for (let i = 0; i < 10; i++) buffer.push(cycle * 10 + i);
+      expect(buffer.take(10)).toEqual(Array.from({ length: 10 }, (_, i) => cycle * 10 + i));
     }
+    for (let i = 0; i < 16; i++) buffer.push(i);
+    expect(buffer.take(10)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    for (let i = 16; i < 60; i++) buffer.push(i);
+    expect(buffer.peek()).toBe(10);
+    expect(buffer.clear()).toEqual(Array.from({ length: 50 }, (_, i) => 10 + i));
   });
 
   test('starts again at the front of a smaller array when it empties far into a larger one', () => {
     // 40 items grow the ring to 64 slots; emptied, it starts on a fresh 64-slot array. Then a
     // stretch of a few items at a time moves the head past slot 40 before the buffer empties
-    // again: the next array has 16 slots, so reading on from the old head would read past its end.
+    // again, with 49 items gone through: the next array has 16 slots, so reading on from the old
+    // head would read past its end.
     const buffer = new BoundedBuffer<number>(100);
     for (let i = 0; i < 40; i++) buffer.push(i);
     buffer.take(40);
@@ -94,8 +98,8 @@ describe('BoundedBuffer', () => {
         buffer.push(item);
       }
     };
-    // On its first array (16 slots), where the slots items leave must be cleared: by take() and
-    // shift(), by a take() wrapped around the end of the ring, and by eviction.
+    // On its first array (16 slots), which it keeps: items leave by take() and shift(), by a
+    // take() wrapped around the end of the ring, and by eviction (whose slot takes the new item).
     const leftByTake = new BoundedBuffer<object>(16);
     fill(leftByTake, 8);
     leftByTake.take(3);
@@ -110,19 +114,29 @@ describe('BoundedBuffer', () => {
     const newest = { i: 4 };
     refs.push(new WeakRef(newest));
     evicting.pushWithEviction(newest);
-    // Grown to 64 slots, then emptied (it starts on a fresh array), then used again.
-    const renewed = new BoundedBuffer<object>(100);
-    fill(renewed, 60);
-    renewed.take(59);
-    renewed.shift();
-    fill(renewed, 3);
+    // Grown to 64 slots and emptied by take() or by shift(), with enough gone through to start on
+    // a fresh array; then emptied again with too few gone through, so it keeps its array.
+    const renewedByTake = new BoundedBuffer<object>(100);
+    fill(renewedByTake, 60);
+    renewedByTake.take(60);
+    const renewedByShift = new BoundedBuffer<object>(100);
+    fill(renewedByShift, 60);
+    renewedByShift.take(59);
+    renewedByShift.shift();
+    const kept = new BoundedBuffer<object>(100);
+    fill(kept, 40);
+    kept.take(40);
+    fill(kept, 10);
+    kept.take(10);
+    fill(kept, 3);
     // WeakRefs keep their targets until the current job ends.
     await new Promise((resolve) => setImmediate(resolve));
     collectGarbage();
     const alive = refs.map((ref) => ref.deref()).filter((item) => item !== undefined);
     // Read after the collection, so that the buffers were reachable during it.
-    const held = [leftByTake, leftWrapped, evicting, renewed].flatMap((buffer) => buffer.clear());
-    expect(held).toHaveLength(4 + 2 + 4 + 3);
+    const buffers = [leftByTake, leftWrapped, evicting, renewedByTake, renewedByShift, kept];
+    const held = buffers.flatMap((buffer) => buffer.clear());
+    expect(held).toHaveLength(4 + 2 + 4 + 0 + 0 + 3);
     expect(alive).toEqual(held);
   });
 
