@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { barsSvg, sizeTraceSvg, stateTraceSvg } from './charts';
+import { median } from './common';
 import { SLOTS_SWEEP, SWEEP, contender } from './contenders';
 import { distDir, repoRoot } from './sluice';
 import { BURST, QUICK_BURST, burstWorkload } from './workloads/burst';
@@ -57,6 +58,12 @@ interface Stat {
   max: number;
 }
 
+/** Median, min and max of `values`; NaN for all three when there are none. */
+function statOf(values: readonly number[]): Stat {
+  if (values.length === 0) return { median: NaN, min: NaN, max: NaN };
+  return { median: median(values), min: Math.min(...values), max: Math.max(...values) };
+}
+
 class PairResults {
   readonly runs: RunResult[] = [];
   constructor(
@@ -65,15 +72,7 @@ class PairResults {
   ) {}
 
   stat(key: NumericKey): Stat {
-    const values = this.runs
-      .map((r) => r[key])
-      .filter((v): v is number => typeof v === 'number' && !Number.isNaN(v))
-      .sort((a, b) => a - b);
-    if (values.length === 0) return { median: NaN, min: NaN, max: NaN };
-    const mid = Math.floor(values.length / 2);
-    const median =
-      values.length % 2 === 1 ? (values[mid] as number) : ((values[mid - 1] as number) + (values[mid] as number)) / 2;
-    return { median, min: values[0] as number, max: values[values.length - 1] as number };
+    return statOf(this.runs.map((r) => r[key]).filter((v): v is number => typeof v === 'number' && !Number.isNaN(v)));
   }
 
   median(key: NumericKey): number {
@@ -270,12 +269,7 @@ function pairedRatios(a: PairResults, b: PairResults, key: NumericKey): Stat {
     const y = b.runs[i]?.[key];
     if (typeof x === 'number' && typeof y === 'number' && y > 0) ratios.push(x / y);
   }
-  ratios.sort((m, n) => m - n);
-  if (ratios.length === 0) return { median: NaN, min: NaN, max: NaN };
-  const mid = Math.floor(ratios.length / 2);
-  const median =
-    ratios.length % 2 === 1 ? (ratios[mid] as number) : ((ratios[mid - 1] as number) + (ratios[mid] as number)) / 2;
-  return { median, min: ratios[0] as number, max: ratios[ratios.length - 1] as number };
+  return statOf(ratios);
 }
 
 /** The disk-backed contenders against in-memory `sluice-block`: speed, CPU, memory; empty without them. */
