@@ -11,9 +11,10 @@ import {
   ConcurrencyLimiter,
   EPOCH_CALLS,
   PROBE_EVERY,
-  QUEUE_HIGH,
   STALLED_PER_CALL,
   STALL_FRACTION,
+  queueHigh,
+  queueLow,
 } from '../lib/engine/concurrency-limiter';
 import { LoopStalls } from '../lib/engine/loop-stalls';
 import type { LoopTimes } from '../lib/engine/loop-stalls';
@@ -169,6 +170,16 @@ function expectSettled(calls: Call[], low: number, high: number): void {
   expect(Math.max(...seen)).toBeLessThanOrEqual(high);
   expect(Math.min(...seen)).toBeGreaterThanOrEqual(Math.floor(low / 2));
 }
+/**
+ * The highest limit the rule holds at for a sink serving `capacity` calls at once: one more and the calls queued
+ * inside it (the limit less the capacity) would be over queueHigh. 15 for a capacity of 8, 10 for 4.
+ */
+function highestHeld(capacity: number): number {
+  let limit = capacity;
+  while (limit + 1 - capacity <= queueHigh(limit + 1)) limit++;
+  return limit;
+}
+
 const median = (values: number[]): number => {
   const sorted = [...values].sort((x, y) => x - y);
   return sorted[Math.floor(sorted.length / 2)] as number;
@@ -195,8 +206,8 @@ describe('adaptive concurrency', () => {
     const stream = adaptiveStream(sink);
     await produce(stream, sink.calls, 600);
     const settled = sink.calls.slice(300);
-    // Up to QUEUE_HIGH calls waiting inside the sink, and never fewer slots than the sink serves but in probes.
-    expectSettled(settled, 8, 8 + QUEUE_HIGH);
+    // Up to queueHigh calls waiting inside the sink, and never fewer slots than the sink serves but in probes.
+    expectSettled(settled, 8, highestHeld(8));
     // Slow start: from 1 to the capacity in a few epochs (1, 2, 4, 8, 16, then the cut).
     const reached = sink.calls.findIndex((call) => call.limit >= 8);
     expect(reached).toBeGreaterThan(0);
@@ -228,7 +239,7 @@ describe('adaptive concurrency', () => {
 
   /**
    * A pool of 8 servers of 10 ms, 400 calls to settle; then each change in turn, run until the call count it
-   * gives, after which the last 200 calls must be settled at `capacity` (to capacity + QUEUE_HIGH).
+   * gives, after which the last 200 calls must be settled at `capacity` (to {@link highestHeld} of it).
    */
   async function follows(
     changes: { change: (sink: ReturnType<typeof pooledSink>) => void; until: number; capacity: number }[],
@@ -240,7 +251,7 @@ describe('adaptive concurrency', () => {
     for (const { change, until, capacity } of changes) {
       change(sink);
       await produce(stream, sink.calls, until, from);
-      expectSettled(sink.calls.slice(until - 200, until), capacity, capacity + QUEUE_HIGH);
+      expectSettled(sink.calls.slice(until - 200, until), capacity, highestHeld(capacity));
     }
     stream.destroy();
   }
@@ -355,7 +366,7 @@ describe('adaptive concurrency', () => {
     await produce(stream, calls, 1_500);
     const settled = limits(calls.slice(1_000));
     expect(median(settled)).toBeGreaterThanOrEqual(8);
-    expect(median(settled)).toBeLessThanOrEqual(8 + QUEUE_HIGH);
+    expect(median(settled)).toBeLessThanOrEqual(highestHeld(8));
     expect(Math.max(...settled)).toBeLessThanOrEqual(16);
     stream.destroy();
   });
@@ -381,7 +392,7 @@ describe('adaptive concurrency', () => {
     await produce(stream, sink.calls, 900);
     expect(loop).toHaveBeenCalled();
     expect(sink.calls.filter((call) => call.latency >= 20).length).toBeGreaterThan(100);
-    // Settled at the capacity to the capacity plus QUEUE_HIGH, but for the base probes: one short run at half the
+    // Settled at the capacity to the highest limit held at it, but for the base probes: one short run at half the
     // limit, back to where it was after it. Taking the stalled calls for a queue cut it below the capacity (to 7).
     const runs: { limit: number; calls: number }[] = [];
     for (const limit of limits(sink.calls.slice(400))) {
@@ -390,7 +401,7 @@ describe('adaptive concurrency', () => {
       else runs.push({ limit, calls: 1 });
     }
     const unexpected = runs.filter(({ limit, calls }, i) => {
-      if (limit >= 8 && limit <= 8 + QUEUE_HIGH) return false;
+      if (limit >= 8 && limit <= highestHeld(8)) return false;
       const before = runs[i - 1]?.limit ?? 0;
       const after = runs[i + 1]?.limit ?? before;
       return !(before >= 8 && limit === Math.floor(before / 2) && after === before && calls <= 2 * before);
@@ -416,12 +427,13 @@ describe('adaptive concurrency', () => {
 
 describe('ConcurrencyLimiter', () => {
   /**
-   * A limiter that has measured one epoch of 10 ms calls of 100 items (the first epoch at a batch size only
-   * measures: with no earlier time to compare it with, it would show no queue however long the calls waited).
+   * A limiter that has measured one epoch of 10 ms calls of 100 items without every slot busy, so it has a base
+   * time and has not grown: the first epoch at a batch size only measures above a limit of 1 (with no earlier time
+   * to compare it with, it would show no queue however long the calls waited), and at 1 it grows at once.
    */
   function calibrated(min: number, max: number, targetLatencyMs: number): ConcurrencyLimiter {
     const limiter = new ConcurrencyLimiter(min, max, targetLatencyMs);
-    epoch(limiter, 10);
+    epoch(limiter, 10, false);
     expect(limiter.limit).toBe(min);
     return limiter;
   }
@@ -443,6 +455,16 @@ describe('ConcurrencyLimiter', () => {
     expect(seen).toEqual([1, 2, 4, 8, 16, 32]);
   });
 
+  test('the slow start ends at the first queued call: growth is then by one while under queueLow', () => {
+    const limiter = calibrated(1, 64, 10_000);
+    for (let i = 0; i < 3; i++) epoch(limiter, 10); // 2, 4, 8
+    // 8 in flight take 12 ms: a queue of 1.33, under queueLow(8) = 2.71. The sink has a queue: 9, not 16.
+    epoch(limiter, 12);
+    expect(limiter.limit).toBe(9);
+    epoch(limiter, 10);
+    expect(limiter.limit).toBe(10);
+  });
+
   test('no growth without saturation', () => {
     const limiter = calibrated(1, 64, 10_000);
     epoch(limiter, 10, false);
@@ -450,28 +472,45 @@ describe('ConcurrencyLimiter', () => {
     expect(limiter.limit).toBe(1);
   });
 
-  test('a queue over QUEUE_HIGH cuts to the estimated capacity plus one; then growth is by one', () => {
+  test('a queue over queueHigh cuts to the estimated capacity plus its queueLow, at most to 3/4; then growth is by one', () => {
     const limiter = calibrated(1, 64, 10_000);
-    epoch(limiter, 10); // base 10 ms at 1: → 2
-    epoch(limiter, 10); // → 4
-    epoch(limiter, 10); // → 8
-    epoch(limiter, 10); // → 16
-    // 16 in flight take 20 ms: capacity 8, queue 8. Two such epochs may be a stall of the event loop; the third
-    // in a row cuts, to 3/4 at most (the capacity plus one would be 9).
-    epoch(limiter, 20);
-    epoch(limiter, 20);
-    expect(limiter.limit).toBe(16);
-    epoch(limiter, 20);
-    expect(limiter.limit).toBe(12);
-    // At 12, 15 ms: capacity 8 again, queue 4: three epochs, then 9 (3/4 of 12 is 9 too).
-    for (let i = 0; i < CONFIRM_EPOCHS; i++) epoch(limiter, 15);
-    expect(limiter.limit).toBe(9);
-    // At 9: 11.25 ms, queue 1: hold.
-    epoch(limiter, 11.25);
-    expect(limiter.limit).toBe(9);
-    // Capacity grew: calls take their base time again: +1, not doubling (the slow start is over).
+    for (let i = 0; i < 5; i++) epoch(limiter, 10); // base 10 ms: 2, 4, 8, 16, 32
+    expect(limiter.limit).toBe(32);
+    // 32 in flight take 160/11 ms: capacity 22, queue 10, over queueHigh(32) = 9.03. Two such epochs may be a stall
+    // of the event loop; the third in a row cuts, to 22 + queueLow(22) = 26.03.
+    epoch(limiter, 160 / 11);
+    epoch(limiter, 160 / 11);
+    expect(limiter.limit).toBe(32);
+    epoch(limiter, 160 / 11);
+    expect(limiter.limit).toBe(26);
+    // At 26, 130/11 ms: capacity 22, queue 4, under queueLow(26) = 4.24: growth, by one (the slow start is over).
+    epoch(limiter, 130 / 11);
+    expect(limiter.limit).toBe(27);
+    // Capacity 16 (27 take 16.875 ms, queue 11): three epochs, then 3/4 of 27 at most: 20, not 16 + 3.61.
+    for (let i = 0; i < CONFIRM_EPOCHS; i++) epoch(limiter, 16.875);
+    expect(limiter.limit).toBe(20);
+    // At 20, 12.5 ms: queue 4, between queueLow(20) = 3.90 and queueHigh(20) = 7.81: held.
+    for (let i = 0; i < CONFIRM_EPOCHS + 1; i++) epoch(limiter, 12.5);
+    expect(limiter.limit).toBe(20);
+  });
+
+  test('queueLow and queueHigh: at least 1 and 2 calls, and 3 and 6 times log10 of the limit above', () => {
+    expect([1, 2, 10, 100].map(queueLow)).toEqual([1, 1, 3, 6]);
+    expect([1, 2, 10, 100].map(queueHigh)).toEqual([2, 2, 6, 12]);
+    expect(queueLow(4)).toBeCloseTo(1.806, 3);
+    expect(queueHigh(64)).toBeCloseTo(10.837, 3);
+  });
+
+  test('at a limit of 1 the first epoch decides: no call waits for another, and it grows at once', () => {
+    const limiter = new ConcurrencyLimiter(1, 64, 10_000);
     epoch(limiter, 10);
-    expect(limiter.limit).toBe(10);
+    expect(limiter.limit).toBe(2);
+    // Above 1, the first epoch at a batch size only measures (see below).
+    const fromTwo = new ConcurrencyLimiter(2, 64, 10_000);
+    epoch(fromTwo, 10);
+    expect(fromTwo.limit).toBe(2);
+    epoch(fromTwo, 10);
+    expect(fromTwo.limit).toBe(4);
   });
 
   test('a failure halves the limit once: the calls in flight then cannot cut it again', () => {
@@ -494,15 +533,16 @@ describe('ConcurrencyLimiter', () => {
       epoch(limiter, 10);
       seen.push(limiter.limit);
     }
-    // 2, 4, 8 (max), then held at 8 until the probe at 4, then 8 again.
+    // 2, 4, 8 (max), then held at 8 until the probe at 4, then 8 again. The calibrating epoch, which decided
+    // (not to grow: its slots were not all busy), is the first of the PROBE_EVERY.
     expect(seen.slice(0, 3)).toEqual([2, 4, 8]);
-    expect(seen.slice(3, PROBE_EVERY - 1)).toEqual(Array(PROBE_EVERY - 4).fill(8));
-    expect(seen.slice(PROBE_EVERY - 1)).toEqual([4, 8, 8]);
+    expect(seen.slice(3, PROBE_EVERY - 2)).toEqual(Array(PROBE_EVERY - 5).fill(8));
+    expect(seen.slice(PROBE_EVERY - 2)).toEqual([4, 8, 8, 8]);
   });
 
   test('a failure during a probe cuts from the limit before it', () => {
     const limiter = calibrated(1, 8, 10_000);
-    for (let i = 0; i < PROBE_EVERY; i++) epoch(limiter, 10);
+    for (let i = 0; i < PROBE_EVERY - 1; i++) epoch(limiter, 10);
     expect(limiter.limit).toBe(4); // probing
     limiter.failed(1);
     expect(limiter.limit).toBe(4); // half of 8, and no going back to 8 after the probe epoch
@@ -533,8 +573,9 @@ describe('ConcurrencyLimiter', () => {
     limiter.started(2);
     for (let i = 0; i < EPOCH_CALLS; i++) limiter.delivered(200, 20, 200, 1);
     expect(limiter.limit).toBe(4);
-    // Back at 100, whose base (10 ms) is remembered: 40 ms there is a queue of 3, and three such epochs cut (to 3/4).
-    for (let c = 0; c < 3; c++) for (let i = 0; i < 4; i++) limiter.delivered(100, 40, 100, 1);
+    // Back at 100, whose base (10 ms) is remembered: 200 ms there is a queue of 3.8 (over queueHigh(4) = 3.61), and
+    // three such epochs cut (to 3/4).
+    for (let c = 0; c < 3; c++) for (let i = 0; i < 4; i++) limiter.delivered(100, 200, 100, 1);
     expect(limiter.limit).toBe(3);
   });
 
@@ -567,9 +608,9 @@ describe('ConcurrencyLimiter', () => {
   });
 
   test('calls seen after the event loop was busy for more than STALL_FRACTION of their time are left out', () => {
-    // At 16 (the max), CONFIRM_EPOCHS epochs' worth of calls of which every other one measured 20 ms, not 10,
-    // because the loop was busy for `stalledMs` before it saw it settle. Counted, each epoch's mean (15 ms)
-    // shows a queue of 5 and the third cuts to 12 (3/4 of 16); left out, the calls of 10 ms show none.
+    // At 16 (the max), CONFIRM_EPOCHS epochs' worth of calls of which every other one measured 40 ms, not 10,
+    // because the loop was busy for `stalledMs` before it saw it settle. Counted, each epoch's mean (25 ms)
+    // shows a queue of 9.6 and the third cuts to 12 (3/4 of 16); left out, the calls of 10 ms show none.
     const run = (stalledMs: number): number[] => {
       const limiter = calibrated(1, 16, 10_000);
       for (let i = 0; i < 4; i++) epoch(limiter, 10);
@@ -577,17 +618,17 @@ describe('ConcurrencyLimiter', () => {
       for (let e = 0; e < CONFIRM_EPOCHS; e++) {
         limiter.started(16);
         for (let i = 0; i < 8; i++) {
-          limiter.delivered(100, 20, 100, 16, stalledMs);
+          limiter.delivered(100, 40, 100, 16, stalledMs);
           limiter.delivered(100, 10, 100, 16, 0);
         }
         seen.push(limiter.limit);
       }
       return seen;
     };
-    expect(run(20 * STALL_FRACTION + 2)).toEqual([16, 16, 16, 16]);
+    expect(run(40 * STALL_FRACTION + 2)).toEqual([16, 16, 16, 16]);
     expect(run(0)).toEqual([16, 16, 16, 12]);
     // Busy for exactly STALL_FRACTION of the call's time: it counts.
-    expect(run(20 * STALL_FRACTION)).toEqual([16, 16, 16, 12]);
+    expect(run(40 * STALL_FRACTION)).toEqual([16, 16, 16, 12]);
   });
 
   test('stalled calls count once an epoch has left out STALLED_PER_CALL times the calls it needs', () => {
@@ -607,7 +648,7 @@ describe('ConcurrencyLimiter', () => {
     for (let i = 0; i < 4; i++) epoch(limiter, 10); // → 16
     epoch(limiter, 20);
     epoch(limiter, 20);
-    epoch(limiter, 11); // queue 1.45: no cut wanted
+    epoch(limiter, 13); // queue 3.69, between queueLow(16) and queueHigh(16): no cut wanted, no growth
     epoch(limiter, 20);
     epoch(limiter, 20);
     expect(limiter.limit).toBe(16);

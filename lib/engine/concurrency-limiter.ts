@@ -11,9 +11,17 @@
  * limit L and the time calls take (rtt) against the base time, about
  * L × (1 − base / rtt) calls are queued inside the sink, and L × base / rtt is what
  * it serves at once. Throughput grows with L up to C and not past it; latency grows
- * past it. The rule keeps between QUEUE_LOW and QUEUE_HIGH calls queued: the sink
- * never waits for a call, and calls do not just wait inside it (holding items,
- * adding latency, and adding to what a crash delivers again).
+ * past it. The rule keeps a few calls queued, between queueLow(L) and queueHigh(L):
+ * the sink never waits for a call, and calls do not just wait inside it (holding
+ * items, adding latency, and adding to what a crash delivers again). How many is
+ * Vegas's alpha and beta scaled with the limit, as concurrency-limits' VegasLimit
+ * does: 3 and 6 times log10(L) (3 and 6 calls at a limit of 10, 5.4 and 10.8 at
+ * 64), and at least 1 and 2. A limit of a few calls can keep only a call or two
+ * queued; a larger one needs more slack, since each call's time varies by a
+ * fraction of itself (timer granularity, the event loop), and the estimate
+ * multiplies that by L. With 1 and 2 at every limit, a pool of 8 whose calls took
+ * 1.2 ms on timers of 1 ms was cut below its capacity several times a second by
+ * that noise alone.
  *
  * - Measure in epochs: max(EPOCH_CALLS, limit) calls that delivered a full batch of
  *   the current batch size, as their mean time. The mean, not the median: past its
@@ -29,21 +37,27 @@
  *   call of another size takes another time); with adaptive batching, whose sizes
  *   are rungs of a ladder, the sizer's probes come back to a size whose base is
  *   known. An epoch at a size with no earlier epoch decides nothing: its own mean
- *   as the base would show no queue, however long the calls wait.
+ *   as the base would show no queue, however long the calls wait. But at a limit
+ *   of 1, where no call of ours waits for another and the only move is to grow.
  * - Probe the base (BBR's ProbeRTT): every PROBE_EVERY epochs, one epoch at half
  *   the limit, then back. A limit kept just above the capacity never sees the base
  *   time again: the calls always queue a little. Without the probe, once the old
  *   times are forgotten the base would creep up to the queued time, the queue would
  *   seem empty, and the limit would creep up with it. Half the limit is below the
- *   capacity whenever the limit is less than twice it, which the rule keeps; the
- *   probe costs about one epoch of half the throughput in every PROBE_EVERY.
+ *   capacity whenever the limit is at most twice it, which growth keeps: doubling
+ *   stops at the first queued call, and growing by one at queueLow calls queued,
+ *   which is at most C at a limit of 2C. After the capacity drops, a limit left
+ *   above twice it measures a base too slow by the queue at half the limit, so it
+ *   estimates a queue of half the limit: within queueHigh, it holds only while the
+ *   limit is under 14. The probe costs about one epoch of half the throughput in
+ *   every PROBE_EVERY.
  * - Grow only after an epoch in which every slot was busy at some point (otherwise
  *   the producer or the flush interval is what limits throughput, and the sink's
  *   latency says nothing about more calls), and whose mean was within the target
  *   (another call can only add to it).
- * - queue < QUEUE_LOW: grow, doubling at first (slow start) and by one once the
- *   sink has shown a queue or a failure.
- * - queue > QUEUE_HIGH: down to the estimated capacity plus QUEUE_LOW, at least
+ * - queue < queueLow: grow, doubling at first (slow start) and by one once the
+ *   sink has shown a queue (a call, QUEUE_LOW) or a failure.
+ * - queue > queueHigh: down to the estimated capacity plus its queueLow, at least
  *   one less and at most to MAX_CUT of the limit (a cut made on times a stall
  *   inflated anyway costs a little, not half the throughput).
  * - Latency: an epoch mean over `targetLatencyMs` while calls queue (queue over
@@ -81,10 +95,14 @@ export const EPOCH_CALLS = 3;
 export const BASE_EPOCHS = 20;
 /** Epochs between two probes of the base time. */
 export const PROBE_EVERY = 16;
-/** Fewer calls than this queued inside the sink: it may be waiting for calls, so the limit grows. */
+/** The fewest calls {@link queueLow} asks to keep queued inside the sink. */
 export const QUEUE_LOW = 1;
-/** More calls than this queued inside the sink: they only wait there, so the limit shrinks. */
+/** The fewest calls {@link queueHigh} allows queued inside the sink. */
 export const QUEUE_HIGH = 2;
+/** Calls kept queued per decade of the limit (Vegas's alpha, as concurrency-limits scales it). */
+export const QUEUE_LOW_PER_DECADE = 3;
+/** Calls allowed queued per decade of the limit (Vegas's beta, as concurrency-limits scales it). */
+export const QUEUE_HIGH_PER_DECADE = 6;
 /** Epochs in a row that must call for a cut before it is made. */
 export const CONFIRM_EPOCHS = 3;
 /** Epochs within the target before the limit may rise to the one that was over it. */
@@ -97,6 +115,16 @@ export const FAILURE_CUT = 0.5;
 export const STALL_FRACTION = 0.5;
 /** Calls left out as stalled, per call an epoch needs, before stalled calls count too. */
 export const STALLED_PER_CALL = 2;
+
+/** Fewer calls than this queued inside the sink at `limit`: it may be waiting for calls, so the limit grows. */
+export function queueLow(limit: number): number {
+  return Math.max(QUEUE_LOW, QUEUE_LOW_PER_DECADE * Math.log10(limit));
+}
+
+/** More calls than this queued inside the sink at `limit`: they only wait there, so the limit shrinks. */
+export function queueHigh(limit: number): number {
+  return Math.max(QUEUE_HIGH, QUEUE_HIGH_PER_DECADE * Math.log10(limit));
+}
 
 export class ConcurrencyLimiter {
   readonly #min: number;
@@ -197,11 +225,12 @@ export class ConcurrencyLimiter {
       this.#set(back, inFlight);
       return;
     }
-    if (!known) {
+    if (!known && this.limit > 1) {
       this.#set(this.limit, inFlight);
       return;
     }
     const queue = rtt > 0 ? this.limit * (1 - base / rtt) : 0;
+    const low = queueLow(this.limit);
     let next = this.limit;
     if (queue >= QUEUE_LOW) this.#slowStart = false;
     const overTarget = queue > QUEUE_LOW / 2 && rtt > this.#targetLatencyMs;
@@ -210,19 +239,19 @@ export class ConcurrencyLimiter {
       this.#withinTarget = 0;
       this.#cap = this.#max;
     }
-    if (overTarget || queue > QUEUE_HIGH) {
+    if (overTarget || queue > queueHigh(this.limit)) {
       this.#fastestSuspect = Math.min(this.#fastestSuspect, rtt);
       if (++this.#suspects >= CONFIRM_EPOCHS) {
         const fastest = this.#fastestSuspect;
         this.#clearSuspects();
         const capacity = fastest > 0 ? (this.limit * base) / fastest : this.limit;
-        const aim = Math.floor(capacity) + (overTarget ? 0 : QUEUE_LOW);
+        const aim = Math.floor(capacity + (overTarget ? 0 : queueLow(capacity)));
         next = Math.min(this.limit - 1, Math.max(aim, Math.floor(this.limit * MAX_CUT)));
         if (overTarget) this.#cap = Math.min(this.#cap, this.limit - 1);
       }
     } else {
       this.#clearSuspects();
-      if (queue < QUEUE_LOW && this.#saturated && rtt <= this.#targetLatencyMs) {
+      if (queue < low && this.#saturated && rtt <= this.#targetLatencyMs) {
         next = Math.max(this.limit, Math.min(this.#cap, this.#slowStart ? this.limit * 2 : this.limit + 1));
       }
     }
