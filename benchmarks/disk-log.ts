@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type * as Log from '../lib/disk/log';
 import type { FsyncMode } from '../lib/disk/options';
+import { median } from './common';
 import { distDir } from './sluice';
 
 /**
@@ -78,11 +79,6 @@ async function once(fsync: FsyncMode, producer: typeof grouped, seconds: number)
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)] as number;
 }
 
 async function main(): Promise<void> {

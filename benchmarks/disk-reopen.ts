@@ -5,6 +5,7 @@ import { cpus, tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import type * as Log from '../lib/disk/log';
+import { median } from './common';
 import { distDir } from './sluice';
 
 /**
@@ -64,11 +65,6 @@ async function fill(dir: string, records: number, payloadBytes: number): Promise
     await log.appendGroup(group.slice(0, Math.min(group.length, records - written)));
   }
   await log.close();
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)] as number;
 }
 
 async function main(): Promise<void> {
