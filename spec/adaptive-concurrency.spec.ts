@@ -265,6 +265,25 @@ describe('adaptive concurrency', () => {
   test('follows a sink that gets slower for good and recovers its capacity', () =>
     follows([{ change: (sink) => sink.setServiceMs(20), until: 1_400, capacity: 8 }]));
 
+  test.each([1, 2, 3, 4])(
+    'a sink of %i servers: held at twice its capacity at most (capacity + 2 for one), calls waiting no longer',
+    async (capacity) => {
+      const sink = pooledSink(capacity, 10);
+      const stream = adaptiveStream(sink);
+      await produce(stream, sink.calls, 600);
+      const settled = sink.calls.slice(300);
+      // Cuts start once more than half the limit (and more than 2) is queued: 3 for one server, else 2C.
+      const highest = Math.max(2 * capacity, capacity + 2);
+      expect(highestHeld(capacity)).toBe(highest);
+      expectSettled(settled, capacity, highest);
+      // So a call takes at most `highest / capacity` times its 10 ms. Without the shares of the limit that bound the
+      // queue, the rule held 5, 5 and 8 for 1, 2 and 3 servers (47, 24 and 25 ms).
+      const meanLatency = settled.reduce((sum, call) => sum + call.latency, 0) / settled.length;
+      expect(meanLatency).toBeLessThanOrEqual((10 * highest) / capacity);
+      stream.destroy();
+    },
+  );
+
   test('never exceeds max, never goes below min, and never runs more calls than the limit', async () => {
     const sink = pooledSink(8, 10);
     const stream = adaptiveStream(sink, { min: 2, max: 5 });
@@ -458,7 +477,7 @@ describe('ConcurrencyLimiter', () => {
   test('the slow start ends at the first queued call: growth is then by one while under queueLow', () => {
     const limiter = calibrated(1, 64, 10_000);
     for (let i = 0; i < 3; i++) epoch(limiter, 10); // 2, 4, 8
-    // 8 in flight take 12 ms: a queue of 1.33, under queueLow(8) = 2.71. The sink has a queue: 9, not 16.
+    // 8 in flight take 12 ms: a queue of 1.33, under queueLow(8) = 2. The sink has a queue: 9, not 16.
     epoch(limiter, 12);
     expect(limiter.limit).toBe(9);
     epoch(limiter, 10);
@@ -494,11 +513,22 @@ describe('ConcurrencyLimiter', () => {
     expect(limiter.limit).toBe(20);
   });
 
-  test('queueLow and queueHigh: at least 1 and 2 calls, and 3 and 6 times log10 of the limit above', () => {
-    expect([1, 2, 10, 100].map(queueLow)).toEqual([1, 1, 3, 6]);
-    expect([1, 2, 10, 100].map(queueHigh)).toEqual([2, 2, 6, 12]);
-    expect(queueLow(4)).toBeCloseTo(1.806, 3);
+  test('queueLow and queueHigh: 3 and 6 times log10 of the limit, at most a quarter and a half of it, at least 1 and 2', () => {
+    expect([1, 2, 4, 8, 12].map(queueLow)).toEqual([1, 1, 1, 2, 3]);
+    expect([1, 2, 4, 8, 12].map(queueHigh)).toEqual([2, 2, 2, 4, 6]);
+    expect(queueLow(64)).toBeCloseTo(5.419, 3);
     expect(queueHigh(64)).toBeCloseTo(10.837, 3);
+    expect(queueLow(10_000)).toBe(12);
+    expect(queueHigh(10_000)).toBe(24);
+  });
+
+  test("a cut aims at the capacity plus the capacity's own queueLow", () => {
+    const limiter = calibrated(1, 64, 10_000);
+    for (let i = 0; i < 5; i++) epoch(limiter, 10); // 2, 4, 8, 16, 32
+    // 32 in flight take 320/21 ms: capacity 21, queue 11. 21 + queueLow(21) = 24.97 gives 24 (also 3/4 of 32);
+    // the limit's queueLow (4.52) would give 25.
+    for (let i = 0; i < CONFIRM_EPOCHS; i++) epoch(limiter, 320 / 21);
+    expect(limiter.limit).toBe(24);
   });
 
   test('at a limit of 1 the first epoch decides: no call waits for another, and it grows at once', () => {
@@ -573,9 +603,8 @@ describe('ConcurrencyLimiter', () => {
     limiter.started(2);
     for (let i = 0; i < EPOCH_CALLS; i++) limiter.delivered(200, 20, 200, 1);
     expect(limiter.limit).toBe(4);
-    // Back at 100, whose base (10 ms) is remembered: 200 ms there is a queue of 3.8 (over queueHigh(4) = 3.61), and
-    // three such epochs cut (to 3/4).
-    for (let c = 0; c < 3; c++) for (let i = 0; i < 4; i++) limiter.delivered(100, 200, 100, 1);
+    // Back at 100, whose base (10 ms) is remembered: 40 ms there is a queue of 3, and three such epochs cut (to 3/4).
+    for (let c = 0; c < 3; c++) for (let i = 0; i < 4; i++) limiter.delivered(100, 40, 100, 1);
     expect(limiter.limit).toBe(3);
   });
 

@@ -13,15 +13,21 @@
  * it serves at once. Throughput grows with L up to C and not past it; latency grows
  * past it. The rule keeps a few calls queued, between queueLow(L) and queueHigh(L):
  * the sink never waits for a call, and calls do not just wait inside it (holding
- * items, adding latency, and adding to what a crash delivers again). How many is
- * Vegas's alpha and beta scaled with the limit, as concurrency-limits' VegasLimit
- * does: 3 and 6 times log10(L) (3 and 6 calls at a limit of 10, 5.4 and 10.8 at
- * 64), and at least 1 and 2. A limit of a few calls can keep only a call or two
- * queued; a larger one needs more slack, since each call's time varies by a
- * fraction of itself (timer granularity, the event loop), and the estimate
- * multiplies that by L. With 1 and 2 at every limit, a pool of 8 whose calls took
- * 1.2 ms on timers of 1 ms was cut below its capacity several times a second by
- * that noise alone.
+ * items, adding latency, and adding to what a crash delivers again).
+ *
+ * How many: Vegas's alpha and beta, scaled with the limit as concurrency-limits'
+ * VegasLimit scales them, 3 and 6 times log10(L), but no more than a quarter and a
+ * half of L, and at least 1 and 2. A larger limit needs more slack: each call's
+ * time varies by a fraction of itself (timer granularity, the event loop), and the
+ * estimate multiplies that by L. With 1 and 2 at every limit, a pool of 8 whose
+ * calls took 1.2 ms on timers of 1 ms was cut below its capacity several times a
+ * second by that noise alone. The shares bound what the slack costs: growth stops
+ * before calls take 4/3 of their base time, and cuts start once they take twice
+ * it. So growth leaves one call waiting in a sink of one to three servers and two
+ * in one of four, and no limit is held above twice the capacity (or the capacity
+ * plus 2, for a single server). Some values (low, high): 1 and 2 up to a limit of
+ * 4, 2 and 4 at 8, 3 and 6 at 12, 5.4 and 10.8 at 64; a pool of 8 settles between
+ * 11 and 15.
  *
  * - Measure in epochs: max(EPOCH_CALLS, limit) calls that delivered a full batch of
  *   the current batch size, as their mean time. The mean, not the median: past its
@@ -37,19 +43,16 @@
  *   call of another size takes another time); with adaptive batching, whose sizes
  *   are rungs of a ladder, the sizer's probes come back to a size whose base is
  *   known. An epoch at a size with no earlier epoch decides nothing: its own mean
- *   as the base would show no queue, however long the calls wait. But at a limit
- *   of 1, where no call of ours waits for another and the only move is to grow.
+ *   as the base would show no queue, however long the calls wait. At a limit of 1
+ *   it decides: no call of ours can wait for another, and the only move is to grow.
  * - Probe the base (BBR's ProbeRTT): every PROBE_EVERY epochs, one epoch at half
  *   the limit, then back. A limit kept just above the capacity never sees the base
  *   time again: the calls always queue a little. Without the probe, once the old
  *   times are forgotten the base would creep up to the queued time, the queue would
- *   seem empty, and the limit would creep up with it. Half the limit is below the
- *   capacity whenever the limit is at most twice it, which growth keeps: doubling
- *   stops at the first queued call, and growing by one at queueLow calls queued,
- *   which is at most C at a limit of 2C. After the capacity drops, a limit left
- *   above twice it measures a base too slow by the queue at half the limit, so it
- *   estimates a queue of half the limit: within queueHigh, it holds only while the
- *   limit is under 14. The probe costs about one epoch of half the throughput in
+ *   seem empty, and the limit would creep up with it. Half the limit (rounded down)
+ *   is at or below the capacity whenever the limit is at most twice it or the
+ *   capacity plus 2, which the rule keeps: past both, more calls queue than
+ *   queueHigh allows. The probe costs about one epoch of half the throughput in
  *   every PROBE_EVERY.
  * - Grow only after an epoch in which every slot was busy at some point (otherwise
  *   the producer or the flush interval is what limits throughput, and the sink's
@@ -103,6 +106,10 @@ export const QUEUE_HIGH = 2;
 export const QUEUE_LOW_PER_DECADE = 3;
 /** Calls allowed queued per decade of the limit (Vegas's beta, as concurrency-limits scales it). */
 export const QUEUE_HIGH_PER_DECADE = 6;
+/** At most this share of the limit kept queued: growth stops before calls take 4/3 of their base time. */
+export const QUEUE_LOW_SHARE = 1 / 4;
+/** At most this share of the limit allowed queued: past it calls take over twice their base time, and it is cut. */
+export const QUEUE_HIGH_SHARE = 1 / 2;
 /** Epochs in a row that must call for a cut before it is made. */
 export const CONFIRM_EPOCHS = 3;
 /** Epochs within the target before the limit may rise to the one that was over it. */
@@ -118,12 +125,12 @@ export const STALLED_PER_CALL = 2;
 
 /** Fewer calls than this queued inside the sink at `limit`: it may be waiting for calls, so the limit grows. */
 export function queueLow(limit: number): number {
-  return Math.max(QUEUE_LOW, QUEUE_LOW_PER_DECADE * Math.log10(limit));
+  return Math.max(QUEUE_LOW, Math.min(QUEUE_LOW_PER_DECADE * Math.log10(limit), limit * QUEUE_LOW_SHARE));
 }
 
 /** More calls than this queued inside the sink at `limit`: they only wait there, so the limit shrinks. */
 export function queueHigh(limit: number): number {
-  return Math.max(QUEUE_HIGH, QUEUE_HIGH_PER_DECADE * Math.log10(limit));
+  return Math.max(QUEUE_HIGH, Math.min(QUEUE_HIGH_PER_DECADE * Math.log10(limit), limit * QUEUE_HIGH_SHARE));
 }
 
 export class ConcurrencyLimiter {
