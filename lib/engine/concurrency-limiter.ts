@@ -59,7 +59,7 @@
  *   latency says nothing about more calls), and whose mean was within the target
  *   (another call can only add to it).
  * - queue < queueLow: grow, doubling at first (slow start) and by one once the
- *   sink has shown a queue (a call, QUEUE_LOW) or a failure.
+ *   sink has shown a queue (QUEUE_LOW calls) or a failure.
  * - queue > queueHigh: down to the estimated capacity plus its queueLow, at least
  *   one less and at most to MAX_CUT of the limit (a cut made on times a stall
  *   inflated anyway costs a little, not half the throughput).
