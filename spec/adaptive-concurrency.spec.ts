@@ -172,7 +172,7 @@ function expectSettled(calls: Call[], low: number, high: number): void {
 }
 /**
  * The highest limit the rule holds at for a sink serving `capacity` calls at once: one more and the calls queued
- * inside it (the limit less the capacity) would be over queueHigh. 15 for a capacity of 8, 10 for 4.
+ * inside it (the limit less the capacity) would be over queueHigh. 13 for a capacity of 8, 6 for 4.
  */
 function highestHeld(capacity: number): number {
   let limit = capacity;
@@ -265,19 +265,24 @@ describe('adaptive concurrency', () => {
   test('follows a sink that gets slower for good and recovers its capacity', () =>
     follows([{ change: (sink) => sink.setServiceMs(20), until: 1_400, capacity: 8 }]));
 
-  test.each([1, 2, 3, 4])(
-    'a sink of %i servers: held at twice its capacity at most (capacity + 2 for one), calls waiting no longer',
-    async (capacity) => {
+  test.each([
+    [1, 3],
+    [2, 4],
+    [3, 5],
+    [4, 6],
+  ])(
+    'a sink of %i servers is held at %i at most, and its calls wait no longer than that allows',
+    async (capacity, highest) => {
       const sink = pooledSink(capacity, 10);
       const stream = adaptiveStream(sink);
       await produce(stream, sink.calls, 600);
       const settled = sink.calls.slice(300);
-      // Cuts start once more than half the limit (and more than 2) is queued: 3 for one server, else 2C.
-      const highest = Math.max(2 * capacity, capacity + 2);
+      // Cuts start once more than 0.4 of the limit (and more than 2 calls) is queued.
       expect(highestHeld(capacity)).toBe(highest);
       expectSettled(settled, capacity, highest);
       // So a call takes at most `highest / capacity` times its 10 ms. Without the shares of the limit that bound the
-      // queue, the rule held 5, 5 and 8 for 1, 2 and 3 servers (47, 24 and 25 ms).
+      // queue, the rule held 5, 5, 8 and 8 for 1 to 4 servers (47, 24, 25 and 19 ms); with half the limit as the top
+      // share, 6 and 8 for 3 and 4 servers (19 ms each).
       const meanLatency = settled.reduce((sum, call) => sum + call.latency, 0) / settled.length;
       expect(meanLatency).toBeLessThanOrEqual((10 * highest) / capacity);
       stream.destroy();
@@ -513,9 +518,9 @@ describe('ConcurrencyLimiter', () => {
     expect(limiter.limit).toBe(20);
   });
 
-  test('queueLow and queueHigh: 3 and 6 times log10 of the limit, at most a quarter and a half of it, at least 1 and 2', () => {
+  test('queueLow and queueHigh: 3 and 6 times log10 of the limit, at most a quarter and 0.4 of it, at least 1 and 2', () => {
     expect([1, 2, 4, 8, 12].map(queueLow)).toEqual([1, 1, 1, 2, 3]);
-    expect([1, 2, 4, 8, 12].map(queueHigh)).toEqual([2, 2, 2, 4, 6]);
+    expect([1, 2, 4, 10, 15].map(queueHigh)).toEqual([2, 2, 2, 4, 6]);
     expect(queueLow(64)).toBeCloseTo(5.419, 3);
     expect(queueHigh(64)).toBeCloseTo(10.837, 3);
     expect(queueLow(10_000)).toBe(12);

@@ -16,18 +16,18 @@
  * items, adding latency, and adding to what a crash delivers again).
  *
  * How many: Vegas's alpha and beta, scaled with the limit as concurrency-limits'
- * VegasLimit scales them, 3 and 6 times log10(L), but no more than a quarter and a
- * half of L, and at least 1 and 2. A larger limit needs more slack: each call's
+ * VegasLimit scales them, 3 and 6 times log10(L), but no more than a quarter and
+ * 0.4 of L, and at least 1 and 2. A larger limit needs more slack: each call's
  * time varies by a fraction of itself (timer granularity, the event loop), and the
  * estimate multiplies that by L. With 1 and 2 at every limit, a pool of 8 whose
  * calls took 1.2 ms on timers of 1 ms was cut below its capacity several times a
  * second by that noise alone. The shares bound what the slack costs: growth stops
- * before calls take 4/3 of their base time, and cuts start once they take twice
+ * before calls take 4/3 of their base time, and cuts start once they take 5/3 of
  * it. So growth leaves one call waiting in a sink of one to three servers and two
- * in one of four, and no limit is held above twice the capacity (or the capacity
- * plus 2, for a single server). Some values (low, high): 1 and 2 up to a limit of
- * 4, 2 and 4 at 8, 3 and 6 at 12, 5.4 and 10.8 at 64; a pool of 8 settles between
- * 11 and 15.
+ * in one of four, and no limit is held above 5/3 of the capacity or the capacity
+ * plus 2, whichever is more. Some values (low, high): 1 and 2 up to a limit of 4,
+ * 2 and 3.2 at 8, 3 and 4.8 at 12, 5.4 and 10.8 at 64; a pool of 8 settles between
+ * 11 and 13.
  *
  * - Measure in epochs: max(EPOCH_CALLS, limit) calls that delivered a full batch of
  *   the current batch size, as their mean time. The mean, not the median: past its
@@ -51,8 +51,7 @@
  *   times are forgotten the base would creep up to the queued time, the queue would
  *   seem empty, and the limit would creep up with it. Half the limit (rounded down)
  *   is at or below the capacity whenever the limit is at most twice it or the
- *   capacity plus 2, which the rule keeps: past both, more calls queue than
- *   queueHigh allows. The probe costs about one epoch of half the throughput in
+ *   capacity plus 2, which the rule keeps (above). The probe costs about one epoch of half the throughput in
  *   every PROBE_EVERY.
  * - Grow only after an epoch in which every slot was busy at some point (otherwise
  *   the producer or the flush interval is what limits throughput, and the sink's
@@ -108,8 +107,8 @@ export const QUEUE_LOW_PER_DECADE = 3;
 export const QUEUE_HIGH_PER_DECADE = 6;
 /** At most this share of the limit kept queued: growth stops before calls take 4/3 of their base time. */
 export const QUEUE_LOW_SHARE = 1 / 4;
-/** At most this share of the limit allowed queued: past it calls take over twice their base time, and it is cut. */
-export const QUEUE_HIGH_SHARE = 1 / 2;
+/** At most this share of the limit allowed queued: past it calls take over 5/3 of their base time, and it is cut. */
+export const QUEUE_HIGH_SHARE = 0.4;
 /** Epochs in a row that must call for a cut before it is made. */
 export const CONFIRM_EPOCHS = 3;
 /** Epochs within the target before the limit may rise to the one that was over it. */
