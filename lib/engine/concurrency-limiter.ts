@@ -15,19 +15,22 @@
  * the sink never waits for a call, and calls do not just wait inside it (holding
  * items, adding latency, and adding to what a crash delivers again).
  *
- * How many: Vegas's alpha and beta, scaled with the limit as concurrency-limits'
- * VegasLimit scales them, 3 and 6 times log10(L), but no more than a quarter and
- * 0.4 of L, and at least 1 and 2. A larger limit needs more slack: each call's
- * time varies by a fraction of itself (timer granularity, the event loop), and the
- * estimate multiplies that by L. With 1 and 2 at every limit, a pool of 8 whose
- * calls took 1.2 ms on timers of 1 ms was cut below its capacity several times a
- * second by that noise alone. The shares bound what the slack costs: growth stops
- * before calls take 4/3 of their base time, and cuts start once they take 5/3 of
- * it. So growth leaves one call waiting in a sink of one to three servers and two
- * in one of four, and no limit is held above 5/3 of the capacity or the capacity
- * plus 2, whichever is more. Some values (low, high): 1 and 2 up to a limit of 4,
- * 2 and 3.2 at 8, 3 and 4.8 at 12, 5.4 and 10.8 at 64; a pool of 8 settles between
- * 11 and 13.
+ * How many: Vegas's alpha and beta, 3 and 6 times log10(L) (concurrency-limits'
+ * VegasLimit scales them by whole decades of the limit; here the log is
+ * continuous), but no more than a quarter and 0.4 of L, and at least 1 and 2. A
+ * larger limit needs more slack: each call's time varies by a fraction of itself
+ * (timer granularity, the event loop), and the estimate multiplies that by L.
+ * With 1 and 2 at every limit, a pool of 8 whose calls took 1.2 ms on timers of
+ * 1 ms was cut below its capacity several times a second by that noise alone.
+ * The shares bound what the slack costs where they are the smaller term, at
+ * limits of about 4 to 20: growth by one goes on while under a quarter of the
+ * limit queues (calls under 4/3 of their base time), and cuts start once more
+ * than 0.4 of it queues (calls over 5/3 of it). Below, the floors of 1 and 2 calls
+ * decide; above, the log terms, which are tighter. So no limit is held above 5/3
+ * of the capacity or the capacity plus 2, whichever is more, and a sink of up to
+ * four servers keeps one or two calls waiting. Some values (low, high): 1 and 2
+ * up to a limit of 4, 2 and 3.2 at 8, 3 and 4.8 at 12, 5.4 and 10.8 at 64; a pool
+ * of 8 settles between 11 and 13.
  *
  * - Measure in epochs: max(EPOCH_CALLS, limit) calls that delivered a full batch of
  *   the current batch size, as their mean time. The mean, not the median: past its
@@ -51,8 +54,8 @@
  *   times are forgotten the base would creep up to the queued time, the queue would
  *   seem empty, and the limit would creep up with it. Half the limit (rounded down)
  *   is at or below the capacity whenever the limit is at most twice it or the
- *   capacity plus 2, which the rule keeps (above). The probe costs about one epoch of half the throughput in
- *   every PROBE_EVERY.
+ *   capacity plus 2, which the rule keeps (above). The probe costs about one epoch
+ *   of half the throughput in every PROBE_EVERY.
  * - Grow only after an epoch in which every slot was busy at some point (otherwise
  *   the producer or the flush interval is what limits throughput, and the sink's
  *   latency says nothing about more calls), and whose mean was within the target
@@ -101,11 +104,11 @@ export const PROBE_EVERY = 16;
 export const QUEUE_LOW = 1;
 /** The fewest calls {@link queueHigh} allows queued inside the sink. */
 export const QUEUE_HIGH = 2;
-/** Calls kept queued per decade of the limit (Vegas's alpha, as concurrency-limits scales it). */
+/** Calls kept queued per decade of the limit (Vegas's alpha, log-scaled after concurrency-limits). */
 export const QUEUE_LOW_PER_DECADE = 3;
-/** Calls allowed queued per decade of the limit (Vegas's beta, as concurrency-limits scales it). */
+/** Calls allowed queued per decade of the limit (Vegas's beta, log-scaled after concurrency-limits). */
 export const QUEUE_HIGH_PER_DECADE = 6;
-/** At most this share of the limit kept queued: growth stops before calls take 4/3 of their base time. */
+/** At most this share of the limit kept queued: growth stops once calls take 4/3 of their base time. */
 export const QUEUE_LOW_SHARE = 1 / 4;
 /** At most this share of the limit allowed queued: past it calls take over 5/3 of their base time, and it is cut. */
 export const QUEUE_HIGH_SHARE = 0.4;
