@@ -131,6 +131,83 @@ describe('adaptive batching', () => {
     stream.destroy();
   });
 
+  test('with maxBufferBytes, sizes stay within what the byte bound leaves room for, and batches fill', async () => {
+    // 20 bytes per item and 20,000 bytes: write() returns false at 800 held items (16,000 bytes), so a batch
+    // fills only up to 400 while the other is in flight. The sink alone would favour 1,581.
+    const sink = modelSink(peaked(A, B, C));
+    const stream = new BlockingWritable(sink.flush, {
+      maxBufferSize: 20_000,
+      maxBufferBytes: 20_000,
+      sizeOf: () => 20,
+      batchSize: { min: 100, max: 10_000 },
+      targetLatencyMs: 10_000,
+    });
+    await produce(stream, sink.calls, 80);
+    const later = sink.calls.slice(20).map((call) => call.size);
+    expect(Math.max(...later)).toBeLessThanOrEqual(400);
+    // Full batches, cut at once, not partial ones on the flush timer.
+    expect(median(later)).toBeGreaterThan(300);
+    expect(stream.getMetrics().currentBatchSize).toBeLessThanOrEqual(400);
+    stream.destroy();
+  });
+
+  test('a sink that refuses batches over its limit: the size goes under it, and few batches are refused', async () => {
+    // Found in review: the sizer learned only from delivered calls, so once the climb reached a size the sink
+    // refused (an HTTP 413, too many parameters in one statement), it never measured again and stayed there,
+    // and every batch went to its retries and the dead-letter path.
+    const sink = modelSink(peaked(A, B, C));
+    const refused: number[] = [];
+    const flush = (items: number[]): Promise<void> => {
+      if (items.length > 300) {
+        refused.push(items.length);
+        return Promise.reject(new Error('413 Payload Too Large'));
+      }
+      return sink.flush(items);
+    };
+    const deadLettered: number[] = [];
+    const stream = new BlockingWritable(flush, {
+      maxBufferSize: 20_000,
+      batchSize: { min: 100, max: 10_000 },
+      targetLatencyMs: 10_000,
+      retry: { maxRetries: 2, initialDelayMs: 1, maxDelayMs: 1 },
+      isolateFailures: 'bisect',
+      onDeadLetter: (items) => {
+        deadLettered.push(...items);
+      },
+    });
+    await produce(stream, sink.calls, 600);
+    expect(Math.max(...sink.calls.slice(100).map((call) => call.size))).toBeLessThanOrEqual(300);
+    expect(median(sink.calls.slice(100).map((call) => call.size))).toBeGreaterThan(200);
+    expect(stream.getMetrics().currentBatchSize).toBeLessThanOrEqual(300);
+    // Each refused batch is tried three times (maxRetries 2), then bisected into halves the sink takes.
+    expect(refused.length).toBeLessThanOrEqual(3 * 6);
+    expect(deadLettered).toEqual([]);
+    stream.destroy();
+  });
+
+  test('a size whose calls time out: the size goes under it', async () => {
+    // 1 ms per item against flushTimeoutMs 100: batches over about 100 items time out. The sink alone (no
+    // timeout) would favour larger batches, as its cost per item falls with the size.
+    const sink = modelSink((n) => Math.round(5 + 1 * n));
+    const stream = new BlockingWritable(sink.flush, {
+      maxBufferSize: 20_000,
+      batchSize: { min: 10, max: 10_000 },
+      targetLatencyMs: 10_000,
+      flushTimeoutMs: 100,
+      retry: { maxRetries: 3, initialDelayMs: 1, maxDelayMs: 1 },
+      isolateFailures: 'bisect',
+    });
+    await produce(stream, sink.calls, 1_000);
+    expect(stream.getMetrics().currentBatchSize).toBeLessThanOrEqual(95);
+    // A batch that times out is tried 4 times (maxRetries 3), then bisected. Probes over the limit grow rarer:
+    // each one that fails doubles the calls it takes the cap to rise a step.
+    const timedOut = (calls: Call[]): number => calls.filter((call) => call.latency > 100).length;
+    expect(timedOut(sink.calls)).toBeLessThanOrEqual(8 * 4);
+    expect(timedOut(sink.calls.slice(500))).toBeLessThanOrEqual(3 * 4);
+    expect(median(sink.calls.slice(500).map((call) => call.size))).toBeGreaterThanOrEqual(70);
+    stream.destroy();
+  });
+
   test('never sends a batch over the latency target twice in a row when a smaller size meets it', async () => {
     // Linear: 5 ms + 0.05 ms per item, so bigger is always faster per item, and only the target stops the climb.
     const sink = modelSink((n) => Math.round(5 + 0.05 * n));

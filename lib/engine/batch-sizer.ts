@@ -80,6 +80,12 @@ export const LATENCY_MARGIN = 0.8;
 export const CAP_RELAX_CALLS = 8;
 /** The factor the latency cap rises by. */
 export const CAP_RELAX_STEP = 1.1;
+/** A failed call at or under the settled size cuts the size to this fraction of the call's. */
+export const FAILURE_CUT = 0.5;
+/** A failed call over the settled size (a probe) multiplies the calls per step of the cap's rise by this. */
+export const FAILURE_BACKOFF = 2;
+/** The calls per step of the cap's rise go no higher than CAP_RELAX_CALLS times this. */
+export const MAX_FAILURE_BACKOFF = 64;
 
 type Mode = 'climb' | 'hold' | 'probe';
 
@@ -126,9 +132,15 @@ export class BatchSizer {
   #suspect = false;
   /** Sink times (ms) of this epoch's calls so far. */
   readonly #epoch: number[] = [];
-  /** Every size stays at or below this; lowered by a call over the target. */
+  /** Every size stays at or below this; lowered by a call over the target or a failed one. */
   #cap: number;
   #callsWithinTarget = 0;
+  /** Calls within the target per rise of the cap: CAP_RELAX_CALLS, more after failed probes. */
+  #relaxEvery = CAP_RELAX_CALLS;
+  /** The size of the last probe that failed (Infinity for none): one that delivers at it ends the backoff. */
+  #failedProbe = Infinity;
+  /** Every size stays at or below this too: what the byte bound leaves room for (see {@link fit}). */
+  #fit = Infinity;
 
   constructor(min: number, max: number, targetLatencyMs: number) {
     this.#rungs = ladder(min, max);
@@ -139,6 +151,14 @@ export class BatchSizer {
     this.#cap = max;
   }
 
+  /**
+   * The size the search holds between probes (min during the climb): most batches are cut at it,
+   * so a measure that needs many calls of one size (adaptive concurrency's) takes its calls.
+   */
+  get settledSize(): number {
+    return this.#rungs[this.#settled] as number;
+  }
+
   /** A call of `items` items took `latencyMs` of sink time and delivered them. */
   observe(items: number, latencyMs: number): void {
     if (latencyMs > this.#targetMs) {
@@ -146,7 +166,12 @@ export class BatchSizer {
       return;
     }
     const max = this.#rungs[this.#rungs.length - 1] as number;
-    if (++this.#callsWithinTarget >= CAP_RELAX_CALLS && this.#cap < max) {
+    if (items >= this.#failedProbe) {
+      // The size that failed delivers now: the sink's limit moved, and the cap may rise at its own pace again.
+      this.#failedProbe = Infinity;
+      this.#relaxEvery = CAP_RELAX_CALLS;
+    }
+    if (++this.#callsWithinTarget >= this.#relaxEvery && this.#cap < max) {
       this.#callsWithinTarget = 0;
       this.#cap = Math.min(max, Math.ceil(this.#cap * CAP_RELAX_STEP));
     }
@@ -159,6 +184,52 @@ export class BatchSizer {
     epoch.length = 0;
     // A sink faster than the clock's resolution: count it as 1 µs per call, so the rate stays finite.
     this.#measured(items / Math.max(median, 0.001));
+  }
+
+  /**
+   * A call of a whole batch, `items` items, delivered none of them: it threw, rejected, failed
+   * every item or timed out. A sink that refuses a size (a request over its limit, too many parameters in
+   * one statement) or cannot finish one in time never delivers a call of it, so without this the
+   * size would stay where the sink fails every call, and every batch would go to its retries.
+   *
+   * Calls under the size (partial batches) and over the cap (cut before an earlier cut) tell
+   * nothing new. Otherwise the cap goes under the call's size, and the size goes back: to the
+   * settled rung if the call was a probe above it or a step of the climb (to the best the climb
+   * measured under it), or to FAILURE_CUT of the call's size if the settled size itself failed (the
+   * sink got worse, or is failing whatever the size: it then ends at min until it recovers). A
+   * failed probe also doubles the calls it takes the cap to rise a step (FAILURE_BACKOFF, up to
+   * MAX_FAILURE_BACKOFF): a sink with a hard limit is probed over it ever more rarely, where each
+   * probe costs a batch its retries.
+   */
+  failed(items: number): void {
+    if (items < this.size || items > this.#cap) return;
+    const min = this.#rungs[0] as number;
+    const probe = items > (this.#rungs[this.#settled] as number);
+    this.#callsWithinTarget = 0;
+    this.#cap = Math.max(min, items - 1);
+    if (probe) {
+      this.#failedProbe = items;
+      this.#relaxEvery = Math.min(this.#relaxEvery * FAILURE_BACKOFF, CAP_RELAX_CALLS * MAX_FAILURE_BACKOFF);
+    }
+    this.#epoch.length = 0;
+    if (this.#mode === 'climb') this.#settle(this.#bestClimbed(this.#highestAtMost(items - 1)));
+    else if (probe) this.#settle(this.#settled);
+    else this.#settle(this.#highestAtMost(Math.floor(items * FAILURE_CUT)));
+  }
+
+  /**
+   * No batch of more than `items` items can fill now (a byte bound leaves room for about that many
+   * of the items seen so far): sizes stay at or below it, as under the cap. A size above it would
+   * never be measured again (only full batches are), so a settled or probed rung above it moves
+   * down at once. Never below min.
+   */
+  fit(items: number): void {
+    if (items === this.#fit) return;
+    this.#fit = items;
+    const top = this.#topRung();
+    if (this.#rung <= top && this.#settled <= top) return;
+    this.#epoch.length = 0;
+    this.#settle(this.#mode === 'climb' ? this.#bestClimbed(top) : Math.min(this.#settled, top));
   }
 
   #measured(rate: number): void {
@@ -272,11 +343,19 @@ export class BatchSizer {
     this.size = this.#rungs[rung] as number;
   }
 
-  /** The best rate the climb measured, from `last` down (the climb measured every CLIMB_RUNGS-th rung). */
+  /**
+   * The best rate the climb measured, from `last` down (the climb measured every CLIMB_RUNGS-th rung);
+   * `last` itself if none of them was measured.
+   */
   #bestClimbed(last: number): number {
     let best = last;
+    let bestRate = Number.NEGATIVE_INFINITY;
     for (let rung = last; rung >= 0; rung--) {
-      if ((this.#rates[rung] as number) > (this.#rates[best] as number)) best = rung;
+      const rate = this.#rates[rung] as number;
+      if (rate > bestRate) {
+        best = rung;
+        bestRate = rate;
+      }
     }
     return best;
   }
@@ -307,9 +386,9 @@ export class BatchSizer {
     return rung >= 0 && rung <= this.#topRung();
   }
 
-  /** The highest rung at or below the cap. */
+  /** The highest rung at or below the cap and the fit. */
   #topRung(): number {
-    return this.#highestAtMost(this.#cap);
+    return this.#highestAtMost(Math.min(this.#cap, this.#fit));
   }
 
   /** The highest rung at or below `limit`; the lowest (min) if none is. */

@@ -21,6 +21,11 @@ export interface Batch<T> {
   ids: number[] | undefined;
   /** Items before it are resolved. */
   start: number;
+  /**
+   * How many items it was cut with. A call of fewer carries part of it (the items a FlushResult
+   * failed, or an isolating probe): its failure is the items', not the sink's load or the size.
+   */
+  readonly cut: number;
   /** Sink calls made for this batch so far (the context's `attempt` of the last one). */
   attempt: number;
   /** Tries so far: calls, and waits for a call slot that timed out (what the retry budget counts). */
@@ -56,6 +61,18 @@ export interface CallbackSink<T> {
 
 /** What the engine calls: a flush function, or a sink that calls back. */
 export type SinkHook<T> = FlushFunction<T> | CallbackSink<T>;
+
+/** What a settled or timed-out call tells the batch size and concurrency controllers. */
+export interface CallRecorder {
+  /**
+   * A call of `items` items settled after `latencyMs`, delivering `delivered` of them (0 if it
+   * failed; fewer than `items` if its FlushResult failed some); `whole`: it carried its whole batch
+   * (its first call or a retry of all of it), not part of one (see {@link Batch.cut}).
+   */
+  latency: (latencyMs: number, items: number, delivered: number, whole: boolean) => void;
+  /** A call of `items` items was given up at its timeout; `whole` as above. */
+  timeout: (items: number, whole: boolean) => void;
+}
 
 export interface CallConfig {
   readonly maxConcurrentFlushes: number;
@@ -117,21 +134,16 @@ export class SinkCalls<T> {
   /** The hook, when it calls back: the untimed path calls it without a promise of its own. */
   readonly #callback: CallbackSink<T> | undefined;
   readonly #keepAlive: KeepAlive;
-  /** Told every settled call's sink time; `delivered` is the number of items it delivered (0 if it failed). */
-  readonly #recordLatency: (latencyMs: number, delivered: number) => void;
+  /** Told every settled call's sink time and items; see {@link CallRecorder}. */
+  readonly #recordLatency: CallRecorder['latency'];
   /** Told of every call given up at its timeout (it may settle later: that is not told). */
-  readonly #recordTimeout: () => void;
+  readonly #recordTimeout: CallRecorder['timeout'];
   /** Sink calls not yet settled, abandoned (timed-out) ones included; at most 2 × maxConcurrentFlushes. */
   #unsettled = 0;
   /** Batches waiting for #unsettled to fall below its bound, in arrival order. */
   readonly #gateQueue: (() => void)[] = [];
 
-  constructor(
-    config: CallConfig,
-    hook: SinkHook<T>,
-    keepAlive: KeepAlive,
-    record: { latency: (latencyMs: number, delivered: number) => void; timeout: () => void },
-  ) {
+  constructor(config: CallConfig, hook: SinkHook<T>, keepAlive: KeepAlive, record: CallRecorder) {
     this.#config = config;
     if (typeof hook === 'function') {
       this.#flush = hook;
@@ -239,17 +251,17 @@ export class SinkCalls<T> {
         batch.timer = undefined;
         // The call is abandoned, not settled: it keeps its place under the call bound until it settles.
         context.abort(BackpressureError.flushTimeout(items, 'retries_exhausted', timeoutMs));
-        this.#recordTimeout();
+        this.#recordTimeout(items.length, items.length === batch.cut);
         finish(TIMED_OUT);
       }, timeoutMs);
       this.#invoke(items, context).then(
         (result) => {
           this.#releaseCall();
-          if (!done) finish(this.#judged(items, 0, items.length, result, started));
+          if (!done) finish(this.#judged(items, 0, items.length, result, started, items.length === batch.cut));
         },
         (cause: unknown) => {
           this.#releaseCall();
-          if (!done) finish(this.#failed(cause, started));
+          if (!done) finish(this.#failed(cause, started, items.length, items.length === batch.cut));
         },
       );
     });
@@ -267,8 +279,18 @@ export class SinkCalls<T> {
     then: (outcome: Outcome<T>) => R,
   ): Promise<R> {
     return this.#invoke(items, context).then(
-      (result) => then(this.#settledUntimed(batch, context, this.#judged(items, 0, items.length, result, started))),
-      (cause: unknown) => then(this.#settledUntimed(batch, context, this.#failed(cause, started))),
+      (result) =>
+        then(
+          this.#settledUntimed(
+            batch,
+            context,
+            this.#judged(items, 0, items.length, result, started, items.length === batch.cut),
+          ),
+        ),
+      (cause: unknown) =>
+        then(
+          this.#settledUntimed(batch, context, this.#failed(cause, started, items.length, items.length === batch.cut)),
+        ),
     );
   }
 
@@ -288,7 +310,9 @@ export class SinkCalls<T> {
     const from = batch.start;
     return new Promise((resolve) => {
       sink.deliver(source, from, count, context, (failed, cause, result) => {
-        const outcome = failed ? this.#failed(cause, started) : this.#judged(source, from, count, result, started);
+        const outcome = failed
+          ? this.#failed(cause, started, count, count === batch.cut)
+          : this.#judged(source, from, count, result, started, count === batch.cut);
         resolve(this.#settledUntimed(batch, context, outcome));
       });
     });
@@ -315,19 +339,32 @@ export class SinkCalls<T> {
    * What a settled call's result means for its items, `source[from, from + count)`, its latency
    * recorded; a result that throws when read failed.
    */
-  #judged(source: readonly T[], from: number, count: number, result: unknown, started: number): Outcome<T> {
+  #judged(
+    source: readonly T[],
+    from: number,
+    count: number,
+    result: unknown,
+    started: number,
+    whole: boolean,
+  ): Outcome<T> {
     let outcome: Outcome<T>;
     try {
       outcome = judge(source, from, count, result);
     } catch (cause) {
-      return this.#failed(cause, started);
+      return this.#failed(cause, started, count, whole);
     }
-    this.#recordLatency(now() - started, outcome.kind === 'delivered' ? count : 0);
+    const delivered =
+      outcome.kind === 'delivered'
+        ? count
+        : outcome.kind === 'failed' && outcome.failed !== undefined
+          ? count - outcome.failed.length
+          : 0;
+    this.#recordLatency(now() - started, count, delivered, whole);
     return outcome;
   }
 
-  #failed(cause: unknown, started: number): Outcome<T> {
-    this.#recordLatency(now() - started, 0);
+  #failed(cause: unknown, started: number, count: number, whole: boolean): Outcome<T> {
+    this.#recordLatency(now() - started, count, 0, whole);
     return { kind: 'failed', failed: undefined, cause, timedOut: false };
   }
 

@@ -32,14 +32,19 @@
  * up to a limit of 4, 2 and 3.2 at 8, 3 and 4.8 at 12, 5.4 and 10.8 at 64; a pool
  * of 8 settles between 11 and 13.
  *
- * - Measure in epochs: max(EPOCH_CALLS, limit) calls that delivered a full batch of
- *   the current batch size, as their mean time. The mean, not the median: past its
- *   capacity a sink's times are two-valued (a call is served at once or waits for a
- *   server: 8 servers of 10 ms and 11 calls give eight 10s and three 20s), and only
- *   the mean grows with the queue (Little's law). An epoch holds at least as many
- *   calls as there are slots, so one call slowed by a garbage collection moves it
- *   little. Calls of another size, partial batches and the calls already in flight
- *   when the limit changed do not count.
+ * - Measure in epochs: max(EPOCH_CALLS, limit) calls of full batches of one size, as
+ *   their mean time. The mean, not the
+ *   median: past its capacity a sink's times are two-valued (a call is served at once
+ *   or waits for a server: 8 servers of 10 ms and 11 calls give eight 10s and three
+ *   20s), and only the mean grows with the queue (Little's law). An epoch holds at
+ *   least as many calls as there are slots, so one call slowed by a garbage
+ *   collection moves it little. With adaptive batching, the size is the one the
+ *   sizer holds between its probes: the probes' calls do not count, and the held
+ *   size's calls on either side of a probe add up (an epoch that started over at
+ *   every change of the size would never end once the limit needs more calls than
+ *   the sizer holds a size for, about 18). Each size gathers its own calls, and the
+ *   first to gather enough ends the epoch. Partial batches and the calls already in
+ *   flight when the limit changed do not count.
  * - base: the lowest epoch mean of the last BASE_EPOCHS epochs of the same batch
  *   size, so a sink that gets faster is followed at once and one that gets slower
  *   for good once its old times are forgotten. Each batch size keeps its own (a
@@ -141,19 +146,20 @@ export class ConcurrencyLimiter {
   readonly #targetLatencyMs: number;
   /** Calls allowed in flight now. */
   limit: number;
-  /** Calls measured in this epoch, and their total time. */
-  #calls = 0;
-  #totalMs = 0;
+  /**
+   * This epoch's calls so far, per batch size: how many were measured, their total time, and how
+   * many were left out because the event loop stalled them. The first size to gather an epoch's
+   * calls decides. Per size, not only the size in force: with adaptive batching the size changes for
+   * a probe every few calls, and an epoch that started over at each change would never end once the
+   * limit needs more calls than the sizer holds a size for (about 18).
+   */
+  readonly #epoch = new Map<number, { calls: number; totalMs: number; stalled: number }>();
   /** Every slot was busy at some point of this epoch. */
   #saturated = false;
   /** Calls still to leave out: they were in flight when the limit changed. */
   #skip = 0;
-  /** Calls of this epoch left out because the event loop stalled them. */
-  #stalled = 0;
   /** Epoch means per batch size, oldest first, at most BASE_EPOCHS each. */
   readonly #means = new Map<number, number[]>();
-  /** The batch size of the epoch being measured. */
-  #size = 0;
   /** Doubling until the sink shows a queue or a call fails. */
   #slowStart = true;
   /** Epochs since the last probe. */
@@ -181,29 +187,29 @@ export class ConcurrencyLimiter {
   }
 
   /**
-   * A call delivered `items` items in `latencyMs`; `batchSize` is the size batches are cut at now,
-   * `inFlight` the batches in their slots, counting this call's, and `stalledMs` how long the event
-   * loop may have kept the call from being seen to settle (see loop-stalls.ts).
+   * A call delivered `items` items in `latencyMs`; `full`: it is a full batch of the size batches
+   * are cut at (with adaptive batching, the size held between probes), not a partial one, which
+   * takes less time and would read as a faster sink; `inFlight` the batches in their slots,
+   * counting this call's, and `stalledMs` how long the event loop may have kept the call from being
+   * seen to settle (see loop-stalls.ts).
    */
-  delivered(items: number, latencyMs: number, batchSize: number, inFlight: number, stalledMs = 0): void {
+  delivered(items: number, latencyMs: number, full: boolean, inFlight: number, stalledMs = 0): void {
     if (this.#skip > 0) {
       this.#skip--;
       return;
     }
-    if (items !== batchSize) return;
-    if (batchSize !== this.#size) {
-      this.#size = batchSize;
-      this.#calls = this.#totalMs = this.#stalled = 0;
-    }
+    if (!full) return;
+    let epoch = this.#epoch.get(items);
+    if (epoch === undefined) this.#epoch.set(items, (epoch = { calls: 0, totalMs: 0, stalled: 0 }));
     const needed = Math.max(EPOCH_CALLS, this.limit);
-    if (stalledMs > latencyMs * STALL_FRACTION && this.#stalled < needed * STALLED_PER_CALL) {
-      this.#stalled++;
+    if (stalledMs > latencyMs * STALL_FRACTION && epoch.stalled < needed * STALLED_PER_CALL) {
+      epoch.stalled++;
       return;
     }
-    this.#calls++;
-    this.#totalMs += latencyMs;
-    if (this.#calls < needed) return;
-    this.#decide(this.#totalMs / this.#calls, inFlight);
+    epoch.calls++;
+    epoch.totalMs += latencyMs;
+    if (epoch.calls < needed) return;
+    this.#decide(epoch.totalMs / epoch.calls, inFlight, items);
   }
 
   /** A call failed or timed out; `inFlight` as for {@link delivered}. */
@@ -220,9 +226,9 @@ export class ConcurrencyLimiter {
     this.#set(Math.floor(from * FAILURE_CUT), inFlight);
   }
 
-  #decide(rtt: number, inFlight: number): void {
-    let means = this.#means.get(this.#size);
-    if (means === undefined) this.#means.set(this.#size, (means = []));
+  #decide(rtt: number, inFlight: number, size: number): void {
+    let means = this.#means.get(size);
+    if (means === undefined) this.#means.set(size, (means = []));
     const known = means.length > 0;
     means.push(rtt);
     if (means.length > BASE_EPOCHS) means.shift();
@@ -235,7 +241,14 @@ export class ConcurrencyLimiter {
       return;
     }
     if (!known && this.limit > 1) {
-      this.#set(this.limit, inFlight);
+      // Its calls may already queue at this limit, so this mean is no base: the next epoch measures
+      // this size at half the limit, as a probe does, and the limit comes back after it.
+      const probe = Math.max(this.#min, Math.floor(this.limit / 2));
+      if (probe < this.limit) {
+        this.#sinceProbe = 0;
+        this.#probing = this.limit;
+      }
+      this.#set(probe, inFlight);
       return;
     }
     const queue = rtt > 0 ? this.limit * (1 - base / rtt) : 0;
@@ -282,7 +295,7 @@ export class ConcurrencyLimiter {
   /** Sets the limit within the bounds and starts a new epoch. */
   #set(next: number, inFlight: number): void {
     const limit = Math.max(this.#min, Math.min(this.#max, next));
-    this.#calls = this.#totalMs = this.#stalled = 0;
+    this.#epoch.clear();
     this.#saturated = false;
     if (limit === this.limit) return;
     this.limit = limit;

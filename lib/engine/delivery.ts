@@ -3,7 +3,7 @@ import { warnHandlerFailed } from './dead-letter';
 import { SinkCalls } from './call';
 import type { ResolvedConfig } from '../config';
 import type { SinkHook } from './call';
-import type { Batch } from './call';
+import type { Batch, CallRecorder } from './call';
 import type { DeadLetters } from './dead-letter';
 import type { KeepAlive } from './keep-alive';
 import type { Ledger } from './ledger';
@@ -26,9 +26,10 @@ export interface DeliveryHost {
   released(): void;
   /** A dead-letter failure the stream must fail with. */
   fail(error: BackpressureError<unknown>): void;
-  recordLatency(latencyMs: number, delivered: number): void;
+  /** A call settled (see {@link CallRecorder}). */
+  recordLatency: CallRecorder['latency'];
   /** A call was given up at its timeout. */
-  recordTimeout(): void;
+  recordTimeout: CallRecorder['timeout'];
   /**
    * disk: these records are done with (delivered, or taken by the dead-letter path); `ids` is the
    * host's. Resolves once that is recorded.
@@ -64,8 +65,8 @@ export class Delivery<T> {
   ) {
     this.#config = config;
     this.#calls = new SinkCalls(config, flush, keepAlive, {
-      latency: (latencyMs, delivered) => host.recordLatency(latencyMs, delivered),
-      timeout: () => host.recordTimeout(),
+      latency: (latencyMs, items, delivered, whole) => host.recordLatency(latencyMs, items, delivered, whole),
+      timeout: (items, whole) => host.recordTimeout(items, whole),
     });
     this.#ledger = ledger;
     this.#keepAlive = keepAlive;

@@ -96,12 +96,13 @@ export class Engine<T> {
     this.#delivery = new Delivery(config, flush, this.#ledger, this.#keepAlive, this.#deadLetters, {
       released: () => this.#released(),
       fail: (error) => this.#fail(error as BackpressureError<T>),
-      recordLatency: (latencyMs, delivered) => this.#scheduler.recordLatency(latencyMs, delivered),
-      recordTimeout: () => this.#scheduler.recordTimeout(),
+      recordLatency: (latencyMs, items, delivered, whole) =>
+        this.#scheduler.recordLatency(latencyMs, items, delivered, whole),
+      recordTimeout: (items, whole) => this.#scheduler.recordTimeout(items, whole),
       settled: (ids) => this.#spool?.settled(ids),
     });
     this.#scheduler = new Scheduler(
-      config,
+      { ...config, maxBufferBytes: this.#thresholds.maxBytes },
       {
         queue: this.#queue,
         ledger: this.#ledger,

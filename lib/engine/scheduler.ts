@@ -22,6 +22,8 @@ import type { Signals } from './signals';
 
 export interface SchedulerConfig {
   readonly maxBufferSize: number;
+  /** The byte bound the states follow (Infinity for none). */
+  readonly maxBufferBytes: number;
   readonly highWatermark: number;
   readonly batchSize: number;
   readonly batchBounds: { readonly min: number; readonly max: number } | undefined;
@@ -38,6 +40,9 @@ export interface SchedulerHost {
 }
 
 const now = (): number => performance.now();
+
+/** How much each batch's bytes per item move the running estimate that sizes fit by (see #fitBytes). */
+const ITEM_BYTES_WEIGHT = 0.25;
 
 export class Scheduler<T> {
   readonly #config: SchedulerConfig;
@@ -91,6 +96,12 @@ export class Scheduler<T> {
   readonly #limiter: ConcurrencyLimiter | undefined;
   /** With adaptive concurrency: how long the event loop kept each settled call from being seen. */
   readonly #stalls: LoopStalls | undefined;
+  /**
+   * With adaptive batching and a byte bound: the bytes a batch may hold (the critical share of the
+   * bound, per slot plus one, as for items), and the bytes per item seen so far. Infinity and 0 otherwise.
+   */
+  readonly #batchBytes: number;
+  #itemBytes = 0;
 
   constructor(
     config: SchedulerConfig,
@@ -116,6 +127,12 @@ export class Scheduler<T> {
       bounds === undefined
         ? undefined
         : new BatchSizer(bounds.min, Math.max(bounds.min, Math.min(bounds.max, fits)), config.targetLatencyMs);
+    // The same with a byte bound, in bytes: how many items that leaves depends on their size, known
+    // only as they come (see #fitBytes). Without it, a size could climb to one that never fills.
+    this.#batchBytes =
+      this.#sizer === undefined || config.maxBufferBytes === Infinity
+        ? Infinity
+        : (config.highWatermark * config.maxBufferBytes) / (config.maxConcurrentFlushes + 1);
     this.batchSize = config.batchSize;
     const slots = config.concurrencyBounds;
     this.#limiter =
@@ -129,40 +146,57 @@ export class Scheduler<T> {
   /** Flushes that may run at once now (a field: the hot path reads it per item). */
   slots: number;
 
-  /** A call settled after `latencyMs` of sink time, delivering `delivered` items (0 if it failed). */
-  recordLatency(latencyMs: number, delivered: number): void {
+  /**
+   * A call of `items` items settled after `latencyMs` of sink time, delivering `delivered` of them;
+   * `whole`: it carried its whole batch. A call that delivered some of its items (a FlushResult that
+   * failed the rest) counts as a call of its size for both controllers: the items it failed are the
+   * data's fault, not the sink's load or the size. One that delivered none is a failure, but only
+   * when it carried its whole batch: the calls that retry or isolate the items a FlushResult failed
+   * are those items' failure again, and a bad row's retry, alone, must not halve the slots or the
+   * size.
+   */
+  recordLatency(latencyMs: number, items: number, delivered: number, whole: boolean): void {
     this.turns++; // the batch size and the slots may change
     const { targetLatencyMs, minFlushIntervalMs, maxFlushIntervalMs } = this.#config;
     this.#timings[1] = latencyMs;
-    const limiter = this.#limiter;
-    if (limiter !== undefined) {
-      // Before the sizer: the call was cut at the size in force until now.
-      if (delivered === 0) this.#callFailed(limiter);
-      else {
+    if (delivered === 0) {
+      if (whole) this.#callFailed(items);
+    } else {
+      const limiter = this.#limiter;
+      if (limiter !== undefined) {
+        // With adaptive batching, the calls of the size it holds between its probes.
+        const full = items === (this.#sizer === undefined ? this.batchSize : this.#sizer.settledSize);
         const stalledMs = (this.#stalls as LoopStalls).busyMs();
-        limiter.delivered(delivered, latencyMs, this.batchSize, this.#batches.length, stalledMs);
+        limiter.delivered(items, latencyMs, full, this.#batches.length, stalledMs);
         this.slots = limiter.limit;
       }
-    }
-    if (delivered > 0 && this.#sizer !== undefined) {
-      this.#sizer.observe(delivered, latencyMs);
-      this.batchSize = this.#sizer.size;
+      if (this.#sizer !== undefined) {
+        this.#sizer.observe(items, latencyMs);
+        this.batchSize = this.#sizer.size;
+      }
     }
     const interval = this.interval;
     if (latencyMs > targetLatencyMs * 1.5) this.#timings[0] = Math.min(interval * 1.5, maxFlushIntervalMs);
     else if (latencyMs < targetLatencyMs * 0.5) this.#timings[0] = Math.max(interval * 0.8, minFlushIntervalMs);
   }
 
-  /** A call timed out (it counts as failed); its batch is still in its slot. */
-  recordTimeout(): void {
+  /** A call of `items` items timed out (it counts as failed); its batch is still in its slot. */
+  recordTimeout(items: number, whole: boolean): void {
     this.turns++;
-    if (this.#limiter !== undefined) this.#callFailed(this.#limiter);
+    if (whole) this.#callFailed(items);
   }
 
-  /** Adaptive concurrency: a call failed or timed out while its batch is in its slot. */
-  #callFailed(limiter: ConcurrencyLimiter): void {
-    limiter.failed(this.#batches.length);
-    this.slots = limiter.limit;
+  /** A call of a whole batch, `items` items, failed or timed out while the batch is in its slot. */
+  #callFailed(items: number): void {
+    const limiter = this.#limiter;
+    if (limiter !== undefined) {
+      limiter.failed(this.#batches.length);
+      this.slots = limiter.limit;
+    }
+    if (this.#sizer !== undefined) {
+      this.#sizer.failed(items);
+      this.batchSize = this.#sizer.size;
+    }
   }
 
   /** Whether one more queued item could start a flush now (the hot path's cheap test before pump()). */
@@ -257,13 +291,15 @@ export class Scheduler<T> {
   }
 
   #startBatch(count: number): void {
-    const { items, sizes, ids } = this.#queue.take(count);
+    const { items, sizes, ids, bytes } = this.#queue.take(count);
     this.#ledger.cut(count);
+    if (this.#batchBytes !== Infinity) this.#fitBytes(bytes, count);
     const batch: Batch<T> = {
       items,
       sizes,
       ids,
       start: 0,
+      cut: count,
       attempt: 0,
       tries: 0,
       abandoned: false,
@@ -275,6 +311,24 @@ export class Scheduler<T> {
     this.#batches.push(batch);
     this.#limiter?.started(this.#batches.length);
     this.#delivery.run(batch, this.#batchDone);
+  }
+
+  /**
+   * Adaptive batching under a byte bound: keeps sizes to what the bound leaves room for, by a running
+   * mean of the bytes per item of the batches cut. A batch size the bound cannot hold never fills, so
+   * every batch would wait for the flush timer, and the sizer, which measures full batches only, would
+   * never see one to come back down by.
+   */
+  #fitBytes(bytes: number, count: number): void {
+    const perItem = bytes / count;
+    const mean = this.#itemBytes === 0 ? perItem : this.#itemBytes + (perItem - this.#itemBytes) * ITEM_BYTES_WEIGHT;
+    this.#itemBytes = mean;
+    const sizer = this.#sizer as BatchSizer;
+    sizer.fit(mean > 0 ? Math.floor(this.#batchBytes / mean) : Infinity);
+    if (sizer.size !== this.batchSize) {
+      this.turns++;
+      this.batchSize = sizer.size;
+    }
   }
 
   readonly #batchDone = (batch: Batch<T>): void => {

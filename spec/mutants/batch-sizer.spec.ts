@@ -8,10 +8,13 @@ import {
   CLIMB_MISSES,
   CLIMB_RUNGS,
   EPOCH_CALLS,
+  FAILURE_BACKOFF,
+  FAILURE_CUT,
   FAR_EVERY,
   GRID_RATIO,
   HOLD_EPOCHS,
   LATENCY_MARGIN,
+  MAX_FAILURE_BACKOFF,
   NOISE,
   REMEMBER_EPOCHS,
   WIN,
@@ -78,6 +81,9 @@ test('the constants documented in docs/design.md', () => {
     LATENCY_MARGIN,
     CAP_RELAX_CALLS,
     CAP_RELAX_STEP,
+    FAILURE_CUT,
+    FAILURE_BACKOFF,
+    MAX_FAILURE_BACKOFF,
   }).toEqual({
     EPOCH_CALLS: 3,
     GRID_RATIO: 2 ** 0.2,
@@ -92,6 +98,9 @@ test('the constants documented in docs/design.md', () => {
     LATENCY_MARGIN: 0.8,
     CAP_RELAX_CALLS: 8,
     CAP_RELAX_STEP: 1.1,
+    FAILURE_CUT: 0.5,
+    FAILURE_BACKOFF: 2,
+    MAX_FAILURE_BACKOFF: 64,
   });
 });
 
@@ -434,6 +443,102 @@ describe('the latency target', () => {
     sizer.observe(1000, 200);
     // Hold, then probe: the first HOLD_EPOCHS - 1 epochs stay on the cut rung.
     expect(epochs(sizer, instant, HOLD_EPOCHS - 1)).toEqual(Array(HOLD_EPOCHS - 1).fill(388));
+  });
+});
+
+describe('failed calls', () => {
+  /** Full calls, failing those of more than `limit` items (a sink that refuses a request over its limit). */
+  function playRefusing(sizer: BatchSizer, limit: number, calls: number): { sizes: number[]; failed: number } {
+    const sizes: number[] = [];
+    let failed = 0;
+    for (let i = 0; i < calls; i++) {
+      const items = sizer.size;
+      if (items > limit) {
+        failed++;
+        sizer.failed(items);
+      } else sizer.observe(items, peaked(items));
+      sizes.push(sizer.size);
+    }
+    return { sizes, failed };
+  }
+  const rung = (min: number, max: number, at: number): number => ladder(min, max)[at] as number;
+
+  test('a failed step of the climb ends it on the best size measured under it, and caps the size under it', () => {
+    const sizer = new BatchSizer(10, 1000, noTarget);
+    expect(epochs(sizer, peaked, 3)).toEqual([20, 40, 80]); // the climb: 10, 20, 40, then 80
+    sizer.failed(80);
+    expect(sizer.size).toBe(40);
+    // Held under 80 until the cap rises: the probe above 40 is 46, and the next, 53.
+    const { sizes, failed } = playRefusing(sizer, 1000, 4 * CAP_RELAX_CALLS);
+    expect(failed).toBe(0);
+    expect(Math.max(...sizes.slice(0, CAP_RELAX_CALLS))).toBeLessThan(80);
+  });
+
+  test('a failed probe goes back to the settled size; each failed probe doubles the calls before the next', () => {
+    const sizer = new BatchSizer(10, 1000, noTarget);
+    // A sink that refuses more than 50 items: the size ends under 50, and probes over it grow rarer.
+    const { sizes, failed } = playRefusing(sizer, 50, 3_000);
+    expect(Math.max(...sizes.slice(-500))).toBeLessThanOrEqual(53); // a probe at 53 at most, refused
+    expect(sizes.slice(-500).filter((size) => size <= 50).length).toBeGreaterThan(490);
+    // Without the backoff a probe over 50 would fail every few dozen calls (the cap rises every 8): over 3,000
+    // calls, 8 × 2 + 8 × 4 + … reaches 8 × 64 = 512 calls per rise within six failures.
+    expect(failed).toBeLessThanOrEqual(12);
+    expect(failed).toBeGreaterThanOrEqual(3);
+  });
+
+  test('a failed call of the settled size cuts it to FAILURE_CUT of its size; a retry of it does not cut again', () => {
+    const sizer = new BatchSizer(1, 1000, noTarget);
+    epochs(sizer, instant, 12);
+    expect(sizer.size).toBe(1000);
+    sizer.failed(1000);
+    const half = ladder(1, 1000)
+      .filter((size) => size <= 1000 * FAILURE_CUT)
+      .pop() as number;
+    expect(sizer.size).toBe(half);
+    sizer.failed(1000); // the same batch again: over the cap, already counted
+    expect(sizer.size).toBe(half);
+    sizer.failed(half - 1); // a partial batch, under the size: nothing new
+    expect(sizer.size).toBe(half);
+    sizer.failed(half); // the new size fails too: half again
+    expect(sizer.size).toBeLessThanOrEqual(half * FAILURE_CUT);
+  });
+
+  test('a size that fails whatever the size ends at min, and the cap rises again once calls deliver', () => {
+    const sizer = new BatchSizer(10, 1000, noTarget);
+    epochs(sizer, instant, 12);
+    for (let i = 0; i < 20; i++) sizer.failed(sizer.size);
+    expect(sizer.size).toBe(10);
+    expect(Math.max(...play(sizer, instant, 2_000))).toBe(1000);
+  });
+
+  test('a failed probe size that delivers later ends the backoff', () => {
+    const sizer = new BatchSizer(10, 1000, noTarget);
+    const { sizes } = playRefusing(sizer, 50, 1_500); // by now the cap rises a step every 256 or 512 calls
+    expect(Math.max(...sizes.slice(-300))).toBeLessThanOrEqual(53);
+    // The sink's limit moved: a late call of 53 delivers, so the cap rises every CAP_RELAX_CALLS calls again.
+    sizer.observe(53, peaked(53));
+    expect(Math.max(...playRefusing(sizer, 1000, 300).sizes)).toBeGreaterThan(106);
+  });
+
+  test('fit(): no size above what the byte bound leaves room for, at once, and back up when it leaves more', () => {
+    const sizer = new BatchSizer(10, 1000, noTarget);
+    epochs(sizer, instant, 12);
+    expect(sizer.size).toBe(1000);
+    sizer.fit(100);
+    expect(sizer.size).toBeLessThanOrEqual(100);
+    expect(sizer.size).toBe(rung(10, 1000, 16)); // the highest rung under 100: 92
+    expect(Math.max(...play(sizer, instant, 200))).toBeLessThanOrEqual(100);
+    sizer.fit(5); // under min: min
+    expect(sizer.size).toBe(10);
+    sizer.fit(Infinity);
+    expect(Math.max(...play(sizer, instant, 300))).toBe(1000);
+  });
+
+  test('fit() during the climb settles on the best rung it measured under the fit', () => {
+    const sizer = new BatchSizer(10, 1000, noTarget);
+    expect(epochs(sizer, peaked, 3)).toEqual([20, 40, 80]);
+    sizer.fit(60);
+    expect(sizer.size).toBe(40);
   });
 });
 
