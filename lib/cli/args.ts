@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
-import { BackpressureStrategy } from '../index';
+import { criticalCount } from '../engine';
+import { BackpressureStrategy, DEFAULT_CONFIG } from '../index';
 import { usageError } from './errors';
 import { DEFAULT_MAX_RECORD_BYTES } from './parse';
 import { isBrokerUrl, parseBrokerUrl, type BrokerUrl } from './brokers/url';
@@ -70,6 +71,8 @@ export interface IngestOptions extends CommonOptions {
 
 /** `sluice publish`: NDJSON lines in, one message each, the broker's acks as the flush result. */
 export interface PublishOptions extends CommonOptions {
+  /** Fixed: `--batch-size N`, else {@link PUBLISH_BATCH} or what fits the buffer, if less. */
+  batchSize: number;
   input: string;
   broker: BrokerUrl;
   /** `--id-field`: the message id (dedupe key for the broker and for `ingest --dedupe`) is this field's value. */
@@ -209,7 +212,7 @@ export function parseIngestArgs(argv: string[]): IngestOptions | undefined {
   let columns = values.columns === undefined ? undefined : parseColumns(values.columns);
   if (dedupe && columns !== undefined && !columns.includes(idColumn)) columns = [idColumn, ...columns];
   return {
-    ...commonOptions(values),
+    ...commonOptions(values, strategy === (BackpressureStrategy.BLOCK as string) && values.disk === undefined),
     input,
     target,
     table: values.table,
@@ -298,8 +301,11 @@ export function parsePublishArgs(argv: string[]): PublishOptions | undefined {
     );
   const idField = values['id-field'];
   if (idField === '') throw usageError('The option --id-field needs a field name');
+  const common = commonOptions(values, true);
   return {
-    ...commonOptions(values),
+    ...common,
+    // Not adaptive: 500 messages (or fewer, so that the next batch fills while one is published).
+    batchSize: typeof common.batchSize === 'number' ? common.batchSize : Math.min(PUBLISH_BATCH, common.batchSize.max),
     input: positionals[0] ?? '-',
     broker: parseBrokerUrl(values.into, 'publish'),
     idField,
@@ -318,7 +324,7 @@ export function parseDemoArgs(argv: string[]): DemoOptions | undefined {
   if (values.help === true) return undefined;
   if (positionals.length > 0) throw usageError(`sluice demo takes no arguments. Received ${positionals.join(' ')}`);
   return {
-    ...commonOptions(values),
+    ...commonOptions(values, true),
     events: integer(values, 'events', 1, 1_000_000),
     db: values.db ?? 'sluice-demo.db',
   };
@@ -354,19 +360,44 @@ function parseColumns(list: string): string[] {
 
 function parse<O extends NonNullable<ParseArgsConfig['options']>>(argv: string[], options: O) {
   try {
-    return parseArgs({ args: argv, options, allowPositionals: true, strict: true });
+    return parseArgs({ args: negativeValues(argv, options), options, allowPositionals: true, strict: true });
   } catch (error) {
     // parseArgs' own messages name the flag ("Unknown option '--x'"); keep them, drop its advice about '--'.
     throw usageError((error as Error).message.replace(/\. To specify a positional argument.*$/s, ''));
   }
 }
 
+/**
+ * `--batch-size -1` as `--batch-size=-1`: parseArgs takes a value that starts with a dash for a flag
+ * ("argument is ambiguous"), but no flag starts with a dash and a digit, so this is a value, and
+ * the flag's own check then names it and echoes it.
+ */
+function negativeValues(argv: string[], options: NonNullable<ParseArgsConfig['options']>): string[] {
+  const args: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] as string;
+    if (arg === '--') return [...args, ...argv.slice(i)];
+    const next = argv[i + 1];
+    const name = arg.startsWith('--') ? arg.slice(2) : undefined;
+    if (name !== undefined && options[name]?.type === 'string' && next !== undefined && /^-\d/.test(next)) {
+      args.push(`${arg}=${next}`);
+      i++;
+    } else args.push(arg);
+  }
+  return args;
+}
+
 type Values = Record<string, string | boolean | undefined>;
 
-function commonOptions(values: Values): CommonOptions {
+/**
+ * `pauses`: block without `--disk`, where the producer waits once the buffer reaches its critical
+ * count, so that a batch larger than that could never fill.
+ */
+function commonOptions(values: Values, pauses: boolean): CommonOptions {
+  const maxBuffer = integer(values, 'max-buffer', 1, 10_000);
   return {
-    batchSize: batchSize(values, integer(values, 'max-buffer', 1, 10_000)),
-    maxBuffer: integer(values, 'max-buffer', 1, 10_000),
+    batchSize: batchSize(values, maxBuffer, pauses),
+    maxBuffer,
     quiet: values.quiet === true,
     json: values.json === true,
     verbose: values.verbose === true,
@@ -374,13 +405,32 @@ function commonOptions(values: Values): CommonOptions {
   };
 }
 
-/** Adaptive batching's bounds for `--batch-size auto`: 100 to 10,000 rows, within the buffer. */
+/** `sluice publish`'s batch size without `--batch-size N`, where the buffer lets it fill. */
+export const PUBLISH_BATCH = 500;
+
+/** Adaptive batching's bounds for `--batch-size auto`: 100 to 10,000 rows, within what the buffer lets fill. */
 export const AUTO_BATCH = { min: 100, max: 10_000 } as const;
 
-/** `--batch-size auto` (the default): adaptive between AUTO_BATCH's bounds; `--batch-size N`: fixed. */
-function batchSize(values: Values, maxBuffer: number): number | { min: number; max: number } {
+/**
+ * The rows held where block pauses the producer (the library's `critical` level: 80 % of
+ * `--max-buffer`, as the sluice computes it).
+ */
+export function criticalRows(maxBuffer: number): number {
+  return criticalCount({ highWatermark: DEFAULT_CONFIG.highWatermark, maxBufferSize: maxBuffer });
+}
+
+/**
+ * The largest batch that fills while another is written (the CLI flushes one batch at a time): half of
+ * {@link criticalRows}, 0.4 × `--max-buffer`. Adaptive batching stays at or below it in any case.
+ */
+export function fillingBatch(maxBuffer: number): number {
+  return Math.max(1, Math.floor(criticalRows(maxBuffer) / 2));
+}
+
+/** `--batch-size auto` (the default): adaptive between AUTO_BATCH's bounds, within fillingBatch(); `--batch-size N`: fixed. */
+function batchSize(values: Values, maxBuffer: number, pauses: boolean): number | { min: number; max: number } {
   if (values['batch-size'] === undefined || values['batch-size'] === 'auto') {
-    const max = Math.min(AUTO_BATCH.max, maxBuffer);
+    const max = Math.min(AUTO_BATCH.max, fillingBatch(maxBuffer));
     return { min: Math.min(AUTO_BATCH.min, max), max };
   }
   const raw = values['batch-size'];
@@ -388,6 +438,12 @@ function batchSize(values: Values, maxBuffer: number): number | { min: number; m
     throw usageError(`The option --batch-size must be 'auto' or an integer >= 1. Received ${JSON.stringify(raw)}`);
   }
   const fixed = integer(values, 'batch-size', 1, 1000);
+  const critical = criticalRows(maxBuffer);
+  if (pauses && fixed > critical) {
+    throw usageError(
+      `The option --batch-size must be at most ${critical} with the block strategy: the input pauses at 80% of --max-buffer (${maxBuffer}), so a larger batch would never fill. Received ${fixed}`,
+    );
+  }
   if (fixed > maxBuffer) {
     throw usageError(`The option --batch-size must be at most --max-buffer (${maxBuffer}). Received ${fixed}`);
   }

@@ -124,14 +124,11 @@ class BrokerIngestRun {
     });
     this.#source = source;
     this.#watchReconnects(source);
-    const half = Math.max(1, Math.floor(options.maxBuffer / 2));
-    const batchSize =
-      typeof options.batchSize === 'number'
-        ? options.batchSize
-        : { min: Math.min(options.batchSize.min, half), max: Math.min(options.batchSize.max, half) };
     const run = endToEnd(source, this.#flush, {
       maxBufferSize: options.maxBuffer,
-      batchSize,
+      // As for files (args.ts): auto within 0.4 × the bound, so one batch fills while another is stored;
+      // N at most the critical count, where the sluice stops taking messages from the source.
+      batchSize: options.batchSize,
       retry: { maxRetries: 0 },
       // A batch the database refused is halved until the refused rows stand alone (then: rejects file, ack).
       isolateFailures: 'bisect',

@@ -65,7 +65,7 @@ async function* events(count: number): AsyncGenerator<Row> {
  */
 export async function demo(options: DemoOptions, io: Io): Promise<number> {
   const started = performance.now();
-  const Database = loadPeer<typeof BetterSqlite3>('better-sqlite3', '>=12 <13', 'The demo');
+  const Database = loadPeer<typeof BetterSqlite3>('better-sqlite3', 'The demo');
   refuseForeign(options.db, Database);
   for (const suffix of ['', '-wal', '-shm', '-journal']) rmSync(options.db + suffix, { force: true });
   try {

@@ -49,10 +49,40 @@ export function errorCode(error: unknown): string {
 }
 
 /**
+ * The optional peer dependencies the CLI loads, with the ranges package.json's `peerDependencies`
+ * gives them (spec/cli/peers.spec.ts keeps the two the same): what a missing one's message says to install.
+ */
+export const PEER_RANGES = {
+  'better-sqlite3': '>=12 <13',
+  pg: '^8',
+  '@nats-io/transport-node': '^3',
+  '@nats-io/jetstream': '^3',
+  ioredis: '>=5 <7',
+  amqplib: '>=0.10 <3',
+} as const;
+
+export type Peer = keyof typeof PEER_RANGES;
+
+/**
+ * `ERR_CLI_CLIENT_MISSING` (exit 2): `neededFor` needs these packages, and the `npm install` command
+ * with their ranges (`npm install pg@"^8"`).
+ */
+export function clientMissing(neededFor: string, names: readonly Peer[], cause?: unknown): CliError {
+  const quoted = names.map((name) => `"${name}"`).join(' and ');
+  const install = names.map((name) => `${name}@"${PEER_RANGES[name]}"`).join(' ');
+  return new CliError(
+    ExitCode.USAGE,
+    `${neededFor} needs the ${quoted} package${names.length > 1 ? 's' : ''}: npm install ${install}`,
+    cause,
+    'ERR_CLI_CLIENT_MISSING',
+  );
+}
+
+/**
  * Loads an optional peer dependency when it is first needed, so that users of
  * the library alone never install database drivers.
  */
-export function loadPeer<T>(name: string, range: string, neededFor: string): T {
+export function loadPeer<T>(name: Peer, neededFor: string): T {
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     return require(name) as T;
@@ -60,6 +90,6 @@ export function loadPeer<T>(name: string, range: string, neededFor: string): T {
     const missing =
       (error as NodeJS.ErrnoException).code === 'MODULE_NOT_FOUND' && describe(error).includes(`'${name}'`);
     if (!missing) throw error;
-    throw new CliError(ExitCode.USAGE, `${neededFor} needs the "${name}" package: npm install ${name}@"${range}"`);
+    throw clientMissing(neededFor, [name], error);
   }
 }

@@ -29,7 +29,8 @@ ingest options:
   --strategy NAME            block (default), drop_oldest, drop_newest, sample
   --batch-size auto|N        rows per transaction: auto adapts it to the database's
                              measured throughput between 100 and 10,000, at most
-                             0.4 x --max-buffer (default); N fixes it
+                             0.4 x --max-buffer (default); N fixes it, at most 0.8 x
+                             --max-buffer with block (where reading pauses), else --max-buffer
   --max-buffer N             rows held at most (default 10000)
   --max-buffer-bytes N       bytes held at most (default: no byte bound)
   --max-record-bytes N       a longer line/record is rejected (default 16777216, 16 MiB)
@@ -42,6 +43,8 @@ ingest options:
   --resumable                each batch commits with the load's progress (table sluice_progress); after a
                              crash the same command goes on from there: every line stored or rejected once
   --restart                  with --resumable: forget the progress, load the file from its first line
+  --disk DIR                 stdin (NDJSON): rows read are kept in a write-ahead log in DIR until inserted;
+                             the next run with the same --disk inserts first what a crash left there
 ingest from a broker (each message acked once its batch is stored; --max-buffer = messages held unacked):
   --dedupe                   store each message once: its broker identity goes into a unique column
   --id-column NAME           that column (default broker_id)
@@ -50,6 +53,8 @@ ingest from a broker (each message acked once its batch is stored; --max-buffer 
 publish options:
   --id-field NAME            the message id is this field's value (default RUN:LINE); dedupe key downstream
   --retries N                retries of a batch the broker refused, with backoff (default 5)
+  --batch-size N             messages per publish batch (default 500, or 0.4 x --max-buffer if less);
+                             at most 0.8 x --max-buffer, where reading pauses
   --rejects FILE, --rejects-append, --max-record-bytes N, --shutdown-timeout MS, --reconnect-timeout MS: as above
 common options:
   --status-interval MS       time between status lines (default 100 on a TTY, 2000 otherwise)

@@ -118,7 +118,7 @@ export async function publish(options: PublishOptions, io: Io): Promise<number> 
     const stream = createBackpressureStream<Outgoing>(sink, {
       strategy: BackpressureStrategy.BLOCK,
       maxBufferSize: options.maxBuffer,
-      batchSize: typeof options.batchSize === 'number' ? options.batchSize : Math.min(500, options.maxBuffer),
+      batchSize: options.batchSize,
       maxBlockTimeMs: Infinity,
       retry: { maxRetries: options.retries, initialDelayMs: 200, maxDelayMs: 5_000 },
       signal: giveUp,

@@ -28,7 +28,7 @@ import type { BrokerSource, Sent, SourceMessage } from '../../brokers/source';
 import type { BrokerSink } from '../../brokers/sink';
 import type { FlushFunction } from '../../types';
 import type { Delivery } from '../../brokers/message';
-import { CliError, ExitCode, describe, errorCode } from '../errors';
+import { CliError, ExitCode, clientMissing, describe, errorCode, type Peer } from '../errors';
 import { maskSecrets, type BrokerUrl } from './url';
 
 /**
@@ -64,6 +64,13 @@ export interface BrokerLink {
   close(): Promise<void>;
 }
 
+/** Each broker's client packages: what a missing one's message says to install (with their ranges). */
+const CLIENTS: Record<BrokerUrl['kind'], readonly Peer[]> = {
+  nats: ['@nats-io/transport-node', '@nats-io/jetstream'],
+  redis: ['ioredis'],
+  amqp: ['amqplib'],
+};
+
 /** How long one connection attempt at start may take. */
 const CONNECT_TIMEOUT_MS = 5_000;
 
@@ -74,12 +81,7 @@ export async function openBroker(url: BrokerUrl, reconnectTimeoutMs: number, pur
     return await open(url, new Watchdog(reconnectTimeoutMs, url));
   } catch (error) {
     if (error instanceof BrokerError && error.code === 'ERR_BROKER_CLIENT_MISSING')
-      throw new CliError(
-        ExitCode.USAGE,
-        `${purpose} ${error.message.replace(/^sluice\/\w+ /, '')}`,
-        error,
-        'ERR_CLI_CLIENT_MISSING',
-      );
+      throw clientMissing(purpose, CLIENTS[url.kind], error);
     if (error instanceof CliError) throw error;
     throw new CliError(
       ExitCode.USAGE,

@@ -75,7 +75,7 @@ export class PostgresSink implements Sink {
   }
 
   static async open(url: string, method: PgMethod, options: SinkOptions): Promise<PostgresSink> {
-    const pg = loadPeer<typeof Pg>('pg', '^8', 'Writing to PostgreSQL');
+    const pg = loadPeer<typeof Pg>('pg', 'Writing to PostgreSQL');
     const target = redact(url);
     const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 10_000 });
     client.on('error', () => undefined); // reported by connect() or, once open, by the sink
@@ -284,7 +284,7 @@ export class PostgresSink implements Sink {
     if (this.#lost !== undefined) return;
     const { processID } = this.#client as unknown as { processID: number | null };
     if (processID === null) return;
-    const pg = loadPeer<typeof Pg>('pg', '^8', 'Writing to PostgreSQL');
+    const pg = loadPeer<typeof Pg>('pg', 'Writing to PostgreSQL');
     const canceller = new pg.Client({ connectionString: this.#url, connectionTimeoutMillis: 5_000 });
     canceller.on('error', () => undefined);
     try {

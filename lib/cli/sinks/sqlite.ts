@@ -120,7 +120,7 @@ export class SqliteSink implements Sink {
   }
 
   static async open(path: string, options: SinkOptions): Promise<SqliteSink> {
-    const Database = loadPeer<typeof BetterSqlite3>('better-sqlite3', '>=12 <13', 'Writing to SQLite');
+    const Database = loadPeer<typeof BetterSqlite3>('better-sqlite3', 'Writing to SQLite');
     let db: BetterSqlite3.Database | undefined;
     try {
       // A short busy timeout: a lock held elsewhere is waited for in #locked(), between turns of the event loop.
