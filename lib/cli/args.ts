@@ -434,7 +434,7 @@ function batchSize(values: Values, maxBuffer: number, pauses: boolean): number |
     return { min: Math.min(AUTO_BATCH.min, max), max };
   }
   const raw = values['batch-size'];
-  if (typeof raw !== 'string' || !/^\d[\d_,]*$/.test(raw) || !(Number(raw.replace(/[_,]/g, '')) >= 1)) {
+  if (typeof raw !== 'string' || !DIGITS.test(raw) || !(Number(raw.replace(/[_,]/g, '')) >= 1)) {
     throw usageError(`The option --batch-size must be 'auto' or an integer >= 1. Received ${JSON.stringify(raw)}`);
   }
   const fixed = integer(values, 'batch-size', 1, 1000);
@@ -450,15 +450,25 @@ function batchSize(values: Values, maxBuffer: number, pauses: boolean): number |
   return fixed;
 }
 
+/**
+ * A whole number as typed: plain digits, or digits grouped by three with _ or , as thousands separators (10,000 or
+ * 10_000; not 1,5, which a typo for 1.5 would read as 15). Number() alone would take '' as 0 and '1e3' as 1000.
+ */
+const DIGITS = /^(\d+|\d{1,3}([_,]\d{3})+)$/;
+
 function integer(values: Values, flag: string, min: number, fallback: number): number;
 function integer(values: Values, flag: string, min: number, fallback: undefined): number | undefined;
 function integer(values: Values, flag: string, min: number, fallback: number | undefined): number | undefined {
   const raw = values[flag];
   if (raw === undefined) return fallback;
-  // Number('') is 0 and Number('1e3') is 1000: accept plain digits, with _ or , as thousands separators.
-  const value = typeof raw === 'string' && /^\d[\d_,]*$/.test(raw) ? Number(raw.replace(/[_,]/g, '')) : NaN;
-  if (!Number.isSafeInteger(value) || !(value >= min)) {
+  const value = typeof raw === 'string' && DIGITS.test(raw) ? Number(raw.replace(/[_,]/g, '')) : NaN;
+  if (!(value >= min)) {
     throw usageError(`The option --${flag} must be an integer >= ${min}. Received ${JSON.stringify(raw)}`);
+  }
+  if (!Number.isSafeInteger(value)) {
+    throw usageError(
+      `The option --${flag} must be at most ${Number.MAX_SAFE_INTEGER.toLocaleString('en')}. Received ${JSON.stringify(raw)}`,
+    );
   }
   return value;
 }

@@ -37,7 +37,8 @@ ingest options:
   --rejects FILE             where rejected records go (default sluice-rejects.ndjson), emptied at the start
   --rejects-append           append to the rejects file instead
   --shutdown-timeout MS      on SIGINT/SIGTERM, time left to insert what was read (default 10000)
-  --retries N                retries of a failed batch before isolating its bad rows (default 1)
+  --retries N                retries of a batch that failed for a reason that may pass (deadlock,
+                             serialization failure, lock or statement timeout), with backoff (default 1)
   --fail-on-rejects          exit 1 when any record was rejected
   --pg-method copy|insert    how a batch goes into PostgreSQL (default copy; insert with --dedupe)
   --resumable                each batch commits with the load's progress (table sluice_progress); after a

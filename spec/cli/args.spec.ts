@@ -1,3 +1,4 @@
+import { parseIngestArgs } from '../../lib/cli/args';
 import { runCli, tempDir } from './helpers';
 
 describe('sluice command line: usage errors exit 2 with one line naming the problem', () => {
@@ -83,6 +84,21 @@ describe('sluice command line: usage errors exit 2 with one line naming the prob
       /Option '--retries' argument is ambiguous/,
     ],
     [
+      'a separator that does not group thousands (1,5 is not 15)',
+      ['ingest', 'x.ndjson', '--into', 'sqlite:x.db', '--table', 't', '--max-buffer', '1,5'],
+      /^sluice: The option --max-buffer must be an integer >= 1. Received "1,5"$/m,
+    ],
+    [
+      'a batch size with a separator that does not group thousands',
+      ['ingest', 'x.ndjson', '--into', 'sqlite:x.db', '--table', 't', '--batch-size', '1__0'],
+      /--batch-size must be 'auto' or an integer >= 1. Received "1__0"/,
+    ],
+    [
+      'a number too large to be exact',
+      ['ingest', 'x.ndjson', '--into', 'sqlite:x.db', '--table', 't', '--max-buffer', '9007199254740993'],
+      /--max-buffer must be at most 9,007,199,254,740,991. Received "9007199254740993"/,
+    ],
+    [
       'an unknown strategy',
       ['ingest', 'x.ndjson', '--into', 'sqlite:x.db', '--table', 't', '--strategy', 'fast'],
       /--strategy must be one of block, drop_oldest/,
@@ -110,5 +126,17 @@ describe('sluice command line: usage errors exit 2 with one line naming the prob
     const result = await runCli(['ingest', '--help'], dir);
     expect(result.code).toBe(0);
     expect(result.stdout).toMatch(/sluice ingest \[FILE\|-\] --into/);
+  });
+});
+
+describe('numbers', () => {
+  it('take thousands separators that group by three: 10,000 and 10_000 are 10000', () => {
+    for (const typed of ['10000', '10,000', '10_000', '1,000']) {
+      const options = parseIngestArgs(['x.ndjson', '--into', 'sqlite:x.db', '--table', 't', '--max-buffer', typed]);
+      expect({ typed, maxBuffer: options?.maxBuffer }).toEqual({
+        typed,
+        maxBuffer: Number(typed.replace(/[_,]/g, '')),
+      });
+    }
   });
 });
