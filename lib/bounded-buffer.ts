@@ -1,4 +1,4 @@
-import { outOfRange } from './errors';
+import { invalidArgType, outOfRange } from './errors';
 
 const INITIAL_SLOTS = 16;
 
@@ -36,6 +36,7 @@ export class BoundedBuffer<T> {
 
   /** @param capacity items it holds at most; an integer >= 1. */
   constructor(capacity: number) {
+    if (typeof capacity !== 'number') throw invalidArgType('The argument "capacity"', 'of type number', capacity);
     if (!Number.isInteger(capacity) || !(capacity >= 1)) {
       throw outOfRange('The argument "capacity"', 'an integer >= 1', capacity);
     }
@@ -103,9 +104,11 @@ export class BoundedBuffer<T> {
     return this.#size === 0 ? undefined : this.#slots[this.#head];
   }
 
-  /** Removes and returns up to `count` of the oldest items, oldest first. */
+  /** Removes and returns up to `count` of the oldest items, oldest first; `count` >= 0, a fraction counts whole items. */
   take(count: number): T[] {
-    const n = Math.max(0, Math.min(Math.floor(count), this.#size));
+    // A negative count, NaN or a non-number would otherwise take nothing, or throw V8's "Invalid array length".
+    if (!(typeof count === 'number' && count >= 0)) throw outOfRange('The argument "count"', 'a number >= 0', count);
+    const n = Math.min(Math.floor(count), this.#size);
     if (this.#size > this.#peak) this.#peak = this.#size;
     this.#removed += n;
     const slots = this.#slots;

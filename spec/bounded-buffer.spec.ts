@@ -146,6 +146,35 @@ describe('BoundedBuffer', () => {
     );
   });
 
+  test('rejects a capacity that is not a number with a coded TypeError', () => {
+    expect(() => new BoundedBuffer('8' as unknown as number)).toThrow(
+      expect.objectContaining({
+        code: 'ERR_INVALID_ARG_TYPE',
+        name: 'TypeError',
+        message: 'The argument "capacity" must be of type number. Received \'8\'',
+      }),
+    );
+  });
+
+  test.each([-1, NaN, 'x'])('take(%p) is a coded RangeError that names the count, and takes nothing', (count) => {
+    const buffer = new BoundedBuffer<number>(4);
+    buffer.push(1);
+    expect(() => buffer.take(count as number)).toThrow(
+      expect.objectContaining({
+        code: 'ERR_OUT_OF_RANGE',
+        message: expect.stringMatching(/^The argument "count" must be a number >= 0\. Received /),
+      }),
+    );
+    expect(buffer.size).toBe(1);
+  });
+
+  test('take() of a fraction counts whole items; of Infinity, everything', () => {
+    const buffer = new BoundedBuffer<number>(4);
+    for (const n of [1, 2, 3]) buffer.push(n);
+    expect(buffer.take(1.7)).toEqual([1]);
+    expect(buffer.take(Infinity)).toEqual([2, 3]);
+  });
+
   test('behaves like a bounded array queue for any operation sequence', () => {
     type Op = { op: 'push' | 'evict'; value: number } | { op: 'take'; count: number } | { op: 'shift' };
     const op: fc.Arbitrary<Op> = fc.oneof(
