@@ -104,7 +104,7 @@ export class BoundedBuffer<T> {
     return this.#size === 0 ? undefined : this.#slots[this.#head];
   }
 
-  /** Removes and returns up to `count` of the oldest items, oldest first; `count` >= 0, a fraction counts whole items. */
+  /** Removes and returns up to `count` (>= 0; a fraction counts whole items) of the oldest items, oldest first. */
   take(count: number): T[] {
     // A negative count, NaN or a non-number would otherwise take nothing, or throw V8's "Invalid array length".
     if (!(typeof count === 'number' && count >= 0)) throw outOfRange('The argument "count"', 'a number >= 0', count);
