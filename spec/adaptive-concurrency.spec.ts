@@ -186,6 +186,48 @@ const median = (values: number[]): number => {
   return sorted[Math.floor(sorted.length / 2)] as number;
 };
 
+/**
+ * A pool of `servers()` servers whose calls cost 5 ms + 0.01 ms per item (so bigger batches are better per item),
+ * for a sluice with adaptive batching between `batches` and adaptive concurrency from 1 to 64.
+ */
+function sizedPool(servers: () => number): {
+  calls: Call[];
+  stream: (batches: { min: number; max: number }) => BlockingWritable<number>;
+} {
+  let busy = 0;
+  const waiting: (() => void)[] = [];
+  const calls: Call[] = [];
+  let stream: BlockingWritable<number> | undefined;
+  const flush = (items: number[]): Promise<void> => {
+    calls.push({ items, inFlight: 0, limit: stream?.getMetrics().currentConcurrency ?? 0, latency: 0, failed: false });
+    return new Promise<void>((resolve) => {
+      const serve = (): void => {
+        busy++;
+        setTimeout(
+          () => {
+            busy--;
+            resolve();
+            while (busy < servers() && waiting.length > 0) (waiting.shift() as () => void)();
+          },
+          Math.round(5 + 0.01 * items.length),
+        );
+      };
+      if (busy < servers()) serve();
+      else waiting.push(serve);
+    });
+  };
+  return {
+    calls,
+    stream: (batches) =>
+      (stream = new BlockingWritable(flush, {
+        maxBufferSize: 50_000,
+        batchSize: batches,
+        maxConcurrentFlushes: { min: 1, max: 64 },
+        targetLatencyMs: 10_000,
+      })),
+  };
+}
+
 function adaptiveStream(
   sink: ReturnType<typeof pooledSink>,
   options: { min?: number; max?: number; targetLatencyMs?: number } = {},
@@ -359,37 +401,10 @@ describe('adaptive concurrency', () => {
 
   test('with adaptive batching too, the limit does not run away while the batch size moves', async () => {
     // 8 servers; a call costs 5 ms + 0.01 ms per item, so bigger batches are better per item.
-    let busy = 0;
-    const waiting: (() => void)[] = [];
-    const calls: Call[] = [];
-    // eslint-disable-next-line prefer-const -- the sink reads the stream it is given to
-    let stream: BlockingWritable<number>;
-    const flush = (items: number[]): Promise<void> => {
-      calls.push({ items, inFlight: 0, limit: stream.getMetrics().currentConcurrency, latency: 0, failed: false });
-      return new Promise<void>((resolve) => {
-        const serve = (): void => {
-          busy++;
-          setTimeout(
-            () => {
-              busy--;
-              resolve();
-              while (busy < 8 && waiting.length > 0) (waiting.shift() as () => void)();
-            },
-            Math.round(5 + 0.01 * items.length),
-          );
-        };
-        if (busy < 8) serve();
-        else waiting.push(serve);
-      });
-    };
-    stream = new BlockingWritable(flush, {
-      maxBufferSize: 50_000,
-      batchSize: { min: 100, max: 2_000 },
-      maxConcurrentFlushes: { min: 1, max: 64 },
-      targetLatencyMs: 10_000,
-    });
-    await produce(stream, calls, 1_500);
-    const settled = limits(calls.slice(1_000));
+    const sink = sizedPool(() => 8);
+    const stream = sink.stream({ min: 100, max: 2_000 });
+    await produce(stream, sink.calls, 1_500);
+    const settled = limits(sink.calls.slice(1_000));
     expect(median(settled)).toBeGreaterThanOrEqual(8);
     expect(median(settled)).toBeLessThanOrEqual(highestHeld(8));
     expect(Math.max(...settled)).toBeLessThanOrEqual(16);
@@ -401,41 +416,14 @@ describe('adaptive concurrency', () => {
     // size every 18 calls, so with an epoch that started over at each change of the size, a limit over about 18
     // never decided again.
     let servers = 40;
-    let busy = 0;
-    const waiting: (() => void)[] = [];
-    const calls: Call[] = [];
-    // eslint-disable-next-line prefer-const -- the sink reads the stream it is given to
-    let stream: BlockingWritable<number>;
-    const flush = (items: number[]): Promise<void> => {
-      calls.push({ items, inFlight: 0, limit: stream.getMetrics().currentConcurrency, latency: 0, failed: false });
-      return new Promise<void>((resolve) => {
-        const serve = (): void => {
-          busy++;
-          setTimeout(
-            () => {
-              busy--;
-              resolve();
-              while (busy < servers && waiting.length > 0) (waiting.shift() as () => void)();
-            },
-            Math.round(5 + 0.01 * items.length),
-          );
-        };
-        if (busy < servers) serve();
-        else waiting.push(serve);
-      });
-    };
-    stream = new BlockingWritable(flush, {
-      maxBufferSize: 50_000,
-      batchSize: { min: 50, max: 500 },
-      maxConcurrentFlushes: { min: 1, max: 64 },
-      targetLatencyMs: 10_000,
-    });
+    const sink = sizedPool(() => servers);
+    const stream = sink.stream({ min: 50, max: 500 });
     const from = { next: 0 };
-    await produce(stream, calls, 3_000, from);
-    expect(median(limits(calls.slice(2_000)))).toBeGreaterThan(20);
+    await produce(stream, sink.calls, 3_000, from);
+    expect(median(limits(sink.calls.slice(2_000)))).toBeGreaterThan(20);
     servers = 4;
-    await produce(stream, calls, 6_000, from);
-    const settled = limits(calls.slice(5_000));
+    await produce(stream, sink.calls, 6_000, from);
+    const settled = limits(sink.calls.slice(5_000));
     expect(median(settled)).toBeLessThanOrEqual(highestHeld(4));
     expect(median(settled)).toBeGreaterThanOrEqual(4);
     stream.destroy();

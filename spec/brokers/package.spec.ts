@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
-import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { isolatedTempDir } from '../support/isolated-dir';
 
 /**
  * The broker subpaths as an installed package sees them: `sluice` copied (built dist/ and
@@ -11,30 +11,10 @@ import { join } from 'node:path';
  */
 const ROOT = join(__dirname, '..', '..');
 
-/**
- * A temporary directory none of whose ancestors holds a node_modules with a broker client: Node
- * resolves packages up the directory tree, so a stray /tmp/node_modules would hide a missing client.
- */
-function isolatedTempDir(): string {
-  const bases = [tmpdir(), '/dev/shm', '/var/tmp'];
-  for (const base of bases) {
-    const hasClient = ['ioredis', 'amqplib', '@nats-io/transport-node'].some((name) => {
-      try {
-        require.resolve(name, { paths: [base] });
-        return true;
-      } catch {
-        return false;
-      }
-    });
-    if (!hasClient) return mkdtempSync(join(base, 'sluice-peers-'));
-  }
-  throw new Error(`every candidate temporary directory (${bases.join(', ')}) can resolve a broker client above it`);
-}
-
 describe('sluice/nats, sluice/redis, sluice/amqp without their clients', () => {
   let dir: string;
   beforeAll(() => {
-    dir = isolatedTempDir();
+    dir = isolatedTempDir(['ioredis', 'amqplib', '@nats-io/transport-node'], 'sluice-peers-');
     const installed = join(dir, 'node_modules', 'sluice');
     cpSync(join(ROOT, 'dist'), join(installed, 'dist'), { recursive: true });
     cpSync(join(ROOT, 'package.json'), join(installed, 'package.json'));

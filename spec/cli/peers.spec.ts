@@ -1,8 +1,8 @@
 import { spawnSync } from 'node:child_process';
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PEER_RANGES } from '../../lib/cli/errors';
+import { isolatedTempDir } from '../support/isolated-dir';
 
 /**
  * The CLI as an installed package sees it without its optional peers: `sluice` copied (built dist/,
@@ -15,23 +15,6 @@ const PACKAGE = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as 
   peerDependencies: Record<string, string>;
 };
 
-/** A temporary directory none of whose ancestors holds a node_modules with one of the peers. */
-function isolatedTempDir(): string {
-  const bases = [tmpdir(), '/dev/shm', '/var/tmp'];
-  for (const base of bases) {
-    const hasPeer = Object.keys(PACKAGE.peerDependencies).some((name) => {
-      try {
-        require.resolve(name, { paths: [base] });
-        return true;
-      } catch {
-        return false;
-      }
-    });
-    if (!hasPeer) return mkdtempSync(join(base, 'sluice-cli-peers-'));
-  }
-  throw new Error(`every candidate temporary directory (${bases.join(', ')}) can resolve a peer above it`);
-}
-
 it('PEER_RANGES are package.json peerDependencies', () => {
   expect(PEER_RANGES).toEqual(PACKAGE.peerDependencies);
 });
@@ -40,7 +23,7 @@ describe('sluice without its optional peers', () => {
   let dir: string;
   let main: string;
   beforeAll(() => {
-    dir = isolatedTempDir();
+    dir = isolatedTempDir(Object.keys(PACKAGE.peerDependencies), 'sluice-cli-peers-');
     const installed = join(dir, 'node_modules', 'sluice');
     cpSync(join(ROOT, 'dist'), join(installed, 'dist'), { recursive: true });
     cpSync(join(ROOT, 'package.json'), join(installed, 'package.json'));
