@@ -199,8 +199,8 @@ export interface RetryOptions {
  * Bounds of an adaptive batch size: integers, 1 <= min <= max <= maxBufferSize. The size also stays at or below
  * the critical count (`highWatermark` × `maxBufferSize`) divided by `maxConcurrentFlushes + 1`, so that a batch
  * can fill while the others are in flight (with `maxBufferBytes`, likewise in bytes, by the items' size seen so
- * far); a `min` above that makes the size a fixed `min`. A call of a whole batch that fails or times out caps
- * the size below it (the rule is in docs/design.md, "Adaptive batching").
+ * far); a `min` above that makes the size a fixed `min`. Two calls in a row that fail or time out carrying their
+ * whole batch cap the size below theirs (the rule is in docs/design.md, "Adaptive batching").
  *
  * @example
  * ```ts
@@ -216,8 +216,8 @@ export interface BatchSizeRange {
  * Bounds of adaptive concurrency: integers, 1 <= min <= max <= maxBufferSize. The number of flushes running at
  * once starts at `min` and follows the sink: it grows while every slot is busy and the sink's calls take no
  * longer than they do alone, and shrinks when calls start to wait inside the sink, take longer than
- * `targetLatencyMs`, or fail or time out carrying their whole batch (a `FlushResult` that fails some items is
- * no overload; the rule is in docs/design.md, "Adaptive concurrency").
+ * `targetLatencyMs`, fail or time out carrying their whole batch, or fail more than a quarter of their items in
+ * a `FlushResult` (fewer are the data's fault; the rule is in docs/design.md, "Adaptive concurrency").
  *
  * @example
  * ```ts

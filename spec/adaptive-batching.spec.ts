@@ -4,6 +4,7 @@
  * timers: the measured latency of a call is exactly its modelled cost.
  */
 import { BlockingWritable } from '../lib';
+import type { FlushResult } from '../lib';
 import { useStreamFakeTimers } from './support/test-sink';
 
 beforeEach(useStreamFakeTimers);
@@ -205,6 +206,47 @@ describe('adaptive batching', () => {
     expect(timedOut(sink.calls)).toBeLessThanOrEqual(8 * 4);
     expect(timedOut(sink.calls.slice(500))).toBeLessThanOrEqual(3 * 4);
     expect(median(sink.calls.slice(500).map((call) => call.size))).toBeGreaterThanOrEqual(70);
+    stream.destroy();
+  });
+
+  test('a sink that fails a call in thirty at random keeps its size: one failure is no answer', async () => {
+    // Found in review: every failed call of the settled size halved it, so transient errors (a connection reset,
+    // a 503) kept the batches far under the sink's best size.
+    const sink = modelSink(peaked(A, B, C));
+    let call = 0;
+    const flush = (items: number[]): Promise<void> =>
+      ++call % 30 === 0 ? Promise.reject(new Error('503 Service Unavailable')) : sink.flush(items);
+    const stream = new BlockingWritable(flush, {
+      maxBufferSize: 20_000,
+      batchSize: { min: 100, max: 10_000 },
+      targetLatencyMs: 10_000,
+      retry: { maxRetries: 3, initialDelayMs: 1, maxDelayMs: 1 },
+    });
+    await produce(stream, sink.calls, 150);
+    const settled = median(sink.calls.slice(100).map((c) => c.size));
+    expect(settled).toBeGreaterThan(best(A, C) * 0.8);
+    expect(settled).toBeLessThan(best(A, C) * 1.2);
+    expect(stream.getMetrics().deadLettered).toBe(0);
+    stream.destroy();
+  });
+
+  test("an invalid FlushResult is the flush function's bug, not a size the sink refuses", async () => {
+    // Found in review: its items go to the dead-letter path at once, and it counted as a failed call: one in five
+    // held the size at min.
+    const sink = modelSink(peaked(A, B, C));
+    let call = 0;
+    const flush = async (items: number[]): Promise<FlushResult<number> | undefined> => {
+      await sink.flush(items);
+      return ++call % 5 === 0 ? { success: items.length, failed: 1, errors: [] } : undefined;
+    };
+    const stream = new BlockingWritable(flush, {
+      maxBufferSize: 20_000,
+      batchSize: { min: 100, max: 10_000 },
+      targetLatencyMs: 10_000,
+      onDeadLetter: () => undefined,
+    });
+    await produce(stream, sink.calls, 150);
+    expect(median(sink.calls.slice(100).map((c) => c.size))).toBeGreaterThan(best(A, C) * 0.8);
     stream.destroy();
   });
 

@@ -473,6 +473,42 @@ describe('adaptive concurrency', () => {
     stream.destroy();
   });
 
+  test('a sink that throttles per item (most of a FlushResult failed) is an overload: the slots back off', async () => {
+    // With more than 4 calls in flight, 80 % of a call's items come back failed, at the usual latency (DynamoDB's
+    // UnprocessedItems, Elasticsearch's per-item 429s). Found in review: with every FlushResult that delivered
+    // some items counted as a delivery, the limit ran to 64 and nearly every call was throttled.
+    let inFlight = 0;
+    const calls: Call[] = [];
+    // eslint-disable-next-line prefer-const -- the sink reads the stream it is given to
+    let stream: BlockingWritable<number>;
+    const flush = (items: number[]): Promise<FlushResult<number> | undefined> => {
+      inFlight++;
+      const over = inFlight > 4;
+      calls.push({ items, inFlight, limit: stream.getMetrics().currentConcurrency, latency: 0, failed: over });
+      return new Promise((resolve) => {
+        setTimeout(() => {
+          inFlight--;
+          const refused = over ? items.filter((_, i) => i % 5 !== 0) : [];
+          resolve({ success: items.length - refused.length, failed: refused.length, errors: [], failedItems: refused });
+        }, 10);
+      });
+    };
+    stream = new BlockingWritable(flush, {
+      maxBufferSize: 20_000,
+      batchSize: 100,
+      maxConcurrentFlushes: { min: 1, max: 64 },
+      targetLatencyMs: 10_000,
+      retry: { maxRetries: 1_000, initialDelayMs: 1, maxDelayMs: 5 },
+    });
+    await produce(stream, calls, 3_000);
+    const later = calls.slice(1_500);
+    // Near the capacity: about a quarter of the calls find it exceeded (the limit probes one over it), not
+    // nearly all of them.
+    expect(median(limits(later))).toBeLessThanOrEqual(6);
+    expect(later.filter((call) => call.failed).length / later.length).toBeLessThan(0.4);
+    stream.destroy();
+  });
+
   test('stalls of the event loop that delay every call in flight at once are not taken for a queue', async () => {
     // From 60 ms on, the first 40 ms of every 60 the loop is busy (a producer writing thousands of items in one
     // go): no call is seen to settle meanwhile, so the calls in flight measure up to 40 ms longer, and epochs

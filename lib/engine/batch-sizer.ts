@@ -80,6 +80,8 @@ export const LATENCY_MARGIN = 0.8;
 export const CAP_RELAX_CALLS = 8;
 /** The factor the latency cap rises by. */
 export const CAP_RELAX_STEP = 1.1;
+/** Failed calls in a row, with no call of at least the size delivered between, that make the size go back. */
+export const FAILURES_TO_CUT = 2;
 /** A failed call at or under the settled size cuts the size to this fraction of the call's. */
 export const FAILURE_CUT = 0.5;
 /** A failed call over the settled size (a probe) multiplies the calls per step of the cap's rise by this. */
@@ -139,6 +141,8 @@ export class BatchSizer {
   #relaxEvery = CAP_RELAX_CALLS;
   /** The size of the last probe that failed (Infinity for none): one that delivers at it ends the backoff. */
   #failedProbe = Infinity;
+  /** Failed calls in a row: FAILURES_TO_CUT make the size go back; a call of at least the size delivered resets it. */
+  #failures = 0;
   /** Every size stays at or below this too: what the byte bound leaves room for (see {@link fit}). */
   #fit = Infinity;
 
@@ -161,6 +165,7 @@ export class BatchSizer {
 
   /** A call of `items` items took `latencyMs` of sink time and delivered them. */
   observe(items: number, latencyMs: number): void {
+    if (items >= this.size) this.#failures = 0;
     if (latencyMs > this.#targetMs) {
       this.#tooSlow(items, latencyMs);
       return;
@@ -187,25 +192,30 @@ export class BatchSizer {
   }
 
   /**
-   * A call of a whole batch, `items` items, delivered none of them: it threw, rejected, failed
-   * every item or timed out. A sink that refuses a size (a request over its limit, too many parameters in
-   * one statement) or cannot finish one in time never delivers a call of it, so without this the
-   * size would stay where the sink fails every call, and every batch would go to its retries.
+   * A call of a whole batch, `items` items, failed: it threw, rejected, timed out, or failed more
+   * than OVERLOAD_SHARE of its items (scheduler.ts). A sink that refuses a size (a request over its
+   * limit, too many parameters in one statement) or cannot finish one in time never delivers a call
+   * of it, so without this the size would stay where the sink fails every call, and every batch would
+   * go to its retries.
    *
-   * Calls under the size (partial batches) and over the cap (cut before an earlier cut) tell
-   * nothing new. Otherwise the cap goes under the call's size, and the size goes back: to the
-   * settled rung if the call was a probe above it or a step of the climb (to the best the climb
-   * measured under it), or to FAILURE_CUT of the call's size if the settled size itself failed (the
-   * sink got worse, or is failing whatever the size: it then ends at min until it recovers). A
-   * failed probe also doubles the calls it takes the cap to rise a step (FAILURE_BACKOFF, up to
-   * MAX_FAILURE_BACKOFF): a sink with a hard limit is probed over it ever more rarely, where each
-   * probe costs a batch its retries.
+   * Calls under the size (partial batches) and over the cap (cut before an earlier cut) tell nothing
+   * new. One failure is no answer: a sink that fails a call in thirty at random (a connection reset,
+   * a 503) must not halve its batches each time. A refused size fails again, its batch's retry
+   * included, so FAILURES_TO_CUT in a row, with no call of at least the size delivered between,
+   * decide. Then the cap goes under the call's size, and the size goes back: to the settled rung if
+   * the call was a probe above it or a step of the climb (to the best the climb measured under it),
+   * or to FAILURE_CUT of the call's size if it was at or under the settled size (the sink got worse,
+   * or fails whatever the size: it then ends at min until it recovers). A failed probe also doubles
+   * the calls it takes the cap to rise a step (FAILURE_BACKOFF, up to MAX_FAILURE_BACKOFF): a sink
+   * with a hard limit is probed over it ever more rarely, where each probe costs a batch its retries.
    */
   failed(items: number): void {
     if (items < this.size || items > this.#cap) return;
+    this.#callsWithinTarget = 0;
+    if (++this.#failures < FAILURES_TO_CUT) return;
+    this.#failures = 0;
     const min = this.#rungs[0] as number;
     const probe = items > (this.#rungs[this.#settled] as number);
-    this.#callsWithinTarget = 0;
     this.#cap = Math.max(min, items - 1);
     if (probe) {
       this.#failedProbe = items;

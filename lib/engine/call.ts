@@ -66,12 +66,14 @@ export type SinkHook<T> = FlushFunction<T> | CallbackSink<T>;
 export interface CallRecorder {
   /**
    * A call of `items` items settled after `latencyMs`, delivering `delivered` of them (0 if it
-   * failed; fewer than `items` if its FlushResult failed some); `whole`: it carried its whole batch
-   * (its first call or a retry of all of it), not part of one (see {@link Batch.cut}).
+   * failed; fewer than `items` if its FlushResult failed some). `counts`: the controllers may learn
+   * from it: it carried its whole batch (its first call or a retry of all of it, not the items a
+   * FlushResult failed or an isolating probe: see {@link Batch.cut}), and its result could be read
+   * (an invalid FlushResult is the flush function's bug, not the sink's load or the size).
    */
-  latency: (latencyMs: number, items: number, delivered: number, whole: boolean) => void;
-  /** A call of `items` items was given up at its timeout; `whole` as above. */
-  timeout: (items: number, whole: boolean) => void;
+  latency: (latencyMs: number, items: number, delivered: number, counts: boolean) => void;
+  /** A call of `items` items was given up at its timeout; `counts` as above. */
+  timeout: (items: number, counts: boolean) => void;
 }
 
 export interface CallConfig {
@@ -359,7 +361,7 @@ export class SinkCalls<T> {
         : outcome.kind === 'failed' && outcome.failed !== undefined
           ? count - outcome.failed.length
           : 0;
-    this.#recordLatency(now() - started, count, delivered, whole);
+    this.#recordLatency(now() - started, count, delivered, whole && outcome.kind !== 'invalid');
     return outcome;
   }
 

@@ -95,7 +95,10 @@
  * - A call that failed or timed out: the limit × FAILURE_CUT at once, and no slow
  *   start after it: errors are how an overloaded sink says so (HTTP 429 and 503,
  *   an exhausted pool). The other calls in flight then cannot cut it again: their
- *   outcome was decided under the old limit (one cut per round trip, as TCP).
+ *   outcome was decided under the old limit (one cut per round trip, as TCP). What
+ *   counts as failed is the scheduler's to say: a call of a whole batch that threw,
+ *   rejected, timed out or failed more than OVERLOAD_SHARE of its items (a sink
+ *   that throttles per item); fewer failed items are the data's (scheduler.ts).
  * - Bounds: always within [min, max] (validated: max <= maxBufferSize).
  */
 

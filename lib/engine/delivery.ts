@@ -65,8 +65,8 @@ export class Delivery<T> {
   ) {
     this.#config = config;
     this.#calls = new SinkCalls(config, flush, keepAlive, {
-      latency: (latencyMs, items, delivered, whole) => host.recordLatency(latencyMs, items, delivered, whole),
-      timeout: (items, whole) => host.recordTimeout(items, whole),
+      latency: (latencyMs, items, delivered, counts) => host.recordLatency(latencyMs, items, delivered, counts),
+      timeout: (items, counts) => host.recordTimeout(items, counts),
     });
     this.#ledger = ledger;
     this.#keepAlive = keepAlive;

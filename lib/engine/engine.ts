@@ -96,9 +96,9 @@ export class Engine<T> {
     this.#delivery = new Delivery(config, flush, this.#ledger, this.#keepAlive, this.#deadLetters, {
       released: () => this.#released(),
       fail: (error) => this.#fail(error as BackpressureError<T>),
-      recordLatency: (latencyMs, items, delivered, whole) =>
-        this.#scheduler.recordLatency(latencyMs, items, delivered, whole),
-      recordTimeout: (items, whole) => this.#scheduler.recordTimeout(items, whole),
+      recordLatency: (latencyMs, items, delivered, counts) =>
+        this.#scheduler.recordLatency(latencyMs, items, delivered, counts),
+      recordTimeout: (items, counts) => this.#scheduler.recordTimeout(items, counts),
       settled: (ids) => this.#spool?.settled(ids),
     });
     this.#scheduler = new Scheduler(

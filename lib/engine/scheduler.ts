@@ -41,6 +41,15 @@ export interface SchedulerHost {
 
 const now = (): number => performance.now();
 
+/**
+ * A call whose FlushResult failed more than this share of its items is a failed call for adaptive
+ * batching and concurrency: a sink that throttles per item says so that way (Elasticsearch's per-item
+ * 429s, DynamoDB's UnprocessedItems, a broker's nacks from a full queue). Fewer is the data's fault: a
+ * bad row in most batches must not hold the slots at one (measured before this rule: a pool of 8 held
+ * at a limit of 1 by one bad row in 97).
+ */
+export const OVERLOAD_SHARE = 0.25;
+
 /** How much each batch's bytes per item move the running estimate that sizes fit by (see #fitBytes). */
 const ITEM_BYTES_WEIGHT = 0.25;
 
@@ -148,31 +157,31 @@ export class Scheduler<T> {
 
   /**
    * A call of `items` items settled after `latencyMs` of sink time, delivering `delivered` of them;
-   * `whole`: it carried its whole batch. A call that delivered some of its items (a FlushResult that
-   * failed the rest) counts as a call of its size for both controllers: the items it failed are the
-   * data's fault, not the sink's load or the size. One that delivered none is a failure, but only
-   * when it carried its whole batch: the calls that retry or isolate the items a FlushResult failed
-   * are those items' failure again, and a bad row's retry, alone, must not halve the slots or the
-   * size.
+   * `counts`: the controllers may learn from it (see CallRecorder). One that failed more than
+   * OVERLOAD_SHARE of its items is a failed call for both controllers; one that failed fewer counts
+   * as a call of its size: those items are the data's fault (a bad row), not the sink's load or the
+   * size. The calls that retry or isolate the items a FlushResult failed tell them nothing: a bad
+   * row's retry, alone, must not halve the slots or the size.
    */
-  recordLatency(latencyMs: number, items: number, delivered: number, whole: boolean): void {
+  recordLatency(latencyMs: number, items: number, delivered: number, counts: boolean): void {
     this.turns++; // the batch size and the slots may change
     const { targetLatencyMs, minFlushIntervalMs, maxFlushIntervalMs } = this.#config;
     this.#timings[1] = latencyMs;
-    if (delivered === 0) {
-      if (whole) this.#callFailed(items);
-    } else {
-      const limiter = this.#limiter;
-      if (limiter !== undefined) {
-        // With adaptive batching, the calls of the size it holds between its probes.
-        const full = items === (this.#sizer === undefined ? this.batchSize : this.#sizer.settledSize);
-        const stalledMs = (this.#stalls as LoopStalls).busyMs();
-        limiter.delivered(items, latencyMs, full, this.#batches.length, stalledMs);
-        this.slots = limiter.limit;
-      }
-      if (this.#sizer !== undefined) {
-        this.#sizer.observe(items, latencyMs);
-        this.batchSize = this.#sizer.size;
+    if (counts) {
+      if (items - delivered > items * OVERLOAD_SHARE) this.#callFailed(items);
+      else {
+        const limiter = this.#limiter;
+        if (limiter !== undefined) {
+          // With adaptive batching, the calls of the size it holds between its probes.
+          const full = items === (this.#sizer === undefined ? this.batchSize : this.#sizer.settledSize);
+          const stalledMs = (this.#stalls as LoopStalls).busyMs();
+          limiter.delivered(items, latencyMs, full, this.#batches.length, stalledMs);
+          this.slots = limiter.limit;
+        }
+        if (this.#sizer !== undefined) {
+          this.#sizer.observe(items, latencyMs);
+          this.batchSize = this.#sizer.size;
+        }
       }
     }
     const interval = this.interval;
@@ -181,9 +190,9 @@ export class Scheduler<T> {
   }
 
   /** A call of `items` items timed out (it counts as failed); its batch is still in its slot. */
-  recordTimeout(items: number, whole: boolean): void {
+  recordTimeout(items: number, counts: boolean): void {
     this.turns++;
-    if (whole) this.#callFailed(items);
+    if (counts) this.#callFailed(items);
   }
 
   /** A call of a whole batch, `items` items, failed or timed out while the batch is in its slot. */
@@ -237,9 +246,10 @@ export class Scheduler<T> {
     const urgent = this.#signals.urgent;
     if (this.#paused && !urgent) return;
     const slots = this.slots;
-    const batchSize = this.batchSize;
     const queue = this.#queue;
     while (this.#batches.length < slots && queue.size > 0) {
+      // Read each time: cutting a batch may lower it (#fitBytes).
+      const batchSize = this.batchSize;
       if (!urgent && this.#uncorked === 0 && queue.size < batchSize) {
         // A timer already armed will call back here; reading the clock per item is what it saves.
         if (this.#corked || this.#flushTimer !== undefined) return;

@@ -10,6 +10,7 @@ import {
   EPOCH_CALLS,
   FAILURE_BACKOFF,
   FAILURE_CUT,
+  FAILURES_TO_CUT,
   FAR_EVERY,
   GRID_RATIO,
   HOLD_EPOCHS,
@@ -81,6 +82,7 @@ test('the constants documented in docs/design.md', () => {
     LATENCY_MARGIN,
     CAP_RELAX_CALLS,
     CAP_RELAX_STEP,
+    FAILURES_TO_CUT,
     FAILURE_CUT,
     FAILURE_BACKOFF,
     MAX_FAILURE_BACKOFF,
@@ -98,6 +100,7 @@ test('the constants documented in docs/design.md', () => {
     LATENCY_MARGIN: 0.8,
     CAP_RELAX_CALLS: 8,
     CAP_RELAX_STEP: 1.1,
+    FAILURES_TO_CUT: 2,
     FAILURE_CUT: 0.5,
     FAILURE_BACKOFF: 2,
     MAX_FAILURE_BACKOFF: 64,
@@ -466,7 +469,9 @@ describe('failed calls', () => {
   test('a failed step of the climb ends it on the best size measured under it, and caps the size under it', () => {
     const sizer = new BatchSizer(10, 1000, noTarget);
     expect(epochs(sizer, peaked, 3)).toEqual([20, 40, 80]); // the climb: 10, 20, 40, then 80
-    sizer.failed(80);
+    sizer.failed(80); // one failure is no answer
+    expect(sizer.size).toBe(80);
+    sizer.failed(80); // its retry fails too: FAILURES_TO_CUT
     expect(sizer.size).toBe(40);
     // Held under 80 until the cap rises: the probe above 40 is 46, and the next, 53.
     const { sizes, failed } = playRefusing(sizer, 1000, 4 * CAP_RELAX_CALLS);
@@ -486,10 +491,26 @@ describe('failed calls', () => {
     expect(failed).toBeGreaterThanOrEqual(3);
   });
 
-  test('a failed call of the settled size cuts it to FAILURE_CUT of its size; a retry of it does not cut again', () => {
+  test('one failure is no answer: a call of at least the size delivered between two resets the count', () => {
     const sizer = new BatchSizer(1, 1000, noTarget);
     epochs(sizer, instant, 12);
     expect(sizer.size).toBe(1000);
+    for (let i = 0; i < 5; i++) {
+      sizer.failed(1000);
+      sizer.observe(1000, 0);
+      expect(sizer.size).toBe(1000);
+    }
+    sizer.failed(1000);
+    sizer.observe(500, 0); // a partial batch delivered: no answer either
+    sizer.failed(1000);
+    expect(sizer.size).toBeLessThan(1000);
+  });
+
+  test('FAILURES_TO_CUT failed calls of the settled size cut it to FAILURE_CUT of its size; retries over the cap do not cut again', () => {
+    const sizer = new BatchSizer(1, 1000, noTarget);
+    epochs(sizer, instant, 12);
+    expect(sizer.size).toBe(1000);
+    sizer.failed(1000);
     sizer.failed(1000);
     const half = ladder(1, 1000)
       .filter((size) => size <= 1000 * FAILURE_CUT)
@@ -499,7 +520,8 @@ describe('failed calls', () => {
     expect(sizer.size).toBe(half);
     sizer.failed(half - 1); // a partial batch, under the size: nothing new
     expect(sizer.size).toBe(half);
-    sizer.failed(half); // the new size fails too: half again
+    sizer.failed(half); // the new size fails too, twice: half again
+    sizer.failed(half);
     expect(sizer.size).toBeLessThanOrEqual(half * FAILURE_CUT);
   });
 
