@@ -51,7 +51,10 @@
  *   LATENCY_MARGIN) and caps every size below the one that was too slow; the cap
  *   rises by CAP_RELAX_STEP after CAP_RELAX_CALLS calls within the target, so a
  *   sink that recovers is followed.
- * - Bounds: always within [min, max] (validated: max <= maxBufferSize).
+ * - Failures: FAILURES_TO_CUT failed calls of a whole batch in a row cap the size
+ *   under theirs and send it back (see {@link BatchSizer.failed}).
+ * - Bounds: always within [min, max] (validated: max <= maxBufferSize), and at or
+ *   under what a byte bound leaves room for (see {@link BatchSizer.fit}).
  */
 
 /** Calls of the current size per measurement; it takes their median sink time. */

@@ -32,27 +32,30 @@
  * up to a limit of 4, 2 and 3.2 at 8, 3 and 4.8 at 12, 5.4 and 10.8 at 64; a pool
  * of 8 settles between 11 and 13.
  *
- * - Measure in epochs: max(EPOCH_CALLS, limit) calls of full batches of one size, as
- *   their mean time. The mean, not the
- *   median: past its capacity a sink's times are two-valued (a call is served at once
- *   or waits for a server: 8 servers of 10 ms and 11 calls give eight 10s and three
- *   20s), and only the mean grows with the queue (Little's law). An epoch holds at
- *   least as many calls as there are slots, so one call slowed by a garbage
- *   collection moves it little. With adaptive batching, the size is the one the
- *   sizer holds between its probes: the probes' calls do not count, and the held
- *   size's calls on either side of a probe add up (an epoch that started over at
- *   every change of the size would never end once the limit needs more calls than
- *   the sizer holds a size for, about 18). Each size gathers its own calls, and the
- *   first to gather enough ends the epoch. Partial batches and the calls already in
- *   flight when the limit changed do not count.
+ * - Measure in epochs: max(EPOCH_CALLS, limit) calls of full batches of one size,
+ *   as their mean time. The mean, not the median: past its capacity a sink's times
+ *   are two-valued (a call is served at once or waits for a server: 8 servers of 10
+ *   ms and 11 calls give eight 10s and three 20s), and only the mean grows with the
+ *   queue (Little's law). An epoch holds at least as many calls as there are slots,
+ *   so one call slowed by a garbage collection moves it little. With adaptive
+ *   batching, the size is the one the sizer holds between its probes: the probes'
+ *   calls do not count, and the held size's calls on either side of a probe add up
+ *   (an epoch that started over at every change of the size would never end once
+ *   the limit needs more calls than the sizer holds a size for, about 18). Each
+ *   size gathers its own calls, and the first to gather enough ends the epoch.
+ *   Partial batches and the calls already in flight when the limit changed do not
+ *   count.
  * - base: the lowest epoch mean of the last BASE_EPOCHS epochs of the same batch
  *   size, so a sink that gets faster is followed at once and one that gets slower
  *   for good once its old times are forgotten. Each batch size keeps its own (a
  *   call of another size takes another time); with adaptive batching, whose sizes
  *   are rungs of a ladder, the sizer's probes come back to a size whose base is
- *   known. An epoch at a size with no earlier epoch decides nothing: its own mean
- *   as the base would show no queue, however long the calls wait. At a limit of 1
- *   it decides: no call of ours can wait for another, and the only move is to grow.
+ *   known. An epoch at a size with no earlier epoch decides nothing (its own mean
+ *   as the base would show no queue, however long the calls wait), and the next one
+ *   measures that size at half the limit, as a probe does, then the limit comes
+ *   back: a base taken where calls already queue would let the limit grow past the
+ *   capacity. At a limit of 1 it decides: no call of ours can wait for another, and
+ *   the only move is to grow.
  * - Probe the base (BBR's ProbeRTT): every PROBE_EVERY epochs, one epoch at half
  *   the limit, then back. A limit kept just above the capacity never sees the base
  *   time again: the calls always queue a little. Without the probe, once the old

@@ -195,7 +195,10 @@ export class Scheduler<T> {
     if (counts) this.#callFailed(items);
   }
 
-  /** A call of a whole batch, `items` items, failed or timed out while the batch is in its slot. */
+  /**
+   * A call of a whole batch, `items` items, failed, timed out or failed more than OVERLOAD_SHARE of its
+   * items, while the batch is in its slot.
+   */
   #callFailed(items: number): void {
     const limiter = this.#limiter;
     if (limiter !== undefined) {
