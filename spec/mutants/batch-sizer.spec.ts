@@ -491,6 +491,14 @@ describe('failed calls', () => {
     expect(failed).toBeGreaterThanOrEqual(3);
   });
 
+  test('failed calls under the size (partial batches) tell nothing, however many', () => {
+    const sizer = new BatchSizer(1, 1000, noTarget);
+    epochs(sizer, instant, 12);
+    expect(sizer.size).toBe(1000);
+    for (let i = 0; i < 2 * FAILURES_TO_CUT; i++) sizer.failed(500);
+    expect(sizer.size).toBe(1000);
+  });
+
   test('one failure is no answer: a call of at least the size delivered between two resets the count', () => {
     const sizer = new BatchSizer(1, 1000, noTarget);
     epochs(sizer, instant, 12);
