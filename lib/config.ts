@@ -270,7 +270,8 @@ function bool(name: string, value: unknown): boolean {
 /** A count: a number fixes it; `{ min, max }` (integers >= 1, min <= max) lets it adapt between the two. */
 function countOrRange(name: string, value: unknown): number | { readonly min: number; readonly max: number } {
   if (typeof value === 'number') return integer(name, value, 1);
-  if (value === null || typeof value !== 'object') {
+  // An array is an object too, and would be refused for its keys ("batchSize.0"): say what is wanted instead.
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
     throw invalidArgType(label(name), 'a number or an object { min, max }', value);
   }
   checkKnown(value, RANGE_NAMES, `The option "${name}.`);

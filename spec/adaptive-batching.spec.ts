@@ -314,6 +314,7 @@ describe('adaptive batching options', () => {
     [{ min: 1 }, TypeError, /"batchSize.max" must be of type number. Received undefined/],
     [{ min: 1, max: 10, step: 2 }, RangeError, /"batchSize.step" is not a sluice option/],
     ['auto', TypeError, /"batchSize" must be a number or an object \{ min, max \}. Received 'auto'/],
+    [[1, 5], TypeError, /"batchSize" must be a number or an object \{ min, max \}. Received/],
   ])('batchSize %p is refused', (batchSize, type, message) => {
     const attempt = (): unknown => new BlockingWritable(flush, { batchSize: batchSize as never });
     expect(attempt).toThrow(type);
