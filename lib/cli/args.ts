@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { criticalCount } from '../engine';
+import { criticalCount, fillingBatchSize } from '../engine';
 import { BackpressureStrategy, DEFAULT_CONFIG } from '../index';
 import { usageError } from './errors';
 import { DEFAULT_MAX_RECORD_BYTES } from './parse';
@@ -421,10 +421,12 @@ export function criticalRows(maxBuffer: number): number {
 
 /**
  * The largest batch that fills while another is written (the CLI flushes one batch at a time): half of
- * {@link criticalRows}, 0.4 × `--max-buffer`. Adaptive batching stays at or below it in any case.
+ * {@link criticalRows}, 0.4 × `--max-buffer`, by the library's own rule, which keeps adaptive batching at or
+ * below it in any case; at least 1.
  */
 export function fillingBatch(maxBuffer: number): number {
-  return Math.max(1, Math.floor(criticalRows(maxBuffer) / 2));
+  const config = { highWatermark: DEFAULT_CONFIG.highWatermark, maxBufferSize: maxBuffer, maxConcurrentFlushes: 1 };
+  return Math.max(1, fillingBatchSize(config));
 }
 
 /** `--batch-size auto` (the default): adaptive between AUTO_BATCH's bounds, within fillingBatch(); `--batch-size N`: fixed. */

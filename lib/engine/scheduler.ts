@@ -1,7 +1,7 @@
 import { BatchSizer } from './batch-sizer';
 import { ConcurrencyLimiter } from './concurrency-limiter';
 import { LoopStalls } from './loop-stalls';
-import { criticalCount } from './thresholds';
+import { fillingBatchSize } from './thresholds';
 import type { Delivery, Batch } from './delivery';
 import type { KeepAlive } from './keep-alive';
 import type { Ledger } from './ledger';
@@ -131,7 +131,7 @@ export class Scheduler<T> {
     // fills in what the critical count leaves: adaptive sizes stay at or below critical / (slots + 1),
     // so that a full batch is ready when a slot frees (measured sink time alone would favour larger).
     // With adaptive concurrency, the most slots there may be.
-    const fits = Math.floor(criticalCount(config) / (config.maxConcurrentFlushes + 1));
+    const fits = fillingBatchSize(config);
     this.#sizer =
       bounds === undefined
         ? undefined

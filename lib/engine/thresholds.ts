@@ -19,6 +19,18 @@ export function criticalCount(config: { readonly highWatermark: number; readonly
   return Math.max(1, countAtLeast(config.highWatermark, config.maxBufferSize));
 }
 
+/**
+ * The largest batch that can fill while every flush slot's batch is in flight: a block producer
+ * waits at the critical count, so the next batch fills only in what the slots' batches leave of it.
+ */
+export function fillingBatchSize(config: {
+  readonly highWatermark: number;
+  readonly maxBufferSize: number;
+  readonly maxConcurrentFlushes: number;
+}): number {
+  return Math.floor(criticalCount(config) / (config.maxConcurrentFlushes + 1));
+}
+
 /** What block's `write()` returns after an accept at `level`: the producer may go on below `critical`. */
 export function belowCritical(level: BackpressureState): boolean {
   return level !== BackpressureState.CRITICAL && level !== BackpressureState.BLOCKED;
