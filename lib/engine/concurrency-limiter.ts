@@ -249,12 +249,7 @@ export class ConcurrencyLimiter {
     if (!known && this.limit > 1) {
       // Its calls may already queue at this limit, so this mean is no base: the next epoch measures
       // this size at half the limit, as a probe does, and the limit comes back after it.
-      const probe = Math.max(this.#min, Math.floor(this.limit / 2));
-      if (probe < this.limit) {
-        this.#sinceProbe = 0;
-        this.#probing = this.limit;
-      }
-      this.#set(probe, inFlight);
+      this.#set(this.#probeFrom(this.limit), inFlight);
       return;
     }
     const queue = rtt > 0 ? this.limit * (1 - base / rtt) : 0;
@@ -284,13 +279,19 @@ export class ConcurrencyLimiter {
       }
     }
     next = Math.max(this.#min, Math.min(this.#max, next));
-    const probe = Math.max(this.#min, Math.floor(next / 2));
-    if (++this.#sinceProbe >= PROBE_EVERY && probe < next) {
-      this.#sinceProbe = 0;
-      this.#probing = next;
-      next = probe;
-    }
-    this.#set(next, inFlight);
+    this.#set(++this.#sinceProbe >= PROBE_EVERY ? this.#probeFrom(next) : next, inFlight);
+  }
+
+  /**
+   * Starts a probe of the base time: the limit for one epoch, half of `limit`, after which it goes
+   * back to `limit`. `limit` itself (no probe) where half of it is not below it (at `min`).
+   */
+  #probeFrom(limit: number): number {
+    const half = Math.max(this.#min, Math.floor(limit / 2));
+    if (half >= limit) return limit;
+    this.#sinceProbe = 0;
+    this.#probing = limit;
+    return half;
   }
 
   #clearSuspects(): void {
