@@ -259,11 +259,11 @@ export class SinkCalls<T> {
       this.#invoke(items, context).then(
         (result) => {
           this.#releaseCall();
-          if (!done) finish(this.#judged(items, 0, items.length, result, started, items.length === batch.cut));
+          if (!done) finish(this.#judged(items, 0, items.length, result, started, batch));
         },
         (cause: unknown) => {
           this.#releaseCall();
-          if (!done) finish(this.#failed(cause, started, items.length, items.length === batch.cut));
+          if (!done) finish(this.#failed(cause, started, items.length, batch));
         },
       );
     });
@@ -282,17 +282,8 @@ export class SinkCalls<T> {
   ): Promise<R> {
     return this.#invoke(items, context).then(
       (result) =>
-        then(
-          this.#settledUntimed(
-            batch,
-            context,
-            this.#judged(items, 0, items.length, result, started, items.length === batch.cut),
-          ),
-        ),
-      (cause: unknown) =>
-        then(
-          this.#settledUntimed(batch, context, this.#failed(cause, started, items.length, items.length === batch.cut)),
-        ),
+        then(this.#settledUntimed(batch, context, this.#judged(items, 0, items.length, result, started, batch))),
+      (cause: unknown) => then(this.#settledUntimed(batch, context, this.#failed(cause, started, items.length, batch))),
     );
   }
 
@@ -313,8 +304,8 @@ export class SinkCalls<T> {
     return new Promise((resolve) => {
       sink.deliver(source, from, count, context, (failed, cause, result) => {
         const outcome = failed
-          ? this.#failed(cause, started, count, count === batch.cut)
-          : this.#judged(source, from, count, result, started, count === batch.cut);
+          ? this.#failed(cause, started, count, batch)
+          : this.#judged(source, from, count, result, started, batch);
         resolve(this.#settledUntimed(batch, context, outcome));
       });
     });
@@ -347,13 +338,13 @@ export class SinkCalls<T> {
     count: number,
     result: unknown,
     started: number,
-    whole: boolean,
+    batch: Batch<T>,
   ): Outcome<T> {
     let outcome: Outcome<T>;
     try {
       outcome = judge(source, from, count, result);
     } catch (cause) {
-      return this.#failed(cause, started, count, whole);
+      return this.#failed(cause, started, count, batch);
     }
     const delivered =
       outcome.kind === 'delivered'
@@ -361,12 +352,14 @@ export class SinkCalls<T> {
         : outcome.kind === 'failed' && outcome.failed !== undefined
           ? count - outcome.failed.length
           : 0;
-    this.#recordLatency(now() - started, count, delivered, whole && outcome.kind !== 'invalid');
+    // An invalid result is the flush function's bug: it tells the controllers nothing (see CallRecorder).
+    this.#recordLatency(now() - started, count, delivered, count === batch.cut && outcome.kind !== 'invalid');
     return outcome;
   }
 
-  #failed(cause: unknown, started: number, count: number, whole: boolean): Outcome<T> {
-    this.#recordLatency(now() - started, count, 0, whole);
+  /** A call of `count` items of `batch` that threw or rejected. */
+  #failed(cause: unknown, started: number, count: number, batch: Batch<T>): Outcome<T> {
+    this.#recordLatency(now() - started, count, 0, count === batch.cut);
     return { kind: 'failed', failed: undefined, cause, timedOut: false };
   }
 
