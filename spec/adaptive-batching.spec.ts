@@ -270,6 +270,35 @@ describe('adaptive batching', () => {
     stream.destroy();
   });
 
+  test('one slow partial batch during a lull: back to the best size within a few epochs of the load returning', async () => {
+    // Found in review: a partial batch of a few items over the target (on the flush timer, while the sink
+    // stalled) restarted the search at min, and it came back up a rung per epoch after a hold.
+    const sink = modelSink(peaked(A, B, C));
+    const stream = new BlockingWritable(sink.flush, {
+      maxBufferSize: 20_000,
+      batchSize: { min: 100, max: 10_000 },
+      targetLatencyMs: 200, // the best size (1,581) takes 52 ms
+    });
+    await produce(stream, sink.calls, 60);
+    while (stream.getMetrics().bufferSize > 0) await jest.advanceTimersByTimeAsync(5);
+    // A lull: 5 items, flushed on the timer as a partial batch, while the sink stalls for 300 ms.
+    sink.setModel(() => 300);
+    for (let i = 0; i < 5; i++) stream.write(i);
+    const before = sink.calls.length;
+    while (sink.calls.length === before || stream.getMetrics().bufferSize > 0) await jest.advanceTimersByTimeAsync(5);
+    expect(sink.calls.at(-1)).toEqual({ size: 5, latency: 300 });
+    expect(stream.getMetrics().currentBatchSize).toBe(100); // cut: 5 items in 300 ms fit nothing
+    // The sink is itself again and the load returns: the climb again, from min (100, 200, … 6,400, over the target:
+    // cut to 3,200), a hold there, then back to 1,600, which the climb measured better. (It took 60 calls to reach
+    // 700, a rung per epoch after a hold.)
+    sink.setModel(peaked(A, B, C));
+    await produce(stream, sink.calls, before + 1 + 60);
+    const back = median(sink.calls.slice(-12).map((call) => call.size));
+    expect(back).toBeGreaterThan(best(A, C) * 0.8);
+    expect(back).toBeLessThan(best(A, C) * 1.2);
+    stream.destroy();
+  });
+
   test('a fixed number behaves as before: every full batch has exactly that size', async () => {
     const sink = modelSink(peaked(A, B, C));
     const stream = new BlockingWritable(sink.flush, { maxBufferSize: 5_000, batchSize: 250 });

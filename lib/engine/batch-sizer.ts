@@ -45,12 +45,16 @@
  *   tried again unless the settled rung falls below that. Unlike a neighbour's,
  *   their failure does not turn the next probe the other way. A change of the
  *   sink keeps what was measured (a rung measured before it may be far worse
- *   now: one epoch there is the price); a latency cut forgets it.
+ *   now: one epoch there is the price); a latency cut forgets it, unless it
+ *   ends the climb (a step of the climb over the target: the sink did not
+ *   change, and a rung measured under the cut may be better than the cut rung).
  * - Latency: a call over `targetLatencyMs` cuts the size at once to the highest
  *   rung under what would have met the target (items × target / latency ×
  *   LATENCY_MARGIN) and caps every size below the one that was too slow; the cap
  *   rises by CAP_RELAX_STEP after CAP_RELAX_CALLS calls within the target, so a
- *   sink that recovers is followed.
+ *   sink that recovers is followed. A partial batch over the target cuts the
+ *   same way but sets no cap, and the climb starts again from the cut rung: a
+ *   few items that took a stall's time say little of what the size costs.
  * - Failures: FAILURES_TO_CUT failed calls of a whole batch in a row cap the size
  *   under theirs and send it back (see {@link BatchSizer.failed}).
  * - Bounds: always within [min, max] (validated: max <= maxBufferSize), and at or
@@ -415,11 +419,32 @@ export class BatchSizer {
     this.#callsWithinTarget = 0;
     const min = this.#rungs[0] as number;
     const fitting = Math.floor(((items * this.#targetMs) / latencyMs) * LATENCY_MARGIN);
-    if (items >= this.size) this.#cap = Math.max(min, Math.min(this.#cap, this.size - 1, fitting));
+    const whole = items >= this.size;
+    if (whole) this.#cap = Math.max(min, Math.min(this.#cap, this.size - 1, fitting));
     // Always a new start, lower: `fitting` is under 0.8 × items, and a call of at least the size put the cap under
-    // it. It starts on the highest rung that fits, under the cap; what was measured above it no longer holds.
-    this.#forget();
+    // it. It starts on the highest rung that fits, under the cap. What was measured no longer holds, unless the
+    // call was a step of the climb: then the sink did not change, the climb went past the target, and a rung it
+    // measured under the cut may be better than the cut rung (the hold goes back to it, see #remembered).
+    if (!(whole && this.#mode === 'climb')) this.#forget();
     this.#epoch.length = 0;
-    this.#settle(this.#highestAtMost(Math.min(fitting, this.#cap)));
+    const rung = this.#highestAtMost(Math.min(fitting, this.#cap));
+    if (whole) this.#settle(rung);
+    else this.#climbFrom(rung);
+  }
+
+  /**
+   * A partial batch was too slow: the sink is slow now, but a call under the size says little of what
+   * the size costs (a few items that took a stall's time extrapolate to next to nothing). So instead of
+   * holding the cut size and probing back up a rung per epoch (105 calls from 10 back to 1,000 on a sink
+   * faster per item at every larger size; 21 now), the climb starts again from it, doubling as at the
+   * start, up to the cap, which a call of a whole batch over the target lowers as always.
+   */
+  #climbFrom(rung: number): void {
+    this.#mode = 'climb';
+    this.#climbBest = 0;
+    this.#climbMisses = 0;
+    this.#settled = rung;
+    this.#suspect = false;
+    this.#measure(rung);
   }
 }

@@ -409,6 +409,48 @@ describe('the latency target', () => {
     expect(Math.max(...play(sizer, instant, 40))).toBeGreaterThan(200);
   });
 
+  test('a partial batch over the target: the climb starts again from where it cut, back to the top in a few epochs', () => {
+    // Found in review: one slow call of a few items (a partial batch on the flush timer, during a stall of the
+    // sink) restarted the search at min with nothing measured, and only the probes, a rung per epoch after a
+    // hold, brought it back: 105 calls from 10 to 1,000 on a sink faster at every size.
+    const sizer = new BatchSizer(10, 5000, 100);
+    expect(epochs(sizer, peaked, 10).pop()).toBe(1280); // the climb's best (the top is 1,000)
+    sizer.observe(5, 150); // 5 items in 150 ms: fitting 2, under min
+    expect(sizer.size).toBe(10);
+    // The climb again: 20, 40, 80, …, doubling per epoch, and it settles where it did before.
+    expect(epochs(sizer, peaked, 10)).toEqual([20, 40, 80, 160, 320, 640, 1280, 2560, 5000, 1280]);
+  });
+
+  test("a climb's step over the target keeps what the climb measured: after a hold, a better rung under the cut", () => {
+    // 640 (9.3 items/ms) is the best the climb measures; 1,280 takes 131 ms, over the target: cut to the rung under
+    // 1,280 × 100 / 131 × 0.8 = 779, 735, not measured (7.9 items/ms). A cut while holding forgets everything; this
+    // one keeps what the climb measured, and 640 is measured again after the hold, and settled on.
+    const sink: Sink = (n) => (n <= 640 ? 5 + n / 10 : 40 + n / 14);
+    const sizer = new BatchSizer(10, 5000, 100);
+    expect(epochs(sizer, sink, 7)).toEqual([20, 40, 80, 160, 320, 640, 1280]);
+    sizer.observe(1280, sink(1280));
+    expect(sizer.size).toBe(735);
+    // The hold, 640 measured again (better: settled), its neighbour below (557, within NOISE: the rung beyond
+    // decides), 485 (worse), and 640 held.
+    // prettier-ignore
+    expect(epochs(sizer, sink, 2 * HOLD_EPOCHS)).toEqual([
+      735, 735, 735, 735, 735, 640,
+      557, 485, 640, 640, 640, 640,
+    ]);
+  });
+
+  test('a climb after a partial batch over the target stops at a size over the target, under the cap it sets', () => {
+    const sizer = new BatchSizer(10, 5000, 100);
+    epochs(sizer, instant, 12);
+    sizer.observe(5, 150);
+    // The sink now takes 5 ms + 1 ms per 10 items: 640 items take 69 ms, 1,280 take 133 (over the target): the cap
+    // falls to 1,280 × 100 / 133 × 0.8 = 769, and the size stays under it.
+    const slow: Sink = (n) => 5 + n / 10;
+    const sizes = epochs(sizer, slow, 12);
+    expect(sizes.slice(0, 7)).toEqual([20, 40, 80, 160, 320, 640, 1280]);
+    expect(Math.max(...sizes.slice(7))).toBeLessThanOrEqual(769);
+  });
+
   test('a late call larger than the size, over the target, lowers the cap and the size follows it', () => {
     const sizer = grown();
     sizer.observe(1000, 130); // fitting 615: cap 615, size the rung below
