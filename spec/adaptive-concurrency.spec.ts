@@ -19,7 +19,7 @@ import {
 import { LoopStalls } from '../lib/engine/loop-stalls';
 import type { LoopTimes } from '../lib/engine/loop-stalls';
 import { useStreamFakeTimers } from './support/test-sink';
-import type { FlushResult } from '../lib';
+import type { FlushResult, WritevChunks } from '../lib';
 
 beforeEach(useStreamFakeTimers);
 afterEach(() => jest.useRealTimers());
@@ -546,6 +546,43 @@ describe('adaptive concurrency', () => {
     });
     expect(unexpected).toEqual([]);
     stream.destroy();
+  });
+
+  test('a _writev sink that fails synchronously: no new batch starts above the limit the failure lowered', async () => {
+    // Found in review: pump() read the limit once before cutting, and a callback that fails at once (`if
+    // (!conn.ready) return cb(err)`) is judged inside the call, so the limit fell while pump() went on cutting
+    // batches up to the one it had read.
+    const starts: { inSlots: number; limit: number }[] = [];
+    let calls = 0;
+    const delivered: number[] = [];
+    class Sink extends BlockingWritable<number> {
+      override _writev(chunks: WritevChunks<number>, callback: (error?: Error | null) => void): void {
+        const metrics = this.getMetrics();
+        // Fixed batches of 20: the batches in their slots, this one included.
+        if (chunks.attempt === 1)
+          starts.push({ inSlots: Math.ceil(metrics.inFlight / 20), limit: metrics.currentConcurrency });
+        if (++calls % 7 === 0) {
+          callback(new Error('connection not ready'));
+          return;
+        }
+        setTimeout(() => {
+          for (const { chunk } of chunks) delivered.push(chunk);
+          callback();
+        }, 5);
+      }
+    }
+    const stream = new Sink({
+      batchSize: 20,
+      maxBufferSize: 5_000,
+      maxConcurrentFlushes: { min: 1, max: 16 },
+      targetLatencyMs: 10_000,
+      retry: { maxRetries: 10, initialDelayMs: 1, maxDelayMs: 1 },
+    });
+    await writeAll(stream, 20_000);
+    expect(starts.filter(({ inSlots, limit }) => inSlots > limit)).toEqual([]);
+    expect(Math.max(...starts.map(({ limit }) => limit))).toBeGreaterThan(1); // the limit did move, from min
+    expect(delivered.length).toBe(20_000);
+    expect(new Set(delivered).size).toBe(20_000);
   });
 
   test('each batch keeps its items in order; every item is delivered once', async () => {

@@ -248,10 +248,10 @@ export class Scheduler<T> {
     if (this.#signals.destroyed) return;
     const urgent = this.#signals.urgent;
     if (this.#paused && !urgent) return;
-    const slots = this.slots;
     const queue = this.#queue;
-    while (this.#batches.length < slots && queue.size > 0) {
-      // Read each time: cutting a batch may lower it (#fitBytes).
+    // Both read per batch: starting one may lower the slots (a `_writev` callback that fails at once is judged
+    // inside the call) and cutting one the batch size (#fitBytes).
+    while (this.#batches.length < this.slots && queue.size > 0) {
       const batchSize = this.batchSize;
       if (!urgent && this.#uncorked === 0 && queue.size < batchSize) {
         // A timer already armed will call back here; reading the clock per item is what it saves.
