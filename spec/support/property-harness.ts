@@ -96,6 +96,11 @@ export interface StreamConfig {
    * checks keep using `maxConcurrentFlushes`, which bounds the slots either way.
    */
   adaptiveSlots: boolean;
+  /**
+   * Adaptive batching between `batchSize` and `maxBufferSize` (absent in scenarios saved before it: fixed). No sink
+   * call may then carry more than `maxBufferSize` items; with a fixed size, more than `batchSize`.
+   */
+  adaptiveBatch?: boolean;
   flushTimeoutMs: number;
   retry: { maxRetries: number; initialDelayMs: number; maxDelayMs: number };
   fallbackToSequential: boolean;
@@ -168,6 +173,7 @@ export function configArb(constraints: ConfigConstraints = {}): fc.Arbitrary<Str
         constraints.byteBound === false ? fc.constant(Infinity) : fc.constantFrom(Infinity, Infinity, 4, 9),
       maxConcurrentFlushes: fc.integer({ min: 1, max: 3 }),
       adaptiveSlots: fc.boolean(),
+      adaptiveBatch: fc.boolean(),
       flushTimeoutMs: fc.constantFrom(Infinity, 45, 300),
       maxRetries: fc.integer({ min: 0, max: 3 }),
       initialDelayMs: fc.constantFrom(0, 7, 40),
@@ -189,6 +195,7 @@ export function configArb(constraints: ConfigConstraints = {}): fc.Arbitrary<Str
       maxBufferBytes: r.maxBufferBytes,
       maxConcurrentFlushes: r.maxConcurrentFlushes,
       adaptiveSlots: r.adaptiveSlots,
+      adaptiveBatch: r.adaptiveBatch,
       flushTimeoutMs: r.flushTimeoutMs,
       retry: { maxRetries: r.maxRetries, initialDelayMs: r.initialDelayMs, maxDelayMs: r.initialDelayMs + r.delaySpan },
       fallbackToSequential: r.fallbackToSequential,
@@ -465,9 +472,10 @@ export class Run {
     this.#stopped = scenario.api === 'controller';
     this.#reentry = (scenario.reentry ?? []).map((r) => ({ ...r, seen: 0, fired: 0 }));
 
-    const { adaptiveSlots, ...fixed } = config;
+    const { adaptiveSlots, adaptiveBatch, ...fixed } = config;
     const options: BackpressureOptions<number> = {
       ...fixed,
+      batchSize: adaptiveBatch === true ? { min: config.batchSize, max: config.maxBufferSize } : config.batchSize,
       maxConcurrentFlushes: adaptiveSlots
         ? { min: 1, max: Math.min(config.maxConcurrentFlushes, config.maxBufferSize) }
         : config.maxConcurrentFlushes,
@@ -605,6 +613,9 @@ export class Run {
         `sink call ${call.index}`,
         `${this.obs.sink.unsettled} sink calls unsettled, more than 2 × maxConcurrentFlushes = ${limit}`,
       );
+    const largest = config.adaptiveBatch === true ? config.maxBufferSize : config.batchSize;
+    if (call.items.length > largest)
+      this.#violation(`sink call ${call.index}`, `${call.items.length} items in one call, more than ${largest}`);
     const context = call.context;
     if (context === undefined) return;
     if (context.signal?.aborted === true)
