@@ -52,9 +52,13 @@
  *   rung under what would have met the target (items × target / latency ×
  *   LATENCY_MARGIN) and caps every size below the one that was too slow; the cap
  *   rises by CAP_RELAX_STEP after CAP_RELAX_CALLS calls within the target, so a
- *   sink that recovers is followed. A partial batch over the target cuts the
- *   same way but sets no cap, and the climb starts again from the cut rung: a
- *   few items that took a stall's time say little of what the size costs.
+ *   sink that recovers is followed. Where a smaller size was just measured
+ *   within the target, the cut is also no higher than a line through the two
+ *   says (see #fittingLine: a fixed cost per call). A late call over the cap
+ *   lowers it only to what it would have met; one of a size asked for before
+ *   (RECENT_SIZES) is whole. A partial batch over the target cuts the same way
+ *   but sets no cap, and the climb starts again from the cut rung: a few items
+ *   that took a stall's time say little of what the size costs.
  * - Failures: FAILURES_TO_CUT failed calls of a whole batch in a row cap the size
  *   under theirs and send it back (see {@link BatchSizer.failed}).
  * - Bounds: always within [min, max] (validated: max <= maxBufferSize), and at or
@@ -95,6 +99,8 @@ export const FAILURE_CUT = 0.5;
 export const FAILURE_BACKOFF = 2;
 /** The calls per step of the cap's rise go no higher than CAP_RELAX_CALLS times this. */
 export const MAX_FAILURE_BACKOFF = 64;
+/** How many earlier sizes a call may have been cut at and still count as a whole batch (see #tooSlow). */
+export const RECENT_SIZES = 4;
 
 type Mode = 'climb' | 'hold' | 'probe';
 
@@ -152,6 +158,11 @@ export class BatchSizer {
   #failures = 0;
   /** Every size stays at or below this too: what the byte bound leaves room for (see {@link fit}). */
   #fit = Infinity;
+  /**
+   * The last RECENT_SIZES sizes before this one, newest first: with more than one flush slot, whole batches
+   * cut at one of them may still be in flight, and a call of one is whole, not a partial batch.
+   */
+  readonly #recent: number[] = [];
 
   constructor(min: number, max: number, targetLatencyMs: number) {
     this.#rungs = ladder(min, max);
@@ -163,8 +174,8 @@ export class BatchSizer {
   }
 
   /**
-   * The size the search holds between probes (min during the climb): most batches are cut at it,
-   * so a measure that needs many calls of one size (adaptive concurrency's) takes its calls.
+   * The size the search holds between probes (during a climb, the rung it started from): most batches
+   * are cut at it, so a measure that needs many calls of one size (adaptive concurrency's) takes its calls.
    */
   get settledSize(): number {
     return this.#rungs[this.#settled] as number;
@@ -357,7 +368,12 @@ export class BatchSizer {
 
   #measure(rung: number): void {
     this.#rung = rung;
-    this.size = this.#rungs[rung] as number;
+    const size = this.#rungs[rung] as number;
+    if (size === this.size) return;
+    const recent = this.#recent;
+    recent.unshift(this.size);
+    if (recent.length > RECENT_SIZES) recent.pop();
+    this.size = size;
   }
 
   /**
@@ -418,8 +434,19 @@ export class BatchSizer {
   #tooSlow(items: number, latencyMs: number): void {
     this.#callsWithinTarget = 0;
     const min = this.#rungs[0] as number;
-    const fitting = Math.floor(((items * this.#targetMs) / latencyMs) * LATENCY_MARGIN);
-    const whole = items >= this.size;
+    const fitting = Math.min(
+      Math.floor(((items * this.#targetMs) / latencyMs) * LATENCY_MARGIN),
+      this.#fittingLine(items, latencyMs),
+    );
+    if (items > this.#cap) {
+      // A late call cut before an earlier cut put the cap under its size: the same news, unless it was slower.
+      this.#cap = Math.max(min, Math.min(this.#cap, fitting));
+      if (this.size > this.#cap) this.#settle(this.#highestAtMost(this.#cap));
+      return;
+    }
+    // A batch cut at the size or at one it had before (more than one slot: batches of an older size are in
+    // flight) is whole; one cut short (on the flush timer, in a lull) is partial.
+    const whole = items >= this.size || this.#recent.includes(items);
     if (whole) this.#cap = Math.max(min, Math.min(this.#cap, this.size - 1, fitting));
     // Always a new start, lower: `fitting` is under 0.8 × items, and a call of at least the size put the cap under
     // it. It starts on the highest rung that fits, under the cap. What was measured no longer holds, unless the
@@ -430,6 +457,33 @@ export class BatchSizer {
     const rung = this.#highestAtMost(Math.min(fitting, this.#cap));
     if (whole) this.#settle(rung);
     else this.#climbFrom(rung);
+  }
+
+  /**
+   * What a straight line through the call and a smaller size measured within the target says would meet
+   * the target (LATENCY_MARGIN of the way from that size); Infinity without one. The smaller size is one
+   * measured in the same conditions: during the climb, the highest rung it measured under the call; during
+   * a probe, the settled rung, measured in the hold just before. The cut takes the lower of this and the
+   * cut in proportion to the call's items, which assumes the sink's time is all per item: a sink with a
+   * fixed cost per call takes longer than its items alone explain, so that one alone overshoots the target
+   * again after a large step (70 ms + 0.25 ms per item against a target of 100, met up to 120 items: 211
+   * items, 123 ms, cut to 137, whose rung, 121, takes 100.25 ms; the line through 106, 96.5 ms, gives 117,
+   * the rung 106). The line alone overshoots where the sink's time jumps between the two sizes.
+   */
+  #fittingLine(items: number, latencyMs: number): number {
+    let rung = -1;
+    if (this.#mode === 'probe') rung = this.#settled;
+    else if (this.#mode === 'climb') {
+      rung = this.#rung - 1;
+      while (rung >= 0 && !((this.#rates[rung] as number) > 0)) rung--;
+    }
+    const rate = rung >= 0 ? (this.#rates[rung] as number) : Number.NaN;
+    if (!(rate > 0)) return Infinity;
+    const size = this.#rungs[rung] as number;
+    const ms = size / rate;
+    if (size >= items || ms > this.#targetMs || ms >= latencyMs) return Infinity;
+    const msPerItem = (latencyMs - ms) / (items - size);
+    return Math.floor(size + ((this.#targetMs - ms) / msPerItem) * LATENCY_MARGIN);
   }
 
   /**

@@ -17,6 +17,7 @@ import {
   LATENCY_MARGIN,
   MAX_FAILURE_BACKOFF,
   NOISE,
+  RECENT_SIZES,
   REMEMBER_EPOCHS,
   WIN,
   ladder,
@@ -86,6 +87,7 @@ test('the constants documented in docs/design.md', () => {
     FAILURE_CUT,
     FAILURE_BACKOFF,
     MAX_FAILURE_BACKOFF,
+    RECENT_SIZES,
   }).toEqual({
     EPOCH_CALLS: 3,
     GRID_RATIO: 2 ** 0.2,
@@ -104,6 +106,7 @@ test('the constants documented in docs/design.md', () => {
     FAILURE_CUT: 0.5,
     FAILURE_BACKOFF: 2,
     MAX_FAILURE_BACKOFF: 64,
+    RECENT_SIZES: 4,
   });
 });
 
@@ -449,6 +452,88 @@ describe('the latency target', () => {
     const sizes = epochs(sizer, slow, 12);
     expect(sizes.slice(0, 7)).toEqual([20, 40, 80, 160, 320, 640, 1280]);
     expect(Math.max(...sizes.slice(7))).toBeLessThanOrEqual(769);
+  });
+
+  describe('after a cut: what is kept, and the next cut', () => {
+    /** 40 epochs on `peaked` with a 100 ms target: climbed, held and probed; settled on 1,114. */
+    function settled(): BatchSizer {
+      const sizer = new BatchSizer(10, 5000, 100);
+      expect(epochs(sizer, peaked, 40).pop()).toBe(1114);
+      return sizer;
+    }
+    /** A sink of `perItem` ms per item: every size at the same rate, 1 / perItem items per ms. */
+    const flat =
+      (perItem: number): Sink =>
+      (n) =>
+        n * perItem;
+
+    test('a partial batch over the target forgets the rates measured before: the first probe after the hold is a neighbour', () => {
+      const sizer = settled(); // 640, 844, 970 and 1,114 measured at 230-250 items/ms
+      sizer.observe(5, 150);
+      // A sink 10 times slower at every size: the climb (two misses) settles on 40; the probe after the hold goes to
+      // a neighbour, not to a rung measured better before the partial batch.
+      const sizes = epochs(sizer, flat(0.04), 2 + HOLD_EPOCHS + 1);
+      expect(sizes.slice(0, 2)).toEqual([20, 40]);
+      expect([35, 46]).toContain(sizes.at(-1));
+    });
+
+    test('a cut while holding forgets the rates measured before it', () => {
+      const sizer = settled();
+      sizer.observe(1114, 250); // fitting 1,114 × 100 / 250 × 0.8 = 356: the rung 320
+      expect(sizer.size).toBe(320);
+      // 640 measured 238 items/ms on the old sink; on this one every size does 5: no probe goes back to it.
+      const sizes = epochs(sizer, flat(0.2), HOLD_EPOCHS);
+      expect(sizes.slice(0, HOLD_EPOCHS - 1)).toEqual(Array<number>(HOLD_EPOCHS - 1).fill(320));
+      expect(sizes.at(-1)).not.toBe(640);
+    });
+
+    test('during a climb that a partial batch started, settledSize is the rung it started from', () => {
+      const sizer = settled();
+      sizer.observe(100, 150); // fitting 53
+      expect({ size: sizer.size, settled: sizer.settledSize }).toEqual({ size: 53, settled: 53 });
+      epochs(sizer, peaked, 1);
+      expect({ size: sizer.size, settled: sizer.settledSize }).toEqual({ size: 106, settled: 53 });
+    });
+
+    test('a sink with a large fixed cost per call: no two calls in a row over the target, climb and probes included', () => {
+      // 70 ms a call + 0.25 ms per item meets 100 ms up to 120 items. Cutting in proportion to the items alone,
+      // the climb's step to 160 (110 ms) and the far probe to 211 (123 ms) were each followed by a call at 121
+      // (100.25 ms); a line through the rung measured under them cuts to 106.
+      const sink: Sink = (n) => 70 + 0.25 * n;
+      const sizer = new BatchSizer(10, 5000, 100);
+      const latencies: number[] = [];
+      for (let i = 0; i < 400; i++) {
+        const items = sizer.size;
+        latencies.push(sink(items));
+        sizer.observe(items, sink(items));
+      }
+      const twice = latencies.filter((ms, i) => i > 0 && ms > 100 && (latencies[i - 1] as number) > 100);
+      expect(twice).toEqual([]);
+      expect(latencies.filter((ms) => ms > 100).length).toBeGreaterThan(2); // the climb and probes did go over
+      expect([92, 106]).toContain(sizer.settledSize);
+    });
+
+    test("a late call of the climb's step that overshot (two slots) keeps the rates and the cap of the first", () => {
+      // As in "a climb's step over the target keeps what the climb measured", with both calls of 1,280 in flight.
+      const sink: Sink = (n) => (n <= 640 ? 5 + n / 10 : 40 + n / 14);
+      const sizer = new BatchSizer(10, 5000, 100);
+      epochs(sizer, sink, 7);
+      sizer.observe(1280, sink(1280));
+      expect(sizer.size).toBe(735);
+      sizer.observe(1280, sink(1280)); // the second call of 1,280: no new news
+      expect(sizer.size).toBe(735);
+      const after = epochs(sizer, sink, HOLD_EPOCHS);
+      expect(after.at(-1)).toBe(640); // 640, remembered from the climb, is measured again after the hold
+    });
+
+    test('a whole batch of an earlier, smaller size over the target (two slots) caps, holds, and does not climb', () => {
+      const sizer = new BatchSizer(10, 5000, 100);
+      expect(epochs(sizer, peaked, 39).pop()).toBe(2229); // a far probe from 1,114; calls of 1,114 still in flight
+      expect(sizer.settledSize).toBe(1114);
+      sizer.observe(1114, 150); // fitting 594: the rung 557, and the cap there
+      expect(sizer.size).toBe(557);
+      expect(Math.max(...play(sizer, peaked, CAP_RELAX_CALLS - 1))).toBe(557);
+    });
   });
 
   test('a late call larger than the size, over the target, lowers the cap and the size follows it', () => {
