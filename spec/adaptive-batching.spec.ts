@@ -250,25 +250,33 @@ describe('adaptive batching', () => {
     stream.destroy();
   });
 
-  test('never sends a batch over the latency target twice in a row when a smaller size meets it', async () => {
-    // Linear: 5 ms + 0.05 ms per item, so bigger is always faster per item, and only the target stops the climb.
-    const sink = modelSink((n) => Math.round(5 + 0.05 * n));
-    const stream = new BlockingWritable(sink.flush, {
-      maxBufferSize: 20_000,
-      batchSize: { min: 10, max: 10_000 },
-      targetLatencyMs: 40, // met by batches up to 700 items
-    });
-    await produce(stream, sink.calls, 80);
-    for (let i = 1; i < sink.calls.length; i++) {
-      const both = (sink.calls[i - 1] as Call).latency > 40 && (sink.calls[i] as Call).latency > 40;
-      expect({ call: i, overTargetTwiceInARow: both }).toEqual({ call: i, overTargetTwiceInARow: false });
-    }
-    // And it does climb to near the largest size within the target.
-    const settled = median(sink.calls.slice(50).map((call) => call.size));
-    expect(settled).toBeGreaterThan(400);
-    expect(settled).toBeLessThanOrEqual(700);
-    stream.destroy();
-  });
+  test.each([
+    // Bigger is always faster per item, so only the target stops the climb.
+    ['5 ms + 0.05 ms per item', (n: number) => Math.round(5 + 0.05 * n), 40, 700, 400],
+    // Most of the target is the call's fixed cost: cut in proportion to its items alone, the climb's step to 160
+    // (118 ms) was followed by a call of 106 (102 ms, over).
+    ['70 ms + 0.3 ms per item', (n: number) => Math.round(70 + 0.3 * n), 100, 100, 70],
+  ])(
+    'never sends a batch over the latency target twice in a row when a smaller size meets it: %s',
+    async (_name, model, target, largest, atLeast) => {
+      const sink = modelSink(model);
+      const stream = new BlockingWritable(sink.flush, {
+        maxBufferSize: 20_000,
+        batchSize: { min: 10, max: 10_000 },
+        targetLatencyMs: target, // met by batches up to `largest` items
+      });
+      await produce(stream, sink.calls, 300);
+      for (let i = 1; i < sink.calls.length; i++) {
+        const both = (sink.calls[i - 1] as Call).latency > target && (sink.calls[i] as Call).latency > target;
+        expect({ call: i, overTargetTwiceInARow: both }).toEqual({ call: i, overTargetTwiceInARow: false });
+      }
+      // And it does climb to near the largest size within the target.
+      const settled = median(sink.calls.slice(50).map((call) => call.size));
+      expect(settled).toBeGreaterThan(atLeast);
+      expect(settled).toBeLessThanOrEqual(largest);
+      stream.destroy();
+    },
+  );
 
   test('one slow partial batch during a lull: back to the best size within a few epochs of the load returning', async () => {
     // Found in review: a partial batch of a few items over the target (on the flush timer, while the sink
